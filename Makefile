@@ -1,0 +1,75 @@
+# kafka-jobmanager: every developer task starts here.
+#   make demo   run the main job (for now: a local Kafka + Redis; see README)
+#   make test   install everything needed, then lint, type-check and test against real Kafka + Redis
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LAUNCH := $(PYTHON) compose/local/launcher.py
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install deps up down status env test test-fast lint format typecheck bench demo clean
+
+help:
+	@echo "make demo       start the local cluster (Kafka + Redis) and show it"
+	@echo "make test       set up everything, lint, type-check, run the whole suite"
+	@echo "make up / down  start / stop local Kafka and Redis (idempotent)"
+	@echo "make lint       ruff + mypy --strict"
+	@echo "make bench      benchmarks, results in docs/benchmarks.md"
+
+# Python >= 3.11, a virtualenv, the project and its test extra.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+# Kafka jars (Maven Central, cached outside the repo), redis-server and kcat (Debian's packages).
+deps: install
+	$(LAUNCH) resolve
+	$(LAUNCH) ensure redis-server kcat
+
+up: deps
+	$(LAUNCH) up
+
+down:
+	$(LAUNCH) down
+
+status:
+	$(LAUNCH) status
+
+env:
+	@$(LAUNCH) env
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# The README's test command; .ci/run calls exactly this.
+test: deps lint
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not integration"
+
+bench: deps
+	$(BIN)/python -m bench
+
+demo: up
+	@echo
+	@echo "Local Kafka and Redis are running. Inspect them with:"
+	@echo "  compose/local/bin/kafka-topics --list"
+	@echo "  kcat -b 127.0.0.1:9092 -L"
+	@echo "Stop them with: make down"
+
+clean: down
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

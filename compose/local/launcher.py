@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+"""Local Apache Kafka (KRaft, single node) and Redis without Docker.
+
+Standard library only, so it runs before the project's virtualenv exists.
+
+    python3 compose/local/launcher.py up      # start (idempotent), print addresses
+    python3 compose/local/launcher.py down    # stop cleanly (idempotent)
+    python3 compose/local/launcher.py status | env | libs | resolve | ensure BIN...
+
+Kafka's jars come from Maven Central (compose/local/pom.xml) into a cache
+outside the repository ($JM_CACHE_DIR, default ~/.cache/kafka-jobmanager), so
+later runs start without downloading. Each *instance* (--name) has its own
+directory with config, data and logs (default .local/<name>/ in the repo), and
+its own ports, so two test runs on one machine never collide: tests use
+`--ports auto`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+POM = HERE / "pom.xml"
+
+DEFAULT_KAFKA_PORT = 9092
+DEFAULT_CONTROLLER_PORT = 9093
+DEFAULT_REDIS_PORT = 6379
+READY_LINE = "Kafka Server started"
+
+# Debian package that provides each binary the launcher may need.
+APT_PACKAGES = {
+    "redis-server": "redis-server",
+    "kcat": "kcat",
+    "mvn": "maven",
+    "java": "openjdk-17-jre-headless",
+}
+
+
+class LauncherError(Exception):
+    """Anything that stops the local stack from starting; the message says why."""
+
+
+# --------------------------------------------------------------------- paths
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("JM_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "kafka-jobmanager"
+
+
+def kafka_version() -> str:
+    match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", POM.read_text())
+    if not match:
+        raise LauncherError(f"no <kafka.version> in {POM}")
+    return match.group(1)
+
+
+def libs_dir() -> Path:
+    return cache_dir() / f"kafka-{kafka_version()}" / "libs"
+
+
+def home_dir(args: argparse.Namespace) -> Path:
+    root = Path(args.home or os.environ.get("JM_LOCAL_HOME") or REPO / ".local")
+    return root / str(args.name)
+
+
+# ------------------------------------------------------------ prerequisites
+
+
+def ensure_binary(name: str) -> str:
+    """Return the path of `name`, installing its Debian package when we may."""
+    found = shutil.which(name)
+    if found:
+        return found
+    package = APT_PACKAGES.get(name, name)
+    can_apt = shutil.which("apt-get") is not None and os.geteuid() == 0
+    if not can_apt:
+        raise LauncherError(
+            f"'{name}' is not on PATH. Install it (Debian/Ubuntu: sudo apt-get install "
+            f"{package}; macOS: brew install {package}) or use compose/docker-compose.yml."
+        )
+    print(f"[launcher] installing {package} from Debian's packages", file=sys.stderr)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LauncherError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+    found = shutil.which(name)
+    if not found:
+        raise LauncherError(f"installed {package} but '{name}' is still not on PATH")
+    return found
+
+
+def resolve_jars() -> Path:
+    """Copy the broker, tools and logging jars from Maven Central into the cache (once)."""
+    libs = libs_dir()
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two runs resolving at once wait for each other
+        if marker.exists():
+            return libs
+        mvn = ensure_binary("mvn")
+        ensure_binary("java")
+        staging = libs.parent / f"libs.tmp.{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        print(f"[launcher] resolving Kafka {kafka_version()} from Maven Central", file=sys.stderr)
+        started = time.monotonic()
+        cmd = [
+            mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+            raise LauncherError(f"mvn could not resolve Kafka:\n{done.stdout}{done.stderr}")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+        marker.write_text(f"resolved in {time.monotonic() - started:.1f}s\n")
+        print(f"[launcher] jars in {libs} ({time.monotonic() - started:.1f}s)", file=sys.stderr)
+    return libs
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_alive(pid_file: Path, needle: str) -> int | None:
+    """The pid in `pid_file` if that process is alive and its command line has `needle`."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if needle in cmdline else None
+
+
+def stop_process(pid_file: Path, needle: str, grace: float = 30.0) -> bool:
+    pid = pid_alive(pid_file, needle)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid_file, needle):
+        time.sleep(0.1)
+    if pid_alive(pid_file, needle):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def spawn(cmd: list[str], log: Path, pid_file: Path) -> subprocess.Popen[bytes]:
+    """Start a server in its own session so it outlives this launcher."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=log.parent,
+        )  # fmt: skip
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# -------------------------------------------------------------------- kafka
+
+
+@dataclass
+class Instance:
+    name: str
+    home: str
+    kafka_port: int
+    controller_port: int
+    redis_port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+
+def server_properties(inst: Instance, data: Path) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{inst.controller_port}",
+        "listeners": (
+            f"PLAINTEXT://127.0.0.1:{inst.kafka_port},CONTROLLER://127.0.0.1:{inst.controller_port}"
+        ),
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{inst.kafka_port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "log.dirs": str(data),
+        # Topics are created deliberately, with the catalog's configuration.
+        "auto.create.topics.enable": "false",
+        # One broker: every internal topic must have replication factor 1, or
+        # transactions and offset commits hang waiting for replicas that never come.
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "num.partitions": "1",
+        "num.io.threads": "4",
+        "num.network.threads": "2",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+LOG4J = """\
+log4j.rootLogger=INFO, server
+log4j.appender.server=org.apache.log4j.RollingFileAppender
+log4j.appender.server.File={logs}/server.log
+log4j.appender.server.MaxFileSize=20MB
+log4j.appender.server.MaxBackupIndex=3
+log4j.appender.server.layout=org.apache.log4j.PatternLayout
+log4j.appender.server.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.org.apache.kafka.controller=INFO
+log4j.logger.state.change.logger=WARN
+"""
+
+
+def java_cmd(libs: Path, home: Path, main: str, *args: str) -> list[str]:
+    java = ensure_binary("java")
+    heap = os.environ.get("JM_KAFKA_HEAP", "-Xms256m -Xmx1g").split()
+    return [
+        java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j.configuration=file:{home / 'kafka' / 'log4j.properties'}",
+        f"-Dkafka.logs.dir={home / 'kafka' / 'logs'}",
+        "-cp", f"{libs}/*", main, *args,
+    ]  # fmt: skip
+
+
+def start_kafka(inst: Instance, timeout: float) -> None:
+    home = Path(inst.home)
+    kdir = home / "kafka"
+    pid_file = kdir / "kafka.pid"
+    if pid_alive(pid_file, "kafka.Kafka") and port_open(inst.kafka_port):
+        return
+    libs = resolve_jars()
+    data, logs = kdir / "data", kdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (kdir / "server.properties").write_text(server_properties(inst, data))
+    (kdir / "log4j.properties").write_text(LOG4J.format(logs=logs))
+    if not (data / "meta.properties").exists():
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = java_cmd(libs, home, "kafka.tools.StorageTool", "format", "-t", cluster,
+                       "-c", str(kdir / "server.properties"), "--ignore-formatted")  # fmt: skip
+        done = subprocess.run(fmt, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LauncherError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
+    if port_open(inst.kafka_port):
+        raise LauncherError(f"port {inst.kafka_port} is taken by another process")
+    (logs / "server.log").unlink(missing_ok=True)
+    stdout = kdir / "stdout.log"
+    proc = spawn(java_cmd(libs, home, "kafka.Kafka", str(kdir / "server.properties")), stdout,
+                 pid_file)  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LauncherError(
+                f"Kafka exited with {proc.returncode}; {stdout}:\n{tail(stdout)}\n"
+                f"{logs / 'server.log'}:\n{tail(logs / 'server.log')}"
+            )
+        log = logs / "server.log"
+        ready = log.exists() and READY_LINE in log.read_text(errors="replace")
+        if ready and port_open(inst.kafka_port):
+            return
+        time.sleep(0.2)
+    stop_process(pid_file, "kafka.Kafka")
+    raise LauncherError(f"Kafka not ready after {timeout:.0f}s; {logs / 'server.log'}:\n"
+                        f"{tail(logs / 'server.log')}")  # fmt: skip
+
+
+# -------------------------------------------------------------------- redis
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(inst: Instance, timeout: float) -> None:
+    rdir = Path(inst.home) / "redis"
+    pid_file = rdir / "redis.pid"
+    if pid_alive(pid_file, "redis-server") and redis_ping(inst.redis_port):
+        return
+    binary = ensure_binary("redis-server")
+    rdir.mkdir(parents=True, exist_ok=True)
+    if port_open(inst.redis_port):
+        raise LauncherError(f"port {inst.redis_port} is taken by another process")
+    cmd = [
+        binary, "--bind", "127.0.0.1", "--port", str(inst.redis_port), "--dir", str(rdir),
+        "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+    ]  # fmt: skip
+    log = rdir / "redis.log"
+    proc = spawn(cmd, log, pid_file)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LauncherError(f"redis-server exited with {proc.returncode}:\n{tail(log)}")
+        if redis_ping(inst.redis_port):
+            return
+        time.sleep(0.05)
+    raise LauncherError(f"redis-server not ready after {timeout:.0f}s:\n{tail(log)}")
+
+
+# ----------------------------------------------------------------- commands
+
+
+def load_instance(args: argparse.Namespace) -> Instance | None:
+    path = home_dir(args) / "instance.json"
+    if not path.exists():
+        return None
+    return Instance(**json.loads(path.read_text()))
+
+
+def port_arg(value: str | None, env: str, default: int, auto: bool) -> int:
+    if value:
+        return int(value)
+    if os.environ.get(env):
+        return int(os.environ[env])
+    return free_port() if auto else default
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    home = home_dir(args)
+    inst = load_instance(args)
+    if inst is None or args.kafka_port or args.redis_port or args.controller_port:
+        auto = args.ports == "auto"
+        inst = Instance(
+            name=args.name,
+            home=str(home),
+            kafka_port=port_arg(args.kafka_port, "JM_KAFKA_PORT", DEFAULT_KAFKA_PORT, auto),
+            controller_port=port_arg(
+                args.controller_port, "JM_KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT, auto
+            ),
+            redis_port=port_arg(args.redis_port, "JM_REDIS_PORT", DEFAULT_REDIS_PORT, auto),
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "instance.json").write_text(json.dumps(asdict(inst), indent=2) + "\n")
+    started = time.monotonic()
+    if not args.no_redis:
+        start_redis(inst, args.timeout)
+    start_kafka(inst, args.timeout)
+    elapsed = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"bootstrap": inst.bootstrap, "redis_url": inst.redis_url,
+                          "home": inst.home, "seconds": round(elapsed, 2)}))  # fmt: skip
+    else:
+        print(f"Kafka  {inst.bootstrap}   (logs: {home / 'kafka' / 'logs' / 'server.log'})")
+        if not args.no_redis:
+            print(f"Redis  {inst.redis_url}   (log: {home / 'redis' / 'redis.log'})")
+        print(f"ready in {elapsed:.1f}s; `make down` stops them")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    home = home_dir(args)
+    kafka = stop_process(home / "kafka" / "kafka.pid", "kafka.Kafka")
+    redis = stop_process(home / "redis" / "redis.pid", "redis-server")
+    print(f"Kafka {'stopped' if kafka else 'was not running'}; "
+          f"Redis {'stopped' if redis else 'was not running'}")  # fmt: skip
+    if args.purge:
+        shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    inst = load_instance(args)
+    if inst is None:
+        print(f"no local instance '{args.name}'")
+        return 1
+    home = Path(inst.home)
+    kafka = pid_alive(home / "kafka" / "kafka.pid", "kafka.Kafka") is not None
+    redis = pid_alive(home / "redis" / "redis.pid", "redis-server") is not None
+    print(f"Kafka  {inst.bootstrap}  {'running' if kafka else 'stopped'}")
+    print(f"Redis  {inst.redis_url}  {'running' if redis else 'stopped'}")
+    return 0 if kafka and redis else 1
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    inst = load_instance(args)
+    if inst is None:
+        raise LauncherError(f"no local instance '{args.name}': run `make up` first")
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={inst.bootstrap}")
+    print(f"export REDIS_URL={inst.redis_url}")
+    return 0
+
+
+def cmd_libs(_: argparse.Namespace) -> int:
+    print(resolve_jars())
+    return 0
+
+
+def cmd_ensure(args: argparse.Namespace) -> int:
+    for name in args.binaries:
+        print(f"{name}: {ensure_binary(name)}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--name", default=os.environ.get("JM_LOCAL_NAME", "default"),
+                   help="instance name: its own directory and ports")  # fmt: skip
+    p.add_argument("--home", help="root of instance directories (default .local/ in the repo)")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start Kafka and Redis (idempotent)")
+    up.add_argument("--ports", choices=["default", "auto"], default="default",
+                    help="auto: pick free ports (for tests)")  # fmt: skip
+    up.add_argument("--kafka-port")
+    up.add_argument("--controller-port")
+    up.add_argument("--redis-port")
+    up.add_argument("--no-redis", action="store_true")
+    up.add_argument("--timeout", type=float, default=120.0)
+    up.add_argument("--json", action="store_true")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop Kafka and Redis (idempotent)")
+    down.add_argument("--purge", action="store_true", help="also delete data and logs")
+    down.set_defaults(func=cmd_down)
+    sub.add_parser("status").set_defaults(func=cmd_status)
+    sub.add_parser("env", help="print shell exports for the instance").set_defaults(func=cmd_env)
+    sub.add_parser("libs", help="resolve the jars, print their directory").set_defaults(
+        func=cmd_libs
+    )
+    sub.add_parser("resolve", help="same as libs").set_defaults(func=cmd_libs)
+    ensure = sub.add_parser("ensure", help="install binaries from Debian's packages if missing")
+    ensure.add_argument("binaries", nargs="+")
+    ensure.set_defaults(func=cmd_ensure)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LauncherError as err:
+        print(f"launcher: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
