@@ -1,0 +1,1 @@
+"""High availability: the Redis lease that says who should lead."""

@@ -1,0 +1,141 @@
+"""The leader lease in Redis: ``SET key token NX PX ttl``, compare-and-extend, compare-and-delete.
+
+Redis only says who *should* lead; Kafka's transactional fencing refuses every
+other writer. The lease is still what keeps two replicas from trying at once,
+so a holder trusts it only until a local deadline: the moment the request that
+set or extended it was *sent*, plus the ttl, minus a safety margin for clock
+rate differences. Past that deadline, or after any failed renewal, the holder
+must stop deciding at once, whatever Redis says later.
+
+The token is random per acquisition; it identifies the holder to Redis, it is
+not a fencing token (the leader epoch in the journal is).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+# KEYS[1] = lease key, ARGV[1] = token, ARGV[2] = ttl ms. Extends only our own lease.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+# KEYS[1] = lease key, ARGV[1] = token. Deletes only our own lease.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class LeaderLease(Protocol):
+    """The port the replica uses; RedisLease is its adapter."""
+
+    @property
+    def held(self) -> bool: ...
+
+    async def try_acquire(self) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    ttl_ms: int = 3_000
+    # Trust the lease for ttl * (1 - margin) after the request was sent.
+    safety_margin: float = 0.1
+
+    @property
+    def renew_interval_s(self) -> float:
+        return self.ttl_ms / 3 / 1000
+
+
+class RedisLease:
+    """One holder's view of the lease key. One object per holder, never shared."""
+
+    def __init__(self, client: Redis, key: str, holder: str, config: LeaseConfig) -> None:
+        self._client = client
+        self.key = key
+        self.holder = holder
+        self.config = config
+        self._token: str | None = None
+        self._valid_until = 0.0
+        self._extend = client.register_script(_EXTEND)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def held(self) -> bool:
+        """True while the lease is ours and its local deadline has not passed."""
+        return self._token is not None and time.monotonic() < self._valid_until
+
+    def remaining_s(self) -> float:
+        return max(0.0, self._valid_until - time.monotonic()) if self._token else 0.0
+
+    def _trust_until(self, sent_at: float) -> float:
+        return sent_at + self.config.ttl_ms / 1000 * (1 - self.config.safety_margin)
+
+    async def try_acquire(self) -> bool:
+        """SET NX PX: take the lease if nobody holds it. Errors count as 'not acquired'."""
+        token = f"{self.holder}:{uuid.uuid4().hex}"
+        sent_at = time.monotonic()
+        try:
+            ok = await self._client.set(self.key, token, nx=True, px=self.config.ttl_ms)
+        except RedisError:
+            return False
+        if ok:
+            self._token = token
+            self._valid_until = self._trust_until(sent_at)
+        return bool(ok)
+
+    async def renew(self) -> bool:
+        """Compare-and-extend. False (and the lease is dropped locally) if it is not ours."""
+        if self._token is None:
+            return False
+        sent_at = time.monotonic()
+        try:
+            extended = await self._extend(keys=[self.key], args=[self._token, self.config.ttl_ms])
+        except RedisError:
+            extended = 0
+        if extended and time.monotonic() < self._valid_until:
+            self._valid_until = self._trust_until(sent_at)
+            return True
+        self.drop()
+        return False
+
+    def drop(self) -> None:
+        """Forget the lease locally (lost, or stepping down)."""
+        self._token = None
+        self._valid_until = 0.0
+
+    async def release(self) -> None:
+        """Compare-and-delete so a standby can take over at once (graceful handover)."""
+        token, self._token = self._token, None
+        self._valid_until = 0.0
+        if token is None:
+            return
+        with contextlib.suppress(RedisError):  # if Redis is gone it expires within the ttl
+            await self._release(keys=[self.key], args=[token])
+
+    async def current_holder(self) -> str | None:
+        value = await self._client.get(self.key)
+        if value is None:
+            return None
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        return text.rsplit(":", 1)[0]

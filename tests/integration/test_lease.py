@@ -1,0 +1,70 @@
+"""The Redis lease against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from coordinator.ha.lease import LeaseConfig, RedisLease
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def redis_client(stack: Stack) -> AsyncIterator[Redis]:
+    client = Redis.from_url(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+def lease(client: Redis, key: str, holder: str, ttl_ms: int = 600) -> RedisLease:
+    return RedisLease(client, key, holder, LeaseConfig(ttl_ms=ttl_ms))
+
+
+async def test_one_holder_at_a_time_renewal_and_takeover(redis_client: Redis) -> None:
+    key = f"lease-{uuid.uuid4().hex}"
+    a, b = lease(redis_client, key, "a"), lease(redis_client, key, "b")
+    assert await a.try_acquire()
+    assert a.held
+    assert not await b.try_acquire()
+    assert await a.current_holder() == "a"
+
+    for _ in range(4):  # renewal keeps it past several ttls
+        await asyncio.sleep(0.2)
+        assert await a.renew()
+    assert a.held and not await b.try_acquire()
+
+    await asyncio.sleep(0.7)  # a stops renewing: the lease expires in Redis and locally
+    assert not a.held
+    assert await b.try_acquire()
+    assert not await a.renew()  # compare-and-extend refuses a lease that is not ours
+    assert await redis_client.pttl(key) > 0
+    assert await b.current_holder() == "b"
+    await redis_client.delete(key)
+
+
+async def test_release_hands_over_at_once_and_only_by_the_owner(redis_client: Redis) -> None:
+    key = f"lease-{uuid.uuid4().hex}"
+    a, b = lease(redis_client, key, "a", 10_000), lease(redis_client, key, "b", 10_000)
+    assert await a.try_acquire()
+    await b.release()  # b holds nothing: releasing must not delete a's lease
+    assert await redis_client.exists(key) == 1
+    await a.release()
+    assert not a.held
+    assert await redis_client.exists(key) == 0
+    assert await b.try_acquire()
+    await b.release()
+
+
+async def test_local_deadline_is_shorter_than_the_ttl(redis_client: Redis) -> None:
+    key = f"lease-{uuid.uuid4().hex}"
+    a = lease(redis_client, key, "a", ttl_ms=1_000)
+    assert await a.try_acquire()
+    # Trusted for at most ttl * (1 - margin) = 0.9 s after the request was sent.
+    assert 0.0 < a.remaining_s() <= 0.9
+    await redis_client.delete(key)
