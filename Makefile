@@ -62,7 +62,7 @@ test-fast: install
 	$(BIN)/pytest -m "not integration"
 
 bench: deps
-	$(BIN)/python -m bench
+	$(BIN)/python tests/bench/bench_codec.py
 
 demo: up
 	@echo

@@ -9,6 +9,7 @@ other packages (the worker's ``jm worker``) arrive through the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
@@ -35,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for entry in sorted(metadata.entry_points(group=CLI_ENTRY_POINTS), key=lambda e: e.name):
-        register: Register = entry.load()
+        try:
+            register: Register = entry.load()
+        except ImportError as err:  # one broken plugin must not take every command down
+            print(f"jm: command group {entry.name!r} unavailable: {err}", file=sys.stderr)
+            continue
         register(sub)
     return parser
 
@@ -47,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `jm events dump | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from schemas.catalog import Catalog
+
 REPO = Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "compose" / "local" / "launcher.py"
 
@@ -153,4 +155,23 @@ async def new_topic(stack: Stack, unique: Callable[[str], str]) -> AsyncIterator
         if created:
             with contextlib.suppress(Exception):
                 await admin.delete_topics(created)
+        await admin.close()
+
+
+@pytest.fixture
+async def catalog(stack: Stack, unique: Callable[[str], str]) -> AsyncIterator[Catalog]:
+    """A cluster of its own for this test: every catalog topic under a unique cluster id."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from schemas import kafkaio
+
+    cat = Catalog(unique("c"))
+    await kafkaio.create_topics(stack.bootstrap, cat)
+    try:
+        yield cat
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+        await admin.start()
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([t.name for t in cat.topics])
         await admin.close()

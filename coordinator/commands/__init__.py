@@ -1,0 +1,1 @@
+"""``jm`` subcommands, one module per group; each exposes ``register(subparsers)``."""

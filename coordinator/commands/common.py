@@ -1,0 +1,83 @@
+"""What every ``jm`` command shares: connection flags, settings, time parsing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from schemas.catalog import Catalog
+from schemas.settings import ClusterSettings
+
+T = TypeVar("T")
+
+
+def add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
+    group.add_argument("--redis-url", help="Redis (default $REDIS_URL)")
+    group.add_argument(
+        "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
+    )
+
+
+def settings_from(args: argparse.Namespace) -> ClusterSettings:
+    return ClusterSettings.load(
+        bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        redis_url=getattr(args, "redis_url", None),
+        cluster_id=getattr(args, "cluster_id", None),
+    )
+
+
+def catalog_from(settings: ClusterSettings) -> Catalog:
+    return Catalog(settings.cluster_id)
+
+
+def run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run an async command; Ctrl-C ends it quietly with 130."""
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_value(coro: Coroutine[Any, Any, T]) -> T:
+    """Run an async step of a synchronous command."""
+    return asyncio.run(coro)
+
+
+def fail(message: str, code: int = 2) -> int:
+    print(f"jm: {message}", file=sys.stderr)
+    return code
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_time_ms(text: str, now_ms: int) -> int:
+    """An instant in ms since the epoch: ISO 8601 (UTC unless it says), epoch ms, or
+    a duration back from now (``90s``, ``15m``, ``2h``, ``1d``)."""
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        return now_ms - int(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: use ISO 8601, epoch ms, or a duration like 15m"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def format_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

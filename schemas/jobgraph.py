@@ -1,0 +1,223 @@
+"""Job files (YAML or JSON) -> validated ``JobSubmitted`` events.
+
+Two passes, both collecting every problem with its location:
+
+1. shape (pydantic): types, unknown keys, enum names. Nothing else can be
+   checked on a malformed document, so shape problems are reported alone.
+2. semantics (schemas.validation, pure): unique ids, edges, cycles,
+   parallelism, partitioning, restart and checkpoint ranges. The coordinator
+   runs the same pass on every JobSubmitted it reads.
+
+A job file looks like docs/examples/*.yaml; keys match the event's fields.
+"""
+
+import json
+import uuid
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schemas import events as ev
+from schemas.errors import SchemaError
+from schemas.validation import validate_job_submitted
+
+__all__ = [
+    "JobGraphInvalid",
+    "JobSpec",
+    "load_job_file",
+    "parse_job_spec",
+    "to_job_submitted",
+    "validate_job_submitted",
+]
+
+
+class JobGraphInvalid(SchemaError, ValueError):
+    """A job spec has problems; `problems` lists each with its location."""
+
+    def __init__(self, problems: list[str], source: str = "job") -> None:
+        self.problems = problems
+        self.source = source
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{listing}")
+
+
+def _upper(value: object) -> object:
+    # Enum names are case-insensitive in job files: "hash" and "HASH" both work.
+    return value.upper() if isinstance(value, str) else value
+
+
+def _config_values(value: object) -> object:
+    # YAML turns `parallelism: 4` or `enabled: true` into int/bool; operator
+    # config is a string map, so scalars are stringified the way YAML wrote them.
+    if isinstance(value, dict):
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+    return value
+
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class VertexSpec(BaseModel):
+    model_config = _STRICT
+    id: str
+    name: str | None = None
+    operator: str
+    parallelism: int = 1
+    max_parallelism: int = 128
+    config: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _stringify_config(cls, value: object) -> object:
+        return _config_values(value)
+
+
+class EdgeSpec(BaseModel):
+    model_config = _STRICT
+    source: str
+    target: str
+    partitioning: ev.Partitioning = ev.Partitioning.FORWARD
+    key_field: str | None = None
+
+    @field_validator("partitioning", mode="before")
+    @classmethod
+    def _partitioning_upper(cls, value: object) -> object:
+        return _upper(value)
+
+
+class RestartStrategySpec(BaseModel):
+    model_config = _STRICT
+    kind: ev.RestartStrategyKind = ev.RestartStrategyKind.EXPONENTIAL_DELAY
+    attempts: int = 1
+    delay_ms: int = 1_000
+    max_failures_per_interval: int = 1
+    failure_rate_interval_ms: int = 60_000
+    initial_backoff_ms: int = 1_000
+    max_backoff_ms: int = 60_000
+    backoff_multiplier: float = 1.5
+    jitter_factor: float = 0.1
+    reset_backoff_threshold_ms: int = 3_600_000
+    attempts_before_reset_backoff: int = 2_147_483_647
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_upper(cls, value: object) -> object:
+        return _upper(value)
+
+
+class CheckpointConfigSpec(BaseModel):
+    model_config = _STRICT
+    interval_ms: int = 0
+    timeout_ms: int = 600_000
+    min_pause_ms: int = 0
+    max_concurrent: int = 1
+    tolerable_failures: int = 0
+    retained: int = 1
+
+
+class JobSpec(BaseModel):
+    """The shape of a job file."""
+
+    model_config = _STRICT
+    job_id: str | None = None
+    name: str
+    vertices: list[VertexSpec]
+    edges: list[EdgeSpec] = Field(default_factory=list)
+    restart_strategy: RestartStrategySpec = Field(default_factory=RestartStrategySpec)
+    checkpoint_config: CheckpointConfigSpec = Field(default_factory=CheckpointConfigSpec)
+    savepoint_path: str | None = None
+    submitted_by: str | None = None
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def parse_job_spec(data: object, source: str = "job") -> JobSpec:
+    """The shape pass; raises JobGraphInvalid listing every shape problem."""
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as e:
+        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in e.errors()]
+        raise JobGraphInvalid(problems, source) from None
+
+
+def to_job_submitted(
+    spec: JobSpec,
+    *,
+    event_time: int,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    known_operators: Collection[str] | None = None,
+    source: str = "job",
+) -> ev.JobSubmitted:
+    """A JobSubmitted for a spec, after the semantic pass (JobGraphInvalid if any problem).
+
+    Time and ids are inputs: `event_time` in ms, `new_id()` gives the event id
+    and, when the spec names none, the job id.
+    """
+    graph = ev.JobGraph(
+        vertices=tuple(
+            ev.Vertex(
+                id=v.id,
+                name=v.name if v.name is not None else v.id,
+                operator=v.operator,
+                parallelism=v.parallelism,
+                max_parallelism=v.max_parallelism,
+                config=dict(v.config),
+            )
+            for v in spec.vertices
+        ),
+        edges=tuple(
+            ev.Edge(
+                source=e.source, target=e.target, partitioning=e.partitioning, key_field=e.key_field
+            )
+            for e in spec.edges
+        ),
+    )
+    event = ev.JobSubmitted(
+        event_id=new_id(),
+        event_time=event_time,
+        job_id=spec.job_id if spec.job_id is not None else new_id(),
+        name=spec.name,
+        job_graph=graph,
+        restart_strategy=ev.RestartStrategy(**spec.restart_strategy.model_dump()),
+        checkpoint_config=ev.CheckpointConfig(**spec.checkpoint_config.model_dump()),
+        savepoint_path=spec.savepoint_path,
+        submitted_by=spec.submitted_by,
+    )
+    problems = validate_job_submitted(event, known_operators)
+    if problems:
+        raise JobGraphInvalid(problems, source)
+    return event
+
+
+def load_document(path: Path) -> Any:
+    """A YAML or JSON document (JSON is YAML, but its errors read better from json)."""
+    text = path.read_text()
+    try:
+        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raise JobGraphInvalid(
+            [f"(document): not valid {path.suffix[1:] or 'yaml'}: {e}"], str(path)
+        ) from None
+
+
+def load_job_file(
+    path: str | Path,
+    *,
+    event_time: int,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    known_operators: Collection[str] | None = None,
+) -> ev.JobSubmitted:
+    """Load, validate and turn a job file into a JobSubmitted (JobGraphInvalid otherwise)."""
+    p = Path(path)
+    spec = parse_job_spec(load_document(p), str(p))
+    return to_job_submitted(
+        spec, event_time=event_time, new_id=new_id, known_operators=known_operators, source=str(p)
+    )

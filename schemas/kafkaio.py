@@ -1,0 +1,248 @@
+"""Kafka plumbing both sides of the contract need: topics and input decoding.
+
+- ``create_topics`` / ``describe_topics`` / ``check_topics``: the catalog's
+  topics on the broker, created idempotently and verified at process start
+  (a process refuses to run on a topic with the wrong configuration).
+- ``InputDecoder``: decodes records of the *input* topics (submissions,
+  reports, heartbeats). A record that does not decode, or does not belong on
+  its topic, becomes a ``DeadLetter`` (original bytes, topic, partition,
+  offset, reason) for the caller to produce to ``deadletter``; reading goes on.
+  The journal is never dead-lettered: ``JournalDecoder`` raises instead.
+- Consumer and producer settings that are safe here (read_committed, no
+  auto-commit, small fetch wait on control topics).
+"""
+
+from __future__ import annotations
+
+import heapq
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.structs import ConsumerRecord
+
+from schemas import events as ev
+from schemas.catalog import Catalog, TopicSpec
+from schemas.codec import Codec, DecodeError, default_codec
+
+TOPIC_ALREADY_EXISTS: Final = 36
+
+# aiokafka's defaults are unsafe for this project: read_uncommitted would act on
+# a fenced leader's aborted writes, auto-commit would move offsets outside
+# transactions, and a 500 ms fetch wait alone breaks the latency targets.
+SAFE_CONSUMER: Final[Mapping[str, Any]] = {
+    "isolation_level": "read_committed",
+    "enable_auto_commit": False,
+    "fetch_max_wait_ms": 10,
+    "auto_offset_reset": "earliest",
+}
+
+
+class TopicError(Exception):
+    """The broker's topics do not match the catalog (missing, misconfigured)."""
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the broker says about one topic."""
+
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+
+def consumer(bootstrap: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A consumer with the safe settings (callers assign() partitions themselves)."""
+    return AIOKafkaConsumer(bootstrap_servers=bootstrap, **{**SAFE_CONSUMER, **overrides})
+
+
+async def create_topics(bootstrap: str, catalog: Catalog) -> dict[str, str]:
+    """Create every catalog topic that is missing. Returns {topic: 'created' | 'exists'}.
+
+    ``create_topics`` reports failures as error codes in its response instead
+    of raising, so every code is checked here.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        specs = [
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=catalog.replication_factor,
+                topic_configs=t.config(),
+            )
+            for t in catalog.topics
+        ]
+        response = await admin.create_topics(specs)
+        outcome: dict[str, str] = {}
+        for name, code, message in response.topic_errors:
+            if code == 0:
+                outcome[name] = "created"
+            elif code == TOPIC_ALREADY_EXISTS:
+                outcome[name] = "exists"
+            else:
+                raise TopicError(f"creating {name} failed: error {code} {message or ''}".strip())
+        return outcome
+    finally:
+        await admin.close()
+
+
+async def describe_topics(bootstrap: str, names: list[str]) -> dict[str, TopicState]:
+    """Partition counts and configs of the topics that exist (missing ones are absent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        if not present:
+            return {}
+        described = await admin.describe_topics(present)
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in present]
+        configs: dict[str, dict[str, str]] = {}
+        for response in await admin.describe_configs(resources):
+            for _code, _msg, _type, name, entries in response.resources:
+                configs[name] = {entry[0]: entry[1] for entry in entries}
+        return {n: TopicState(n, partitions[n], configs.get(n, {})) for n in present}
+    finally:
+        await admin.close()
+
+
+def topic_problems(spec: TopicSpec, actual: TopicState | None) -> list[str]:
+    """Every way `actual` differs from the catalog's `spec` (empty when it fits)."""
+    if actual is None:
+        return [f"{spec.name}: missing (run `jm topics create`)"]
+    problems = []
+    if actual.partitions != spec.partitions:
+        problems.append(
+            f"{spec.name}: {actual.partitions} partitions, the catalog says {spec.partitions}"
+        )
+    for key, want in spec.config().items():
+        have = actual.config.get(key)
+        if have != want:
+            problems.append(f"{spec.name}: {key}={have}, the catalog says {want}")
+    return problems
+
+
+async def check_topics(bootstrap: str, catalog: Catalog, roles: list[str] | None = None) -> None:
+    """Raise TopicError listing every problem unless the topics match the catalog.
+
+    Processes call this at start: running on a journal with two partitions or a
+    retention limit would silently lose the total order or the history.
+    """
+    specs = [catalog.topic(r) for r in roles] if roles else list(catalog.topics)
+    actual = await describe_topics(bootstrap, [s.name for s in specs])
+    problems = [p for s in specs for p in topic_problems(s, actual.get(s.name))]
+    if problems:
+        raise TopicError("topics do not match the catalog:\n  " + "\n  ".join(problems))
+
+
+class InputDecoder:
+    """Decodes input-topic records; what cannot be decoded becomes a DeadLetter.
+
+    ``decode(record)`` returns ``(event, None)`` or ``(None, dead_letter)``;
+    never raises for bad bytes. The caller produces the dead letter (in the same
+    transaction as its offsets, for the leader) and carries on.
+    """
+
+    def __init__(self, catalog: Catalog, codec: Codec | None = None) -> None:
+        self.codec = codec or default_codec()
+        self._allowed = {t.name: t.allowed for t in catalog.topics}
+        self.dead_letters = 0
+
+    def decode(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[ev.Event | None, ev.DeadLetter | None]:
+        allowed = self._allowed.get(record.topic)
+        try:
+            if record.value is None:
+                raise DecodeError("record has no value (tombstone)")
+            if allowed is None:
+                raise DecodeError(f"{record.topic} is not a topic of this cluster")
+            return self.codec.decode(record.value, allowed), None
+        except DecodeError as err:
+            self.dead_letters += 1
+            return None, dead_letter(record, err)
+
+
+def dead_letter(record: ConsumerRecord[bytes, bytes], err: Exception) -> ev.DeadLetter:
+    """The DeadLetter event for a record that failed with `err`."""
+    headers = tuple(
+        ev.KafkaHeader(key=k, value=bytes(v) if v is not None else None)
+        for k, v in (record.headers or ())
+    )
+    return ev.DeadLetter(
+        event_id=f"deadletter:{record.topic}:{record.partition}:{record.offset}",
+        event_time=int(record.timestamp),
+        source_topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        original_key=record.key,
+        original_value=record.value,
+        original_headers=headers,
+        reason=str(err),
+        error_kind=type(err).__name__,
+    )
+
+
+def new_event_id() -> str:
+    """Ids for events created outside the coordinator's decisions (clients, workers)."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class InputBatch:
+    """One poll of the input topics: decoded events in read order, dead letters,
+    and the next offset to commit per partition (covers both)."""
+
+    events: list[tuple[ConsumerRecord[bytes, bytes], ev.Event]]
+    dead_letters: list[ev.DeadLetter]
+    next_offsets: dict[TopicPartition, int]
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.dead_letters)
+
+
+async def poll_inputs(
+    consumer: AIOKafkaConsumer, decoder: InputDecoder, timeout_ms: int, max_records: int
+) -> InputBatch:
+    """Read up to `max_records` from the assigned input partitions and decode them.
+
+    Partitions are merged by record timestamp so one batch interleaves topics
+    the way they were written; within a partition the log order always wins
+    (heapq.merge only ever takes the head of each partition's list), even when
+    a producer set timestamps that go backwards.
+    """
+    fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    batch = InputBatch([], [], {})
+    ordered = [fetched[tp] for tp in sorted(fetched)]
+    for record in heapq.merge(*ordered, key=lambda r: r.timestamp):
+        event, dead = decoder.decode(record)
+        if event is not None:
+            batch.events.append((record, event))
+        elif dead is not None:
+            batch.dead_letters.append(dead)
+        tp = TopicPartition(record.topic, record.partition)
+        batch.next_offsets[tp] = max(batch.next_offsets.get(tp, 0), record.offset + 1)
+    return batch
+
+
+async def send_dead_letters(
+    producer: AIOKafkaProducer, catalog: Catalog, dead_letters: list[ev.DeadLetter],
+    codec: Codec | None = None,
+) -> None:  # fmt: skip
+    """Produce dead letters to the cluster's deadletter topic (inside the caller's
+    transaction when the producer is transactional)."""
+    codec = codec or default_codec()
+    for dead in dead_letters:
+        value, headers = codec.encode(dead)
+        headers.append(("source-topic", dead.source_topic.encode()))
+        headers.append(("error-kind", dead.error_kind.encode()))
+        await producer.send(
+            catalog.deadletter.name, value, key=catalog.key_for(dead), headers=headers
+        )
