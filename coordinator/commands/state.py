@@ -1,0 +1,236 @@
+"""``jm replay``, ``jm state digest``, ``jm list``, ``jm status``: state rebuilt from the journal.
+
+Each command folds the journal (read_committed) itself, so it needs no running
+coordinator and shows exactly what the journal says, at any point in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.commands.common import (
+    add_connection_flags,
+    catalog_from,
+    fail,
+    format_ms,
+    parse_time_ms,
+    run,
+    settings_from,
+)
+from coordinator.domain import State, state_to_dict
+from coordinator.runtime import machine
+from coordinator.runtime.journal import JournalError, JournalFollower, StopAt
+from schemas import events as ev
+from schemas.jsonview import summary
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = sub.add_parser("replay", help="rebuild the state from the journal and print it")
+    add_connection_flags(replay)
+    where = replay.add_mutually_exclusive_group()
+    where.add_argument("--to-offset", type=int, help="replay journal offsets below N only")
+    where.add_argument("--until", help="replay events up to this time (ISO 8601, ms, or 15m)")
+    replay.add_argument("--job", help="print only this job")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(handler=lambda a: run(_replay(a)))
+
+    state = sub.add_parser("state", help="facts about the folded state")
+    verbs = state.add_subparsers(dest="verb", required=True)
+    digest = verbs.add_parser("digest", help="digest of the state (stable across processes)")
+    add_connection_flags(digest)
+    digest.add_argument("--to-offset", type=int)
+    digest.set_defaults(handler=lambda a: run(_digest(a)))
+
+    jobs = sub.add_parser("list", help="jobs and their status")
+    add_connection_flags(jobs)
+    jobs.add_argument("--json", action="store_true")
+    jobs.set_defaults(handler=lambda a: run(_list(a)))
+
+    status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
+    add_connection_flags(status)
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--events", type=int, default=10, help="recent journal events to show")
+    status.set_defaults(handler=lambda a: run(_status(a)))
+
+
+@dataclass
+class Folded:
+    state: State
+    offset: int  # last journal offset applied, -1 if none
+    applied: int
+    seconds: float
+
+
+async def fold(
+    args: argparse.Namespace, stop: StopAt | None = None, job: str | None = None, recent: int = 0
+) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
+    settings = settings_from(args)
+    events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
+
+    def keep(offset: int, event: ev.Event) -> None:
+        if recent and job is not None and _job_of(event) == job:
+            events.append((offset, event))
+
+    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings), on_event=keep)
+    started = time.perf_counter()
+    await follower.start()
+    try:
+        await follower.catch_up(stop)
+    finally:
+        await follower.stop()
+    folded = Folded(
+        follower.state, follower.last_offset, follower.applied, time.perf_counter() - started
+    )
+    return folded, events
+
+
+def _job_of(event: ev.Event) -> str | None:
+    if isinstance(event, ev.JobAccepted):
+        return event.submission.job_id
+    task = getattr(event, "task", None)
+    if isinstance(task, ev.TaskRef):
+        return task.job_id
+    job = getattr(event, "job_id", None)
+    return job if isinstance(job, str) else None
+
+
+def _stop_from(args: argparse.Namespace) -> StopAt | None:
+    if getattr(args, "to_offset", None) is not None:
+        return StopAt(offset=args.to_offset)
+    if getattr(args, "until", None):
+        return StopAt(until_ms=parse_time_ms(args.until, int(time.time() * 1000)))
+    return None
+
+
+async def _replay(args: argparse.Namespace) -> int:
+    try:
+        stop = _stop_from(args)
+        folded, _ = await fold(args, stop)
+    except (ValueError, JournalError) as err:
+        return fail(str(err), 1)
+    data = state_to_dict(folded.state)
+    if args.job:
+        jobs = [j for j in data.get("jobs", []) if _dict_job_id(j) == args.job]
+        if not jobs:
+            return fail(f"no job {args.job} in the journal up to offset {folded.offset}", 1)
+        data = {"jobs": jobs}
+    out = {
+        "offset": folded.offset,
+        "events": folded.applied,
+        "digest": machine.digest(folded.state),
+        "state": data,
+    }
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(json.dumps(out, indent=2, sort_keys=True))
+    print(f"replayed {folded.applied} events to offset {folded.offset} in "
+          f"{folded.seconds:.2f}s", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _dict_job_id(job: Any) -> str | None:
+    if isinstance(job, dict):
+        value = job.get("job_id")
+        return value if isinstance(value, str) else None
+    return None
+
+
+async def _digest(args: argparse.Namespace) -> int:
+    try:
+        folded, _ = await fold(args, _stop_from(args))
+    except JournalError as err:
+        return fail(str(err), 1)
+    print(f"{machine.digest(folded.state)}  offset={folded.offset} events={folded.applied}")
+    return 0
+
+
+def job_row(job: Any) -> dict[str, Any]:
+    executions = list(job.executions.values())
+    running = sum(1 for e in executions if e.state == ev.ExecutionState.RUNNING)
+    return {
+        "job_id": job.job_id,
+        "name": job.submission.name,
+        "status": job.status.value,
+        "since": job.status_since,
+        "tasks_running": running,
+        "tasks_total": len(executions),
+        "restarts": job.restart_count,
+        "waiting_reason": job.waiting_reason,
+    }
+
+
+async def _list(args: argparse.Namespace) -> int:
+    try:
+        folded, _ = await fold(args)
+    except JournalError as err:
+        return fail(str(err), 1)
+    jobs = sorted(folded.state.jobs.values(), key=lambda j: j.accepted_seq)
+    rows = [job_row(j) for j in jobs]
+    if args.json:
+        print(json.dumps({"offset": folded.offset, "jobs": rows}))
+        return 0
+    print(f"{'JOB':24} {'STATUS':12} {'TASKS':>9} {'RESTARTS':>8}  SINCE                     NAME")
+    for r in rows:
+        tasks = f"{r['tasks_running']}/{r['tasks_total']}"
+        print(f"{r['job_id']:24} {r['status']:12} {tasks:>9} {r['restarts']:>8}  "
+              f"{format_ms(r['since']):25} {r['name']}")  # fmt: skip
+    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    try:
+        folded, recent = await fold(args, job=args.job_id, recent=args.events)
+    except JournalError as err:
+        return fail(str(err), 1)
+    job = folded.state.jobs.get(args.job_id)
+    if job is None:
+        return fail(f"no job {args.job_id} (journal offset {folded.offset})", 1)
+    info = job_row(job)
+    info["vertices"] = [
+        {"id": v.id, "name": v.name, "operator": v.operator, "parallelism": v.parallelism}
+        for v in job.submission.job_graph.vertices
+    ]
+    info["subtasks"] = [
+        {"vertex": key[0], "subtask": key[1], "attempt": e.attempt, "state": e.state.value,
+         "tm_id": e.tm_id, "slot": e.slot_index, "since": e.since}
+        for key, e in sorted(job.executions.items())
+    ]  # fmt: skip
+    info["exceptions"] = [
+        {"timestamp": x.timestamp, "error": x.error_name, "message": x.message,
+         "vertex": x.vertex_id, "subtask": x.subtask_index, "tm_id": x.tm_id}
+        for x in job.exceptions
+    ]  # fmt: skip
+    info["recent_events"] = [
+        {"offset": o, "type": type(e).__name__, "time": e.event_time, "summary": summary(e, 120)}
+        for o, e in recent
+    ]
+    info["offset"] = folded.offset
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{job.job_id}  {job.submission.name}\n  status   {info['status']} since "
+          f"{format_ms(job.status_since)}, restarts {job.restart_count}")  # fmt: skip
+    if job.waiting_reason:
+        print(f"  waiting  {job.waiting_reason}")
+    print("  subtasks")
+    for s in info["subtasks"]:
+        where = f"{s['tm_id']}#{s['slot']}" if s["tm_id"] else "-"
+        print(f"    {s['vertex']}[{s['subtask']}] attempt {s['attempt']} {s['state']:12} {where}")
+    if info["exceptions"]:
+        print("  exceptions")
+        for x in info["exceptions"]:
+            print(f"    {format_ms(x['timestamp'])} {x['error']}: {x['message'][:100]}")
+    print("  recent events")
+    for r in info["recent_events"]:
+        print(f"    @{r['offset']} {format_ms(r['time'])} {r['type']} {r['summary']}")
+    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    return 0

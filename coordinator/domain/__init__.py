@@ -1,0 +1,54 @@
+"""The deterministic domain core: the coordinator's state machine.
+
+``state = fold(evolve, journal)``; the leader asks ``decide`` what follows
+from each input and journals the answer. Pure: no asyncio, Kafka, Redis,
+fastavro or telemetry, no clock, no randomness, no I/O (a test enforces it).
+
+Parts, in Flink's FLIP-6 roles: ``dispatcher`` (jobs in and out),
+``resource_manager`` (workers and slots), ``jobmaster`` (one job's execution
+graph, failover), ``scheduler`` (slot placement), ``checkpoints`` (the
+CheckpointCoordinator), ``restart`` (restart strategies); ``state``,
+``evolve``, ``decide``, ``digest`` tie them together.
+"""
+
+from coordinator.domain.decide import Decision, Input, Tick, decide, leader_elected
+from coordinator.domain.digest import (
+    STATE_FORMAT_VERSION,
+    state_digest,
+    state_from_dict,
+    state_to_dict,
+)
+from coordinator.domain.errors import (
+    DomainError,
+    EpochNotIncreasing,
+    InconsistentJournal,
+    NotLeader,
+    UnsupportedSnapshot,
+)
+from coordinator.domain.evolve import evolve
+from coordinator.domain.state import Execution, Job, State, Worker
+from coordinator.domain.view import DomainConfig, LeaderView
+
+__all__ = [
+    "STATE_FORMAT_VERSION",
+    "Decision",
+    "DomainConfig",
+    "DomainError",
+    "EpochNotIncreasing",
+    "Execution",
+    "InconsistentJournal",
+    "Input",
+    "Job",
+    "LeaderView",
+    "NotLeader",
+    "State",
+    "Tick",
+    "UnsupportedSnapshot",
+    "Worker",
+    "decide",
+    "evolve",
+    "leader_elected",
+    "state_digest",
+    "state_from_dict",
+    "state_to_dict",
+]

@@ -1,0 +1,214 @@
+"""The CheckpointCoordinator (kept minimal): trigger, complete, abort.
+
+Acknowledgements are volatile (LeaderView.checkpoint_acks) until every
+subtask of the current attempts has acknowledged; then one
+CheckpointCompleted carries them all. Checkpoints triggered under an older
+epoch are aborted by the next leader: their acks died with the old leader.
+"""
+
+from coordinator.domain.jobmaster import on_failure
+from coordinator.domain.planner import Planner
+from coordinator.domain.state import Job
+from schemas.events import (
+    CheckpointAborted,
+    CheckpointAcknowledged,
+    CheckpointCompleted,
+    CheckpointDeclined,
+    CheckpointKind,
+    CheckpointTriggered,
+    ExecutionState,
+    JobStatus,
+    NotifyCheckpointAborted,
+    NotifyCheckpointComplete,
+    SavepointCompleted,
+    SavepointRequested,
+    StopWithSavepointRequested,
+    TaskStateHandle,
+    TriggerCheckpoint,
+)
+
+_E = ExecutionState
+
+
+def _not_running(job: Job) -> str | None:
+    if job.status is not JobStatus.RUNNING:
+        return f"job is {job.status}, not RUNNING"
+    if any(x.state is not _E.RUNNING for x in job.executions.values()):
+        return "not all tasks are RUNNING"
+    return None
+
+
+def trigger(
+    p: Planner,
+    job_id: str,
+    kind: CheckpointKind,
+    target_directory: str | None = None,
+    request_event_id: str | None = None,
+) -> None:
+    """Journal the trigger and send TriggerCheckpoint to the source subtasks."""
+    job = p.state.jobs[job_id]
+    checkpoint_id = job.checkpoints.next_checkpoint_id
+    p.emit(
+        CheckpointTriggered,
+        job_id=job_id,
+        checkpoint_id=checkpoint_id,
+        kind=kind,
+        timeout_at=p.now + job.submission.checkpoint_config.timeout_ms,
+        target_directory=target_directory,
+        request_event_id=request_event_id,
+    )
+    graph = job.submission.job_graph
+    sources = {v.id for v in graph.vertices} - {e.target for e in graph.edges}
+    for key, x in job.executions.items():
+        if key[0] in sources and x.tm_id is not None and x.incarnation is not None:
+            p.command(
+                TriggerCheckpoint,
+                tm_id=x.tm_id,
+                incarnation=x.incarnation,
+                task=job.task_ref(key),
+                checkpoint_id=checkpoint_id,
+                kind=kind,
+                target_directory=target_directory,
+            )
+
+
+def on_savepoint_requested(p: Planner, r: SavepointRequested | StopWithSavepointRequested) -> None:
+    job = p.state.jobs.get(r.job_id)
+    problem = "unknown job" if job is None else _not_running(job)
+    if problem is not None:
+        p.reject(r, problem, job_id=r.job_id)
+        return
+    kind = (
+        CheckpointKind.SYNC_SAVEPOINT
+        if isinstance(r, StopWithSavepointRequested)
+        else CheckpointKind.SAVEPOINT
+    )
+    target = r.target_directory or p.config.default_savepoint_dir
+    trigger(p, r.job_id, kind, target, r.event_id)
+
+
+def _ack_problem(p: Planner, r: CheckpointAcknowledged | CheckpointDeclined) -> str | None:
+    job = p.state.jobs.get(r.task.job_id)
+    if job is None:
+        return "unknown job"
+    if r.checkpoint_id not in job.checkpoints.pending:
+        return f"checkpoint {r.checkpoint_id} is not pending"
+    x = job.executions.get((r.task.vertex_id, r.task.subtask_index))
+    if x is None or x.attempt != r.task.attempt:
+        return "unknown subtask or stale attempt"
+    if x.tm_id != r.tm_id or x.incarnation != r.incarnation:
+        return f"task is not deployed on {r.tm_id}/{r.incarnation}"
+    return None
+
+
+def on_acknowledged(p: Planner, r: CheckpointAcknowledged) -> None:
+    problem = _ack_problem(p, r)
+    if problem is not None:
+        p.reject(r, problem, job_id=r.task.job_id, tm_id=r.tm_id)
+        return
+    job = p.state.jobs[r.task.job_id]
+    acks = dict(p.view.checkpoint_acks.get((job.job_id, r.checkpoint_id), {}))
+    acks[(r.task.vertex_id, r.task.subtask_index)] = r
+    handles = []
+    for key, x in job.executions.items():
+        ack = acks.get(key)
+        if ack is None or ack.task.attempt != x.attempt:
+            return  # still waiting for other subtasks
+        handles.append(
+            TaskStateHandle(task=ack.task, state_handle=ack.state_handle, state_size=ack.state_size)
+        )
+    _complete(p, job, r.checkpoint_id, tuple(handles))
+
+
+def _complete(
+    p: Planner, job: Job, checkpoint_id: int, handles: tuple[TaskStateHandle, ...]
+) -> None:
+    pending = job.checkpoints.pending[checkpoint_id]
+    subsumed: tuple[int, ...] = ()
+    if pending.kind is CheckpointKind.CHECKPOINT:
+        completed = [*job.checkpoints.completed, checkpoint_id]
+        retained = job.submission.checkpoint_config.retained
+        subsumed = tuple(completed[: max(0, len(completed) - retained)])
+    p.emit(
+        CheckpointCompleted,
+        job_id=job.job_id,
+        checkpoint_id=checkpoint_id,
+        task_states=handles,
+        state_size=sum(h.state_size for h in handles),
+        duration_ms=p.now - pending.triggered_at,
+        subsumed=subsumed,
+    )
+    if pending.kind is not CheckpointKind.CHECKPOINT:
+        directory = pending.target_directory or p.config.default_savepoint_dir
+        p.emit(
+            SavepointCompleted,
+            job_id=job.job_id,
+            checkpoint_id=checkpoint_id,
+            savepoint_path=f"{directory}/savepoint-{job.job_id}-{checkpoint_id}",
+            request_event_id=pending.request_event_id,
+        )
+    _notify(p, job, checkpoint_id, NotifyCheckpointComplete)
+
+
+def _notify(
+    p: Planner,
+    job: Job,
+    checkpoint_id: int,
+    command: type[NotifyCheckpointComplete] | type[NotifyCheckpointAborted],
+) -> None:
+    for key in job.live_keys():
+        x = job.executions[key]
+        if x.tm_id is not None and x.incarnation is not None:
+            p.command(
+                command,
+                tm_id=x.tm_id,
+                incarnation=x.incarnation,
+                task=job.task_ref(key),
+                checkpoint_id=checkpoint_id,
+            )
+
+
+def abort(p: Planner, job_id: str, checkpoint_id: int, reason: str) -> None:
+    """Abort a pending checkpoint; too many consecutive failures fail the job."""
+    p.emit(CheckpointAborted, job_id=job_id, checkpoint_id=checkpoint_id, reason=reason)
+    job = p.state.jobs[job_id]
+    _notify(p, job, checkpoint_id, NotifyCheckpointAborted)
+    if job.checkpoints.consecutive_failures > job.submission.checkpoint_config.tolerable_failures:
+        on_failure(p, job_id, f"checkpoint tolerable failure threshold exceeded: {reason}")
+
+
+def on_declined(p: Planner, r: CheckpointDeclined) -> None:
+    problem = _ack_problem(p, r)
+    if problem is not None:
+        p.reject(r, problem, job_id=r.task.job_id, tm_id=r.tm_id)
+        return
+    task = r.task
+    abort(
+        p,
+        task.job_id,
+        r.checkpoint_id,
+        f"declined by {task.vertex_id}#{task.subtask_index}: {r.reason}",
+    )
+
+
+def on_tick(p: Planner, job_id: str) -> None:
+    """Abort expired or orphaned checkpoints; trigger a due periodic one."""
+    job = p.state.jobs[job_id]
+    for checkpoint_id in sorted(job.checkpoints.pending):
+        pending = job.checkpoints.pending[checkpoint_id]
+        if pending.epoch < p.state.epoch:
+            abort(p, job_id, checkpoint_id, "leader changed; acknowledgements lost")
+        elif pending.timeout_at <= p.now:
+            abort(p, job_id, checkpoint_id, "checkpoint expired before completing")
+        job = p.state.jobs[job_id]
+        if job.status is not JobStatus.RUNNING:
+            return
+    cps = job.checkpoints
+    config = job.submission.checkpoint_config
+    if (
+        cps.next_trigger_at is not None
+        and cps.next_trigger_at <= p.now
+        and len(cps.pending) < config.max_concurrent
+        and _not_running(job) is None
+    ):
+        trigger(p, job_id, CheckpointKind.CHECKPOINT)

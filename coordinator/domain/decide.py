@@ -1,0 +1,129 @@
+"""``decide(state, view, input, now) -> Decision``: what follows from one input.
+
+Pure: reads the state and the view, mutates neither, raises on no input.
+Impossible input becomes a journaled rejection (JobRejected for
+submissions, InputRejected for everything else).
+
+Contract with the leader loop:
+
+- Apply a decision's events (decode(encode(e)), through ``evolve``) before
+  deciding the next input of a batch: each decision reasons on the state all
+  earlier decisions left. The commands are sent in the same transaction.
+- Every event and command is stamped ``event_time = now`` and
+  ``epoch = view.epoch``; ids are ``f"{input.event_id}:{n}"``, n from 1.
+  A Tick's ``event_id`` is chosen by the loop and must be unique (e.g.
+  ``f"tick-{epoch}-{counter}"``: a new leader always has a new epoch).
+- The loop records heartbeats and checkpoint acknowledgements into the view
+  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from coordinator.domain import checkpoints, dispatcher, jobmaster, resource_manager
+from coordinator.domain.errors import NotLeader
+from coordinator.domain.planner import Planner
+from coordinator.domain.scheduler import schedule_waiting
+from coordinator.domain.state import State
+from coordinator.domain.view import LeaderView
+from schemas.events import (
+    CheckpointAcknowledged,
+    CheckpointDeclined,
+    JobCancelRequested,
+    JobStatus,
+    JobSubmitted,
+    JournalEvent,
+    LeaderElected,
+    SavepointRequested,
+    StopWithSavepointRequested,
+    TaskManagerDeregistered,
+    TaskManagerRegistered,
+    TaskStateChanged,
+    WorkerCommand,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes: fire the deadlines due at `now`. event_id: unique, see module doc."""
+
+    event_id: str
+
+
+Input = (
+    JobSubmitted
+    | JobCancelRequested
+    | SavepointRequested
+    | StopWithSavepointRequested
+    | TaskManagerRegistered
+    | TaskManagerDeregistered
+    | TaskStateChanged
+    | CheckpointAcknowledged
+    | CheckpointDeclined
+    | Tick
+)
+
+
+@dataclass(slots=True)
+class Decision:
+    """Journal events (in order) and the worker commands to send with them."""
+
+    events: list[JournalEvent] = field(default_factory=list)
+    commands: list[WorkerCommand] = field(default_factory=list)
+
+
+def _on_tick(p: Planner, tick: Tick) -> None:
+    resource_manager.check_heartbeats(p)
+    config = p.config
+    for job in sorted(p.state.jobs.values(), key=lambda j: j.accepted_seq):
+        job_id = job.job_id
+        if job.status is JobStatus.CREATED and job.waiting_since is not None:
+            if p.now - job.waiting_since >= config.slot_wait_timeout_ms:
+                jobmaster.fail_slot_wait(p, job_id)
+        elif job.status is JobStatus.RESTARTING:
+            jobmaster.settle(p, job_id)
+        elif job.status is JobStatus.RUNNING:
+            checkpoints.on_tick(p, job_id)
+    dispatcher.archive_finished(p)
+    schedule_waiting(p)
+
+
+_DECIDERS: Final[dict[type[Any], Callable[[Planner, Any], None]]] = {
+    JobSubmitted: dispatcher.on_submitted,
+    JobCancelRequested: dispatcher.on_cancel_requested,
+    SavepointRequested: checkpoints.on_savepoint_requested,
+    StopWithSavepointRequested: checkpoints.on_savepoint_requested,
+    TaskManagerRegistered: resource_manager.on_registered,
+    TaskManagerDeregistered: resource_manager.on_deregistered,
+    TaskStateChanged: jobmaster.on_task_state_changed,
+    CheckpointAcknowledged: checkpoints.on_acknowledged,
+    CheckpointDeclined: checkpoints.on_declined,
+    Tick: _on_tick,
+}
+
+
+def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
+    """The journal events and worker commands that follow from `input` at `now`."""
+    if view.epoch != state.epoch:
+        raise NotLeader(f"view epoch {view.epoch} is not the state's epoch {state.epoch}")
+    decider = _DECIDERS.get(type(input))
+    if decider is None:
+        raise TypeError(f"decide takes no {type(input).__name__}")
+    p = Planner(state, view, now, input.event_id)
+    decider(p, input)
+    return Decision(p.events, p.commands)
+
+
+def leader_elected(
+    state: State, replica_id: str, previous_offset: int, now: int, epoch: int | None = None
+) -> LeaderElected:
+    """The LeaderElected a new leader journals first (epoch = state epoch + 1 by default)."""
+    new_epoch = state.epoch + 1 if epoch is None else epoch
+    return LeaderElected(
+        event_id=f"leader-{new_epoch}-{replica_id}",
+        event_time=now,
+        epoch=new_epoch,
+        replica_id=replica_id,
+        previous_offset=previous_offset,
+    )

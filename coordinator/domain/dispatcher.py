@@ -1,0 +1,99 @@
+"""The Dispatcher: accepts or rejects submissions, cancels and archives jobs."""
+
+import dataclasses
+
+from coordinator.domain.jobmaster import cancel
+from coordinator.domain.planner import Planner
+from coordinator.domain.scheduler import deploy, place, subtasks_of
+from schemas.events import (
+    ExecutionGraphCreated,
+    JobAccepted,
+    JobArchived,
+    JobCancelRequested,
+    JobRejected,
+    JobStatus,
+    JobStatusChanged,
+    JobSubmitted,
+    TaskRef,
+)
+from schemas.validation import validate_job_submitted
+
+
+def _content(s: JobSubmitted) -> JobSubmitted:
+    """The submission without what identifies one sending of it."""
+    return dataclasses.replace(s, event_id="", event_time=0)
+
+
+def offered_operators(p: Planner) -> set[str]:
+    return {op for w in p.state.workers.values() for op in w.operators}
+
+
+def on_submitted(p: Planner, s: JobSubmitted) -> None:
+    existing = p.state.jobs.get(s.job_id)
+    if existing is not None:
+        if _content(existing.submission) != _content(s):
+            p.emit(
+                JobRejected,
+                job_id=s.job_id,
+                reason="job id already used by a different submission",
+                input_event_id=s.event_id,
+            )
+        return  # an identical resubmission is a no-op (at-least-once clients)
+    known = offered_operators(p) if p.config.require_offered_operators else None
+    problems = validate_job_submitted(s, known)
+    if problems:
+        p.emit(JobRejected, job_id=s.job_id, reason="; ".join(problems), input_event_id=s.event_id)
+        return
+    p.emit(JobAccepted, submission=s)
+    placement = place(subtasks_of(s), p.state.workers)
+    reason = placement if isinstance(placement, str) else None
+    p.emit(
+        JobStatusChanged,
+        job_id=s.job_id,
+        from_status=JobStatus.INITIALIZING,
+        to_status=JobStatus.CREATED,
+        cause=reason,
+    )
+    p.emit(
+        ExecutionGraphCreated,
+        job_id=s.job_id,
+        restart_count=0,
+        subtasks=tuple(
+            TaskRef(job_id=s.job_id, vertex_id=k[0], subtask_index=k[1], attempt=0)
+            for k, _ in subtasks_of(s)
+        ),
+    )
+    if not isinstance(placement, str):
+        deploy(p, s.job_id, placement)
+
+
+def on_cancel_requested(p: Planner, r: JobCancelRequested) -> None:
+    job = p.state.jobs.get(r.job_id)
+    if job is None:
+        p.reject(r, "unknown job", job_id=r.job_id)
+    elif job.status.is_globally_terminal or job.status is JobStatus.CANCELLING:
+        p.reject(r, f"job is already {job.status}", job_id=r.job_id)
+    else:
+        who = f" by {r.requested_by}" if r.requested_by else ""
+        cancel(p, r.job_id, f"cancel requested{who} ({r.event_id})")
+
+
+def archive_finished(p: Planner) -> None:
+    """Terminal jobs leave memory after config.archive_after_ms (they stay in the log).
+
+    After archiving, the job id is free again: a new submission with it starts
+    a new job (the old one is only in the journal).
+    """
+    after = p.config.archive_after_ms
+    if after is None:
+        return
+    done = sorted(
+        (
+            j
+            for j in p.state.jobs.values()
+            if j.status.is_globally_terminal and p.now - j.status_since >= after
+        ),
+        key=lambda j: j.accepted_seq,
+    )
+    for job in done:
+        p.emit(JobArchived, job_id=job.job_id, final_status=job.status)

@@ -1,0 +1,391 @@
+"""``evolve(state, event)``: the one apply path, for live processing and replay.
+
+Each journal event type has its ``_apply_<EventName>``. Every handler first
+checks that the event can follow the state and raises ``InconsistentJournal``
+otherwise: the journal is the truth, an impossible journal is refused, never
+guessed at. Handlers take time only from ``event.event_time``.
+
+Epoch rule (DESIGN.md, leadership): a LeaderElected must raise the epoch; any
+other event stamped with an older epoch is a fenced leader's leftover and is
+ignored (and counted); an event from a newer epoch than the last
+LeaderElected cannot exist.
+"""
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from coordinator.domain.errors import EpochNotIncreasing, InconsistentJournal
+from coordinator.domain.restart import record_restart
+from coordinator.domain.state import (
+    EXCEPTION_HISTORY_LIMIT,
+    ExceptionEntry,
+    Execution,
+    Job,
+    PendingCheckpoint,
+    State,
+    Worker,
+)
+from coordinator.domain.transitions import (
+    LIVE_EXECUTION_STATES,
+    is_legal_execution_transition,
+    is_legal_job_transition,
+)
+from schemas.events import (
+    CheckpointAborted,
+    CheckpointCompleted,
+    CheckpointKind,
+    CheckpointTriggered,
+    ExecutionGraphCreated,
+    ExecutionState,
+    InputRejected,
+    JobAccepted,
+    JobArchived,
+    JobRejected,
+    JobStatus,
+    JobStatusChanged,
+    JournalEvent,
+    LeaderElected,
+    RestartScheduled,
+    SavepointCompleted,
+    SnapshotTaken,
+    TaskAssigned,
+    TaskManagerJoined,
+    TaskManagerLost,
+    TaskStateRecorded,
+)
+
+#: Lost incarnations remembered per TaskManager, to refuse their comeback.
+LOST_INCARNATIONS_KEPT: Final = 8
+
+
+def evolve(state: State, event: JournalEvent) -> None:
+    """Apply one journal event to `state` in place, or raise InconsistentJournal."""
+    if event.epoch != state.epoch:
+        if type(event) is LeaderElected:
+            pass  # checked by its handler
+        elif event.epoch < state.epoch:
+            state.ignored_stale_events += 1
+            return
+        else:
+            raise InconsistentJournal(
+                f"{type(event).__name__} {event.event_id} has epoch {event.epoch}, "
+                f"above the current epoch {state.epoch} without a LeaderElected"
+            )
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise InconsistentJournal(f"{type(event).__name__} is not a journal event")
+    handler(state, event)
+
+
+def _exception(job: Job, entry: ExceptionEntry) -> None:
+    job.exceptions.append(entry)
+    if len(job.exceptions) > EXCEPTION_HISTORY_LIMIT:
+        del job.exceptions[0]
+
+
+def _apply_LeaderElected(state: State, e: LeaderElected) -> None:
+    if e.epoch <= state.epoch:
+        raise EpochNotIncreasing(
+            f"LeaderElected {e.event_id} ({e.replica_id}) has epoch {e.epoch}, "
+            f"not above the current epoch {state.epoch}"
+        )
+    state.epoch = e.epoch
+    state.leader_replica_id = e.replica_id
+    state.leader_since = e.event_time
+
+
+def _apply_JobAccepted(state: State, e: JobAccepted) -> None:
+    sub = e.submission
+    if sub.job_id in state.jobs:
+        raise InconsistentJournal(f"job {sub.job_id!r} accepted twice")
+    state.jobs[sub.job_id] = Job(
+        job_id=sub.job_id,
+        submission=sub,
+        accepted_seq=state.next_job_seq,
+        accepted_at=e.event_time,
+        status=JobStatus.INITIALIZING,
+        status_since=e.event_time,
+    )
+    state.next_job_seq += 1
+
+
+def _apply_JobRejected(state: State, e: JobRejected) -> None:
+    state.rejected_inputs += 1
+
+
+def _apply_InputRejected(state: State, e: InputRejected) -> None:
+    state.rejected_inputs += 1
+
+
+def _apply_JobStatusChanged(state: State, e: JobStatusChanged) -> None:
+    job = state.job_for_update(e.job_id)
+    if job.status is not e.from_status:
+        raise InconsistentJournal(
+            f"job {e.job_id!r} is {job.status}, not {e.from_status} ({e.event_id})"
+        )
+    target = e.to_status
+    if not is_legal_job_transition(job.status, target):
+        raise InconsistentJournal(f"job {e.job_id!r}: illegal transition {job.status}->{target}")
+    if target is JobStatus.RUNNING and (
+        not job.executions
+        or any(x.state is ExecutionState.CREATED for x in job.executions.values())
+    ):
+        raise InconsistentJournal(f"job {e.job_id!r} RUNNING with undeployed subtasks")
+    if target.is_globally_terminal:
+        if any(x.state in LIVE_EXECUTION_STATES for x in job.executions.values()):
+            raise InconsistentJournal(f"job {e.job_id!r} {target} with live tasks")
+        # Never-deployed subtasks end with their job, as Flink cancels them.
+        for key, x in job.executions.items():
+            if x.state is ExecutionState.CREATED:
+                job.executions[key] = Execution(x.attempt, ExecutionState.CANCELED, e.event_time)
+    if job.status is JobStatus.CREATED:
+        job.waiting_reason = job.waiting_since = None
+    elif job.status is JobStatus.RESTARTING:
+        job.restart_at = None
+    elif job.status is JobStatus.RUNNING:
+        # A checkpoint cannot complete once tasks stop (Flink aborts them on
+        # failover and cancel); the next RUNNING re-arms the periodic trigger.
+        job.checkpoints.pending.clear()
+        job.checkpoints.next_trigger_at = None
+    if target is JobStatus.CREATED:
+        job.waiting_reason = e.cause
+        job.waiting_since = e.event_time
+    elif target is JobStatus.RUNNING:
+        interval = job.submission.checkpoint_config.interval_ms
+        if interval > 0:
+            job.checkpoints.next_trigger_at = e.event_time + interval
+    elif target is JobStatus.FAILING and e.cause is not None:
+        _exception(job, ExceptionEntry(e.event_time, "JobFailure", e.cause))
+    job.status = target
+    job.status_since = e.event_time
+
+
+def _apply_ExecutionGraphCreated(state: State, e: ExecutionGraphCreated) -> None:
+    job = state.job_for_update(e.job_id)
+    if job.status is not JobStatus.CREATED:
+        raise InconsistentJournal(f"job {e.job_id!r}: execution graph while {job.status}")
+    expected_count = job.restart_count + 1 if job.executions else 0
+    if e.restart_count != expected_count:
+        raise InconsistentJournal(
+            f"job {e.job_id!r}: execution graph run {e.restart_count}, expected {expected_count}"
+        )
+    if any(x.state in LIVE_EXECUTION_STATES for x in job.executions.values()):
+        raise InconsistentJournal(f"job {e.job_id!r}: new execution graph while tasks are live")
+    expected = [(v.id, i) for v in job.submission.job_graph.vertices for i in range(v.parallelism)]
+    got = [(t.vertex_id, t.subtask_index) for t in e.subtasks]
+    if got != expected or any(t.job_id != e.job_id for t in e.subtasks):
+        raise InconsistentJournal(f"job {e.job_id!r}: execution graph does not match job graph")
+    executions: dict[tuple[str, int], Execution] = {}
+    for t in e.subtasks:
+        key = (t.vertex_id, t.subtask_index)
+        old = job.executions.get(key)
+        if old is not None and t.attempt <= old.attempt:
+            raise InconsistentJournal(f"job {e.job_id!r}: attempt of {key} does not increase")
+        executions[key] = Execution(t.attempt, ExecutionState.CREATED, e.event_time)
+    job.executions = executions
+    job.restart_count = e.restart_count
+
+
+def _apply_TaskAssigned(state: State, e: TaskAssigned) -> None:
+    task = e.task
+    job = state.job_for_update(task.job_id)
+    key = (task.vertex_id, task.subtask_index)
+    x = job.executions.get(key)
+    if job.status is not JobStatus.CREATED or x is None or x.attempt != task.attempt:
+        raise InconsistentJournal(f"{e.event_id}: assignment of unknown or stale task {task}")
+    if x.state is not ExecutionState.CREATED:
+        raise InconsistentJournal(f"{e.event_id}: task {task} already {x.state}")
+    worker = state.worker_for_update(e.slot.tm_id)
+    i = e.slot.slot_index
+    if worker.incarnation != e.incarnation or not 0 <= i < len(worker.slots):
+        raise InconsistentJournal(f"{e.event_id}: unknown slot {e.slot} / {e.incarnation}")
+    if worker.slots[i] is not None:
+        raise InconsistentJournal(f"{e.event_id}: slot {e.slot} already runs {worker.slots[i]}")
+    worker.slots[i] = task
+    # One event stands for Flink's SCHEDULED (slot allocated) and DEPLOYING
+    # (deployment sent in the same transaction).
+    job.executions[key] = Execution(
+        x.attempt, ExecutionState.DEPLOYING, e.event_time, worker.tm_id, i, worker.incarnation
+    )
+
+
+def _apply_TaskStateRecorded(state: State, e: TaskStateRecorded) -> None:
+    task = e.task
+    job = state.job_for_update(task.job_id)
+    key = (task.vertex_id, task.subtask_index)
+    x = job.executions.get(key)
+    if x is None or x.attempt != task.attempt:
+        raise InconsistentJournal(f"{e.event_id}: state of unknown or stale task {task}")
+    if not is_legal_execution_transition(x.state, e.state):
+        raise InconsistentJournal(f"{e.event_id}: task {task} illegal {x.state}->{e.state}")
+    if e.state.is_terminal and x.tm_id is not None and x.slot_index is not None:
+        worker = state.worker_for_update(x.tm_id)
+        if worker.incarnation != x.incarnation or worker.slots[x.slot_index] != task:
+            raise InconsistentJournal(f"{e.event_id}: task {task} does not hold its slot")
+        worker.slots[x.slot_index] = None
+    job.executions[key] = Execution(
+        x.attempt, e.state, e.event_time, x.tm_id, x.slot_index, x.incarnation
+    )
+    if e.state is ExecutionState.FAILED:
+        _exception(
+            job,
+            ExceptionEntry(
+                e.event_time,
+                e.error_name or "TaskFailure",
+                e.error_stack or "",
+                task.vertex_id,
+                task.subtask_index,
+                task.attempt,
+                x.tm_id,
+            ),
+        )
+
+
+def _apply_TaskManagerJoined(state: State, e: TaskManagerJoined) -> None:
+    known = state.workers.get(e.tm_id)
+    if known is None:
+        if e.incarnation in state.lost_incarnations.get(e.tm_id, ()):
+            raise InconsistentJournal(f"{e.event_id}: lost incarnation {e.incarnation} rejoins")
+        state.workers[e.tm_id] = Worker(
+            e.tm_id, e.incarnation, e.host, [None] * e.slots, e.operators, e.version, e.event_time
+        )
+        return
+    if known.incarnation != e.incarnation:
+        raise InconsistentJournal(
+            f"{e.event_id}: {e.tm_id} joins as {e.incarnation} while {known.incarnation} is known"
+        )
+    if len(known.slots) != e.slots:
+        raise InconsistentJournal(f"{e.event_id}: {e.tm_id} re-registers with other slot count")
+    # Re-registration of a known incarnation (a new leader reconciling).
+    worker = state.worker_for_update(e.tm_id)
+    worker.host, worker.operators, worker.version = e.host, e.operators, e.version
+    worker.registered_at = e.event_time
+
+
+def _apply_TaskManagerLost(state: State, e: TaskManagerLost) -> None:
+    worker = state.workers.get(e.tm_id)
+    if worker is None or worker.incarnation != e.incarnation:
+        raise InconsistentJournal(
+            f"{e.event_id}: lost unknown TaskManager {e.tm_id}/{e.incarnation}"
+        )
+    if any(t is not None for t in worker.slots):
+        raise InconsistentJournal(f"{e.event_id}: {e.tm_id} lost while its slots hold tasks")
+    del state.workers[e.tm_id]
+    lost = state.lost_incarnations.setdefault(e.tm_id, [])
+    lost.append(e.incarnation)
+    if len(lost) > LOST_INCARNATIONS_KEPT:
+        del lost[0]
+
+
+def _apply_RestartScheduled(state: State, e: RestartScheduled) -> None:
+    job = state.job_for_update(e.job_id)
+    if job.status is not JobStatus.RESTARTING or job.restart_at is not None:
+        raise InconsistentJournal(f"{e.event_id}: restart of job {e.job_id!r} while {job.status}")
+    if e.restart_count != job.restart_count + 1 or e.restart_at < e.event_time:
+        raise InconsistentJournal(f"{e.event_id}: restart {e.restart_count} out of order")
+    job.restart_at = e.restart_at
+    record_restart(
+        job.submission.restart_strategy, job.restarts, e.event_time, e.restart_at - e.event_time
+    )
+
+
+def _apply_CheckpointTriggered(state: State, e: CheckpointTriggered) -> None:
+    job = state.job_for_update(e.job_id)
+    cps = job.checkpoints
+    if job.status is not JobStatus.RUNNING or e.checkpoint_id != cps.next_checkpoint_id:
+        raise InconsistentJournal(f"{e.event_id}: checkpoint {e.checkpoint_id} out of order")
+    cps.pending[e.checkpoint_id] = PendingCheckpoint(
+        e.checkpoint_id,
+        e.kind,
+        e.event_time,
+        e.timeout_at,
+        e.epoch,
+        e.target_directory,
+        e.request_event_id,
+    )
+    cps.next_checkpoint_id += 1
+    interval = job.submission.checkpoint_config.interval_ms
+    if e.kind is CheckpointKind.CHECKPOINT and interval > 0:
+        cps.next_trigger_at = e.event_time + interval
+
+
+def _pending(
+    state: State, job_id: str, checkpoint_id: int, event_id: str
+) -> tuple[Job, PendingCheckpoint]:
+    job = state.job_for_update(job_id)
+    pending = job.checkpoints.pending.pop(checkpoint_id, None)
+    if pending is None:
+        raise InconsistentJournal(f"{event_id}: checkpoint {checkpoint_id} is not pending")
+    return job, pending
+
+
+def _after_checkpoint(job: Job, now: int) -> None:
+    cps = job.checkpoints
+    if cps.next_trigger_at is not None:
+        cps.next_trigger_at = max(
+            cps.next_trigger_at, now + job.submission.checkpoint_config.min_pause_ms
+        )
+
+
+def _apply_CheckpointCompleted(state: State, e: CheckpointCompleted) -> None:
+    job, pending = _pending(state, e.job_id, e.checkpoint_id, e.event_id)
+    cps = job.checkpoints
+    if pending.kind is CheckpointKind.CHECKPOINT:
+        if not set(e.subsumed) <= set(cps.completed):
+            raise InconsistentJournal(f"{e.event_id}: subsumes unknown checkpoints")
+        cps.completed = [c for c in cps.completed if c not in e.subsumed]
+        cps.completed.append(e.checkpoint_id)
+        cps.latest_completed = e.checkpoint_id
+        cps.restore_handles = {
+            (h.task.vertex_id, h.task.subtask_index): h.state_handle for h in e.task_states
+        }
+        cps.consecutive_failures = 0
+    _after_checkpoint(job, e.event_time)
+
+
+def _apply_CheckpointAborted(state: State, e: CheckpointAborted) -> None:
+    job, pending = _pending(state, e.job_id, e.checkpoint_id, e.event_id)
+    if pending.kind is CheckpointKind.CHECKPOINT:
+        job.checkpoints.consecutive_failures += 1
+    _after_checkpoint(job, e.event_time)
+
+
+def _apply_SavepointCompleted(state: State, e: SavepointCompleted) -> None:
+    job = state.job_for_update(e.job_id)
+    job.checkpoints.last_savepoint_path = e.savepoint_path
+
+
+def _apply_JobArchived(state: State, e: JobArchived) -> None:
+    job = state.job_for_update(e.job_id)
+    if job.status is not e.final_status or not job.status.is_globally_terminal:
+        raise InconsistentJournal(f"{e.event_id}: archiving job {e.job_id!r} while {job.status}")
+    del state.jobs[e.job_id]
+    state.archived_jobs += 1
+
+
+def _apply_SnapshotTaken(state: State, e: SnapshotTaken) -> None:
+    """A marker for readers of the journal; the state it describes is unchanged."""
+
+
+_HANDLERS: Final[dict[type[JournalEvent], Callable[[State, Any], None]]] = {
+    LeaderElected: _apply_LeaderElected,
+    JobAccepted: _apply_JobAccepted,
+    JobRejected: _apply_JobRejected,
+    JobStatusChanged: _apply_JobStatusChanged,
+    ExecutionGraphCreated: _apply_ExecutionGraphCreated,
+    TaskAssigned: _apply_TaskAssigned,
+    TaskStateRecorded: _apply_TaskStateRecorded,
+    TaskManagerJoined: _apply_TaskManagerJoined,
+    TaskManagerLost: _apply_TaskManagerLost,
+    RestartScheduled: _apply_RestartScheduled,
+    CheckpointTriggered: _apply_CheckpointTriggered,
+    CheckpointCompleted: _apply_CheckpointCompleted,
+    CheckpointAborted: _apply_CheckpointAborted,
+    SavepointCompleted: _apply_SavepointCompleted,
+    JobArchived: _apply_JobArchived,
+    SnapshotTaken: _apply_SnapshotTaken,
+    InputRejected: _apply_InputRejected,
+}
+
+#: Journal event types evolve knows (a test checks it is every JournalEvent).
+HANDLED_EVENT_TYPES: Final = frozenset(_HANDLERS)

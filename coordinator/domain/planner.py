@@ -1,0 +1,64 @@
+"""The scratch pad of one decision: a forked state plus what was decided.
+
+Every proposed journal event is applied to the fork at once through the same
+``evolve`` as replay, so the rest of the decision reasons on the state as it
+will be, and a decision that evolve would refuse fails in decide (a bug),
+never in a replica.
+"""
+
+from typing import Any, TypeVar
+
+from coordinator.domain.evolve import evolve
+from coordinator.domain.state import State
+from coordinator.domain.view import DomainConfig, LeaderView
+from schemas.events import Event, InputRejected, JournalEvent, WorkerCommand
+
+J = TypeVar("J", bound=JournalEvent)
+C = TypeVar("C", bound=WorkerCommand)
+
+
+class Planner:
+    """Ids are ``f"{input_id}:{n}"``, n counting events and commands from 1."""
+
+    __slots__ = ("_n", "_prefix", "commands", "config", "events", "now", "state", "view")
+
+    def __init__(self, state: State, view: LeaderView, now: int, input_id: str) -> None:
+        self.state = state.fork()
+        self.view = view
+        self.config: DomainConfig = view.config
+        self.now = now
+        self.events: list[JournalEvent] = []
+        self.commands: list[WorkerCommand] = []
+        self._prefix = input_id
+        self._n = 0
+
+    def _stamp(self) -> dict[str, Any]:
+        self._n += 1
+        return {
+            "event_id": f"{self._prefix}:{self._n}",
+            "event_time": self.now,
+            "epoch": self.view.epoch,
+        }
+
+    def emit(self, cls: type[J], **fields: Any) -> J:
+        event = cls(**self._stamp(), **fields)
+        evolve(self.state, event)
+        self.events.append(event)
+        return event
+
+    def command(self, cls: type[C], **fields: Any) -> C:
+        command = cls(**self._stamp(), **fields)
+        self.commands.append(command)
+        return command
+
+    def reject(
+        self, event: Event, reason: str, *, job_id: str | None = None, tm_id: str | None = None
+    ) -> None:
+        self.emit(
+            InputRejected,
+            input_event_id=event.event_id,
+            input_event_type=type(event).__name__,
+            reason=reason,
+            job_id=job_id,
+            tm_id=tm_id,
+        )

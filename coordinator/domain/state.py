@@ -1,0 +1,293 @@
+"""The coordinator's folded state: what ``fold(evolve, journal)`` yields.
+
+Mutable, slotted dataclasses updated in place by ``evolve`` (copying per
+event would cap replay speed). Two conventions keep ``decide`` cheap and
+honest:
+
+- ``Execution`` is an immutable value: evolve replaces it in its job's dict,
+  so cloning a job copies one dict, not hundreds of objects.
+- evolve mutates a job or a worker only through ``State.job_for_update`` /
+  ``State.worker_for_update``. ``State.fork()`` returns a copy-on-write
+  scratch state whose accessors clone an entity on its first update, so
+  decide can fold its own proposals without touching the real state.
+
+What the state deliberately does NOT hold: the journal offset last applied
+(the replica keeps it next to the state; snapshots store it beside the state
+dict), heartbeat times and checkpoint acknowledgements (the leader's volatile
+``LeaderView``), and the leader's configuration (``DomainConfig``). Ordering
+never comes from dict or set iteration of unsorted data: jobs carry an
+acceptance sequence number, workers are visited sorted by id.
+"""
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from coordinator.domain.errors import InconsistentJournal
+from coordinator.domain.restart import RestartTracker
+from coordinator.domain.transitions import LIVE_EXECUTION_STATES
+from schemas.events import (
+    CheckpointKind,
+    ExecutionState,
+    JobStatus,
+    JobSubmitted,
+    TaskRef,
+)
+
+#: Exceptions kept per job for ``jm status`` (Flink's exception history).
+#: Part of the fold, so it is a constant of the code, not leader config.
+EXCEPTION_HISTORY_LIMIT: Final = 16
+
+#: (vertex_id, subtask_index): one subtask of an execution graph.
+SubtaskKey = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One attempt of one subtask (Flink's Execution). Replaced, never mutated.
+
+    tm_id/slot_index/incarnation: where it was deployed; kept after it ends
+    for the UI (the slot itself is released in the worker).
+    """
+
+    attempt: int
+    state: ExecutionState
+    since: int
+    tm_id: str | None = None
+    slot_index: int | None = None
+    incarnation: str | None = None
+
+    @property
+    def is_live(self) -> bool:
+        return self.state in LIVE_EXECUTION_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionEntry:
+    """One entry of a job's exception history."""
+
+    timestamp: int
+    error_name: str
+    message: str
+    vertex_id: str | None = None
+    subtask_index: int | None = None
+    attempt: int | None = None
+    tm_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCheckpoint:
+    """A triggered checkpoint not yet completed or aborted."""
+
+    checkpoint_id: int
+    kind: CheckpointKind
+    triggered_at: int
+    timeout_at: int
+    epoch: int
+    target_directory: str | None = None
+    request_event_id: str | None = None
+
+
+@dataclass(slots=True)
+class CheckpointBookkeeping:
+    """The CheckpointCoordinator's state for one job (kept minimal).
+
+    next_trigger_at: when the next periodic checkpoint is due; None when
+        periodic checkpoints are off or the job is not running.
+    restore_handles: subtask -> state handle of `latest_completed`, used by
+        DeployTask when the job restarts.
+    """
+
+    next_checkpoint_id: int = 1
+    pending: dict[int, PendingCheckpoint] = field(default_factory=dict)
+    completed: list[int] = field(default_factory=list)
+    latest_completed: int | None = None
+    restore_handles: dict[SubtaskKey, str] = field(default_factory=dict)
+    next_trigger_at: int | None = None
+    consecutive_failures: int = 0
+    last_savepoint_path: str | None = None
+
+    def clone(self) -> "CheckpointBookkeeping":
+        return CheckpointBookkeeping(
+            self.next_checkpoint_id,
+            dict(self.pending),
+            list(self.completed),
+            self.latest_completed,
+            dict(self.restore_handles),
+            self.next_trigger_at,
+            self.consecutive_failures,
+            self.last_savepoint_path,
+        )
+
+
+@dataclass(slots=True)
+class Job:
+    """One job: the Dispatcher's record plus its JobMaster's ExecutionGraph.
+
+    accepted_seq: acceptance order; the scheduler serves waiting jobs by it.
+    restart_count: the run of the current execution graph (0 = first run).
+    executions: the current execution graph, one Execution per subtask.
+    waiting_reason: why a CREATED job is not running yet (visible in status).
+    waiting_since: when it started waiting for slots; the slot-wait deadline
+        is waiting_since + DomainConfig.slot_wait_timeout_ms (the timeout is
+        leader config; its firing is journaled as a FAILING transition).
+    restart_at: deadline of the scheduled restart while RESTARTING.
+    """
+
+    job_id: str
+    submission: JobSubmitted
+    accepted_seq: int
+    accepted_at: int
+    status: JobStatus
+    status_since: int
+    restart_count: int = 0
+    executions: dict[SubtaskKey, Execution] = field(default_factory=dict)
+    waiting_reason: str | None = None
+    waiting_since: int | None = None
+    restart_at: int | None = None
+    restarts: RestartTracker = field(default_factory=RestartTracker)
+    exceptions: list[ExceptionEntry] = field(default_factory=list)
+    checkpoints: CheckpointBookkeeping = field(default_factory=CheckpointBookkeeping)
+
+    def clone(self) -> "Job":
+        return Job(
+            self.job_id,
+            self.submission,
+            self.accepted_seq,
+            self.accepted_at,
+            self.status,
+            self.status_since,
+            self.restart_count,
+            dict(self.executions),
+            self.waiting_reason,
+            self.waiting_since,
+            self.restart_at,
+            self.restarts.clone(),
+            list(self.exceptions),
+            self.checkpoints.clone(),
+        )
+
+    def task_ref(self, key: SubtaskKey) -> TaskRef:
+        return TaskRef(
+            job_id=self.job_id,
+            vertex_id=key[0],
+            subtask_index=key[1],
+            attempt=self.executions[key].attempt,
+        )
+
+    def live_keys(self) -> list[SubtaskKey]:
+        """Subtasks whose current attempt is live, in graph order."""
+        return [k for k, e in self.executions.items() if e.state in LIVE_EXECUTION_STATES]
+
+
+@dataclass(slots=True)
+class Worker:
+    """A registered TaskManager incarnation and its slots (ResourceManager view).
+
+    slots: slot index -> the task attempt occupying it, None when free.
+    """
+
+    tm_id: str
+    incarnation: str
+    host: str
+    slots: list[TaskRef | None]
+    operators: tuple[str, ...]
+    version: str
+    registered_at: int
+
+    def clone(self) -> "Worker":
+        return Worker(
+            self.tm_id,
+            self.incarnation,
+            self.host,
+            list(self.slots),
+            self.operators,
+            self.version,
+            self.registered_at,
+        )
+
+    def free_slots(self) -> list[int]:
+        return [i for i, t in enumerate(self.slots) if t is None]
+
+
+@dataclass(slots=True)
+class State:
+    """Everything the journal says, and nothing else.
+
+    epoch: the current leader epoch (0 before any LeaderElected).
+    leader_since: event_time of the current epoch's LeaderElected.
+    ignored_stale_events: events stamped with an older epoch (a fenced
+        leader's leftovers), ignored and counted.
+    rejected_inputs: JobRejected + InputRejected journaled.
+    archived_jobs: jobs that left memory (JobArchived); they stay in the log.
+    next_job_seq: acceptance sequence number of the next job.
+    lost_incarnations: tm_id -> its latest lost incarnations (bounded); such
+        an incarnation is dead for good and may not register again.
+    """
+
+    epoch: int = 0
+    leader_replica_id: str | None = None
+    leader_since: int = 0
+    ignored_stale_events: int = 0
+    rejected_inputs: int = 0
+    archived_jobs: int = 0
+    next_job_seq: int = 0
+    jobs: dict[str, Job] = field(default_factory=dict)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    lost_incarnations: dict[str, list[str]] = field(default_factory=dict)
+
+    def job_for_update(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise InconsistentJournal(f"unknown job {job_id!r}")
+        return job
+
+    def worker_for_update(self, tm_id: str) -> Worker:
+        worker = self.workers.get(tm_id)
+        if worker is None:
+            raise InconsistentJournal(f"unknown TaskManager {tm_id!r}")
+        return worker
+
+    def fork(self) -> "State":
+        """A copy-on-write scratch copy for decide; the original is never touched."""
+        return _Fork(self)
+
+
+class _Fork(State):
+    """Shares unchanged jobs and workers with its origin; clones them on update."""
+
+    __slots__ = ("_own_jobs", "_own_workers")
+
+    def __init__(self, origin: State) -> None:
+        super().__init__(
+            origin.epoch,
+            origin.leader_replica_id,
+            origin.leader_since,
+            origin.ignored_stale_events,
+            origin.rejected_inputs,
+            origin.archived_jobs,
+            origin.next_job_seq,
+            dict(origin.jobs),
+            dict(origin.workers),
+            {tm: list(incs) for tm, incs in origin.lost_incarnations.items()},
+        )
+        self._own_jobs: set[str] = set()
+        self._own_workers: set[str] = set()
+
+    def job_for_update(self, job_id: str) -> Job:
+        job = State.job_for_update(self, job_id)
+        if job_id not in self._own_jobs:
+            job = job.clone()
+            self.jobs[job_id] = job
+            self._own_jobs.add(job_id)
+        return job
+
+    def worker_for_update(self, tm_id: str) -> Worker:
+        worker = State.worker_for_update(self, tm_id)
+        if tm_id not in self._own_workers:
+            worker = worker.clone()
+            self.workers[tm_id] = worker
+            self._own_workers.add(tm_id)
+        return worker
+
+    def fork(self) -> State:
+        return _Fork(self)

@@ -1,0 +1,69 @@
+"""What the leader knows that the journal does not: config and volatile facts.
+
+Never part of the folded state. A new leader starts with an empty view; the
+decisions the view leads to (a worker declared lost, a checkpoint completed)
+are journaled, so replay never needs it.
+"""
+
+from dataclasses import dataclass, field
+
+from coordinator.domain.state import SubtaskKey
+from schemas.events import CheckpointAcknowledged, TaskManagerHeartbeat
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DomainConfig:
+    """Leader-side parameters of decide (one frozen object, passed in the view).
+
+    heartbeat_timeout_ms: a worker silent for longer is declared lost.
+    slot_wait_timeout_ms: a CREATED job waiting this long for slots fails.
+    require_offered_operators: reject a submission naming an operator no
+        registered worker offers (Flink-like); False accepts it and lets it
+        wait for such a worker (relax here).
+    archive_after_ms: a globally terminal job leaves memory this long after
+        it ended (it stays in the log); None keeps every job.
+    default_savepoint_dir: savepoint location when a request names none.
+    """
+
+    heartbeat_timeout_ms: int = 5_000
+    slot_wait_timeout_ms: int = 300_000
+    require_offered_operators: bool = True
+    archive_after_ms: int | None = 3_600_000
+    default_savepoint_dir: str = "savepoints"
+
+
+@dataclass(slots=True, kw_only=True)
+class LeaderView:
+    """The leader's volatile knowledge, fed by its loop, read by decide.
+
+    epoch / replica_id: the leader's own epoch and id; decide stamps epoch on
+        every event and requires it to equal the state's epoch.
+    leader_since: when this replica became leader. A known worker whose last
+        heartbeat is older (or unknown) counts as seen then: every worker gets
+        a full heartbeat timeout of grace after a takeover.
+    last_heartbeat: (tm_id, incarnation) -> when its latest heartbeat was read.
+    checkpoint_acks: (job_id, checkpoint_id) -> subtask -> acknowledgement.
+        Acks are not journaled one by one; CheckpointCompleted carries them
+        all. A new leader aborts checkpoints it did not trigger.
+    """
+
+    epoch: int
+    replica_id: str
+    leader_since: int
+    config: DomainConfig = field(default_factory=DomainConfig)
+    last_heartbeat: dict[tuple[str, str], int] = field(default_factory=dict)
+    checkpoint_acks: dict[tuple[str, int], dict[SubtaskKey, CheckpointAcknowledged]] = field(
+        default_factory=dict
+    )
+
+    def record_heartbeat(self, heartbeat: TaskManagerHeartbeat, seen_at: int) -> None:
+        key = (heartbeat.tm_id, heartbeat.incarnation)
+        self.last_heartbeat[key] = max(self.last_heartbeat.get(key, seen_at), seen_at)
+
+    def record_ack(self, ack: CheckpointAcknowledged) -> None:
+        """Remember an acknowledgement; decide validates it against the state."""
+        acks = self.checkpoint_acks.setdefault((ack.task.job_id, ack.checkpoint_id), {})
+        acks[(ack.task.vertex_id, ack.task.subtask_index)] = ack
+
+    def forget_checkpoint(self, job_id: str, checkpoint_id: int) -> None:
+        self.checkpoint_acks.pop((job_id, checkpoint_id), None)

@@ -1,0 +1,214 @@
+"""A test harness: the domain driven like the leader loop drives it.
+
+Every journal event goes through the codec (encode, then decode) before it is
+applied, exactly as a standby would read it, and is kept as bytes so tests can
+replay the journal into a fresh state.
+"""
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from coordinator.domain import (
+    Decision,
+    DomainConfig,
+    Input,
+    LeaderView,
+    State,
+    Tick,
+    decide,
+    evolve,
+    leader_elected,
+)
+from schemas import codec
+from schemas.events import (
+    ExecutionState,
+    JobCancelRequested,
+    JobGraph,
+    JobSubmitted,
+    JournalEvent,
+    RestartStrategy,
+    RestartStrategyKind,
+    RunningTask,
+    TaskManagerDeregistered,
+    TaskManagerRegistered,
+    TaskRef,
+    TaskStateChanged,
+    Vertex,
+    WorkerCommand,
+)
+
+T0 = 1_700_000_000_000
+
+
+def roundtrip(event: JournalEvent) -> JournalEvent:
+    data, _headers = codec.encode(event)
+    decoded = codec.decode(data)
+    assert isinstance(decoded, JournalEvent)
+    assert decoded == event, (decoded, event)
+    return decoded
+
+
+def replay(journal: Iterable[bytes], state: State | None = None) -> State:
+    state = State() if state is None else state
+    for data in journal:
+        event = codec.decode(data)
+        assert isinstance(event, JournalEvent)
+        evolve(state, event)
+    return state
+
+
+def submission(
+    job_id: str,
+    vertices: Sequence[tuple[str, str, int]] = (("src", "map", 2),),
+    *,
+    event_id: str | None = None,
+    restart: RestartStrategy | None = None,
+    name: str = "job",
+) -> JobSubmitted:
+    """A submission of `vertices` (id, operator, parallelism), chained by FORWARD edges
+    when parallelisms match (else REBALANCE)."""
+    from schemas.events import Edge, Partitioning
+
+    vs = tuple(Vertex(id=v, name=v, operator=op, parallelism=p) for v, op, p in vertices)
+    edges = tuple(
+        Edge(
+            source=a.id,
+            target=b.id,
+            partitioning=Partitioning.FORWARD
+            if a.parallelism == b.parallelism
+            else Partitioning.REBALANCE,
+        )
+        for a, b in itertools.pairwise(vs)
+    )
+    return JobSubmitted(
+        event_id=event_id or f"submit-{job_id}",
+        event_time=T0,
+        job_id=job_id,
+        name=name,
+        job_graph=JobGraph(vertices=vs, edges=edges),
+        restart_strategy=restart
+        or RestartStrategy(kind=RestartStrategyKind.FIXED_DELAY, attempts=3, delay_ms=1_000),
+    )
+
+
+@dataclass
+class Cluster:
+    config: DomainConfig = field(default_factory=DomainConfig)
+    now: int = T0
+    state: State = field(default_factory=State)
+    journal: list[bytes] = field(default_factory=list)
+    commands: list[WorkerCommand] = field(default_factory=list)
+    view: LeaderView = field(init=False)
+    _seq: int = 0
+
+    def __post_init__(self) -> None:
+        self.elect("replica-1")
+
+    def elect(self, replica_id: str) -> None:
+        """A (new) leader: journals LeaderElected, starts with an empty view."""
+        event = leader_elected(self.state, replica_id, len(self.journal) - 1, self.now)
+        self.apply(event)
+        self.view = LeaderView(
+            epoch=event.epoch, replica_id=replica_id, leader_since=self.now, config=self.config
+        )
+
+    def apply(self, event: JournalEvent) -> None:
+        data, _ = codec.encode(event)
+        self.journal.append(data)
+        decoded = codec.decode(data)
+        assert isinstance(decoded, JournalEvent)
+        evolve(self.state, decoded)
+
+    def feed(self, input: Input) -> Decision:
+        decision = decide(self.state, self.view, input, self.now)
+        for event in decision.events:
+            self.apply(event)
+        self.commands.extend(decision.commands)
+        return decision
+
+    def next_id(self, prefix: str) -> str:
+        self._seq += 1
+        return f"{prefix}-{self._seq}"
+
+    def tick(self, advance_ms: int = 0) -> Decision:
+        self.now += advance_ms
+        return self.feed(Tick(self.next_id(f"tick-{self.view.epoch}")))
+
+    def heartbeat_all(self) -> None:
+        for tm_id, worker in self.state.workers.items():
+            self.view.last_heartbeat[(tm_id, worker.incarnation)] = self.now
+
+    def register(
+        self,
+        tm_id: str,
+        incarnation: str = "inc-1",
+        slots: int = 2,
+        operators: tuple[str, ...] = ("map", "sink"),
+        running: tuple[RunningTask, ...] = (),
+    ) -> Decision:
+        return self.feed(
+            TaskManagerRegistered(
+                event_id=self.next_id(f"reg-{tm_id}"),
+                event_time=self.now,
+                tm_id=tm_id,
+                incarnation=incarnation,
+                host="localhost",
+                slots=slots,
+                operators=operators,
+                running_tasks=running,
+            )
+        )
+
+    def deregister(self, tm_id: str, incarnation: str = "inc-1") -> Decision:
+        return self.feed(
+            TaskManagerDeregistered(
+                event_id=self.next_id(f"dereg-{tm_id}"),
+                event_time=self.now,
+                tm_id=tm_id,
+                incarnation=incarnation,
+            )
+        )
+
+    def submit(self, job_id: str, *args: object, **kwargs: object) -> Decision:
+        return self.feed(submission(job_id, *args, **kwargs))  # type: ignore[arg-type]
+
+    def cancel(self, job_id: str) -> Decision:
+        return self.feed(
+            JobCancelRequested(
+                event_id=self.next_id(f"cancel-{job_id}"), event_time=self.now, job_id=job_id
+            )
+        )
+
+    def report(
+        self,
+        task: TaskRef,
+        state: ExecutionState,
+        *,
+        tm_id: str | None = None,
+        incarnation: str | None = None,
+        error: str | None = None,
+    ) -> Decision:
+        """A worker reports; by default the worker the journal deployed the task on."""
+        x = self.state.jobs[task.job_id].executions.get((task.vertex_id, task.subtask_index))
+        tm = tm_id or (x.tm_id if x is not None and x.tm_id else "nobody")
+        inc = incarnation or (x.incarnation if x is not None and x.incarnation else "none")
+        return self.feed(
+            TaskStateChanged(
+                event_id=self.next_id("report"),
+                event_time=self.now,
+                tm_id=tm,
+                incarnation=inc,
+                task=task,
+                state=state,
+                error_name=error,
+            )
+        )
+
+    def tasks(self, job_id: str) -> list[TaskRef]:
+        job = self.state.jobs[job_id]
+        return [job.task_ref(k) for k in job.executions]
+
+    def run_all(self, job_id: str, state: ExecutionState = ExecutionState.RUNNING) -> None:
+        for task in self.tasks(job_id):
+            self.report(task, state)

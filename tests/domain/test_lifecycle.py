@@ -1,0 +1,292 @@
+"""Job and worker lifecycles, driven through decide + codec + evolve."""
+
+from coordinator.domain import DomainConfig, Tick, decide, state_digest
+from coordinator.domain.invariants import violations
+from schemas.events import (
+    CancelTask,
+    CheckpointAcknowledged,
+    DeployTask,
+    ExecutionState,
+    JobRejected,
+    JobStatus,
+    JobStatusChanged,
+    RestartStrategy,
+    RestartStrategyKind,
+    RunningTask,
+    SavepointCompleted,
+    SavepointRequested,
+    TaskManagerLost,
+    TriggerCheckpoint,
+)
+from tests.domain.cluster import Cluster, replay, submission
+
+E = ExecutionState
+
+
+def _types(events: object) -> list[str]:
+    return [type(e).__name__ for e in events]  # type: ignore[attr-defined]
+
+
+def _status(c: Cluster, job_id: str) -> JobStatus:
+    return c.state.jobs[job_id].status
+
+
+def _check(c: Cluster) -> None:
+    assert violations(c.state) == []
+    assert state_digest(replay(c.journal)) == state_digest(c.state)
+
+
+def test_happy_path_spreads_tasks_and_finishes() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.register("tm-b", slots=3)
+    d = c.submit("job", (("src", "map", 2), ("out", "sink", 2)))
+    assert _types(d.events)[:3] == ["JobAccepted", "JobStatusChanged", "ExecutionGraphCreated"]
+    assert _types(d.events)[-1] == "JobStatusChanged"
+    deploys = [x for x in d.commands if isinstance(x, DeployTask)]
+    # most free slots first, ties by tm_id: b(3), a(2)->a? b=2,a=2 -> a ...
+    assert [(x.tm_id, x.slot_index) for x in deploys] == [
+        ("tm-b", 0),
+        ("tm-a", 0),
+        ("tm-b", 1),
+        ("tm-a", 1),
+    ]
+    assert all(x.epoch == 1 and x.event_time == c.now for x in d.commands)
+    assert [e.event_id for e in d.events][:2] == ["submit-job:1", "submit-job:2"]
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    c.run_all("job")
+    c.run_all("job", E.FINISHED)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.FINISHED
+    assert all(t is None for w in c.state.workers.values() for t in w.slots)
+    _check(c)
+
+
+def test_identical_resubmission_is_a_noop_and_different_one_rejected() -> None:
+    c = Cluster()
+    c.register("tm-a")
+    c.submit("job")
+    again = c.feed(submission("job", event_id="other-id"))
+    assert again.events == [] and again.commands == []
+    d = c.feed(submission("job", (("src", "map", 1),), event_id="third"))
+    assert _types(d.events) == ["JobRejected"]
+    _check(c)
+
+
+def test_invalid_graph_and_unknown_operator_are_rejected_with_reasons() -> None:
+    c = Cluster()
+    c.register("tm-a", operators=("map",))
+    d = c.submit("bad", (("v", "map", 0), ("v", "nope", 1)))
+    (rejected,) = d.events
+    assert isinstance(rejected, JobRejected)
+    assert "parallelism" in rejected.reason and "duplicate" in rejected.reason
+    assert "'nope'" in rejected.reason
+    assert "bad" not in c.state.jobs
+    relaxed = Cluster(config=DomainConfig(require_offered_operators=False))
+    relaxed.submit("waits", (("v", "nope", 1),))
+    assert relaxed.state.jobs["waits"].status is JobStatus.CREATED
+    _check(c)
+
+
+def test_short_of_slots_waits_then_runs_when_a_worker_joins() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.submit("job", (("src", "map", 3),))
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.CREATED
+    assert job.waiting_reason is not None and "3 slots needed, 1 free" in job.waiting_reason
+    d = c.register("tm-b", slots=2)
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    assert sum(isinstance(x, DeployTask) for x in d.commands) == 3
+    _check(c)
+
+
+def test_slot_wait_timeout_fails_the_job() -> None:
+    c = Cluster(config=DomainConfig(slot_wait_timeout_ms=10_000))
+    c.register("tm-a", slots=1)
+    c.submit("job", (("src", "map", 2),))
+    c.heartbeat_all()
+    c.tick(9_999)
+    assert c.state.jobs["job"].status is JobStatus.CREATED
+    c.heartbeat_all()
+    c.tick(1)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.FAILED
+    assert job.exceptions[-1].message.startswith("NoResourceAvailableException")
+    assert all(x.state is E.CANCELED for x in job.executions.values())
+    _check(c)
+
+
+def test_cancel_running_and_created_jobs() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("run", (("src", "map", 2),))
+    c.run_all("run")
+    d = c.cancel("run")
+    assert sum(isinstance(x, CancelTask) for x in d.commands) == 2
+    assert _status(c, "run") is JobStatus.CANCELLING
+    c.run_all("run", E.CANCELED)
+    assert _status(c, "run") is JobStatus.CANCELED
+    c.submit("wait", (("src", "map", 5),))
+    d = c.cancel("wait")
+    assert [(e.from_status, e.to_status) for e in d.events if isinstance(e, JobStatusChanged)] == [
+        (JobStatus.CREATED, JobStatus.CANCELLING),
+        (JobStatus.CANCELLING, JobStatus.CANCELED),
+    ]
+    assert _types(c.cancel("wait").events) == ["InputRejected"]
+    assert _types(c.cancel("nope").events) == ["InputRejected"]
+    _check(c)
+
+
+def test_worker_loss_restarts_with_new_attempts() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.register("tm-b", slots=2)
+    c.submit("job", (("src", "map", 2),))
+    c.run_all("job")
+    c.now += 4_000
+    c.view.last_heartbeat[("tm-b", "inc-1")] = c.now
+    d = c.tick(2_000)  # tm-a silent for 6 s > 5 s
+    assert any(isinstance(e, TaskManagerLost) and e.tm_id == "tm-a" for e in d.events)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.RESTARTING
+    assert job.restart_at == c.now + 1_000
+    assert any(isinstance(x, CancelTask) for x in d.commands)
+    c.run_all("job", E.CANCELED)  # the survivor confirms its cancel
+    c.heartbeat_all()
+    c.tick(1_000)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.RUNNING  # both on tm-b now
+    assert {x.attempt for x in job.executions.values()} == {1}
+    assert {x.tm_id for x in job.executions.values()} == {"tm-b"}
+    assert job.exceptions and job.exceptions[0].error_name == "TaskManagerLost"
+    _check(c)
+
+
+def test_failure_with_exhausted_strategy_fails_the_job() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2),), restart=RestartStrategy(kind=RestartStrategyKind.NONE))
+    c.run_all("job")
+    first, second = c.tasks("job")
+    c.report(first, E.FAILED, error="Boom")
+    assert c.state.jobs["job"].status is JobStatus.FAILING
+    c.report(second, E.CANCELED)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.FAILED
+    assert [x.error_name for x in job.exceptions] == ["JobFailure", "Boom"] or [
+        x.error_name for x in job.exceptions
+    ] == ["Boom", "JobFailure"]
+    _check(c)
+
+
+def test_impossible_reports_are_rejected_not_raised() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 1),))
+    (task,) = c.tasks("job")
+    stale = type(task)(job_id="job", vertex_id="src", subtask_index=0, attempt=7)
+    for d in (
+        c.report(stale, E.RUNNING),
+        c.report(task, E.RUNNING, incarnation="old"),
+        c.report(task, E.RUNNING, tm_id="tm-x"),
+        c.report(task, E.CANCELED),  # DEPLOYING -> CANCELED is illegal
+    ):
+        assert _types(d.events) == ["InputRejected"], d.events
+    c.report(task, E.RUNNING)
+    assert _types(c.report(task, E.RUNNING).events) == ["InputRejected"]
+    assert c.state.rejected_inputs == 5
+    _check(c)
+
+
+def test_new_incarnation_replaces_the_old_one() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.submit("job", (("src", "map", 1),))
+    c.run_all("job")
+    d = c.register("tm-a", incarnation="inc-2", slots=1)
+    assert _types(d.events)[:2] == ["TaskStateRecorded", "TaskManagerLost"]
+    assert c.state.workers["tm-a"].incarnation == "inc-2"
+    assert c.state.jobs["job"].status is JobStatus.RESTARTING
+    assert _types(c.register("tm-a", incarnation="inc-1", slots=1).events) == ["InputRejected"]
+    _check(c)
+
+
+def test_reconciliation_after_leader_change_keeps_running_tasks() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2),))
+    c.run_all("job")
+    t0, t1 = c.tasks("job")
+    c.elect("replica-2")
+    assert c.state.epoch == 2
+    d = c.register(
+        "tm-a",
+        slots=2,
+        running=(
+            RunningTask(task=t0, slot_index=0, state=E.RUNNING),
+            RunningTask(task=t1, slot_index=1, state=E.RUNNING),
+        ),
+    )
+    assert _types(d.events) == ["TaskManagerJoined"]
+    assert d.commands == []
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    # grace: silent workers survive a full timeout after the takeover
+    c.tick(5_000)
+    assert "tm-a" in c.state.workers
+    c.tick(1)
+    assert "tm-a" not in c.state.workers
+    _check(c)
+
+
+def test_stale_epoch_events_are_ignored_and_counted() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    fenced_view, fenced_state = c.view, replay(c.journal)  # what the old leader saw
+    c.elect("replica-2")
+    fenced = decide(fenced_state, fenced_view, submission("job"), c.now)
+    for e in fenced.events:
+        c.apply(e)  # the fenced leader's leftovers reach the journal
+    assert "job" not in c.state.jobs
+    assert c.state.ignored_stale_events == len(fenced.events) > 0
+    _check(c)
+
+
+def test_savepoint_round_trip() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 1), ("out", "sink", 1)))
+    c.run_all("job")
+    d = c.feed(SavepointRequested(event_id="sp", event_time=c.now, job_id="job"))
+    (trigger,) = [x for x in d.commands if isinstance(x, TriggerCheckpoint)]
+    assert trigger.task.vertex_id == "src"
+    for task in c.tasks("job"):
+        x = c.state.jobs["job"].executions[(task.vertex_id, task.subtask_index)]
+        ack = CheckpointAcknowledged(
+            event_id=c.next_id("ack"),
+            event_time=c.now,
+            tm_id=x.tm_id or "",
+            incarnation=x.incarnation or "",
+            checkpoint_id=1,
+            task=task,
+            state_handle=f"h-{task.vertex_id}",
+            state_size=10,
+            duration_ms=1,
+        )
+        c.view.record_ack(ack)
+        d = c.feed(ack)
+    assert any(isinstance(e, SavepointCompleted) for e in d.events)
+    assert c.state.jobs["job"].checkpoints.pending == {}
+    assert c.state.jobs["job"].checkpoints.last_savepoint_path == "savepoints/savepoint-job-1"
+    _check(c)
+
+
+def test_decide_never_mutates_the_state() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2),))
+    before = state_digest(c.state)
+    c.now += 60_000  # the worker times out: a decision with many events
+    decision = decide(c.state, c.view, Tick("t"), c.now)
+    assert any(isinstance(e, TaskManagerLost) for e in decision.events)
+    assert state_digest(c.state) == before

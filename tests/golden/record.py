@@ -1,0 +1,162 @@
+"""Record the golden journals: ``python -m tests.golden.record`` from the repo root.
+
+Each scenario drives decide/evolve like the leader loop does and writes
+``<name>.journal`` (records as written to jm.journal: a 4-byte big-endian
+length, then the codec-encoded value) and ``<name>.digest`` (the digest of
+the state the journal folds to). Journals named ``*.refused.*`` are
+deliberately impossible: replay must stop with InconsistentJournal.
+
+Append-only: existing files are never rewritten. When the domain changes how
+a journal folds, that is a new ``.vN`` scenario, not an edited file; an old
+journal that stops replaying to its digest is a broken promise to every
+cluster that wrote one.
+"""
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from coordinator.domain import DomainConfig, decide, state_digest
+from schemas import codec
+from schemas.events import (
+    CheckpointAcknowledged,
+    ExecutionState,
+    JobCancelRequested,
+    JobStatus,
+    JobStatusChanged,
+    RestartStrategy,
+    RestartStrategyKind,
+    RunningTask,
+    SavepointRequested,
+)
+from tests.domain.cluster import Cluster, replay
+
+GOLDEN = Path(__file__).resolve().parent
+E = ExecutionState
+
+
+def happy_path() -> Cluster:
+    """Two workers, a two-vertex job runs and finishes; a second is canceled."""
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.register("tm-b", slots=2)
+    c.submit("wordcount", (("src", "map", 2), ("out", "sink", 1)))
+    c.run_all("wordcount")
+    c.feed(SavepointRequested(event_id="sp-1", event_time=c.now, job_id="wordcount"))
+    for task in c.tasks("wordcount"):
+        x = c.state.jobs["wordcount"].executions[(task.vertex_id, task.subtask_index)]
+        ack = CheckpointAcknowledged(
+            event_id=c.next_id("ack"), event_time=c.now, tm_id=x.tm_id or "",
+            incarnation=x.incarnation or "", checkpoint_id=1, task=task,
+            state_handle=f"mem://{task.vertex_id}/{task.subtask_index}", state_size=64,
+            duration_ms=3,
+        )  # fmt: skip
+        c.view.record_ack(ack)
+        c.feed(ack)
+    c.now += 1_000
+    c.run_all("wordcount", E.FINISHED)
+    c.submit("idle", (("src", "map", 1),))
+    c.run_all("idle")
+    c.cancel("idle")
+    c.run_all("idle", E.CANCELED)
+    c.submit("typo", (("src", "nope", 1),))  # rejected: no worker offers it
+    return c
+
+
+def failover() -> Cluster:
+    """A worker dies, the job restarts elsewhere; a new leader reconciles; a
+    fenced leader's leftover is ignored; waiting, slot timeout, exhaustion."""
+    c = Cluster(config=DomainConfig(slot_wait_timeout_ms=60_000))
+    exp = RestartStrategy(kind=RestartStrategyKind.EXPONENTIAL_DELAY, initial_backoff_ms=500)
+    c.register("tm-a", slots=2)
+    c.register("tm-b", slots=2)
+    c.submit("etl", (("src", "map", 2),), restart=exp)
+    c.run_all("etl")
+    c.now += 3_000
+    c.view.last_heartbeat[("tm-b", "inc-1")] = c.now
+    c.tick(3_000)  # tm-a silent for 6 s: lost, etl restarts
+    c.run_all("etl", E.CANCELED)
+    c.now += 500
+    c.heartbeat_all()
+    c.tick()  # restart due: redeployed on tm-b with attempt 1
+    c.run_all("etl")
+    fenced_view, fenced_state = c.view, replay(c.journal)
+    c.elect("replica-2")
+    tasks = [
+        RunningTask(task=t, slot_index=c.state.jobs["etl"].executions[
+            (t.vertex_id, t.subtask_index)].slot_index or 0, state=E.RUNNING)
+        for t in c.tasks("etl")
+    ]  # fmt: skip
+    c.register("tm-b", slots=2, running=tuple(tasks))  # reconciled, not redeployed
+    leftover = JobCancelRequested(event_id="fenced-cancel", event_time=c.now, job_id="etl")
+    for event in decide(fenced_state, fenced_view, leftover, c.now).events:
+        c.apply(event)  # the fenced leader's leftovers: ignored
+    c.submit("big", (("src", "map", 5),))  # waits for slots
+    c.now += 60_000
+    c.heartbeat_all()
+    c.tick()  # slot-wait timeout: big FAILED
+    c.report(c.tasks("etl")[0], E.FAILED, error="UserCodeError")  # etl restarts again
+    c.report(c.tasks("etl")[1], E.CANCELED)
+    c.now += 2_000
+    c.heartbeat_all()
+    c.tick()  # attempt 2 deployed
+    return c
+
+
+def status_from_wrong_status() -> list[bytes]:
+    """The happy path plus a JobStatusChanged whose from_status is not the job's."""
+    c = happy_path()
+    bad = JobStatusChanged(
+        event_id="bad-1", event_time=c.now, epoch=c.state.epoch, job_id="wordcount",
+        from_status=JobStatus.RUNNING, to_status=JobStatus.FAILING,
+    )  # fmt: skip
+    return [*c.journal, codec.encode(bad)[0]]
+
+
+def write_journal(path: Path, records: Iterable[bytes]) -> None:
+    with path.open("xb") as f:  # "x": never overwrite a golden file
+        for data in records:
+            f.write(len(data).to_bytes(4, "big"))
+            f.write(data)
+
+
+def read_journal(path: Path) -> list[bytes]:
+    raw = path.read_bytes()
+    records, i = [], 0
+    while i < len(raw):
+        n = int.from_bytes(raw[i : i + 4], "big")
+        records.append(raw[i + 4 : i + 4 + n])
+        i += 4 + n
+    if i != len(raw):
+        raise ValueError(f"{path}: truncated record")
+    return records
+
+
+SCENARIOS: dict[str, Callable[[], Cluster]] = {
+    "happy_path.v1": happy_path,
+    "failover.v1": failover,
+}
+REFUSED: dict[str, Callable[[], list[bytes]]] = {
+    "status_from_wrong_status.refused.v1": status_from_wrong_status,
+}
+
+
+def main() -> int:
+    for name, scenario in SCENARIOS.items():
+        journal, digest = GOLDEN / f"{name}.journal", GOLDEN / f"{name}.digest"
+        if journal.exists():
+            continue
+        c = scenario()
+        write_journal(journal, c.journal)
+        digest.write_text(state_digest(c.state) + "\n")
+        print(f"recorded {journal.name}: {len(c.journal)} events")
+    for name, build in REFUSED.items():
+        journal = GOLDEN / f"{name}.journal"
+        if not journal.exists():
+            write_journal(journal, build())
+            print(f"recorded {journal.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""Real processes and a protocol-speaking test worker for the coordinator's integration tests.
+
+``CoordinatorProcess`` runs ``python -m coordinator coordinator`` as a separate
+process (so tests can ``kill -9`` it). ``ProtocolWorker`` is a test
+TaskManager that speaks the worker protocol over the real Kafka: it registers
+its slots, acknowledges deployments by reporting DEPLOYING, INITIALIZING,
+RUNNING, and finishes or cancels tasks when told. ``Journal`` reads the
+journal like any replica does (read_committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from schemas import events as ev
+from schemas import kafkaio
+from schemas.catalog import Catalog
+from schemas.codec import default_codec
+from tests.conftest import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CoordinatorProcess:
+    """One replica as a real OS process."""
+
+    def __init__(self, stack: Stack, catalog: Catalog, replica_id: str, *extra: str) -> None:
+        self.replica_id = replica_id
+        self.log = Path(f"/tmp/jm-test-{catalog.cluster_id}-{replica_id}.log")
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, REDIS_URL=stack.redis_url,
+                   JM_CLUSTER_ID=catalog.cluster_id, PYTHONUNBUFFERED="1")  # fmt: skip
+        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coordinator", "coordinator", "--id", replica_id,
+             "--log-level", "INFO", *extra],
+            stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def wait_for_line(self, text: str, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.replica_id} exited:\n{self.output()[-3000:]}")
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"{self.replica_id}: no {text!r} in {seconds}s:\n{self.output()[-3000:]}"
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+class Journal:
+    """Reads the cluster's journal (read_committed unless told otherwise)."""
+
+    def __init__(self, stack: Stack, catalog: Catalog, isolation: str = "read_committed") -> None:
+        self.catalog = catalog
+        self.consumer = kafkaio.consumer(stack.bootstrap, isolation_level=isolation)
+        self.tp = TopicPartition(catalog.journal.name, 0)
+        self.events: list[tuple[int, ev.Event]] = []
+
+    async def __aenter__(self) -> Journal:
+        await self.consumer.start()
+        self.consumer.assign([self.tp])
+        await self.consumer.seek_to_beginning(self.tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def read(self, timeout_ms: int = 200) -> list[tuple[int, ev.Event]]:
+        batch = await self.consumer.getmany(self.tp, timeout_ms=timeout_ms)
+        new = [(r.offset, default_codec().decode(r.value or b"")) for r in batch.get(self.tp, [])]
+        self.events.extend(new)
+        return new
+
+    async def wait_until(
+        self, check: Callable[[list[tuple[int, ev.Event]]], bool], seconds: float = 30.0
+    ) -> list[tuple[int, ev.Event]]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await self.read()
+            if check(self.events):
+                return self.events
+        raise AssertionError(
+            f"journal condition not met in {seconds}s; last events: "
+            f"{[type(e).__name__ for _, e in self.events[-15:]]}"
+        )
+
+
+async def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Wait for a condition outside the journal (what a test worker received, ...)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def joined(events: list[tuple[int, ev.Event]], *tm_ids: str) -> bool:
+    """Every named worker has joined (jobs naming their operators are accepted from then)."""
+    have = {e.tm_id for _, e in events if isinstance(e, ev.TaskManagerJoined)}
+    return set(tm_ids) <= have
+
+
+def status_of(events: list[tuple[int, ev.Event]], job_id: str) -> ev.JobStatus | None:
+    status = None
+    for _, e in events:
+        if isinstance(e, ev.JobStatusChanged) and e.job_id == job_id:
+            status = e.to_status
+    return status
+
+
+def job_submitted(job_id: str, parallelism: int = 2, operator: str = "sequence") -> ev.JobSubmitted:
+    vertex = ev.Vertex(id="src", name="Source", operator=operator, parallelism=parallelism,
+                       max_parallelism=max(parallelism, 8), config={"count": "10"})  # fmt: skip
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name=f"test {job_id}",
+        job_graph=ev.JobGraph(vertices=(vertex,)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+    )  # fmt: skip
+
+
+class Producer:
+    """A plain idempotent producer of client commands and worker reports."""
+
+    def __init__(self, stack: Stack, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=stack.bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+        )
+
+    async def __aenter__(self) -> Producer:
+        await self.producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.producer.stop()
+
+    async def send(self, event: ev.Event) -> None:
+        value, headers = default_codec().encode(event)
+        topic = self.catalog.topic_for(type(event)).name
+        await self.producer.send_and_wait(
+            topic, value, key=self.catalog.key_for(event), headers=headers
+        )
+
+
+class ProtocolWorker:
+    """A test TaskManager speaking the protocol over real Kafka (no task code runs)."""
+
+    def __init__(self, stack: Stack, catalog: Catalog, tm_id: str, slots: int,
+                 operators: tuple[str, ...] = ("sequence",), finish_after_s: float | None = None
+                 ) -> None:  # fmt: skip
+        self.stack = stack
+        self.catalog = catalog
+        self.tm_id = tm_id
+        self.slots = slots
+        self.operators = operators
+        self.finish_after_s = finish_after_s
+        self.incarnation = uuid.uuid4().hex[:12]
+        self.running: dict[tuple[str, str, int], ev.TaskRef] = {}
+        self.deployed: list[ev.DeployTask] = []
+        self.epoch = 0
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._producer = Producer(stack, catalog)
+        self._seq = 0
+
+    async def __aenter__(self) -> ProtocolWorker:
+        await self._producer.__aenter__()
+        self._consumer = kafkaio.consumer(self.stack.bootstrap)
+        await self._consumer.start()
+        tp = TopicPartition(self.catalog.commands.name, self.catalog.commands_partition(self.tm_id))
+        self._consumer.assign([tp])
+        await self._consumer.seek_to_end(tp)
+        await self._consumer.position(tp)  # resolve "end" now, before registering
+        await self.register()
+        self._tasks = [asyncio.create_task(self._commands()), asyncio.create_task(self._beat())]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self._consumer.stop()
+        await self._producer.__aexit__()
+
+    def _id(self) -> str:
+        self._seq += 1
+        return f"{self.tm_id}:{self.incarnation}:{self._seq}"
+
+    async def register(self) -> None:
+        await self._producer.send(ev.TaskManagerRegistered(
+            event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+            incarnation=self.incarnation, host="test", slots=self.slots,
+            operators=self.operators, version="test",
+            running_tasks=tuple(
+                ev.RunningTask(task=t, slot_index=i, state=ev.ExecutionState.RUNNING)
+                for i, t in enumerate(self.running.values())
+            ),
+        ))  # fmt: skip
+
+    async def report(self, task: ev.TaskRef, state: ev.ExecutionState) -> None:
+        await self._producer.send(ev.TaskStateChanged(
+            event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+            incarnation=self.incarnation, task=task, state=state,
+        ))  # fmt: skip
+
+    async def finish_all(self) -> None:
+        for key, task in list(self.running.items()):
+            del self.running[key]
+            await self.report(task, ev.ExecutionState.FINISHED)
+
+    async def _beat(self) -> None:
+        while True:
+            await self._producer.send(ev.TaskManagerHeartbeat(
+                event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+                incarnation=self.incarnation, sequence=self._seq,
+                slots_free=self.slots - len(self.running), running_tasks=len(self.running),
+                last_seen_epoch=self.epoch,
+            ))  # fmt: skip
+            await asyncio.sleep(0.5)
+
+    async def _commands(self) -> None:
+        codec = default_codec()
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    command = codec.decode(record.value or b"")
+                    await self._handle(command)
+
+    async def _handle(self, command: ev.Event) -> None:
+        if isinstance(command, ev.LeaderKeepalive):
+            if command.epoch > self.epoch:
+                first = self.epoch == 0
+                self.epoch = command.epoch
+                if not first:
+                    await self.register()  # a new leader: tell it what still runs
+            return
+        if getattr(command, "tm_id", None) != self.tm_id:
+            return
+        if getattr(command, "incarnation", None) != self.incarnation:
+            return
+        if isinstance(command, ev.DeployTask):
+            self.deployed.append(command)
+            key = (command.task.job_id, command.task.vertex_id, command.task.subtask_index)
+            self.running[key] = command.task
+            for state in (ev.ExecutionState.DEPLOYING, ev.ExecutionState.INITIALIZING,
+                          ev.ExecutionState.RUNNING):  # fmt: skip
+                await self.report(command.task, state)
+            if self.finish_after_s is not None:
+                self._tasks.append(asyncio.create_task(self._finish_later(key, command.task)))
+        elif isinstance(command, ev.CancelTask):
+            key = (command.task.job_id, command.task.vertex_id, command.task.subtask_index)
+            if self.running.pop(key, None) is not None:
+                await self.report(command.task, ev.ExecutionState.CANCELED)
+
+    async def _finish_later(self, key: tuple[str, str, int], task: ev.TaskRef) -> None:
+        await asyncio.sleep(self.finish_after_s or 0)
+        if self.running.get(key) == task:
+            del self.running[key]
+            await self.report(task, ev.ExecutionState.FINISHED)
