@@ -115,12 +115,12 @@ async def _replay(args: argparse.Namespace) -> int:
         folded, _ = await fold(args, stop)
     except (ValueError, JournalError) as err:
         return fail(str(err), 1)
-    data = state_to_dict(folded.state)
+    data: dict[str, Any] = state_to_dict(folded.state)["state"]
     if args.job:
-        jobs = [j for j in data.get("jobs", []) if _dict_job_id(j) == args.job]
-        if not jobs:
+        job = data["jobs"].get(args.job)
+        if job is None:
             return fail(f"no job {args.job} in the journal up to offset {folded.offset}", 1)
-        data = {"jobs": jobs}
+        data = {"jobs": {args.job: job}}
     out = {
         "offset": folded.offset,
         "events": folded.applied,
@@ -134,13 +134,6 @@ async def _replay(args: argparse.Namespace) -> int:
     print(f"replayed {folded.applied} events to offset {folded.offset} in "
           f"{folded.seconds:.2f}s", file=sys.stderr)  # fmt: skip
     return 0
-
-
-def _dict_job_id(job: Any) -> str | None:
-    if isinstance(job, dict):
-        value = job.get("job_id")
-        return value if isinstance(value, str) else None
-    return None
 
 
 async def _digest(args: argparse.Namespace) -> int:

@@ -40,8 +40,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
-from coordinator.runtime import machine
+from coordinator.runtime import machine, snapshots
 from coordinator.runtime.journal import JournalError, JournalFollower
+from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -61,9 +62,13 @@ class LeaderConfig:
     keepalive_interval_ms: int = 1_000
     tick_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
+    snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     # Test hook (issue drills): skip the lease check before commit so only Kafka's
     # fencing stands between a frozen leader and the journal. Never set in production.
     skip_lease_check: bool = False
+    # Test hook: wait this long inside every input transaction before committing, so a
+    # drill can freeze the leader (SIGSTOP) while a transaction is open.
+    hold_transaction_ms: int = 0
 
 
 @dataclass
@@ -110,6 +115,8 @@ class Leader:
         self._producer: AIOKafkaProducer | None = None
         self._inputs = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
         self._view: machine.View | None = None
+        self._applied_at_snapshot = 0
+        self._last_snapshot_ms = 0
 
     # ------------------------------------------------------------ takeover
 
@@ -158,6 +165,8 @@ class Leader:
             )
         self._view = machine.new_view(self.epoch, self.replica_id, now, self.domain_config)
         await self._resume_inputs(now)
+        self._applied_at_snapshot = self.follower.applied
+        self._last_snapshot_ms = now
         self.elected.set()
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,
                  self.follower.position)  # fmt: skip
@@ -191,7 +200,7 @@ class Leader:
 
     async def _loop(self) -> None:
         assert self._view is not None
-        last_keepalive = last_tick = 0
+        last_keepalive = last_tick = ticks = 0
         while True:
             self._check_lease()
             batch = await kafkaio.poll_inputs(
@@ -214,13 +223,61 @@ class Leader:
                     offsets[tp] = offset
             if now - last_tick >= self.config.tick_interval_ms:
                 last_tick = now
-                self._decide(machine.tick(self.follower.state, self._view, now), journal, commands)
+                ticks += 1
+                tick_id = f"tick:{self.epoch}:{ticks}"
+                self._decide(machine.tick(self.follower.state, self._view, now, tick_id),
+                             journal, commands)  # fmt: skip
             keepalive = now - last_keepalive >= self.config.keepalive_interval_ms
             if not (journal or commands or offsets or batch.dead_letters or keepalive):
                 continue
             if keepalive:
                 last_keepalive = now
             await self._commit(journal, commands, batch.dead_letters, offsets, keepalive, now)
+            await self._maybe_snapshot(now)
+
+    async def _maybe_snapshot(self, now: int) -> None:
+        policy = self.config.snapshots
+        since = self.follower.applied - self._applied_at_snapshot
+        due = since >= policy.every_events or now - self._last_snapshot_ms >= policy.every_ms
+        if since > 0 and due:
+            await self.snapshot(now)
+
+    async def snapshot(self, now: int) -> ev.SnapshotTaken:
+        """Write the state (as of the last committed journal record) and journal SnapshotTaken."""
+        producer = self._producer
+        assert producer is not None
+        state = self.follower.state
+        covered = self.follower.last_offset
+        snapshot_id = f"snapshot-{self.epoch}-{covered}"
+        parts = snapshots.chunks(state, snapshot_id, covered, self.epoch, now)
+        taken = ev.SnapshotTaken(
+            event_id=snapshot_id, event_time=now, epoch=self.epoch, snapshot_id=snapshot_id,
+            covered_offset=covered, format_version=parts[0].format_version,
+            chunk_count=len(parts), digest=machine.digest(state),
+        )  # fmt: skip
+        self._check_lease()
+        try:
+            async with producer.transaction():
+                for part in parts:
+                    value, headers = self.codec.encode(part)
+                    await producer.send(
+                        self.catalog.snapshots.name, value, key=self.catalog.key_for(part),
+                        headers=headers, partition=0,
+                    )  # fmt: skip
+                sent = await self._send_journal(taken)
+                self._check_lease()
+        except StepDown:
+            raise
+        except Exception as err:
+            raise StepDown(f"snapshot transaction failed: {type(err).__name__}: {err}") from err
+        value, _ = self.codec.encode(taken)
+        self.follower.apply_live(self.codec.decode(value))
+        self.follower.advance_to((await sent).offset)
+        self._applied_at_snapshot = self.follower.applied
+        self._last_snapshot_ms = now
+        log.info("snapshot %s: %d chunks, covers journal offset %d", snapshot_id, len(parts),
+                 covered)  # fmt: skip
+        return taken
 
     def _decide(
         self,
@@ -262,6 +319,11 @@ class Leader:
                         {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()},
                         self.catalog.leader_group_id,
                     )
+                if self.config.hold_transaction_ms and (journal or offsets):
+                    await producer.flush()  # the records are in the log, uncommitted
+                    log.info("holding an open transaction for %d ms (test hook)",
+                             self.config.hold_transaction_ms)  # fmt: skip
+                    await asyncio.sleep(self.config.hold_transaction_ms / 1000)
                 self._check_lease()
         except StepDown:
             raise

@@ -73,8 +73,9 @@ def decide(state: State, view: View, event: ev.Event, now: int) -> Decision:
     return decision.events, decision.commands
 
 
-def tick(state: State, view: View, now: int) -> Decision:
-    decision = _decide(state, view, Tick(event_id=f"tick:{view.epoch}:{now}"), now)
+def tick(state: State, view: View, now: int, tick_id: str) -> Decision:
+    """Fire the deadlines due at `now`; `tick_id` must be unique within the epoch."""
+    decision = _decide(state, view, Tick(event_id=tick_id), now)
     return decision.events, decision.commands
 
 

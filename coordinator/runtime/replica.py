@@ -16,17 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from coordinator.ha.lease import LeaseConfig, RedisLease
-from coordinator.runtime import machine
+from coordinator.runtime import machine, snapshots
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
+from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
+from schemas.codec import default_codec
 from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
 
@@ -39,7 +43,9 @@ class ReplicaConfig:
     leader: LeaderConfig = field(default_factory=LeaderConfig)
     domain: machine.Config = field(default_factory=machine.Config)
     acquire_interval_ms: int = 100
+    status_interval_ms: int = 1_000
     check_topics: bool = True
+    use_snapshots: bool = True
 
 
 class Replica:
@@ -60,6 +66,8 @@ class Replica:
         self.follower = JournalFollower(settings.bootstrap_servers, self.catalog)
         self._stopping = asyncio.Event()
         self._on_role = on_role
+        self._status = StatusPublisher(settings.bootstrap_servers, self.catalog, self)
+        self.snapshot_used: str | None = None
         timeout = self.config.lease.ttl_ms / 3 / 1000
         self._redis = Redis.from_url(
             settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -72,6 +80,7 @@ class Replica:
         if role != self.role:
             log.info("%s: %s -> %s", self.replica_id, self.role, role)
             self.role = role
+            self._status.poke()
             if self._on_role is not None:
                 self._on_role(role)
 
@@ -82,8 +91,9 @@ class Replica:
         if self.config.check_topics:
             await kafkaio.check_topics(self.settings.bootstrap_servers, self.catalog)
         await self.follower.start()
+        await self._status.start()
         try:
-            await self.follower.catch_up()
+            await self.rebuild()
             self._set_role(ReplicaRole.STANDBY)
             while not self._stopping.is_set():
                 if await self.lease.try_acquire():
@@ -91,15 +101,31 @@ class Replica:
                     if self._stopping.is_set():
                         break
                     self._set_role(ReplicaRole.STANDBY)
-                    self.follower.reset()
-                    await self.follower.catch_up()
+                    await self.rebuild()
                 else:
                     await self.follower.poll(self.config.acquire_interval_ms)
         finally:
             self._set_role(ReplicaRole.STOPPED)
             await self.lease.release()
+            await self._status.stop()
             await self.follower.stop()
             await self._redis.aclose()
+
+    async def rebuild(self) -> None:
+        """Fresh state from the latest readable snapshot plus the journal tail (or a full
+        replay): what a standby does at start and after stepping down."""
+        loaded = None
+        if self.config.use_snapshots:
+            loaded = await snapshots.load_latest(self.settings.bootstrap_servers, self.catalog)
+        if loaded is None:
+            self.snapshot_used = None
+            self.follower.reset()
+        else:
+            self.snapshot_used = loaded.snapshot_id
+            self.follower.reset(loaded.state, loaded.covered_offset + 1)
+            log.info("%s: state from snapshot %s (covers offset %d)", self.replica_id,
+                     loaded.snapshot_id, loaded.covered_offset)  # fmt: skip
+        await self.follower.catch_up()
 
     async def _lead(self) -> None:
         self.terms += 1
@@ -141,3 +167,74 @@ class Replica:
             if not await self.lease.renew():
                 log.warning("%s could not renew its lease", self.replica_id)
                 return
+
+
+class StatusPublisher:
+    """Publishes the replica's ReplicaStatus to the compacted replicas topic every
+    interval and at once on every role change (``poke``)."""
+
+    def __init__(self, bootstrap: str, catalog: Catalog, replica: Replica) -> None:
+        self.catalog = catalog
+        self.replica = replica
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._digest_cache: tuple[int, int, str] = (-2, -1, "")
+        self.published = 0
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            with contextlib.suppress(Exception):
+                await self.publish()  # the final STOPPED status
+        await self._producer.stop()
+
+    async def _run(self) -> None:
+        interval = self.replica.config.status_interval_ms / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+            self._wake.clear()
+            try:
+                await self.publish()
+            except Exception:  # status is best effort; the replica's work goes on
+                log.warning("replica status not published", exc_info=True)
+
+    def _digest(self) -> str:
+        follower = self.replica.follower
+        key = (follower.last_offset, follower.applied)
+        if self._digest_cache[:2] != key:
+            self._digest_cache = (*key, machine.digest(follower.state))
+        return self._digest_cache[2]
+
+    async def publish(self) -> None:
+        replica = self.replica
+        follower = replica.follower
+        leading = replica.role == ReplicaRole.LEADER
+        # The leader writes the journal: it is never behind it. A standby is behind by
+        # end offset minus position (offsets, not events: markers make them gappy).
+        lag = 0 if leading else await follower.lag()
+        status = ev.ReplicaStatus(
+            event_id=f"status:{replica.replica_id}:{self.published}",
+            event_time=int(time.time() * 1000),
+            replica_id=replica.replica_id,
+            role=replica.role,
+            epoch=machine.epoch(follower.state),
+            applied_offset=follower.last_offset,
+            lag=lag,
+            digest=self._digest(),
+        )
+        value, headers = default_codec().encode(status)
+        await self._producer.send_and_wait(
+            self.catalog.replicas.name, value, key=self.catalog.key_for(status), headers=headers
+        )
+        self.published += 1

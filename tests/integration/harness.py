@@ -40,11 +40,13 @@ def now_ms() -> int:
 class CoordinatorProcess:
     """One replica as a real OS process."""
 
-    def __init__(self, stack: Stack, catalog: Catalog, replica_id: str, *extra: str) -> None:
+    def __init__(self, stack: Stack, catalog: Catalog, replica_id: str, *extra: str,
+                 redis_url: str | None = None) -> None:  # fmt: skip
         self.replica_id = replica_id
         self.log = Path(f"/tmp/jm-test-{catalog.cluster_id}-{replica_id}.log")
-        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap, REDIS_URL=stack.redis_url,
-                   JM_CLUSTER_ID=catalog.cluster_id, PYTHONUNBUFFERED="1")  # fmt: skip
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+                   REDIS_URL=redis_url or stack.redis_url, JM_CLUSTER_ID=catalog.cluster_id,
+                   PYTHONUNBUFFERED="1")  # fmt: skip
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coordinator", "coordinator", "--id", replica_id,
@@ -66,6 +68,9 @@ class CoordinatorProcess:
         raise AssertionError(
             f"{self.replica_id}: no {text!r} in {seconds}s:\n{self.output()[-3000:]}"
         )
+
+    def count(self, text: str) -> int:
+        return self.output().count(text)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:

@@ -1,0 +1,150 @@
+"""Snapshots of the folded state in ``jm.snapshots``: recovery = latest readable snapshot + tail.
+
+A snapshot is the state's canonical dict (``state_to_dict``), JSON, zlib, cut
+into chunks of at most ``SNAPSHOT_CHUNK_BYTES``; each chunk is a
+``SnapshotChunk`` event carrying the snapshot id, the state format version and
+the journal offset the state covers. The leader writes the chunks and a
+``SnapshotTaken`` journal event in one transaction, so a snapshot exists iff
+the journal says so, and a fenced leader's snapshot is never read.
+
+Reading picks the complete snapshot with the highest covered offset whose
+format this code reads. Anything unreadable (missing chunks, another format,
+bad bytes) is skipped with a warning: a snapshot only saves replay time, it is
+never needed for correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from dataclasses import dataclass, field
+
+from aiokafka import TopicPartition
+
+from coordinator.domain import (
+    STATE_FORMAT_VERSION,
+    State,
+    UnsupportedSnapshot,
+    state_from_dict,
+    state_to_dict,
+)
+from schemas import events as ev
+from schemas import kafkaio
+from schemas.catalog import SNAPSHOT_CHUNK_BYTES, Catalog
+from schemas.codec import DecodeError, default_codec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotPolicy:
+    """Write a snapshot after this many applied events or this long, whichever first."""
+
+    every_events: int = 10_000
+    every_ms: int = 60_000
+
+
+@dataclass
+class LoadedSnapshot:
+    snapshot_id: str
+    covered_offset: int
+    state: State
+    skipped: list[str] = field(default_factory=list)
+
+
+def encode_state(state: State) -> bytes:
+    text = json.dumps(state_to_dict(state), sort_keys=True, separators=(",", ":"))
+    return zlib.compress(text.encode(), level=1)
+
+
+def decode_state(payload: bytes) -> State:
+    return state_from_dict(json.loads(zlib.decompress(payload)))
+
+
+def chunks(
+    state: State, snapshot_id: str, covered_offset: int, epoch: int, now: int
+) -> list[ev.SnapshotChunk]:
+    payload = encode_state(state)
+    pieces = [
+        payload[i : i + SNAPSHOT_CHUNK_BYTES] for i in range(0, len(payload), SNAPSHOT_CHUNK_BYTES)
+    ] or [b""]
+    return [
+        ev.SnapshotChunk(
+            event_id=f"{snapshot_id}:{index}",
+            event_time=now,
+            snapshot_id=snapshot_id,
+            format_version=STATE_FORMAT_VERSION,
+            covered_offset=covered_offset,
+            chunk_index=index,
+            chunk_count=len(pieces),
+            payload=piece,
+            epoch=epoch,
+        )
+        for index, piece in enumerate(pieces)
+    ]
+
+
+async def read_chunks(bootstrap: str, catalog: Catalog) -> list[ev.SnapshotChunk]:
+    """Every readable chunk in the snapshots topic (read_committed), in log order."""
+    tp = TopicPartition(catalog.snapshots.name, 0)
+    consumer = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    found: list[ev.SnapshotChunk] = []
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        codec = default_codec()
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=500)
+            for record in batch.get(tp, []):
+                try:
+                    chunk = codec.decode(record.value or b"", catalog.snapshots.allowed)
+                except DecodeError as err:
+                    log.warning("snapshot record at offset %d unreadable: %s", record.offset, err)
+                    continue
+                assert isinstance(chunk, ev.SnapshotChunk)
+                found.append(chunk)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def assemble(found: list[ev.SnapshotChunk]) -> LoadedSnapshot | None:
+    """The newest snapshot that is complete and readable; the skipped ones are listed."""
+    by_id: dict[str, dict[int, ev.SnapshotChunk]] = {}
+    for chunk in found:
+        by_id.setdefault(chunk.snapshot_id, {})[chunk.chunk_index] = chunk
+    candidates = sorted(
+        by_id.items(), key=lambda item: max(c.covered_offset for c in item[1].values()),
+        reverse=True,
+    )  # fmt: skip
+    skipped: list[str] = []
+    for snapshot_id, parts in candidates:
+        first = next(iter(parts.values()))
+        if first.format_version != STATE_FORMAT_VERSION:
+            skipped.append(f"{snapshot_id}: format {first.format_version}, "
+                           f"this code reads {STATE_FORMAT_VERSION}")  # fmt: skip
+            continue
+        if sorted(parts) != list(range(first.chunk_count)):
+            skipped.append(f"{snapshot_id}: {len(parts)} of {first.chunk_count} chunks")
+            continue
+        payload = b"".join(parts[i].payload for i in range(first.chunk_count))
+        try:
+            state = decode_state(payload)
+        except (zlib.error, ValueError, KeyError, TypeError, UnsupportedSnapshot) as err:
+            skipped.append(f"{snapshot_id}: unreadable ({type(err).__name__}: {err})")
+            continue
+        return LoadedSnapshot(snapshot_id, first.covered_offset, state, skipped)
+    for reason in skipped:
+        log.warning("snapshot skipped: %s", reason)
+    return None
+
+
+async def load_latest(bootstrap: str, catalog: Catalog) -> LoadedSnapshot | None:
+    loaded = assemble(await read_chunks(bootstrap, catalog))
+    if loaded is not None:
+        for reason in loaded.skipped:
+            log.warning("snapshot skipped: %s", reason)
+    return loaded

@@ -1,0 +1,142 @@
+"""Slot bookkeeping, without processes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas import events as ev
+from worker import errors
+from worker.slots import (
+    AlreadyEnded,
+    AlreadyHere,
+    CancelRunning,
+    Reject,
+    SlotTable,
+    Start,
+    UnknownTask,
+)
+
+ES = ev.ExecutionState
+
+
+def ref(vertex: str = "v", subtask: int = 0, attempt: int = 0) -> ev.TaskRef:
+    return ev.TaskRef(job_id="j", vertex_id=vertex, subtask_index=subtask, attempt=attempt)
+
+
+def test_deploy_occupies_the_slot_as_deploying() -> None:
+    table = SlotTable(2)
+    assert table.deploy(ref(), 1) == Start(1)
+    assert table.running() == (ev.RunningTask(task=ref(), slot_index=1, state=ES.DEPLOYING),)
+    assert table.free_slots() == 1
+
+
+@pytest.mark.parametrize(
+    ("second", "slot", "error"),
+    [
+        (ref("other"), 0, errors.SlotBusyError),  # slot taken
+        (ref(attempt=1), 1, errors.SlotBusyError),  # same subtask, new attempt
+        (ref("other"), 2, errors.NoSuchSlotError),
+        (ref("other"), -1, errors.NoSuchSlotError),
+    ],
+)
+def test_conflicting_deploys_are_rejected_without_disturbing(
+    second: ev.TaskRef, slot: int, error: type[errors.TaskError]
+) -> None:
+    table = SlotTable(2)
+    table.deploy(ref(), 0)
+    table.record(0, ref(), ES.RUNNING)
+    decision = table.deploy(second, slot)
+    assert isinstance(decision, Reject)
+    assert isinstance(decision.error, error)
+    assert table.running() == (ev.RunningTask(task=ref(), slot_index=0, state=ES.RUNNING),)
+
+
+def test_same_attempt_again_is_idempotent_even_after_it_ended() -> None:
+    table = SlotTable(1)
+    table.deploy(ref(), 0)
+    assert table.deploy(ref(), 0) == AlreadyHere(ES.DEPLOYING)
+    table.record(0, ref(), ES.FINISHED)
+    assert table.deploy(ref(), 0) == AlreadyHere(ES.FINISHED)
+    assert table.free_slots() == 1
+
+
+def test_states_only_move_forward_and_end_frees_the_slot() -> None:
+    table = SlotTable(1)
+    table.deploy(ref(), 0)
+    assert table.record(0, ref(), ES.INITIALIZING)
+    assert table.record(0, ref(), ES.RUNNING)
+    assert not table.record(0, ref(), ES.INITIALIZING)
+    assert not table.record(0, ref("stranger"), ES.FAILED)
+    assert table.record(0, ref(), ES.FAILED)
+    assert table.entry(0) is None
+    assert not table.record(0, ref(), ES.CANCELED)  # late message after the end
+
+
+def test_cancel_answers() -> None:
+    table = SlotTable(2)
+    table.deploy(ref("a"), 0)
+    table.deploy(ref("b"), 1)
+    table.record(1, ref("b"), ES.FINISHED)
+    assert table.cancel(ref("a")) == CancelRunning(0)
+    assert table.cancel(ref("b")) == AlreadyEnded(ES.FINISHED)
+    assert table.cancel(ref("never")) == UnknownTask()
+
+
+def test_a_dead_process_cancels_what_was_being_canceled_and_fails_the_rest() -> None:
+    table = SlotTable(2)
+    table.deploy(ref("a"), 0)
+    table.deploy(ref("b"), 1)
+    table.cancel(ref("a"))
+    assert table.process_died(0) == (ref("a"), ES.CANCELED)
+    assert table.process_died(1) == (ref("b"), ES.FAILED)
+    assert table.process_died(1) is None
+    assert table.free_slots() == 2
+
+
+def test_cancel_all_marks_every_occupied_slot() -> None:
+    table = SlotTable(3)
+    table.deploy(ref("a"), 0)
+    table.deploy(ref("c"), 2)
+    assert table.cancel_all() == [CancelRunning(0), CancelRunning(2)]
+    assert table.process_died(2) == (ref("c"), ES.CANCELED)
+
+
+def test_memory_of_ended_attempts_is_bounded() -> None:
+    table = SlotTable(1, remember_ended=2)
+    for attempt in range(3):
+        table.deploy(ref(attempt=attempt), 0)
+        table.record(0, ref(attempt=attempt), ES.FINISHED)
+    assert table.cancel(ref(attempt=0)) == UnknownTask()
+    assert table.cancel(ref(attempt=2)) == AlreadyEnded(ES.FINISHED)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["deploy", "finish", "die"]),
+            st.integers(0, 3),
+            st.integers(0, 2),
+            st.integers(0, 1),
+        ),
+        max_size=60,
+    )
+)
+def test_never_two_attempts_of_a_subtask_nor_two_tasks_in_a_slot(
+    steps: list[tuple[str, int, int, int]],
+) -> None:
+    table = SlotTable(3)
+    for action, slot, subtask, attempt in steps:
+        task = ref(subtask=subtask, attempt=attempt)
+        if action == "deploy":
+            table.deploy(task, slot)
+        elif action == "finish" and slot < 3:
+            table.record(slot, task, ES.FINISHED)
+        elif slot < 3:
+            table.process_died(slot)
+        running = table.running()
+        subtasks = [(r.task.job_id, r.task.vertex_id, r.task.subtask_index) for r in running]
+        assert len(subtasks) == len(set(subtasks))
+        assert len({r.slot_index for r in running}) == len(running)
+        assert table.free_slots() == 3 - len(running)

@@ -1,0 +1,123 @@
+"""A real worker process driven by a minimal leader: task lifecycles."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.worker.conftest import StartCluster
+from tests.worker.harness import ES, task_ref
+
+pytestmark = pytest.mark.integration
+
+
+async def test_registers_with_slots_and_operators(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster(slots=2, keepalive=False)
+    registered = await cluster.reports.registration()
+    assert registered.slots == 2
+    assert {"sequence", "fault"} <= set(registered.operators)
+    assert registered.running_tasks == ()
+    assert registered.incarnation
+    assert registered.cpu_cores
+
+
+async def test_bounded_sequence_runs_to_finished(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster()
+    task = task_ref()
+    await cluster.leader.send(cluster.leader.deploy(task, "sequence", count="1000"))
+    await cluster.reports.state(task, ES.FINISHED)
+    assert cluster.reports.states(task) == [ES.DEPLOYING, ES.INITIALIZING, ES.RUNNING, ES.FINISHED]
+    await cluster.worker.close()
+    assert "finished: 1000 records" in cluster.worker.log()
+
+
+async def test_user_exception_fails_the_task_not_the_worker(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster()
+    broken, next_one = task_ref(attempt=0), task_ref(attempt=1)
+    await cluster.leader.send(cluster.leader.deploy(broken, "fault", fail_after="5"))
+    failed = await cluster.reports.state(broken, ES.FAILED)
+    assert failed.error_name == "InjectedFault"
+    assert failed.error_stack is not None
+    assert "Traceback" in failed.error_stack
+    assert "fault injected after 5 records" in failed.error_stack
+    # Same slot, next task: the slot process survived the exception.
+    await cluster.leader.send(cluster.leader.deploy(next_one, "sequence", count="10"))
+    await cluster.reports.state(next_one, ES.FINISHED)
+
+
+async def test_unknown_operator_fails_with_reason(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster()
+    task = task_ref()
+    await cluster.leader.send(cluster.leader.deploy(task, "os.system"))
+    failed = await cluster.reports.state(task, ES.FAILED)
+    assert failed.error_name == "UnknownOperatorError"
+    assert "os.system" in (failed.error_stack or "")
+
+
+async def test_cancel_of_unbounded_sequence(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster()
+    task = task_ref()
+    await cluster.leader.send(cluster.leader.deploy(task, "sequence", rate="1000"))
+    await cluster.reports.state(task, ES.RUNNING)
+    await cluster.leader.send(cluster.leader.cancel(task))
+    await cluster.reports.state(task, ES.CANCELED, within=3)
+    # Cancelling again answers with the same final state.
+    await cluster.leader.send(cluster.leader.cancel(task))
+    await cluster.reports.wait_for(
+        lambda e: cluster.reports.states(task).count(ES.CANCELED) == 2, what="second CANCELED"
+    )
+
+
+async def test_hung_task_is_killed_and_the_slot_works_again(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster()
+    hung, after = task_ref(attempt=0), task_ref(attempt=1)
+    await cluster.leader.send(cluster.leader.deploy(hung, "fault", hang="true"))
+    await cluster.reports.state(hung, ES.RUNNING)
+    await cluster.leader.send(cluster.leader.cancel(hung))
+    # --cancel-timeout 1: killed, reported CANCELED (docs/workers.md says why not FAILED).
+    canceled = await cluster.reports.state(hung, ES.CANCELED, within=5)
+    assert canceled.error_name is None
+    await cluster.leader.send(cluster.leader.deploy(after, "sequence", count="10"))
+    await cluster.reports.state(after, ES.FINISHED, within=10)
+    await cluster.worker.close()
+    assert "killing" in cluster.worker.log()
+
+
+async def test_busy_slot_and_duplicate_deploys(start_cluster: StartCluster) -> None:
+    cluster = await start_cluster(slots=2)
+    leader = cluster.leader
+    running = task_ref(vertex="a")
+    await leader.send(leader.deploy(running, "sequence", slot=0))
+    await cluster.reports.state(running, ES.RUNNING)
+    intruder = task_ref(vertex="b")
+    second_attempt = task_ref(vertex="a", attempt=1)
+    nowhere = task_ref(vertex="c")
+    await leader.send(
+        leader.deploy(running, "sequence", slot=0),  # same attempt again: idempotent
+        leader.deploy(intruder, "sequence", slot=0),  # slot busy
+        leader.deploy(second_attempt, "sequence", slot=1),  # its subtask still runs
+        leader.deploy(nowhere, "sequence", slot=7),  # no such slot
+    )
+    busy = await cluster.reports.state(intruder, ES.FAILED)
+    assert busy.error_name == "SlotBusyError"
+    again = await cluster.reports.state(second_attempt, ES.FAILED)
+    assert again.error_name == "SlotBusyError"
+    missing = await cluster.reports.state(nowhere, ES.FAILED)
+    assert missing.error_name == "NoSuchSlotError"
+    # The running task was not disturbed and was deployed once.
+    assert cluster.reports.states(running) == [ES.DEPLOYING, ES.INITIALIZING, ES.RUNNING]
+    await leader.send(leader.cancel(running))
+    await cluster.reports.state(running, ES.CANCELED)
+    assert cluster.reports.states(running).count(ES.DEPLOYING) == 1
+
+
+async def test_crashed_slot_process_fails_the_task_and_is_replaced(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = await start_cluster()
+    crashed, after = task_ref(attempt=0), task_ref(attempt=1)
+    await cluster.leader.send(cluster.leader.deploy(crashed, "fault", crash="true"))
+    failed = await cluster.reports.state(crashed, ES.FAILED)
+    assert failed.error_name == "SlotProcessDiedError"
+    assert "70" in (failed.error_stack or "")
+    await cluster.leader.send(cluster.leader.deploy(after, "sequence", count="3"))
+    await cluster.reports.state(after, ES.FINISHED)

@@ -1,0 +1,59 @@
+"""Assembles one worker process: settings, topics check, Kafka adapters, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from schemas import kafkaio
+from schemas.catalog import Catalog
+from schemas.settings import ClusterSettings
+from worker.kafka import KafkaCommands, KafkaReports
+from worker.operators.registry import OperatorRegistry
+from worker.settings import WorkerSettings
+from worker.taskmanager import TaskManager
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_TOPICS = 3
+
+
+async def run_worker(
+    cluster: ClusterSettings, settings: WorkerSettings, log_level: int = logging.INFO
+) -> int:
+    """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0."""
+    catalog = Catalog(cluster.cluster_id)
+    bootstrap = cluster.bootstrap_servers
+    try:
+        await kafkaio.check_topics(bootstrap, catalog, roles=["commands", "reports", "heartbeats"])
+    except kafkaio.TopicError as err:
+        log.error("%s", err)
+        return EXIT_TOPICS
+    registry = OperatorRegistry.load()
+    commands = KafkaCommands(bootstrap, catalog, settings.tm_id)
+    reports = KafkaReports(bootstrap, catalog)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await reports.start()
+        await commands.start()
+        manager = TaskManager(settings, registry, commands, reports, log_level=log_level)
+        log.info(
+            "worker %s incarnation %s: %d slot(s), commands partition %d, operators %s",
+            settings.tm_id,
+            manager.incarnation,
+            settings.slots,
+            commands.partition,
+            ", ".join(registry.names()),
+        )
+        await manager.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await commands.stop()
+        await reports.stop()
+    return EXIT_OK

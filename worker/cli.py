@@ -1,0 +1,104 @@
+"""``jm worker`` and ``python -m worker``: run a TaskManager.
+
+The connection flags follow the convention of the other ``jm`` commands
+(``--bootstrap-servers``, ``--redis-url``, ``--cluster-id``); they are
+repeated here because ``worker`` never imports ``coordinator``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from schemas.settings import ClusterSettings
+from worker.app import run_worker
+from worker.settings import WorkerSettings
+
+EXIT_USAGE = 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--slots", type=int, help="task slots (default $JM_WORKER_SLOTS or CPUs)")
+    parser.add_argument(
+        "--id", dest="tm_id", help="TaskManager id (default $JM_WORKER_TM_ID or host-random)"
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        dest="heartbeat_interval_s",
+        metavar="SECONDS",
+        help="time between heartbeats (default 1)",
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        dest="heartbeat_timeout_s",
+        metavar="SECONDS",
+        help="stop every task after this long without hearing a leader (default 5)",
+    )
+    parser.add_argument(
+        "--cancel-timeout",
+        type=float,
+        dest="cancel_timeout_s",
+        metavar="SECONDS",
+        help="kill a slot process whose task ignores a cancel this long (default 3)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
+    group.add_argument("--redis-url", help="Redis (default $REDIS_URL; unused by workers)")
+    group.add_argument(
+        "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
+    )
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Entry point of the ``kafka_jobmanager.cli`` group: adds ``jm worker``."""
+    parser = sub.add_parser(
+        "worker",
+        help="run a TaskManager (worker) with N task slots",
+        description="Run a TaskManager: register, heartbeat, run the tasks the leader deploys.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    level = getattr(logging, args.log_level)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s worker %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
+    logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    try:
+        cluster = ClusterSettings.load(
+            bootstrap_servers=args.bootstrap_servers,
+            redis_url=args.redis_url,
+            cluster_id=args.cluster_id,
+        )
+        settings = WorkerSettings.load(
+            tm_id=args.tm_id,
+            slots=args.slots,
+            heartbeat_interval_s=args.heartbeat_interval_s,
+            heartbeat_timeout_s=args.heartbeat_timeout_s,
+            cancel_timeout_s=args.cancel_timeout_s,
+        )
+    except ValidationError as err:
+        print(f"jm worker: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(run_worker(cluster, settings, level))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker", description=register.__doc__)
+    add_arguments(parser)
+    return handle(parser.parse_args(argv))

@@ -1,0 +1,44 @@
+"""The error root of the worker package.
+
+Task errors (what user code or a task's setup did wrong) fail one task and are
+reported; they never stop the worker. Infrastructure errors say whether a retry
+could help, as aiokafka's errors do.
+"""
+
+
+class WorkerError(Exception):
+    """Root of every error raised by the worker package."""
+
+
+class TaskError(WorkerError):
+    """Fails one task (reported as FAILED with this error's name), never the worker."""
+
+
+class UnknownOperatorError(TaskError):
+    """The DeployTask names an operator this worker's registry does not hold."""
+
+
+class OperatorConfigError(TaskError):
+    """An operator's configuration is missing a value or has one of the wrong type."""
+
+
+class SlotBusyError(TaskError):
+    """The DeployTask's slot runs another task (or its subtask runs elsewhere here)."""
+
+
+class NoSuchSlotError(TaskError):
+    """The DeployTask names a slot index this worker does not have."""
+
+
+class SlotProcessDiedError(TaskError):
+    """The process running a task exited without reporting a final state."""
+
+
+class InfrastructureError(WorkerError):
+    """Kafka or the operating system failed us, not the task."""
+
+    retriable: bool = False
+
+
+class TopicsMismatchError(InfrastructureError):
+    """The cluster's topics are missing or configured unlike the catalog."""

@@ -1,0 +1,104 @@
+"""The worker's Kafka adapters: its commands partition in, reports and heartbeats out.
+
+- ``KafkaCommands`` reads the one jm.commands partition the catalog maps the
+  tm id to, with ``assign()`` (no group: no rebalance delay, no committed
+  offsets to go stale), read_committed (a fenced leader's aborted writes are
+  never acted on), from the END: commands written before this incarnation
+  started are not for it. Records that do not decode are logged and skipped.
+- ``KafkaReports`` is a plain idempotent producer (acks=all): reports and
+  heartbeats are keyed by tm id, so one worker's reports stay in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from schemas import events as ev
+from schemas import kafkaio
+from schemas.catalog import Catalog
+from schemas.codec import DecodeError, default_codec
+
+log = logging.getLogger(__name__)
+
+
+class Commands(Protocol):
+    """Port: the commands addressed to this worker's partition, in log order."""
+
+    async def poll(self, timeout_ms: int) -> list[ev.WorkerCommand]: ...
+
+
+class Reports(Protocol):
+    """Port: where reports and heartbeats go, in order."""
+
+    async def send(self, events: Sequence[ev.WorkerReport]) -> None: ...
+
+
+class KafkaCommands:
+    """Reads this worker's jm.commands partition from its end."""
+
+    def __init__(self, bootstrap: str, catalog: Catalog, tm_id: str) -> None:
+        self.partition = catalog.commands_partition(tm_id)
+        self._tp = TopicPartition(catalog.commands.name, self.partition)
+        self._allowed = catalog.commands.allowed
+        # Control topic: a small fetch wait keeps deploy latency in milliseconds.
+        self._consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=10)
+        self.undecodable = 0
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._consumer.assign([self._tp])
+        await self._consumer.seek_to_end(self._tp)
+        # Resolve the end offset now: what is written after start() returns
+        # (and after the registration that follows it) is read.
+        position = int(await self._consumer.position(self._tp))
+        log.info("reading %s[%d] from offset %d", self._tp.topic, self._tp.partition, position)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def poll(self, timeout_ms: int) -> list[ev.WorkerCommand]:
+        fetched = await self._consumer.getmany(self._tp, timeout_ms=timeout_ms)
+        out: list[ev.WorkerCommand] = []
+        for record in fetched.get(self._tp, ()):
+            try:
+                if record.value is None:
+                    raise DecodeError("record has no value")
+                event = default_codec().decode(record.value, self._allowed)
+            except DecodeError as err:
+                self.undecodable += 1
+                log.warning("skipped undecodable command at offset %d: %s", record.offset, err)
+                continue
+            assert isinstance(event, ev.WorkerCommand)
+            out.append(event)
+        return out
+
+
+class KafkaReports:
+    """Sends reports to jm.reports and heartbeats to jm.heartbeats, keyed by tm id."""
+
+    def __init__(self, bootstrap: str, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, events: Sequence[ev.WorkerReport]) -> None:
+        """Send in order and wait until every one is acknowledged."""
+        futures = []
+        for event in events:
+            value, headers = default_codec().encode(event)
+            topic = self._catalog.topic_for(type(event)).name
+            key = self._catalog.key_for(event)
+            futures.append(await self._producer.send(topic, value, key=key, headers=headers))
+        for future in futures:
+            await future

@@ -1,0 +1,1 @@
+"""Operators: the user code a task runs, registered by name (see ``api``, ``registry``)."""

@@ -1,0 +1,154 @@
+"""The operator API: what user code implements and what a task gives it.
+
+Flink's split, reduced to what Python needs:
+
+- a ``SourceOperator`` produces records until its input ends (bounded) or the
+  task is cancelled (unbounded): ``sequence`` today, Kafka sources next;
+- a ``RecordOperator`` sees one record at a time and emits any number
+  (map, filter, key-by, keyed count/reduce); ``end_of_input`` is where keyed
+  aggregations flush when a bounded input ends. Chains of them run in one task
+  by handing each the next one's ``Output``.
+
+A task is one source (a user source, or later the reader of its input edge
+topics, which understands end-of-stream markers) followed by a chain of record
+operators and one sink (later: the writer of its output edge topics or a Kafka
+sink; today a counter). Operators are async so that the coming Kafka sources
+and sinks (aiokafka) run in the same loop; cancellation is asyncio
+cancellation of the task, which reaches an operator at its next ``await``.
+
+Records are plain dicts of field name to value: edges carry a ``key_field``
+(``schemas.events.Edge``), and dicts map directly onto Avro records.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from schemas import events as ev
+from worker.errors import OperatorConfigError
+
+Record = dict[str, Any]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskSpec:
+    """Everything a slot process needs to run one task attempt (from a DeployTask)."""
+
+    task: ev.TaskRef
+    operator: str
+    vertex_name: str
+    parallelism: int
+    max_parallelism: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[ev.Edge, ...] = ()
+    outputs: tuple[ev.Edge, ...] = ()
+    vertex_parallelism: Mapping[str, int] = field(default_factory=dict)
+    restore_checkpoint_id: int | None = None
+    restore_state_handle: str | None = None
+
+    @classmethod
+    def from_command(cls, command: ev.DeployTask) -> TaskSpec:
+        return cls(
+            task=command.task,
+            operator=command.operator,
+            vertex_name=command.vertex_name,
+            parallelism=command.parallelism,
+            max_parallelism=command.max_parallelism,
+            config=dict(command.config),
+            inputs=command.inputs,
+            outputs=command.outputs,
+            vertex_parallelism=dict(command.vertex_parallelism),
+            restore_checkpoint_id=command.restore_checkpoint_id,
+            restore_state_handle=command.restore_state_handle,
+        )
+
+    def describe(self) -> str:
+        t = self.task
+        return f"{t.job_id}/{self.vertex_name}[{t.subtask_index}]#{t.attempt}"
+
+
+class TaskContext:
+    """What an operator may know about the task running it."""
+
+    def __init__(self, spec: TaskSpec, logger: logging.Logger) -> None:
+        self.spec = spec
+        self.log = logger
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        return self.spec.config
+
+    def config_int(self, name: str, default: int) -> int:
+        return self._typed(name, default, int)
+
+    def config_float(self, name: str, default: float) -> float:
+        return self._typed(name, default, float)
+
+    def config_bool(self, name: str, default: bool) -> bool:
+        raw = self.config.get(name)
+        if raw is None or raw == "":
+            return default
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise OperatorConfigError(f"config {name}={raw!r} is not a boolean")
+
+    def _typed(self, name: str, default: _T, parse: Callable[[str], _T]) -> _T:
+        raw = self.config.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            raise OperatorConfigError(
+                f"config {name}={raw!r} is not a valid {parse.__name__}"
+            ) from None
+
+
+class Output(Protocol):
+    """Where an operator sends its records."""
+
+    async def emit(self, record: Record) -> None: ...
+
+
+class SourceOperator(ABC):
+    """Produces records: returns when its input is exhausted (the task then
+    FINISHES), raises to fail the task, is cancelled at an ``await``."""
+
+    async def open(self, ctx: TaskContext) -> None:  # noqa: B027 -- an optional hook
+        """Set up (connections, restored state). The task is INITIALIZING meanwhile."""
+
+    @abstractmethod
+    async def run(self, ctx: TaskContext, out: Output) -> None: ...
+
+    async def close(self) -> None:  # noqa: B027 -- an optional hook
+        """Release resources; called however the task ends."""
+
+
+class RecordOperator(ABC):
+    """Transforms records one at a time (map, filter, keyed aggregations)."""
+
+    async def open(self, ctx: TaskContext) -> None:  # noqa: B027 -- an optional hook
+        """Set up. The task is INITIALIZING meanwhile."""
+
+    @abstractmethod
+    async def process(self, record: Record, out: Output) -> None: ...
+
+    async def end_of_input(self, out: Output) -> None:  # noqa: B027 -- an optional hook
+        """Every input has ended (bounded input): emit what is buffered."""
+
+    async def close(self) -> None:  # noqa: B027 -- an optional hook
+        """Release resources; called however the task ends."""
+
+
+Operator = SourceOperator | RecordOperator
+
+#: What the registry holds per name: builds a fresh operator for one task.
+OperatorFactory = Callable[[], Operator]

@@ -1,0 +1,114 @@
+"""The main function of a slot process: runs one task at a time, as told.
+
+Started ahead of time (one per slot) so that a DeployTask only pays for
+pickling the spec, not for starting Python and importing the operators.
+Each task runs in a fresh event loop; while it runs, the loop also watches the
+pipe, so a CancelRun cancels the task at its next ``await``. User code that
+never awaits (or blocks in C) cannot be cancelled that way: the TaskManager
+kills the whole process after the cancel timeout and starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+from collections import deque
+from multiprocessing.connection import Connection
+
+from schemas import events as ev
+from worker import slotmsg
+from worker.operators.api import TaskSpec
+from worker.operators.registry import OperatorRegistry
+from worker.task import run_task
+
+log = logging.getLogger("worker.slot")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the TaskManager dies, even by kill -9,
+    so a hung task never outlives its worker as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def slot_main(conn: Connection, slot_index: int, log_level: int) -> None:
+    """Entry point of the slot process (multiprocessing target)."""
+    _die_with_parent()
+    # Ctrl-C reaches the whole process group; the TaskManager alone decides
+    # how tasks stop (cancel, then kill), so the slots ignore it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=log_level,
+        format=f"%(asctime)s %(levelname)s slot-{slot_index} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    registry = OperatorRegistry.load()
+    conn.send(slotmsg.Ready(os.getpid()))
+    # Messages that arrived while a task was ending (the next RunTask can come
+    # right after the previous FINISHED report): handled before reading more.
+    backlog: deque[slotmsg.ToSlot] = deque()
+    try:
+        while True:
+            if backlog:
+                message = backlog.popleft()
+            else:
+                try:
+                    message = conn.recv()
+                except EOFError:
+                    return  # the TaskManager is gone
+            if isinstance(message, slotmsg.RunTask):
+                if not asyncio.run(_run(conn, message.spec, registry, backlog)):
+                    return
+            elif isinstance(message, slotmsg.Shutdown):
+                return
+            # A CancelRun for a task that already ended: nothing to do.
+    finally:
+        conn.close()
+
+
+async def _run(
+    conn: Connection, spec: TaskSpec, registry: OperatorRegistry, backlog: deque[slotmsg.ToSlot]
+) -> bool:
+    """Run one task; False when the TaskManager went away or said to shut down."""
+    loop = asyncio.get_running_loop()
+    keep_going = True
+
+    def report(state: ev.ExecutionState, error_name: str | None, stack: str | None) -> None:
+        conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack))
+
+    runner = asyncio.create_task(run_task(spec, registry, report))
+
+    def on_message() -> None:
+        nonlocal keep_going
+        try:
+            message = conn.recv()
+        except EOFError:
+            message = slotmsg.Shutdown()
+        if isinstance(message, slotmsg.CancelRun):
+            if message.task == spec.task:
+                runner.cancel()
+        elif isinstance(message, slotmsg.Shutdown):
+            keep_going = False
+            loop.remove_reader(conn.fileno())
+            runner.cancel()
+        else:
+            backlog.append(message)
+
+    loop.add_reader(conn.fileno(), on_message)
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+    finally:
+        if keep_going:
+            loop.remove_reader(conn.fileno())
+    return keep_going

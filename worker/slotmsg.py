@@ -1,0 +1,52 @@
+"""Messages between the TaskManager and its slot processes (pickled over a Pipe).
+
+Both sides are the same version of this package, so pickling is safe here; it
+never crosses a process that is not our own child.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import events as ev
+from worker.operators.api import TaskSpec
+
+# TaskManager -> slot process
+
+
+@dataclass(frozen=True, slots=True)
+class RunTask:
+    spec: TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    task: ev.TaskRef
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    """Exit once the current task (if any) is gone."""
+
+
+ToSlot = RunTask | CancelRun | Shutdown
+
+# slot process -> TaskManager
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The process has imported everything and waits for tasks."""
+
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    task: ev.TaskRef
+    state: ev.ExecutionState
+    error_name: str | None = None
+    error_stack: str | None = None
+
+
+FromSlot = Ready | StateUpdate
