@@ -62,7 +62,7 @@ test-fast: install
 	$(BIN)/pytest -m "not integration"
 
 bench: deps
-	$(BIN)/python tests/bench/bench_codec.py
+	$(BIN)/python -m tests.bench.run
 
 demo: up
 	@echo

@@ -123,6 +123,14 @@ def _reconcile(p: Planner, r: TaskManagerRegistered) -> None:
         touched.add(task.job_id)
         rt = reported.pop((task, slot_index), None)
         if rt is None:
+            execution = p.state.jobs[task.job_id].executions.get(
+                (task.vertex_id, task.subtask_index)
+            )
+            if execution is not None and execution.state is _E.DEPLOYING:
+                # Not acknowledged yet: the DeployTask may still be on its way to
+                # the worker (a registration can cross it in flight). Keep it; the
+                # worker's next report says more.
+                continue
             if _end_task(p, task, "not running on its TaskManager after re-registration"):
                 failed.setdefault(
                     task.job_id,

@@ -239,6 +239,23 @@ def test_reconciliation_after_leader_change_keeps_running_tasks() -> None:
     _check(c)
 
 
+def test_reregistration_crossing_a_deploy_in_flight_keeps_the_deployment() -> None:
+    """A worker's registration can be sent before the DeployTask reaches it: a task
+    the worker has not acknowledged yet (DEPLOYING) is kept, not declared missing."""
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2),))
+    t0, t1 = c.tasks("job")
+    c.report(t0, E.RUNNING)
+    d = c.register("tm-a", slots=2, running=(RunningTask(task=t0, slot_index=0, state=E.RUNNING),))
+    assert _types(d.events) == ["TaskManagerJoined"]
+    executions = c.state.jobs["job"].executions
+    assert executions[("src", 1)].state is E.DEPLOYING
+    assert executions[("src", 1)].attempt == t1.attempt
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    _check(c)
+
+
 def test_stale_epoch_events_are_ignored_and_counted() -> None:
     c = Cluster()
     c.register("tm-a", slots=1)

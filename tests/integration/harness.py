@@ -28,6 +28,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
+from schemas.jsonview import summary
 from tests.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,10 +120,10 @@ class Journal:
             await self.read()
             if check(self.events):
                 return self.events
-        raise AssertionError(
-            f"journal condition not met in {seconds}s; last events: "
-            f"{[type(e).__name__ for _, e in self.events[-15:]]}"
+        recent = "\n  ".join(
+            f"@{o} {type(e).__name__} {summary(e, 200)}" for o, e in self.events[-25:]
         )
+        raise AssertionError(f"journal condition not met in {seconds}s; last events:\n  {recent}")
 
 
 async def until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:

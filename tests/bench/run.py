@@ -1,0 +1,153 @@
+"""The benchmark suite (``make bench``): measures, prints JSON lines, rewrites docs/benchmarks.md.
+
+    python -m tests.bench.run [--only codec|replay|txn|latency ...] [--quick] [--no-docs]
+
+Starts its own Kafka + Redis with the project's launcher (instance ``bench``
+under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
+tests: nothing here fails on a slow figure. docs/benchmarks.md is rewritten
+only after a full run (all benchmarks, not ``--quick``) unless ``--docs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from schemas.codec import default_codec
+from tests.bench import bench_codec, bench_latency, bench_replay, bench_txn
+from tests.conftest import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+LAUNCHER = [sys.executable, str(REPO / "compose" / "local" / "launcher.py"),
+            "--name", "bench", "--home", "/tmp/jm-bench"]  # fmt: skip
+DOC = REPO / "docs" / "benchmarks.md"
+RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
+NAMES = ("codec", "replay", "txn", "latency")
+
+Results = dict[str, Any]
+
+
+def emit(result: dict[str, Any]) -> None:
+    print(json.dumps(result), flush=True)
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    libs = subprocess.run([*LAUNCHER, "libs"], check=False, capture_output=True, text=True).stdout
+    kafka = re.search(r"kafka-(\d+\.\d+\.\d+)", libs)
+    import aiokafka
+    import fastavro
+
+    mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{os.cpu_count()} cores, {cpu}",
+        "memory": f"{mem_kb / 1024 / 1024:.0f} GiB",
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "kafka": f"Apache Kafka {kafka.group(1) if kafka else '?'}, local KRaft single node "
+        "(compose/local/launcher.py), 127.0.0.1",
+        "clients": f"aiokafka {aiokafka.__version__}, fastavro {fastavro.__version__}",
+    }
+
+
+def codec(seconds: float) -> list[Results]:
+    c = default_codec()
+    event = bench_codec.sample()
+    value, headers = c.encode(event)
+    allowed = frozenset({type(event)})
+    out = []
+    for name, fn in (
+        ("encode", lambda: c.encode(event)),
+        ("decode", lambda: c.decode(value, allowed)),
+    ):
+        per_second, _ = bench_codec.rate(fn, seconds)
+        out.append({"bench": "codec", "op": name, "event": "TaskStateChanged",
+                    "per_second": round(per_second), "us_per_op": round(1e6 / per_second, 3),
+                    "value_bytes": len(value), "headers": len(headers)})  # fmt: skip
+    return out
+
+
+def start_stack() -> Stack:
+    up = subprocess.run([*LAUNCHER, "up", "--ports", "auto", "--json"], capture_output=True,
+                        text=True, check=True)  # fmt: skip
+    info = json.loads(up.stdout.strip().splitlines()[-1])
+    return Stack(info["bootstrap"], info["redis_url"], f"launcher:{info['home']}")
+
+
+def stop_stack() -> None:
+    subprocess.run([*LAUNCHER, "down", "--purge"], check=False, capture_output=True, text=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--quick", action="store_true", help="100,000 journal events, 100 jobs")
+    parser.add_argument("--events", type=int, default=None, help="journal events for replay")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs per latency mode")
+    parser.add_argument("--docs", action="store_true", help="rewrite docs even if partial")
+    parser.add_argument("--no-docs", action="store_true", help="never rewrite docs")
+    args = parser.parse_args()
+    events = args.events or (100_000 if args.quick else 1_000_000)
+    jobs = args.jobs or (100 if args.quick else 500)
+    started = time.monotonic()
+    results: dict[str, list[Results]] = {}
+    info = machine()
+    emit({"bench": "machine", **info})
+    if "codec" in args.only:
+        results["codec"] = codec(1.5 if args.quick else 3.0)
+        for r in results["codec"]:
+            emit(r)
+    kafka_needed = [n for n in args.only if n != "codec"]
+    if kafka_needed:
+        stack = start_stack()
+        emit({"bench": "stack", "bootstrap": stack.bootstrap, "redis_url": stack.redis_url})
+        kafka_data = Path("/tmp/jm-bench/bench/kafka/data")
+        try:
+            if "replay" in args.only:
+                results["replay"] = [
+                    asyncio.run(bench_replay.run(stack.bootstrap, events, kafka_data))
+                ]
+                emit(results["replay"][0])
+            if "txn" in args.only:
+                results["txn"] = asyncio.run(
+                    bench_txn.run(stack.bootstrap, 50 if args.quick else 100)
+                )
+                for r in results["txn"]:
+                    emit(r)
+            if "latency" in args.only:
+                results["latency"] = asyncio.run(bench_latency.run(stack, jobs, 20.0))
+                for r in results["latency"]:
+                    emit(r)
+        finally:
+            stop_stack()
+    total = time.monotonic() - started
+    RESULTS.write_text(json.dumps({"machine": info, "results": results, "total_s": total}))
+    emit({"bench": "total", "seconds": round(total, 1)})
+    full = set(args.only) == set(NAMES) and not args.quick
+    if not args.no_docs and (full or args.docs):
+        from tests.bench.report import render
+
+        DOC.write_text(render(info, results, total, quick=args.quick))
+        print(f"wrote {DOC.relative_to(REPO)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
