@@ -10,6 +10,7 @@ from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.settings import ClusterSettings
 from worker.kafka import KafkaCommands, KafkaReports
+from worker.operators.api import KafkaEnv
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.taskmanager import TaskManager
@@ -41,7 +42,14 @@ async def run_worker(
     try:
         await reports.start()
         await commands.start()
-        manager = TaskManager(settings, registry, commands, reports, log_level=log_level)
+        manager = TaskManager(
+            settings,
+            registry,
+            commands,
+            reports,
+            log_level=log_level,
+            kafka=KafkaEnv(bootstrap, catalog),
+        )
         log.info(
             "worker %s incarnation %s: %d slot(s), commands partition %d, operators %s",
             settings.tm_id,

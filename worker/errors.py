@@ -18,6 +18,10 @@ class UnknownOperatorError(TaskError):
     """The DeployTask names an operator this worker's registry does not hold."""
 
 
+class UnknownFunctionError(TaskError):
+    """An operator's config names a function this worker's function registry does not hold."""
+
+
 class OperatorConfigError(TaskError):
     """An operator's configuration is missing a value or has one of the wrong type."""
 
@@ -32,6 +36,10 @@ class NoSuchSlotError(TaskError):
 
 class SlotProcessDiedError(TaskError):
     """The process running a task exited without reporting a final state."""
+
+
+class EdgeProtocolError(TaskError):
+    """An edge topic holds a record that breaks the edge protocol (schemas.edges)."""
 
 
 class InfrastructureError(WorkerError):

@@ -22,7 +22,8 @@ from multiprocessing.connection import Connection
 
 from schemas import events as ev
 from worker import slotmsg
-from worker.operators.api import TaskSpec
+from worker.functions import FunctionRegistry
+from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.task import run_task
 
@@ -41,7 +42,9 @@ def _die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def slot_main(conn: Connection, slot_index: int, log_level: int) -> None:
+def slot_main(
+    conn: Connection, slot_index: int, log_level: int, kafka: KafkaEnv | None = None
+) -> None:
     """Entry point of the slot process (multiprocessing target)."""
     _die_with_parent()
     # Ctrl-C reaches the whole process group; the TaskManager alone decides
@@ -52,7 +55,10 @@ def slot_main(conn: Connection, slot_index: int, log_level: int) -> None:
         format=f"%(asctime)s %(levelname)s slot-{slot_index} %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
+    logging.getLogger("aiokafka").setLevel(max(log_level, logging.WARNING))
     registry = OperatorRegistry.load()
+    functions = FunctionRegistry.load()
     conn.send(slotmsg.Ready(os.getpid()))
     # Messages that arrived while a task was ending (the next RunTask can come
     # right after the previous FINISHED report): handled before reading more.
@@ -67,7 +73,8 @@ def slot_main(conn: Connection, slot_index: int, log_level: int) -> None:
                 except EOFError:
                     return  # the TaskManager is gone
             if isinstance(message, slotmsg.RunTask):
-                if not asyncio.run(_run(conn, message.spec, registry, backlog)):
+                runner = _run(conn, message.spec, registry, functions, kafka, backlog)
+                if not asyncio.run(runner):
                     return
             elif isinstance(message, slotmsg.Shutdown):
                 return
@@ -77,7 +84,12 @@ def slot_main(conn: Connection, slot_index: int, log_level: int) -> None:
 
 
 async def _run(
-    conn: Connection, spec: TaskSpec, registry: OperatorRegistry, backlog: deque[slotmsg.ToSlot]
+    conn: Connection,
+    spec: TaskSpec,
+    registry: OperatorRegistry,
+    functions: FunctionRegistry,
+    kafka: KafkaEnv | None,
+    backlog: deque[slotmsg.ToSlot],
 ) -> bool:
     """Run one task; False when the TaskManager went away or said to shut down."""
     loop = asyncio.get_running_loop()
@@ -86,7 +98,7 @@ async def _run(
     def report(state: ev.ExecutionState, error_name: str | None, stack: str | None) -> None:
         conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack))
 
-    runner = asyncio.create_task(run_task(spec, registry, report))
+    runner = asyncio.create_task(run_task(spec, registry, report, kafka=kafka, functions=functions))
 
     def on_message() -> None:
         nonlocal keep_going

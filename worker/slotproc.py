@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from worker import slotmsg
+from worker.operators.api import KafkaEnv
 from worker.slotchild import slot_main
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,15 @@ class SlotProcess:
     """One pre-started process running the tasks of one slot."""
 
     def __init__(
-        self, index: int, on_message: OnMessage, on_exit: OnExit, log_level: int = logging.INFO
+        self,
+        index: int,
+        on_message: OnMessage,
+        on_exit: OnExit,
+        log_level: int = logging.INFO,
+        kafka: KafkaEnv | None = None,
     ) -> None:
         self.index = index
+        self._kafka = kafka
         self._on_message = on_message
         self._on_exit = on_exit
         self._log_level = log_level
@@ -56,7 +63,7 @@ class SlotProcess:
         ours, theirs = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=slot_main,
-            args=(theirs, self.index, self._log_level),
+            args=(theirs, self.index, self._log_level, self._kafka),
             name=f"jm-slot-{self.index}",
         )
         process.start()

@@ -1,9 +1,17 @@
 """Runs one task attempt inside a slot process: operator lifecycle and states.
 
-INITIALIZING while the operator is built and opened, RUNNING while it runs,
-then FINISHED when a bounded input is exhausted, FAILED when it raises (with
+INITIALIZING while the edge topics are created and the operator, its input
+and its output are opened; RUNNING while it runs; then FINISHED when a bounded
+input is exhausted (and, with outgoing edges, once the end-of-stream markers
+and every record before them are acknowledged), FAILED when it raises (with
 the exception's name and stack), CANCELED when the asyncio task is cancelled.
 DEPLOYING is reported by the TaskManager before the spec reaches the slot.
+
+A task runs one vertex (docs/dataplane.md explains why there is no chaining):
+
+    source operator ------------------\
+                                        +--> EdgeWriter (outgoing edges)
+    EdgeReader --> record operator ----/     or CountingSink (none)
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from schemas import events as ev
+from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import TaskError
+from worker.functions import FunctionRegistry
 from worker.operators.api import (
+    KafkaEnv,
     Operator,
-    Output,
     Record,
     RecordOperator,
     SourceOperator,
@@ -35,7 +44,7 @@ Report = Callable[[ES, str | None, str | None], None]
 
 
 class CountingSink:
-    """The end of the chain until edges exist: counts what reaches it."""
+    """The output of a vertex without outgoing edges: counts what reaches it."""
 
     def __init__(self) -> None:
         self.records = 0
@@ -46,61 +55,106 @@ class CountingSink:
         self.last = record
 
 
-@dataclass
-class ChainedOutput:
-    """Feeds records into the next operator of a chain (Flink's chaining)."""
-
-    operator: RecordOperator
-    next: Output
-
-    async def emit(self, record: Record) -> None:
-        await self.operator.process(record, self.next)
+class NoInputEdgesError(TaskError):
+    """A record operator's vertex has no input edge: it would never see a record."""
 
 
-class EdgesNotSupportedError(TaskError):
-    """A record operator needs an input edge; edges arrive with the Kafka data plane."""
+class SourceWithInputsError(TaskError):
+    """A source operator's vertex has input edges: nobody would read them."""
 
 
-async def run_task(spec: TaskSpec, registry: OperatorRegistry, report: Report) -> None:
+class _Resources:
+    """What a task opened, closed in reverse order however it ends."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._closers: list[Callable[[], object]] = []
+
+    def push(self, close: Callable[[], object]) -> None:
+        self._closers.append(close)
+
+    async def close(self) -> None:
+        # A failing close must not hide how the task ended.
+        while self._closers:
+            close = self._closers.pop()
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                self._log.exception("close failed")
+
+
+async def run_task(
+    spec: TaskSpec,
+    registry: OperatorRegistry,
+    report: Report,
+    *,
+    kafka: KafkaEnv | None = None,
+    functions: FunctionRegistry | None = None,
+) -> None:
     """Run `spec` to its end, reporting every state; never raises except
     CancelledError (after reporting CANCELED)."""
     log = logging.getLogger(f"worker.task.{spec.describe()}")
-    sink = CountingSink()
-    operator: Operator | None = None
+    resources = _Resources(log)
+    output: EdgeWriter | CountingSink = CountingSink()
     began = time.monotonic()
+    reader: EdgeReader | None = None
     try:
         report(ES.INITIALIZING, None, None)
-        operator = registry.factory(spec.operator)()
-        ctx = TaskContext(spec, log)
+        operator: Operator = registry.factory(spec.operator)()
+        ctx = TaskContext(spec, log, kafka, functions)
         if isinstance(operator, RecordOperator):
-            raise EdgesNotSupportedError(
-                f"operator {spec.operator!r} consumes records; input edges are not supported yet"
-            )
-        if not isinstance(operator, SourceOperator):
+            if not spec.inputs:
+                raise NoInputEdgesError(
+                    f"operator {spec.operator!r} consumes records but vertex "
+                    f"{spec.task.vertex_id!r} has no input edge"
+                )
+        elif isinstance(operator, SourceOperator):
+            if spec.inputs:
+                raise SourceWithInputsError(
+                    f"source operator {spec.operator!r} cannot take input edges "
+                    f"(from {', '.join(e.source for e in spec.inputs)})"
+                )
+        else:
             raise TaskError(f"operator {spec.operator!r} built a {type(operator).__name__}")
+        if spec.inputs or spec.outputs:
+            await create_edge_topics(ctx.kafka, spec)
+        if spec.outputs:
+            output = EdgeWriter(ctx.kafka, spec)
+            resources.push(output.close)
+            await output.start()
+        if spec.inputs:
+            reader = EdgeReader(ctx.kafka, spec)
+            resources.push(reader.close)
+            await reader.start()
+        resources.push(operator.close)
         await operator.open(ctx)
         report(ES.RUNNING, None, None)
-        await operator.run(ctx, sink)
+        if isinstance(operator, SourceOperator):
+            await operator.run(ctx, output)
+        else:
+            assert reader is not None
+            sink = output
+
+            async def process(record: Record) -> None:
+                await operator.process(record, sink)
+
+            await reader.run(process)
+            await operator.end_of_input(output)
+        if isinstance(output, EdgeWriter):
+            await output.finish()
     except asyncio.CancelledError:
-        log.info("canceled after %d records", sink.records)
-        await _close(operator, log)
+        log.info("canceled after %d records", output.records)
+        await resources.close()
         report(ES.CANCELED, None, None)
         raise
     except Exception as error:
-        log.info("failed after %d records: %r", sink.records, error)
-        await _close(operator, log)
+        log.info("failed after %d records: %r", output.records, error)
+        await resources.close()
         report(ES.FAILED, type(error).__name__, traceback.format_exc())
         return
-    await _close(operator, log)
-    log.info("finished: %d records in %.3f s", sink.records, time.monotonic() - began)
+    await resources.close()
+    read = f" ({reader.records} read from edges)" if reader is not None else ""
+    log.info("finished: %d records in %.3f s%s", output.records, time.monotonic() - began, read)
     report(ES.FINISHED, None, None)
-
-
-async def _close(operator: Operator | None, log: logging.Logger) -> None:
-    # A failing close must not hide how the task ended.
-    if operator is None:
-        return
-    try:
-        await operator.close()
-    except Exception:
-        log.exception("close failed")

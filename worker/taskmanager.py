@@ -23,7 +23,7 @@ from schemas import events as ev
 from worker import errors, slotmsg, slots
 from worker.epochs import CommandFilter, LeaderWatch
 from worker.kafka import Commands, Reports
-from worker.operators.api import TaskSpec
+from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.slotproc import SlotProcess
@@ -67,6 +67,7 @@ class TaskManager:
         incarnation: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         log_level: int = logging.INFO,
+        kafka: KafkaEnv | None = None,
     ) -> None:
         self.settings = settings
         self.tm_id = settings.tm_id
@@ -79,7 +80,7 @@ class TaskManager:
         self.leader = LeaderWatch(settings.heartbeat_timeout_s)
         self.table = slots.SlotTable(settings.slots)
         self._slots = [
-            SlotProcess(i, self._on_slot_message, self._on_slot_exit, log_level)
+            SlotProcess(i, self._on_slot_message, self._on_slot_exit, log_level, kafka)
             for i in range(settings.slots)
         ]
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}
@@ -90,6 +91,7 @@ class TaskManager:
         self._outbox_changed = asyncio.Event()
         self._reports_sent = asyncio.Event()  # set while nothing waits to be sent
         self._slots_idle = asyncio.Event()  # set while no slot runs a task
+        self._background: list[asyncio.Task[None]] = []
         self._heartbeat_seq = 0
         self._stopping = False
 
@@ -116,9 +118,10 @@ class TaskManager:
                     task.result()
             await self._shutdown(loops, sender)
         finally:
-            for task in [stopped, sender, *loops]:
+            for task in [stopped, sender, *loops, *self._background]:
                 task.cancel()
-            await asyncio.gather(stopped, sender, *loops, return_exceptions=True)
+            await asyncio.gather(stopped, sender, *loops, *self._background,
+                                 return_exceptions=True)  # fmt: skip
             for slot in self._slots:
                 await slot.stop(timeout_s=1.0)
 
@@ -164,9 +167,11 @@ class TaskManager:
             return
         if self.leader.heard(self._clock()):
             # We stopped our tasks for a silent leader, which has declared this
-            # incarnation lost (and refuses it for good): come back as a new one.
+            # incarnation lost (and refuses it for good): come back as a new one,
+            # but only once every slot is really free, so the leader never deploys
+            # into a slot whose old task is still stopping.
             self._new_incarnation()
-            self._register(f"leader heard again, epoch {command.epoch}")
+            self._background.append(asyncio.create_task(self._register_when_idle(command.epoch)))
         elif verdict.new_epoch:
             log.info("leader epoch %d announced", command.epoch)
             self._register(f"new leader epoch {command.epoch}")
@@ -191,6 +196,12 @@ class TaskManager:
                 )
             case _:
                 pass  # keepalives; checkpoint notifications have nothing to act on yet
+
+    async def _register_when_idle(self, epoch: int) -> None:
+        while self.table.running():
+            self._slots_idle.clear()
+            await self._slots_idle.wait()
+        self._register(f"leader heard again, epoch {epoch}")
 
     def _new_incarnation(self) -> None:
         old, self.incarnation = self.incarnation, _new_id()

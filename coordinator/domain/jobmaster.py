@@ -47,7 +47,10 @@ def record_report(
     if current is _E.CANCELING and reported is _E.FINISHED:
         reported = _E.CANCELED
     if reported is current:
-        return f"task already {current}"
+        # A repeat carries no news (the worker confirms DEPLOYING, which the leader
+        # journaled when it deployed): no journal record, only a count in the view.
+        p.view.repeated_reports += 1
+        return None
     path = execution_path(current, reported)
     if path is None:
         return f"illegal transition {current}->{reported}"

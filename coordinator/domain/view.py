@@ -45,6 +45,8 @@ class LeaderView:
     checkpoint_acks: (job_id, checkpoint_id) -> subtask -> acknowledgement.
         Acks are not journaled one by one; CheckpointCompleted carries them
         all. A new leader aborts checkpoints it did not trigger.
+    repeated_reports: task reports that repeated the state already journaled
+        (counted, not journaled).
     """
 
     epoch: int
@@ -55,6 +57,7 @@ class LeaderView:
     checkpoint_acks: dict[tuple[str, int], dict[SubtaskKey, CheckpointAcknowledged]] = field(
         default_factory=dict
     )
+    repeated_reports: int = 0
 
     def record_heartbeat(self, heartbeat: TaskManagerHeartbeat, seen_at: int) -> None:
         key = (heartbeat.tm_id, heartbeat.incarnation)

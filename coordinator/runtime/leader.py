@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from coordinator.runtime import machine, snapshots
@@ -49,6 +50,18 @@ from schemas.catalog import Catalog
 from schemas.codec import Codec, default_codec
 
 log = logging.getLogger(__name__)
+
+# aiokafka 0.14 (pinned) sleeps a fixed 20 ms when AddPartitionsToTxn meets
+# CONCURRENT_TRANSACTIONS, which every transaction begun right after a commit does
+# (the broker is still writing the previous markers). On the leader's hot path that
+# sleep is most of a decision's latency; a 2 ms retry costs one cheap request more.
+# docs/benchmarks.md shows the effect (tests/bench/bench_txn.py).
+CONCURRENT_TRANSACTIONS_BACKOFF_S = 0.002
+
+
+def tune_aiokafka_transactions() -> None:
+    if hasattr(aiokafka_sender, "BACKOFF_OVERRIDE"):
+        aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_BACKOFF_S
 
 
 class StepDown(Exception):
@@ -62,6 +75,7 @@ class LeaderConfig:
     keepalive_interval_ms: int = 1_000
     tick_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
+    retry_backoff_ms: int = 5
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     # Test hook (issue drills): skip the lease check before commit so only Kafka's
     # fencing stands between a frozen leader and the journal. Never set in production.
@@ -129,6 +143,7 @@ class Leader:
 
     async def _take_over(self) -> None:
         self._check_lease()
+        tune_aiokafka_transactions()
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             transactional_id=self.catalog.transactional_id,
@@ -136,6 +151,10 @@ class Leader:
             acks="all",
             linger_ms=0,
             transaction_timeout_ms=self.config.transaction_timeout_ms,
+            # A transaction begun right after a commit meets CONCURRENT_TRANSACTIONS
+            # while the broker writes the markers; aiokafka then waits retry_backoff
+            # (100 ms by default) before AddOffsetsToTxn: the leader's main latency.
+            retry_backoff_ms=self.config.retry_backoff_ms,
         )
         await producer.start()  # InitProducerId: fences every earlier holder of the id
         self._producer = producer

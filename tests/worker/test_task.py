@@ -101,9 +101,33 @@ class Closes(SourceOperator):
         Closes.closed = True
 
 
-async def test_record_operators_need_edges_for_now() -> None:
+async def test_record_operators_need_an_input_edge() -> None:
     *_, (state, name, _) = await run("double", OperatorRegistry({"double": Doubler}))
-    assert (state, name) == (ES.FAILED, "EdgesNotSupportedError")
+    assert (state, name) == (ES.FAILED, "NoInputEdgesError")
+
+
+async def test_sources_take_no_input_edge() -> None:
+    into = ev.Edge(source="up", target="v")
+    reported: Reported = []
+    await run_task(
+        TaskSpec(task=TASK, operator="sequence", vertex_name="v", parallelism=1,
+                 max_parallelism=128, inputs=(into,), vertex_parallelism={"up": 1, "v": 1}),
+        OperatorRegistry.builtin(),
+        lambda s, n, t: reported.append((s, n, t)),
+    )  # fmt: skip
+    assert reported[-1][:2] == (ES.FAILED, "SourceWithInputsError")
+
+
+async def test_edges_without_kafka_fail_the_task() -> None:
+    out = ev.Edge(source="v", target="down")
+    reported: Reported = []
+    await run_task(
+        TaskSpec(task=TASK, operator="sequence", vertex_name="v", parallelism=1,
+                 max_parallelism=128, outputs=(out,), vertex_parallelism={"down": 1, "v": 1}),
+        OperatorRegistry.builtin(),
+        lambda s, n, t: reported.append((s, n, t)),
+    )  # fmt: skip
+    assert reported[-1][:2] == (ES.FAILED, "NoKafkaError")
 
 
 async def test_close_runs_however_the_task_ends() -> None:

@@ -3,18 +3,18 @@
 Flink's split, reduced to what Python needs:
 
 - a ``SourceOperator`` produces records until its input ends (bounded) or the
-  task is cancelled (unbounded): ``sequence`` today, Kafka sources next;
+  task is cancelled (unbounded): ``sequence``, ``kafka_source``;
 - a ``RecordOperator`` sees one record at a time and emits any number
   (map, filter, key-by, keyed count/reduce); ``end_of_input`` is where keyed
-  aggregations flush when a bounded input ends. Chains of them run in one task
-  by handing each the next one's ``Output``.
+  aggregations flush when a bounded input ends.
 
-A task is one source (a user source, or later the reader of its input edge
-topics, which understands end-of-stream markers) followed by a chain of record
-operators and one sink (later: the writer of its output edge topics or a Kafka
-sink; today a counter). Operators are async so that the coming Kafka sources
-and sinks (aiokafka) run in the same loop; cancellation is asyncio
-cancellation of the task, which reaches an operator at its next ``await``.
+A task runs one vertex (docs/dataplane.md): its input is either the operator
+itself (a source) or the reader of its input edge topics, which understands
+end-of-stream markers; its output is the writer of its output edge topics, or
+a counter when the vertex has no outgoing edge (a Kafka sink writes to its own
+topic and emits nothing). Operators are async so that Kafka sources and sinks
+(aiokafka) run in the same loop; cancellation is asyncio cancellation of the
+task, which reaches an operator at its next ``await``.
 
 Records are plain dicts of field name to value: edges carry a ``key_field``
 (``schemas.events.Edge``), and dicts map directly onto Avro records.
@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from schemas import events as ev
-from worker.errors import OperatorConfigError
+from schemas.catalog import Catalog
+from worker.errors import OperatorConfigError, TaskError
+from worker.functions import FunctionRegistry
 
 Record = dict[str, Any]
 _T = TypeVar("_T")
@@ -72,16 +74,55 @@ class TaskSpec:
         return f"{t.job_id}/{self.vertex_name}[{t.subtask_index}]#{t.attempt}"
 
 
+@dataclass(frozen=True, slots=True)
+class KafkaEnv:
+    """Where the cluster's Kafka is: what edges, Kafka sources and sinks connect to."""
+
+    bootstrap: str
+    catalog: Catalog
+
+
+class NoKafkaError(TaskError):
+    """The operator needs Kafka but the task runs without it (an in-process test)."""
+
+
 class TaskContext:
     """What an operator may know about the task running it."""
 
-    def __init__(self, spec: TaskSpec, logger: logging.Logger) -> None:
+    def __init__(
+        self,
+        spec: TaskSpec,
+        logger: logging.Logger,
+        kafka: KafkaEnv | None = None,
+        functions: FunctionRegistry | None = None,
+    ) -> None:
         self.spec = spec
         self.log = logger
+        self._kafka = kafka
+        self.functions = functions if functions is not None else FunctionRegistry.builtin()
 
     @property
     def config(self) -> Mapping[str, str]:
         return self.spec.config
+
+    @property
+    def kafka(self) -> KafkaEnv:
+        if self._kafka is None:
+            raise NoKafkaError(f"{self.spec.operator!r} needs Kafka; this task runs without it")
+        return self._kafka
+
+    def config_str(self, name: str, default: str | None = None) -> str:
+        """A string config value; a missing one without a default fails the task."""
+        raw = self.config.get(name)
+        if raw is None or raw == "":
+            if default is None:
+                raise OperatorConfigError(f"config {name!r} is required by {self.spec.operator}")
+            return default
+        return raw
+
+    def function(self, name: str = "function") -> Callable[..., Any]:
+        """The registered function the config value `name` names, built for this vertex."""
+        return self.functions.build(self.config_str(name), self.config)
 
     def config_int(self, name: str, default: int) -> int:
         return self._typed(name, default, int)

@@ -1,6 +1,12 @@
-"""Built-in operators: ``sequence`` (a source) and ``fault`` (fault injection for tests).
+"""Built-in operators.
 
-Both emit ``{"value": n}`` for n = start, start + 1, ...
+Sources: ``sequence`` and ``fault`` (fault injection for tests), both emitting
+``{"value": n}`` for n = start, start + 1, ...; ``kafka_source`` (``kafka_io``).
+
+Record operators, each applying a registered function (``worker.functions``)
+named by config ``function``: ``map``, ``filter``, ``flat_map``, ``key_by``;
+keyed state in memory: ``keyed_count``, ``keyed_reduce``; ``kafka_sink``
+(``kafka_io``).
 """
 
 from __future__ import annotations
@@ -8,9 +14,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
-from worker.operators.api import OperatorFactory, Output, SourceOperator, TaskContext
+from schemas.edges import key_string
+from worker.errors import TaskError
+from worker.operators import kafka_io
+from worker.operators.api import (
+    OperatorFactory,
+    Output,
+    Record,
+    RecordOperator,
+    SourceOperator,
+    TaskContext,
+)
 
 # A source that never awaits would keep the task's event loop from ever
 # noticing a cancel; yield to it every this many records.
@@ -23,8 +40,10 @@ class InjectedFault(Exception):
 
 
 class Sequence(SourceOperator):
-    """Emits count integers from start (count absent or 0: unbounded), at `rate`
-    records per second (0: as fast as possible)."""
+    """Emits the integers start, start + 1, ... (count of them; absent or 0:
+    unbounded), split across the vertex's subtasks: subtask i of p emits
+    start + i, start + i + p, ... At `rate` records per second per subtask
+    (0: as fast as possible)."""
 
     async def open(self, ctx: TaskContext) -> None:
         self.start = ctx.config_int("start", 0)
@@ -32,13 +51,22 @@ class Sequence(SourceOperator):
         self.rate = ctx.config_float("rate", 0.0)
 
     async def run(self, ctx: TaskContext, out: Output) -> None:
-        await emit_sequence(out, self.start, self.count, self.rate)
+        p, i = ctx.spec.parallelism, ctx.spec.task.subtask_index
+        if self.count > 0:
+            mine = max(0, (self.count - i + p - 1) // p)
+            if mine == 0:
+                return
+        else:
+            mine = 0
+        await emit_sequence(out, self.start + i, mine, self.rate, step=p)
 
 
 class Fault(SourceOperator):
     """A sequence source that misbehaves on purpose.
 
     fail_after: raise InjectedFault after emitting this many records.
+    fail_attempts: only attempts below this number fail (default: every
+      attempt), so a restarted job can get through.
     hang: "true" blocks the task forever in a way no cancel can interrupt (a
       blocking sleep that never returns to the event loop), so the worker has
       to kill the slot process.
@@ -50,6 +78,8 @@ class Fault(SourceOperator):
 
     async def open(self, ctx: TaskContext) -> None:
         self.fail_after = ctx.config_int("fail_after", -1)
+        if ctx.spec.task.attempt >= ctx.config_int("fail_attempts", ctx.spec.task.attempt + 1):
+            self.fail_after = -1
         self.hang = ctx.config_bool("hang", False)
         self.crash = ctx.config_bool("crash", False)
         self.slow_s = ctx.config_int("slow_ms", 0) / 1000
@@ -82,14 +112,15 @@ class Fault(SourceOperator):
             raise InjectedFault(f"fault injected after {emitted} records")
 
 
-async def emit_sequence(out: Output, start: int, count: int, rate: float) -> None:
-    """Emit count integers from start (0: forever), paced at `rate` per second
-    against the start time so that slow emits do not make the rate drift."""
+async def emit_sequence(out: Output, start: int, count: int, rate: float, step: int = 1) -> None:
+    """Emit count integers start, start + step, ... (count 0: forever), paced at
+    `rate` per second against the start time so that slow emits do not make
+    the rate drift."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     emitted = 0
     while count <= 0 or emitted < count:
-        await out.emit({"value": start + emitted})
+        await out.emit({"value": start + emitted * step})
         emitted += 1
         if rate > 0:
             delay = began + emitted / rate - loop.time()
@@ -98,4 +129,108 @@ async def emit_sequence(out: Output, start: int, count: int, rate: float) -> Non
             await asyncio.sleep(0)
 
 
-BUILTINS: Final[dict[str, OperatorFactory]] = {"sequence": Sequence, "fault": Fault}
+class MissingFieldError(TaskError):
+    """A record lacks the field an operator's config names."""
+
+
+def _get(record: Record, name: str, operator: str) -> Any:
+    try:
+        return record[name]
+    except KeyError:
+        raise MissingFieldError(f"{operator}: record has no field {name!r}: {record}") from None
+
+
+class Map(RecordOperator):
+    """Emits ``function(record)`` for every record."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.fn: Callable[[Record], Record] = ctx.function()
+
+    async def process(self, record: Record, out: Output) -> None:
+        await out.emit(self.fn(record))
+
+
+class Filter(RecordOperator):
+    """Emits the records for which ``function(record)`` is true."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.fn: Callable[[Record], bool] = ctx.function()
+
+    async def process(self, record: Record, out: Output) -> None:
+        if self.fn(record):
+            await out.emit(record)
+
+
+class FlatMap(RecordOperator):
+    """Emits every record of the iterable ``function(record)`` returns."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.fn: Callable[[Record], Any] = ctx.function()
+
+    async def process(self, record: Record, out: Output) -> None:
+        for produced in self.fn(record):
+            await out.emit(produced)
+
+
+class KeyBy(RecordOperator):
+    """Sets field `key_field` (default ``key``) to ``function(record)``; a HASH
+    edge on that field then sends each key to one downstream subtask."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.fn: Callable[[Record], Any] = ctx.function()
+        self.key_field = ctx.config_str("key_field", "key")
+
+    async def process(self, record: Record, out: Output) -> None:
+        await out.emit({**record, self.key_field: self.fn(record)})
+
+
+class KeyedCount(RecordOperator):
+    """Counts records per `key_field` (default ``key``) and emits
+    ``{key_field: key, "count": n}`` on every update. State is in memory: a
+    restart counts again from the sources' start (at-least-once)."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.key_field = ctx.config_str("key_field", "key")
+        self.counts: dict[str, int] = {}
+
+    async def process(self, record: Record, out: Output) -> None:
+        key = _get(record, self.key_field, "keyed_count")
+        name = key if isinstance(key, str) else key_string(key)
+        count = self.counts.get(name, 0) + 1
+        self.counts[name] = count
+        await out.emit({self.key_field: key, "count": count})
+
+
+class KeyedReduce(RecordOperator):
+    """Folds `value_field` (default ``value``) per `key_field` (default ``key``)
+    with the registered reduce `function` (e.g. ``sum``, ``max``) and emits
+    ``{key_field: key, value_field: result}`` on every update."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        self.fn: Callable[[Any, Any], Any] = ctx.function()
+        self.key_field = ctx.config_str("key_field", "key")
+        self.value_field = ctx.config_str("value_field", "value")
+        self.state: dict[str, Any] = {}
+
+    async def process(self, record: Record, out: Output) -> None:
+        key = _get(record, self.key_field, "keyed_reduce")
+        value = _get(record, self.value_field, "keyed_reduce")
+        name = key if isinstance(key, str) else key_string(key)
+        if name in self.state:
+            value = self.fn(self.state[name], value)
+        self.state[name] = value
+        await out.emit({self.key_field: key, self.value_field: value})
+
+
+BUILTINS: Final[dict[str, OperatorFactory]] = {
+    "sequence": Sequence,
+    "fault": Fault,
+    "kafka_source": kafka_io.KafkaSource,
+    "kafka_sink": kafka_io.KafkaSink,
+    "map": Map,
+    "filter": Filter,
+    "flat_map": FlatMap,
+    "key_by": KeyBy,
+    "keyed_count": KeyedCount,
+    "keyed_reduce": KeyedReduce,
+}

@@ -1,0 +1,194 @@
+"""The data plane's edge protocol: topic names, partition choice, record headers.
+
+Standard library only: workers write and read edges with it, and the
+coordinator deletes a finished job's edge topics by ``edge_topic_prefix``, so
+both sides must compute the same names.
+
+An edge of a job graph is one Kafka topic per *run* of the job::
+
+    {prefix}.edge.{job}.a{attempt}.{source}.{target}
+
+with as many partitions as the downstream vertex has subtasks. All subtasks
+of one run share the attempt number and a restart redeploys every task with
+attempt + 1, so a new run writes and reads fresh topics and never sees what
+the previous run left behind. Each id part is kept as is when it is short and
+made only of ``[A-Za-z0-9_-]``; otherwise it becomes a sanitized, truncated
+form plus 8 hex digits of its SHA-256, so parts never contain the ``.``
+separator and the prefix of one job is never the prefix of another's.
+
+Records carry their origin in headers (``jm-vertex``, ``jm-subtask``,
+``jm-attempt``) and their kind in ``jm-kind``: ``data`` (value = the record as
+compact JSON) or ``end`` (an end-of-stream marker, empty value). Each upstream
+subtask ends its output with one marker on every partition it may write to
+(``writable_partitions``); a downstream subtask is done with an edge once it
+has a marker from every upstream subtask that may write to its partition
+(``expected_upstreams``).
+"""
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from schemas.catalog import Catalog, murmur2
+from schemas.events import Partitioning
+
+#: Kafka's limit on topic names.
+MAX_TOPIC_NAME: Final = 249
+#: A safety net: the coordinator deletes a terminal job's edges, and anything
+#: it misses (a crash between the two) ages out after a day.
+EDGE_RETENTION_MS: Final = 24 * 3600 * 1000
+
+HEADER_VERTEX: Final = "jm-vertex"
+HEADER_SUBTASK: Final = "jm-subtask"
+HEADER_ATTEMPT: Final = "jm-attempt"
+HEADER_KIND: Final = "jm-kind"
+KIND_DATA: Final = b"data"
+KIND_END: Final = b"end"
+
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_JOB_PART_MAX: Final = 64
+_VERTEX_PART_MAX: Final = 40
+# ".a" + 10 digits + "." + 8 + "." + 8: the shortest tail any edge can have.
+_MIN_TAIL: Final = 30
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
+
+
+def _part(value: str, limit: int) -> str:
+    """`value` itself when short and plain, else a sanitized prefix plus a digest."""
+    if len(value) <= limit and _PLAIN.fullmatch(value):
+        return value
+    safe = _UNSAFE.sub("_", value)[: limit - 9].strip("_")
+    return f"{safe}-{_digest(value)}" if safe else _digest(value)
+
+
+def edge_topic_prefix(catalog: Catalog, job_id: str) -> str:
+    """Every edge topic of `job_id`, whatever the run, starts with this (ends with '.')."""
+    head = f"{catalog.prefix}.edge."
+    job = _part(job_id, _JOB_PART_MAX)
+    if len(head) + len(job) + 1 + _MIN_TAIL > MAX_TOPIC_NAME:
+        job = _digest(job_id)
+    return f"{head}{job}."
+
+
+def edge_run_prefix(catalog: Catalog, job_id: str, attempt: int) -> str:
+    """Every edge topic of one run (attempt) of `job_id` starts with this: what a
+    restart may delete once the previous run's tasks have all ended."""
+    return f"{edge_topic_prefix(catalog, job_id)}a{attempt}."
+
+
+def edge_topic(catalog: Catalog, job_id: str, attempt: int, source: str, target: str) -> str:
+    """The topic of the edge source -> target in the run with this attempt number."""
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    prefix = edge_topic_prefix(catalog, job_id)
+    name = f"{prefix}a{attempt}.{_part(source, _VERTEX_PART_MAX)}.{_part(target, _VERTEX_PART_MAX)}"
+    if len(name) > MAX_TOPIC_NAME:
+        name = f"{prefix}a{attempt}.{_digest(source)}.{_digest(target)}"
+    if len(name) > MAX_TOPIC_NAME:
+        raise ValueError(f"edge topic name longer than {MAX_TOPIC_NAME} characters: {name}")
+    return name
+
+
+# --------------------------------------------------------------- partitions
+
+
+def key_string(value: object) -> str:
+    """The string form of a key that HASH partitioning hashes (and sinks use as
+    the record key): strings as they are, anything else as compact JSON, so
+    every process maps a key to the same partition."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_partition(key: object, partitions: int) -> int:
+    """Kafka's default partitioner (murmur2) over ``key_string(key)``."""
+    _check(partitions)
+    return (murmur2(key_string(key).encode()) & 0x7FFFFFFF) % partitions
+
+
+def forward_partition(subtask_index: int, partitions: int) -> int:
+    """FORWARD: upstream subtask i writes to partition i (equal parallelism)."""
+    _check(partitions)
+    if not 0 <= subtask_index < partitions:
+        raise ValueError(f"FORWARD from subtask {subtask_index} into {partitions} partitions")
+    return subtask_index
+
+
+def rebalance_partition(subtask_index: int, sequence: int, partitions: int) -> int:
+    """REBALANCE: round robin, each upstream subtask starting at its own index
+    so that short outputs of many subtasks do not all land on partition 0."""
+    _check(partitions)
+    return (subtask_index + sequence) % partitions
+
+
+def writable_partitions(
+    partitioning: Partitioning, subtask_index: int, partitions: int
+) -> Sequence[int]:
+    """Partitions an upstream subtask may write to: where its end markers go."""
+    if partitioning is Partitioning.FORWARD:
+        return (forward_partition(subtask_index, partitions),)
+    _check(partitions)
+    return range(partitions)
+
+
+def expected_upstreams(
+    partitioning: Partitioning, subtask_index: int, upstream_parallelism: int
+) -> frozenset[int]:
+    """Upstream subtasks a downstream subtask waits for an end marker from."""
+    if partitioning is Partitioning.FORWARD:
+        return frozenset({subtask_index})
+    return frozenset(range(upstream_parallelism))
+
+
+def _check(partitions: int) -> None:
+    if partitions < 1:
+        raise ValueError(f"partitions must be >= 1, got {partitions}")
+
+
+# ------------------------------------------------------------------ headers
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Who wrote an edge record, and whether it is an end-of-stream marker."""
+
+    vertex: str
+    subtask: int
+    attempt: int
+    end: bool
+
+
+def edge_headers(vertex: str, subtask: int, attempt: int, *, end: bool = False) -> Headers:
+    return [
+        (HEADER_VERTEX, vertex.encode()),
+        (HEADER_SUBTASK, str(subtask).encode()),
+        (HEADER_ATTEMPT, str(attempt).encode()),
+        (HEADER_KIND, KIND_END if end else KIND_DATA),
+    ]
+
+
+def parse_edge_headers(headers: Iterable[tuple[str, bytes]]) -> Origin:
+    """The origin of an edge record; ValueError if it is not one."""
+    found = dict(headers)
+    try:
+        kind = found[HEADER_KIND]
+        if kind not in (KIND_DATA, KIND_END):
+            raise ValueError(f"unknown {HEADER_KIND} {kind!r}")
+        return Origin(
+            vertex=found[HEADER_VERTEX].decode(),
+            subtask=int(found[HEADER_SUBTASK]),
+            attempt=int(found[HEADER_ATTEMPT]),
+            end=kind == KIND_END,
+        )
+    except KeyError as missing:
+        raise ValueError(f"edge record without header {missing}") from None

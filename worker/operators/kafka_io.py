@@ -1,0 +1,188 @@
+"""``kafka_source`` and ``kafka_sink``: the data plane's way in and out of Kafka.
+
+kafka_source (config):
+  topic: the topic to read (must exist).
+  start: ``earliest`` (default), ``latest``, or a timestamp in ms (the first
+    offset at or after it; past the end: the end).
+  bounded: ``true`` reads up to the end offsets seen when the task starts,
+    then finishes; ``false`` (default) reads until cancelled.
+  The topic's partitions are split across the source's subtasks: partition p
+  goes to subtask ``p % parallelism``. No consumer group: ``assign()`` only,
+  read_committed, nothing committed (a restart reads from `start` again).
+  A value that is a JSON object becomes the record; any other JSON value, or
+  text that is not JSON, becomes ``{"value": ...}``.
+
+kafka_sink (config):
+  topic: the topic to write (must exist).
+  key_field: the record field whose string form (``schemas.edges.key_string``)
+    is the Kafka key; absent: no key.
+  Values are the record as compact JSON. An idempotent producer (acks=all);
+  the end of input flushes it and a failed delivery fails the task, so a
+  FINISHED sink has had everything acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Final
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+
+from schemas import kafkaio
+from schemas.edges import key_string
+from worker.errors import OperatorConfigError
+from worker.operators.api import (
+    Output,
+    Record,
+    RecordOperator,
+    SourceOperator,
+    TaskContext,
+)
+
+_POLL_MS: Final = 200
+
+
+def decode_value(value: bytes | None) -> Record:
+    """A Kafka value as a record (see the module docstring)."""
+    if value is None:
+        return {"value": None}
+    text = value.decode(errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return {"value": text}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}
+
+
+async def _partitions(bootstrap: str, topic: str) -> int:
+    found = await kafkaio.describe_topics(bootstrap, [topic])
+    if topic not in found:
+        raise OperatorConfigError(f"topic {topic!r} does not exist")
+    return found[topic].partitions
+
+
+class KafkaSource(SourceOperator):
+    """Reads this subtask's share of a topic's partitions."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        env = ctx.kafka
+        self.topic = ctx.config_str("topic")
+        start = ctx.config_str("start", "earliest").strip().lower()
+        self.bounded = ctx.config_bool("bounded", False)
+        if start not in ("earliest", "latest") and not start.isdigit():
+            raise OperatorConfigError(
+                f"config start={start!r}: earliest, latest or a timestamp in ms"
+            )
+        count = await _partitions(env.bootstrap, self.topic)
+        spec = ctx.spec
+        self.mine = [
+            TopicPartition(self.topic, p)
+            for p in range(count)
+            if p % spec.parallelism == spec.task.subtask_index
+        ]
+        self.consumer = kafkaio.consumer(env.bootstrap, max_poll_records=2000)
+        await self.consumer.start()
+        if not self.mine:
+            ctx.log.info("no partition of %s for this subtask (%d partitions)", self.topic, count)
+            self.end: dict[TopicPartition, int] = {}
+            return
+        self.consumer.assign(self.mine)
+        if start == "earliest":
+            await self.consumer.seek_to_beginning(*self.mine)
+        elif start == "latest":
+            await self.consumer.seek_to_end(*self.mine)
+        else:
+            found = await self.consumer.offsets_for_times({tp: int(start) for tp in self.mine})
+            for tp in self.mine:
+                at = found.get(tp)
+                if at is None:
+                    await self.consumer.seek_to_end(tp)
+                else:
+                    self.consumer.seek(tp, at.offset)
+        # Under read_committed these are the last stable offsets.
+        self.end = await self.consumer.end_offsets(self.mine) if self.bounded else {}
+        ctx.log.info("reading %s partitions %s", self.topic, [tp.partition for tp in self.mine])
+
+    async def run(self, ctx: TaskContext, out: Output) -> None:
+        if not self.mine:
+            if self.bounded:
+                return
+            await asyncio.Event().wait()  # nothing to read, ever: wait for the cancel
+        remaining = set(self.mine)
+        if self.bounded:
+            await self._drop_finished(remaining)
+        while remaining:
+            fetched = await self.consumer.getmany(*remaining, timeout_ms=_POLL_MS)
+            for tp, records in fetched.items():
+                end = self.end.get(tp)
+                for record in records:
+                    if end is not None and record.offset >= end:
+                        break
+                    await out.emit(decode_value(record.value))
+            if self.bounded:
+                await self._drop_finished(remaining)
+
+    async def _drop_finished(self, remaining: set[TopicPartition]) -> None:
+        for tp in list(remaining):
+            if await self.consumer.position(tp) >= self.end[tp]:
+                remaining.discard(tp)
+                self.consumer.pause(tp)
+
+    async def close(self) -> None:
+        consumer = getattr(self, "consumer", None)
+        if consumer is not None:
+            await consumer.stop()
+
+
+class KafkaSink(RecordOperator):
+    """Writes every record to a topic; emits nothing."""
+
+    async def open(self, ctx: TaskContext) -> None:
+        env = ctx.kafka
+        self.topic = ctx.config_str("topic")
+        key_field = ctx.config.get("key_field") or None
+        self.key_field = key_field
+        await _partitions(env.bootstrap, self.topic)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=env.bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+        )
+        await self.producer.start()
+        self.error: BaseException | None = None
+        self.records = 0
+
+    async def process(self, record: Record, out: Output) -> None:
+        if self.error is not None:
+            raise self.error
+        key = None
+        if self.key_field is not None:
+            if self.key_field not in record:
+                raise OperatorConfigError(
+                    f"kafka_sink: record has no key field {self.key_field!r}: {record}"
+                )
+            key = key_string(record[self.key_field]).encode()
+        value = json.dumps(record, separators=(",", ":"), default=str).encode()
+        future = await self.producer.send(self.topic, value, key=key)
+        future.add_done_callback(self._delivered)
+        self.records += 1
+
+    def _delivered(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()  # also marks it retrieved
+        if error is not None and self.error is None:
+            self.error = error
+
+    async def end_of_input(self, out: Output) -> None:
+        await self.producer.flush()
+        if self.error is not None:
+            raise self.error
+
+    async def close(self) -> None:
+        producer = getattr(self, "producer", None)
+        if producer is not None:
+            await producer.stop()
