@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument(
+        "--partition-after-s-for-tests",
+        type=float,
+        dest="partition_after_s",
+        help=argparse.SUPPRESS,
+    )
     group = parser.add_argument_group("cluster")
     group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
     group.add_argument("--redis-url", help="Redis (default $REDIS_URL; unused by workers)")
@@ -91,6 +97,7 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_interval_s=args.heartbeat_interval_s,
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
+            partition_after_s=args.partition_after_s,
         )
     except ValidationError as err:
         print(f"jm worker: {err}", file=sys.stderr)

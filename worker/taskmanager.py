@@ -94,6 +94,8 @@ class TaskManager:
         self._background: list[asyncio.Task[None]] = []
         self._heartbeat_seq = 0
         self._stopping = False
+        self._started_at = clock()
+        self._partition_logged = False
 
     # ------------------------------------------------------------------ run
 
@@ -150,9 +152,22 @@ class TaskManager:
 
     # ------------------------------------------------------------- commands
 
+    def _partitioned(self) -> bool:
+        """The drill hook: cut off from the control topics after a while (see settings)."""
+        after = self.settings.partition_after_s
+        if after is None or self._clock() - self._started_at < after:
+            return False
+        if not self._partition_logged:
+            self._partition_logged = True
+            log.warning("drill: cut off from the leader (commands, heartbeats, reports)")
+        return True
+
     async def _read_commands(self) -> None:
         while True:
-            for command in await self._commands.poll(timeout_ms=100):
+            commands = await self._commands.poll(timeout_ms=100)
+            if self._partitioned():
+                continue
+            for command in commands:
                 self.on_command(command)
 
     def on_command(self, command: ev.WorkerCommand) -> None:
@@ -400,7 +415,7 @@ class TaskManager:
             await self._outbox_changed.wait()
             self._outbox_changed.clear()
             batch, self._outbox = self._outbox, []
-            if batch:
+            if batch and not self._partitioned():
                 await self._reports.send(batch)
             if not self._outbox:
                 self._reports_sent.set()

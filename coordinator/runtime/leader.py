@@ -42,6 +42,7 @@ from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from coordinator.runtime import machine, snapshots
+from coordinator.runtime.edges_gc import EdgeCollector
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
@@ -131,6 +132,7 @@ class Leader:
         self._view: machine.View | None = None
         self._applied_at_snapshot = 0
         self._last_snapshot_ms = 0
+        self.edges = EdgeCollector(bootstrap, catalog)
 
     # ------------------------------------------------------------ takeover
 
@@ -186,6 +188,8 @@ class Leader:
         await self._resume_inputs(now)
         self._applied_at_snapshot = self.follower.applied
         self._last_snapshot_ms = now
+        self.edges.start()
+        self.edges.sweep(self.follower.state)
         self.elected.set()
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,
                  self.follower.position)  # fmt: skip
@@ -350,6 +354,8 @@ class Leader:
             raise StepDown(f"transaction failed: {type(err).__name__}: {err}") from err
         if sent:
             self.follower.advance_to((await sent[-1]).offset)
+        for event in journal:
+            self.edges.observe(event)
         self.stats.transactions += 1
         self.stats.journal_events += len(journal)
         self.stats.commands += len(commands)
@@ -399,6 +405,7 @@ class Leader:
             raise StepDown("lease lost")
 
     async def _close(self) -> None:
+        await self.edges.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
             try:

@@ -234,3 +234,42 @@ async def _jm_status(cluster: Cluster, job_id: str) -> str:
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     return out.decode()
+
+
+async def test_worker_cut_off_stops_its_tasks_before_they_run_elsewhere(cluster: Cluster) -> None:
+    from datetime import datetime
+
+    from coordinator.domain import State, evolve
+    from coordinator.domain.invariants import violations
+
+    await cluster.coordinator("c1").wait_for_line("role LEADER")
+    cut = cluster.worker("tm-cut", 2, "--partition-after-s-for-tests", "12")
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        await journal.wait_until(lambda es: joined(es, "tm-cut"))
+        await client.send(job("cut", 2, {"rate": "20"}))
+        await journal.wait_until(lambda es: all_running(es, "cut", 2, 0))
+        assert "drill: cut off" not in cut.log(), "the job must run before the cut"
+        cluster.worker("tm-other", 2)
+        await journal.wait_until(lambda es: joined(es, "tm-cut", "tm-other"))
+        events = await journal.wait_until(lambda es: all_running(es, "cut", 2, 1), seconds=40)
+    assert "drill: cut off" in cut.log()
+    lost = [e for _, e in events if isinstance(e, ev.TaskManagerLost)]
+    assert [e.tm_id for e in lost] == ["tm-cut"]
+    assert set(running_on(events, "cut").values()) == {"tm-other"}
+    # The cut-off worker stopped its tasks (it heard no leader) before the new attempts
+    # were assigned elsewhere: the two never ran at once.
+    line = next(x for x in cut.log().splitlines() if "stopping every task" in x)
+    stopped_ms = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() * 1000
+    reassigned = min(e.event_time for _, e in events
+                     if isinstance(e, ev.TaskAssigned) and e.task.attempt == 1)  # fmt: skip
+    assert stopped_ms < reassigned, (stopped_ms, reassigned)
+    # And the journal never held two live attempts of one subtask (nor broke any other
+    # invariant) after any decision. A decision's events share the id of its input.
+    state = State()
+    for i, (offset, e) in enumerate(events):
+        assert isinstance(e, ev.JournalEvent)
+        evolve(state, e)
+        following = events[i + 1][1].event_id if i + 1 < len(events) else ""
+        if following.rsplit(":", 1)[0] != e.event_id.rsplit(":", 1)[0]:
+            assert violations(state) == [], offset
