@@ -1,5 +1,5 @@
 # kafka-jobmanager: every developer task starts here.
-#   make demo   run the main job (for now: a local Kafka + Redis; see README)
+#   make demo   run the main job: a local cluster (2 coordinators, 2 workers) running a sample job
 #   make test   install everything needed, then lint, type-check and test against real Kafka + Redis
 
 PYTHON ?= python3
@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help install deps up down status env test test-fast lint format typecheck bench demo clean
 
 help:
-	@echo "make demo       start the local cluster (Kafka + Redis) and show it"
+	@echo "make demo       a local cluster (Kafka, Redis, 2 coordinators, 2 workers) running a sample job"
 	@echo "make test       set up everything, lint, type-check, run the whole suite"
 	@echo "make up / down  start / stop local Kafka and Redis (idempotent)"
 	@echo "make lint       ruff + mypy --strict"
@@ -64,12 +64,11 @@ test-fast: install
 bench: deps
 	$(BIN)/python -m tests.bench.run
 
-demo: up
-	@echo
-	@echo "Local Kafka and Redis are running. Inspect them with:"
-	@echo "  compose/local/bin/kafka-topics --list"
-	@echo "  kcat -b 127.0.0.1:9092 -L"
-	@echo "Stop them with: make down"
+# Kafka + Redis (local launcher, unless KAFKA_BOOTSTRAP_SERVERS and REDIS_URL are set),
+# 2 coordinators, 2 workers and the sample job compose/demo-job.yaml; Ctrl-C stops it.
+# DEMO_FLAGS=--ci (or CI=true): stop once the results arrived; exit 1 on any failure.
+demo: deps
+	$(BIN)/python compose/local/demo.py $(DEMO_FLAGS)
 
 clean: down
 	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -105,3 +105,83 @@ def test_dockerfile_installs_the_project_and_runs_jm() -> None:
     assert re.search(r"^RUN pip install \.", text, re.M)
     assert '"jm"' in text.split("ENTRYPOINT", 1)[1].splitlines()[0]
     assert re.search(r"^USER (?!root)", text, re.M)
+
+
+JM_SERVICES = ("topics", "coordinator-1", "coordinator-2", "worker-1", "worker-2")
+
+
+def docker_listener(kafka_env: dict[str, str]) -> str:
+    """host:port the broker advertises to containers (the DOCKER listener)."""
+    for item in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(","):
+        name, address = item.split("://")
+        if name == kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]:
+            return address
+    raise AssertionError("no advertised listener for containers")
+
+
+def test_compose_jm_services_are_built_from_the_project_dockerfile() -> None:
+    services = compose()["services"]
+    assert set(services) >= {"kafka", "redis", *JM_SERVICES}
+    for name in JM_SERVICES:
+        build = services[name]["build"]
+        context = (COMPOSE.parent / build["context"]).resolve()
+        assert context == REPO, name
+        assert (context / build["dockerfile"]).resolve() == DOCKERFILE, name
+        # None publishes a port: they talk to Kafka and Redis, nobody talks to them.
+        assert "ports" not in services[name], name
+
+
+def test_compose_jm_services_reach_kafka_and_redis_inside_the_network() -> None:
+    services = compose()["services"]
+    kafka_env = services["kafka"]["environment"]
+    clusters = set()
+    for name in JM_SERVICES:
+        env = services[name]["environment"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092" == docker_listener(kafka_env), name
+        match = re.fullmatch(r"redis://(?P<host>[a-z0-9-]+):(?P<port>\d+)/\d+", env["REDIS_URL"])
+        assert match is not None, name
+        assert match["host"] == "redis" and match["port"] == "6379", name
+        clusters.add(env.get("JM_CLUSTER_ID"))
+    assert len(clusters) == 1, clusters  # one cluster: the same topics, lease and ids
+
+
+def test_compose_topics_are_created_once_before_coordinators_and_workers() -> None:
+    services = compose()["services"]
+    topics = services["topics"]
+    assert topics["command"] == ["topics", "create"]
+    assert str(topics.get("restart", "no")) == "no"  # a one-shot job
+    assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for name in JM_SERVICES[1:]:
+        depends = services[name]["depends_on"]
+        assert depends["kafka"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["topics"]["condition"] == "service_completed_successfully", name
+        for dependency in ("kafka", "redis"):
+            assert services[dependency]["healthcheck"]["test"], dependency
+
+
+def test_compose_runs_two_coordinators_and_two_workers_with_distinct_ids() -> None:
+    services = compose()["services"]
+    coordinator_ids, worker_ids = [], []
+    for name in JM_SERVICES[1:]:
+        command = services[name]["command"]
+        assert isinstance(command, list), name  # exec form: jm (the entrypoint) gets the args
+        if command[0] == "coordinator":
+            assert command[1:3] == ["--id", name] and len(command) == 3, command
+            coordinator_ids.append(command[2])
+        else:
+            assert command[0] == "worker", command
+            assert command[1] == "--slots" and int(command[2]) >= 1, command
+            assert command[3:] == ["--id", name], command
+            worker_ids.append(command[4])
+    assert sorted(coordinator_ids) == ["coordinator-1", "coordinator-2"]
+    assert sorted(worker_ids) == ["worker-1", "worker-2"]
+
+
+def test_the_jm_cli_accepts_the_compose_commands() -> None:
+    from coordinator.cli import build_parser
+
+    parser = build_parser()
+    for name in JM_SERVICES:
+        args = parser.parse_args(compose()["services"][name]["command"])
+        assert callable(args.handler), name

@@ -180,6 +180,7 @@ class StatusPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._digest_cache: tuple[int, int, str] = (-2, -1, "")
+        self._stopped = False
         self.published = 0
 
     def poke(self) -> None:
@@ -190,6 +191,8 @@ class StatusPublisher:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,9 +203,14 @@ class StatusPublisher:
 
     async def _run(self) -> None:
         interval = self.replica.config.status_interval_ms / 1000
-        while True:
+        while not self._stopped:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel
+            # that arrives as the awaited event is set (gh-86296), and stop() does both.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=interval)
+                async with asyncio.timeout(interval):
+                    await self._wake.wait()
+            if self._stopped:
+                return
             self._wake.clear()
             try:
                 await self.publish()
