@@ -206,14 +206,7 @@ class Codec:
 
     def encode_value(self, event: Event) -> bytes:
         """The Kafka record value of `event`."""
-        w = self._writer(event)
-        buf = io.BytesIO()
-        buf.write(w.prefix)
-        try:
-            schemaless_writer(buf, w.parsed, w.to_record(event))
-        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as e:
-            raise EncodeError(f"cannot encode {type(event).__name__}: {e!r}") from e
-        return buf.getvalue()
+        return self.encode(event)[0]
 
     def headers(self, event: Event) -> Headers:
         """The Kafka headers of `event`: event-type, event-id, schema-version and
@@ -229,7 +222,7 @@ class Codec:
 
     def encode(self, event: Event) -> tuple[bytes, Headers]:
         """(value, headers) of the Kafka record carrying `event`."""
-        # encode_value and headers inlined: this is the hot path of the leader.
+        # headers() inlined: this is the hot path of the leader.
         w = self._writers.get(type(event)) or self._writer(event)
         buf = io.BytesIO()
         buf.write(w.prefix)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from importlib.metadata import entry_points
 from typing import Any, Final
 
 from worker.errors import OperatorConfigError, UnknownFunctionError
+from worker.plugins import load_named
 
 Record = dict[str, Any]
 Config = Mapping[str, str]
@@ -173,20 +173,7 @@ class FunctionRegistry:
     def load(cls, group: str = ENTRY_POINT_GROUP) -> FunctionRegistry:
         """Built-ins plus every entry point of `group`; broken plugins are logged
         and left out, and no plugin replaces a built-in (see OperatorRegistry.load)."""
-        factories: dict[str, FunctionFactory] = dict(BUILTINS)
-        for entry in entry_points(group=group):
-            if entry.name in factories:
-                log.warning("function %r from %s ignored: name taken", entry.name, entry.value)
-                continue
-            try:
-                loaded = entry.load()
-            except Exception:
-                log.exception("function %r from %s failed to load", entry.name, entry.value)
-                continue
-            if not callable(loaded):
-                log.warning("function %r from %s is not callable", entry.name, entry.value)
-                continue
-            factories[entry.name] = loaded
+        factories = load_named(group, BUILTINS, "function")
         return cls(factories)
 
     def names(self) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import pytest
 
 from schemas import events as ev
 from schemas.jobgraph import load_job_file
-from worker import functions as functions_module
+from worker import plugins as plugins_module
 from worker.errors import OperatorConfigError, UnknownFunctionError
 from worker.functions import ENTRY_POINT_GROUP, FunctionRegistry
 from worker.operators import builtins
@@ -165,7 +165,7 @@ def test_function_entry_points_add_functions_and_bad_ones_are_left_out(
         metadata.EntryPoint("broken", "no_such_module_anywhere:f", ENTRY_POINT_GROUP),
         metadata.EntryPoint("identity", f"{__name__}:triple", ENTRY_POINT_GROUP),  # no hijack
     ]
-    monkeypatch.setattr(functions_module, "entry_points", lambda *, group: points)
+    monkeypatch.setattr(plugins_module, "entry_points", lambda *, group: points)
     registry = FunctionRegistry.load()
     assert "triple" in registry and "broken" not in registry
     assert registry.build("triple", {})({"value": 2}) == {"value": 6}

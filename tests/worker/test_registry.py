@@ -6,8 +6,8 @@ from importlib import metadata
 
 import pytest
 
+from worker import plugins as plugins_module
 from worker.errors import UnknownOperatorError
-from worker.operators import registry as registry_module
 from worker.operators.api import Output, SourceOperator, TaskContext
 from worker.operators.registry import ENTRY_POINT_GROUP, OperatorRegistry
 
@@ -49,7 +49,7 @@ def test_entry_points_add_operators_and_bad_ones_are_left_out(
         assert group == ENTRY_POINT_GROUP
         return points
 
-    monkeypatch.setattr(registry_module, "entry_points", fake_entry_points)
+    monkeypatch.setattr(plugins_module, "entry_points", fake_entry_points)
     registry = OperatorRegistry.load()
     assert set(registry.names()) == {*OperatorRegistry.builtin().names(), "plugin"}
     assert registry.factory("plugin") is Plugin

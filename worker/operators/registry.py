@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from importlib.metadata import entry_points
 from typing import Final
 
 from worker.errors import UnknownOperatorError
 from worker.operators import builtins
 from worker.operators.api import OperatorFactory
+from worker.plugins import load_named
 
 ENTRY_POINT_GROUP: Final = "kafka_jobmanager.operators"
 
@@ -44,20 +44,7 @@ class OperatorRegistry:
         package must not keep the worker from running everything else. A plugin
         cannot replace a built-in: the name would mean different code on
         different workers."""
-        factories: dict[str, OperatorFactory] = dict(builtins.BUILTINS)
-        for entry in entry_points(group=group):
-            if entry.name in factories:
-                log.warning("operator %r from %s ignored: name taken", entry.name, entry.value)
-                continue
-            try:
-                loaded = entry.load()
-            except Exception:
-                log.exception("operator %r from %s failed to load", entry.name, entry.value)
-                continue
-            if not callable(loaded):
-                log.warning("operator %r from %s is not callable", entry.name, entry.value)
-                continue
-            factories[entry.name] = loaded
+        factories = load_named(group, builtins.BUILTINS, "operator")
         return cls(factories)
 
     def names(self) -> tuple[str, ...]:
