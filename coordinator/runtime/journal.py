@@ -20,7 +20,7 @@ from coordinator.runtime import machine
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import Codec, DecodeError, default_codec
-from schemas.events import Event
+from schemas.events import Event, SnapshotTaken
 
 
 class JournalError(Exception):
@@ -60,6 +60,9 @@ class JournalFollower:
         self.last_offset = -1  # offset of the last record applied
         self.applied = 0
         self.first_after_mark: tuple[int, Event] | None = None
+        # Journal offset covered by the latest snapshot this state knows of (-1: none),
+        # so a new leader keeps the snapshot cadence of the old one.
+        self.snapshot_offset = -1
 
     def mark(self) -> None:
         """Remember the next event applied (the leader checks its LeaderElected came next)."""
@@ -80,6 +83,7 @@ class JournalFollower:
         self._consumer.seek(self.tp, from_offset)
         self.position = from_offset
         self.last_offset = from_offset - 1
+        self.snapshot_offset = from_offset - 1 if state is not None else -1
         self.applied = 0
 
     async def end_offset(self) -> int:
@@ -155,6 +159,9 @@ class JournalFollower:
             ) from err
         self.last_offset = offset
         self.applied += 1
+        if isinstance(event, SnapshotTaken):
+            # SnapshotTaken changes nothing: the state at its own offset is the snapshot's.
+            self.snapshot_offset = offset
         if self.first_after_mark is None:
             self.first_after_mark = (offset, event)
         if self._on_event is not None:

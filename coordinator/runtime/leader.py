@@ -130,7 +130,6 @@ class Leader:
         self._producer: AIOKafkaProducer | None = None
         self._inputs = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
         self._view: machine.View | None = None
-        self._applied_at_snapshot = 0
         self._last_snapshot_ms = 0
         self.edges = EdgeCollector(bootstrap, catalog)
 
@@ -186,7 +185,6 @@ class Leader:
             )
         self._view = machine.new_view(self.epoch, self.replica_id, now, self.domain_config)
         await self._resume_inputs(now)
-        self._applied_at_snapshot = self.follower.applied
         self._last_snapshot_ms = now
         self.edges.start()
         self.edges.sweep(self.follower.state)
@@ -260,7 +258,9 @@ class Leader:
 
     async def _maybe_snapshot(self, now: int) -> None:
         policy = self.config.snapshots
-        since = self.follower.applied - self._applied_at_snapshot
+        # Journal offsets since the latest snapshot, whoever wrote it: a leader that
+        # takes over keeps the cadence (offsets count markers too, close enough).
+        since = self.follower.last_offset - self.follower.snapshot_offset
         due = since >= policy.every_events or now - self._last_snapshot_ms >= policy.every_ms
         if since > 0 and due:
             await self.snapshot(now)
@@ -296,7 +296,7 @@ class Leader:
         value, _ = self.codec.encode(taken)
         self.follower.apply_live(self.codec.decode(value))
         self.follower.advance_to((await sent).offset)
-        self._applied_at_snapshot = self.follower.applied
+        self.follower.snapshot_offset = self.follower.last_offset  # SnapshotTaken's own
         self._last_snapshot_ms = now
         log.info("snapshot %s: %d chunks, covers journal offset %d", snapshot_id, len(parts),
                  covered)  # fmt: skip

@@ -119,6 +119,114 @@ def _txn(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
+def _ms(st: Results) -> str:
+    if not st.get("n"):
+        return "-"
+    return f"{_n(st['p50_ms'])} ms / {_n(st['max_ms'])} ms"
+
+
+def _takeover(rows: list[Results]) -> str:
+    out = [
+        "| lease ttl | target (ttl + 1 s) | spurious failovers under load | "
+        "kill -9 -> `LeaderElected` readable, p50 / max | kill -9 -> probe submission "
+        "decided, p50 / max | each kill (elected) | leader CPU in the quiet window | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        q = r["quiet"]
+        extra = r["extra_elections_during_kills"]
+        spurious = q["spurious_failovers"] + extra
+        notes = (f"{r['elected_after_kill'].get('n', 0)} of {r['kills']} kills measured; "
+                 f"{q['seconds']} s quiet window: {q['spurious_failovers']} spurious; "
+                 f"kill phase: {extra} extra election(s); step-downs logged "
+                 f"{q['step_downs_logged']}, failed renewals logged "
+                 f"{q['renewals_failed_logged']} (quiet window); journal end offset "
+                 f"{_n(r['journal_end_offset'])}")  # fmt: skip
+        if r.get("not_exited_20s"):
+            notes += f"; not exited 20 s after kill: {r['not_exited_20s']}"
+        out.append(_row(
+            f"{_n(r['ttl_ms'])} ms", f"<= {_n(r['ttl_ms'] + 1000)} ms", f"**{spurious}**",
+            f"**{_ms(r['elected_after_kill'])}**", _ms(r["probe_decided_after_kill"]),
+            ", ".join(f"{x}" for x in r["elected_ms"]) + " ms",
+            f"{q['leader_cpu_pct']}%", notes,
+        ))  # fmt: skip
+    return "\n".join(out)
+
+
+def _handover(r: Results) -> str:
+    h = r["handover"]
+    rows = [
+        _row("what", "target", "p50", "max", "each", "notes"),
+        _row("---", "---", "---", "---", "---", "---"),
+        _row("SIGTERM of the leader -> successor's `LeaderElected` readable", "<= 0.5 s",
+             f"**{h['p50_ms']} ms**", f"**{h['max_ms']} ms**",
+             ", ".join(str(x) for x in r["handover_ms"]) + " ms",
+             f"{r['replicas']} replicas, no load; the old leader's process exited "
+             f"{_ms(r['process_exit'])} (p50 / max) after the signal"
+             + (f"; not exited within 20 s: {r['not_exited_20s_after_sigterm']}"
+                if r["not_exited_20s_after_sigterm"] else "")),
+    ]  # fmt: skip
+    return "\n".join(rows)
+
+
+def _coldstart(r: Results) -> str:
+    snap = r["snapshot"]
+    rows = [
+        _row("start of a standby replica (spawn -> `role STANDBY`)", "journal", "measured",
+             "notes"),
+        _row("---", "---", "---", "---"),
+        _row("full replay (`--no-snapshots`)", f"{_n(r['events'])} events",
+             f"**{r['full_replay_s']} s**", f"journal end offset {_n(r['end_offset'])}"),
+        _row("snapshot + tail", f"snapshot covering offset {_n(snap['covered_offset'])} "
+             f"(99%), tail of {_n(r['tail_offsets'])} offsets",
+             f"**{r['snapshot_tail_s']} s**",
+             f"snapshot {_n(snap['bytes'])} bytes compressed in {snap['chunks']} chunk(s), "
+             f"{snap['jobs_in_state']} jobs in the state; "
+             + ("the replica logged it used it" if r["snapshot_used"]
+                else "**the replica did not log using it**")),
+        _row("empty journal (process start-up alone)", "0 events",
+             f"{r['empty_journal_s']} s", "Python start-up, imports, Kafka and Redis clients"),
+    ]  # fmt: skip
+    return "\n".join(rows)
+
+
+def _workerkill(r: Results) -> str:
+    target = r["coordinator_heartbeat_timeout_ms"] + r["restart_delay_ms"] + 1000
+    rows = [
+        _row("what", "target", "p50", "max", "each", "notes"),
+        _row("---", "---", "---", "---", "---", "---"),
+        _row("worker `kill -9` -> every subtask RUNNING again (journal)",
+             f"<= {_n(target)} ms (5 s + 1 s + 1 s)",
+             f"**{_n(r['running_again']['p50_ms'])} ms**",
+             f"**{_n(r['running_again']['max_ms'])} ms**",
+             ", ".join(_n(x) for x in r["running_again_ms"]) + " ms",
+             f"`TaskManagerLost` journaled {_ms(r['lost_journaled'])} (p50 / max) after the "
+             f"kill; the job ran on {r['workers_running_the_job_before_kill']} worker(s) "
+             "before each kill"),
+    ]  # fmt: skip
+    return "\n".join(rows)
+
+
+def _heartbeats(rows: list[Results]) -> str:
+    out = [
+        "| simulated workers at 1 Hz | target | leader CPU (% of a core) | heartbeats sent/s "
+        "(generator) | generator CPU | late generator slices | `TaskManagerLost` in window "
+        "| registration -> all joined | leader elections |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target = "< 30%" if r["workers"] == 1000 else "-"
+        out.append(_row(
+            _n(r["workers"]), target, f"**{r['leader_cpu_pct']}%**",
+            _n(r["generator_rate_per_s"]), f"{r['generator_cpu_pct']}%",
+            r["generator_late_slices"], r["lost_in_window"],
+            f"{r['registration_to_all_joined_s']} s" if r["all_joined"]
+            else f"**only {_n(r['joined'])} joined in 60 s**",
+            f"{r['elections_total']} ({r['elections_in_window']} in the window)",
+        ))  # fmt: skip
+    return "\n".join(out)
+
+
 def render(info: dict[str, str], results: dict[str, list[Results]], total_s: float,
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
@@ -126,6 +234,11 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     replay = _replay(results["replay"][0]) if "replay" in results else missing
     latency = _latency(results["latency"]) if "latency" in results else missing
     txn = _txn(results["txn"]) if "txn" in results else missing
+    takeover = _takeover(results["takeover"]) if "takeover" in results else missing
+    handover = _handover(results["handover"][0]) if "handover" in results else missing
+    coldstart = _coldstart(results["coldstart"][0]) if "coldstart" in results else missing
+    workerkill = _workerkill(results["workerkill"][0]) if "workerkill" in results else missing
+    heartbeats = _heartbeats(results["heartbeats"]) if "heartbeats" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -202,6 +315,83 @@ with aiokafka, as the leader loop does when inputs keep coming.
 
 {txn}
 
+## Leader takeover after `kill -9`, and spurious failovers under load
+
+`tests/bench/bench_ha.py` (`takeover`), once per lease ttl, each on a fresh
+cluster: 3 replica processes (`python -m coordinator coordinator
+--lease-ttl-ms TTL`, other flags default), the 4 protocol workers of
+`tests/bench/fleet.py`, a steady load of 50 submissions/s (one-subtask
+`sequence` jobs that finish 0.2 s after they run: ~15 journal events each)
+and a busy-loop process spinning on one of the two cores, all started before
+anything is measured. First a quiet window where nothing is killed: every
+`LeaderElected` in it is a spurious failover. Then 5 rounds (each once the
+other two replicas print `role STANDBY`, 1-2 s later, at a random point of the
+renewal cycle): `kill -9` of the current leader, a probe submission sent right
+after the kill, and the times from the kill until the next `LeaderElected`
+and until the probe's `JobAccepted`/`JobRejected` are readable by a
+read_committed reader (fetch wait 5 ms, stamped on arrival). The killed
+replica is restarted under its id. "Spurious failovers under load" counts the
+quiet window's elections plus any election beyond the one each kill causes.
+
+{takeover}
+
+## Graceful handover (SIGTERM)
+
+`tests/bench/bench_ha.py` (`graceful`): 3 replicas, default ttl, no load;
+SIGTERM to the leader (it ends its term and releases the lease), time until
+the successor's `LeaderElected` is readable; the old leader is restarted
+before the next round.
+
+{handover}
+
+## Cold start of a replica
+
+`tests/bench/bench_ha.py` (`cold_start`): the journal of the replay
+benchmark's workload (`tests/bench/workload.py`, written the same way), on a
+cluster whose Redis lease key is held by a fake holder so the measured
+replicas stay standbys and the journal stays as written. A fresh replica
+process is timed from spawn until it prints `role STANDBY` (it rebuilds its
+state and catches up to the journal's end before that): with
+`--no-snapshots` (full replay), and with a snapshot of the state as of 99% of
+the journal (folded by a `JournalFollower`, cut by `snapshots.chunks`, written
+in one transaction to the snapshots topic as the leader does). The empty
+journal row is a replica of an empty cluster: the start-up cost in both.
+
+{coldstart}
+
+## Worker `kill -9` to the job RUNNING again
+
+`tests/bench/bench_workers.py` (`worker_kill`): a real coordinator (defaults:
+heartbeat timeout 5,000 ms), 2 real workers (`python -m worker --slots 2`,
+defaults: heartbeat every 1 s), an unbounded `sequence` job (rate 20/s),
+parallelism 2, FIXED_DELAY restart after 1,000 ms. Each round: `kill -9` of
+the worker running subtask 0, time until every subtask's latest attempt is
+RUNNING on a live worker (journal `TaskStateRecorded`, read_committed,
+stamped on arrival); the dead worker is then replaced by a fresh one.
+
+{workerkill}
+
+## Heartbeats of a large fleet
+
+`tests/bench/bench_workers.py` (`heartbeats`): for each fleet size, a fresh
+cluster with one leader (defaults) and a generator process
+(`python -m tests.bench.bench_workers beat`) that registers N simulated
+workers (`TaskManagerRegistered`, 1 slot each; the leader journals a
+`TaskManagerJoined` for each) and then sends each one `TaskManagerHeartbeat`
+per second (20 slices of N/20, one every 50 ms; aiokafka, linger 5 ms).
+Once all have joined and after a warm-up, the leader process's CPU
+(utime + stime in /proc) over the window, the generator's achieved rate and
+CPU, and the `TaskManagerLost` journaled in the window (a leader more than a
+heartbeat timeout behind on heartbeats would declare workers lost). The
+sizes double until the leader uses ~a core, loses workers, is elected more
+than once (a leader that cannot renew its lease in time steps down), cannot
+journal every registration within 60 s, or the generator falls behind.
+Window: 20 s. The leader does not expose its heartbeat consumer's position,
+so its lag is not measured directly. Broker, generator and leader share the
+machine's two cores.
+
+{heartbeats}
+
 ## What limits it
 
 **Replay** (`python -m tests.bench.profile_replay BOOTSTRAP 100000`: cProfile
@@ -245,6 +435,8 @@ right after a commit (fold them into the next one, or delay it).
 
     make bench                                  # everything, ~{total_s / 60:.0f} min here
     .venv/bin/python -m tests.bench.run --quick --only replay latency   # smaller, no docs
+    .venv/bin/python -m tests.bench.run --quick --only takeover handover coldstart \\
+        workerkill heartbeats                   # the HA and fleet benchmarks, smaller
     .venv/bin/python -m tests.bench.profile_replay 127.0.0.1:9092 100000   # where replay time goes
 
 `make bench` starts its own Kafka + Redis (`compose/local/launcher.py --name

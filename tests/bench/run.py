@@ -1,6 +1,7 @@
 """The benchmark suite (``make bench``): measures, prints JSON lines, rewrites docs/benchmarks.md.
 
-    python -m tests.bench.run [--only codec|replay|txn|latency ...] [--quick] [--no-docs]
+    python -m tests.bench.run [--only codec|replay|txn|latency|takeover|handover|coldstart|
+                               workerkill|heartbeats ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -24,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from schemas.codec import default_codec
-from tests.bench import bench_codec, bench_latency, bench_replay, bench_txn
+from tests.bench import (
+    bench_codec,
+    bench_ha,
+    bench_latency,
+    bench_replay,
+    bench_txn,
+    bench_workers,
+)
 from tests.conftest import Stack
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +40,10 @@ LAUNCHER = [sys.executable, str(REPO / "compose" / "local" / "launcher.py"),
             "--name", "bench", "--home", "/tmp/jm-bench"]  # fmt: skip
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
-NAMES = ("codec", "replay", "txn", "latency")
+NAMES = ("codec", "replay", "txn", "latency", "takeover", "handover", "coldstart", "workerkill",
+         "heartbeats")  # fmt: skip
+TTLS = [3000, 1500, 1000, 500]
+FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
 Results = dict[str, Any]
 
@@ -98,7 +109,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--only", nargs="+", choices=NAMES, default=list(NAMES))
-    parser.add_argument("--quick", action="store_true", help="100,000 journal events, 100 jobs")
+    parser.add_argument("--quick", action="store_true",
+                        help="100,000 journal events, 100 jobs, shorter HA windows")  # fmt: skip
     parser.add_argument("--events", type=int, default=None, help="journal events for replay")
     parser.add_argument("--jobs", type=int, default=None, help="jobs per latency mode")
     parser.add_argument("--docs", action="store_true", help="rewrite docs even if partial")
@@ -134,6 +146,34 @@ def main() -> int:
             if "latency" in args.only:
                 results["latency"] = asyncio.run(bench_latency.run(stack, jobs, 20.0))
                 for r in results["latency"]:
+                    emit(r)
+            if "takeover" in args.only:
+                quiet, kills = (15.0, 3) if args.quick else (45.0, 5)
+                results["takeover"] = []
+                for ttl in TTLS:
+                    r = asyncio.run(bench_ha.takeover(stack, [ttl], quiet, kills))[0]
+                    results["takeover"].append(r)
+                    emit(r)
+            if "handover" in args.only:
+                results["handover"] = [
+                    asyncio.run(bench_ha.graceful(stack, 3 if args.quick else 5))
+                ]
+                emit(results["handover"][0])
+            if "coldstart" in args.only:
+                results["coldstart"] = [asyncio.run(bench_ha.cold_start(stack, events))]
+                emit(results["coldstart"][0])
+            if "workerkill" in args.only:
+                results["workerkill"] = [
+                    asyncio.run(bench_workers.worker_kill(stack, 2 if args.quick else 3))
+                ]
+                emit(results["workerkill"][0])
+            if "heartbeats" in args.only:
+                warmup, window = (3.0, 10.0) if args.quick else (5.0, 20.0)
+                sizes = FLEETS[:3] if args.quick else FLEETS
+                results["heartbeats"] = asyncio.run(
+                    bench_workers.heartbeats(stack, sizes, warmup, window)
+                )
+                for r in results["heartbeats"]:
                     emit(r)
         finally:
             stop_stack()
