@@ -14,11 +14,13 @@ not a fencing token (the leader epoch in the journal is).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -104,20 +106,27 @@ class RedisLease:
             self._valid_until = self._trust_until(sent_at)
         return bool(ok)
 
+    def extended(self, token: str, ok: bool, sent_at: float) -> bool:
+        """Record the outcome of a compare-and-extend of `token` sent at `sent_at`
+        (by ``renew`` or a ``LeaseRenewer``); drops the lease unless it is still ours."""
+        if ok and self._token == token and time.monotonic() < self._valid_until:
+            self._valid_until = self._trust_until(sent_at)
+            return True
+        if self._token == token:
+            self.drop()
+        return False
+
     async def renew(self) -> bool:
         """Compare-and-extend. False (and the lease is dropped locally) if it is not ours."""
-        if self._token is None:
+        token = self._token
+        if token is None:
             return False
         sent_at = time.monotonic()
         try:
-            extended = await self._extend(keys=[self.key], args=[self._token, self.config.ttl_ms])
+            extended = await self._extend(keys=[self.key], args=[token, self.config.ttl_ms])
         except RedisError:
             extended = 0
-        if extended and time.monotonic() < self._valid_until:
-            self._valid_until = self._trust_until(sent_at)
-            return True
-        self.drop()
-        return False
+        return self.extended(token, bool(extended), sent_at)
 
     def drop(self) -> None:
         """Forget the lease locally (lost, or stepping down)."""
@@ -139,3 +148,53 @@ class RedisLease:
             return None
         text = value.decode() if isinstance(value, bytes) else str(value)
         return text.rsplit(":", 1)[0]
+
+
+class LeaseRenewer:
+    """Renews a held lease from a thread of its own, every ttl/3.
+
+    The leader's event loop can be busy for a while (a large batch, a snapshot, a
+    takeover catching up); a renewal scheduled on that loop would run late and let
+    a healthy leader's lease lapse. A thread gets the interpreter every few
+    milliseconds whatever the loop does, so renewals stay on time. On the first
+    failed renewal the lease is dropped (``held`` turns False) and the thread ends:
+    the leader then steps down at its next check.
+    """
+
+    def __init__(self, lease: RedisLease, redis_url: str) -> None:
+        self.lease = lease
+        timeout = lease.config.renew_interval_s
+        self._client = SyncRedis.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._extend = self._client.register_script(_EXTEND)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"lease-renewer-{lease.holder}", daemon=True
+        )
+        self.renewals = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.lease.config.renew_interval_s + 1)
+        self._client.close()
+
+    def _run(self) -> None:
+        interval = self.lease.config.renew_interval_s
+        while not self._stop.wait(interval):
+            token = self.lease.token
+            if token is None:
+                return
+            sent_at = time.monotonic()
+            try:
+                extended = self._extend(
+                    keys=[self.lease.key], args=[token, self.lease.config.ttl_ms]
+                )
+            except RedisError:
+                extended = 0
+            if not self.lease.extended(token, bool(extended), sent_at):
+                return
+            self.renewals += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from coordinator.ha.lease import LeaseConfig, RedisLease
+from coordinator.ha.lease import LeaseConfig, LeaseRenewer, RedisLease
 from coordinator.runtime import machine, snapshots
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
@@ -140,7 +140,8 @@ class Replica:
             self.config.domain,
         )
         self.leader = leader
-        renewing = asyncio.create_task(self._renew())
+        renewer = LeaseRenewer(self.lease, self.settings.redis_url)
+        renewer.start()
         term = asyncio.create_task(leader.run())
         stopping = asyncio.create_task(self._stopping.wait())
         try:
@@ -152,21 +153,15 @@ class Replica:
                 if err is not None:
                     log.warning("%s steps down: %s: %s", self.replica_id, type(err).__name__, err)
         finally:
-            for task in (term, renewing, stopping):
+            for task in (term, stopping):
                 task.cancel()
-            for task in (term, renewing, stopping):
+            for task in (term, stopping):
                 # The term's outcome was inspected above; here we only wait for it to end.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await asyncio.to_thread(renewer.stop)
             await self.lease.release()  # compare-and-delete: a no-op if it is no longer ours
             self.leader = None
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.lease.renew_interval_s)
-            if not await self.lease.renew():
-                log.warning("%s could not renew its lease", self.replica_id)
-                return
 
 
 class StatusPublisher:

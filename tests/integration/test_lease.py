@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
-from coordinator.ha.lease import LeaseConfig, RedisLease
+from coordinator.ha.lease import LeaseConfig, LeaseRenewer, RedisLease
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -68,3 +69,26 @@ async def test_local_deadline_is_shorter_than_the_ttl(redis_client: Redis) -> No
     # Trusted for at most ttl * (1 - margin) = 0.9 s after the request was sent.
     assert 0.0 < a.remaining_s() <= 0.9
     await redis_client.delete(key)
+
+
+async def test_renewer_thread_keeps_the_lease_while_the_event_loop_is_busy(
+    redis_client: Redis, stack: Stack
+) -> None:
+    key = f"lease-{uuid.uuid4().hex}"
+    a = lease(redis_client, key, "a", ttl_ms=600)
+    assert await a.try_acquire()
+    renewer = LeaseRenewer(a, stack.redis_url)
+    renewer.start()
+    try:
+        time.sleep(1.5)  # noqa: ASYNC251 - blocks the loop on purpose: no coroutine renews
+        assert a.held
+        assert renewer.renewals >= 3
+        assert a.token is not None and await redis_client.get(key) == a.token.encode()
+        # Someone else's lease now (ours expired or was deleted): the next renewal
+        # fails and the lease is dropped locally.
+        await redis_client.set(key, "b:other", px=5_000)
+        time.sleep(0.5)  # noqa: ASYNC251 - the renewer thread must notice on its own
+        assert not a.held
+    finally:
+        renewer.stop()
+        await redis_client.delete(key)
