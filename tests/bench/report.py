@@ -405,13 +405,12 @@ one after the other on one thread, so the replay rate is roughly
 1 / (1/fetch + 1/decode-and-apply) of the rates in the table; wall time above
 CPU time means the follower also waited for fetches. The codec decodes this
 mix (JobAccepted carries the whole submission) well below DESIGN.md's
-fastavro-only ceiling. Ways up: skip or lazily decode what changes nothing but
-a counter (`InputRejected`, ~14% of this journal: every deployment journals
-one, because the coordinator records DEPLOYING itself and the worker, the real
-one in `worker/taskmanager.py` too, then reports DEPLOYING again and is
-rejected with "task already DEPLOYING"), a leaner record path than one
-`ConsumerRecord` per record, or a follower that decodes while the next fetch
-is in flight. The headers (event-type, event-id, schema-version, ids) make the
+fastavro-only ceiling. Even with free decoding, aiokafka's fetch path alone
+(one `ConsumerRecord` per record) caps one thread near the fetch-only rate.
+Ways up: a leaner record path (parse record batches directly), or a follower
+that decodes while the next fetch is in flight. (Repeated worker reports of
+the journaled state are no longer journaled as `InputRejected`, which was
+~14% of this journal before.) The headers (event-type, event-id, schema-version, ids) make the
 log segments about 2.5 times the size of the values.
 
 **Latency**: the leader commits one Kafka transaction per loop iteration. When
@@ -426,10 +425,11 @@ small. Every submission is followed by a stream of worker
 reports (3 per subtask, then FINISHED), so the leader is nearly always in such
 back-to-back commits, and a submission waits for the commit in flight, then
 pays its own, then the reports it causes do the same. The leader's own CPU
-is low (see the table): it waits, it does not compute. Fixes belong to the
-leader (not changed here): `retry_backoff_ms` of a few ms on the
-transactional producer, and not starting a transaction for offsets alone
-right after a commit (fold them into the next one, or delay it).
+is low (see the table): it waits, it does not compute. The leader therefore
+runs its transactional producer with `retry_backoff_ms=5` and sets aiokafka
+0.14's 20 ms constant to 2 ms (`coordinator/runtime/leader.py`): the
+"retry_backoff_ms=5, override 2 ms" rows, and the submission latency table
+above was measured with them.
 
 ## How to reproduce
 
