@@ -246,3 +246,23 @@ async def send_dead_letters(
         await producer.send(
             catalog.deadletter.name, value, key=catalog.key_for(dead), headers=headers
         )
+
+
+async def read_partition(
+    bootstrap: str, topic: str, partition: int = 0, **overrides: Any
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of one partition, from the beginning to the end offset
+    seen at the start (for small compacted topics: replica status, snapshots)."""
+    tp = TopicPartition(topic, partition)
+    reader = consumer(bootstrap, **overrides)
+    await reader.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        reader.assign([tp])
+        await reader.seek_to_beginning(tp)
+        end = (await reader.end_offsets([tp]))[tp]
+        while await reader.position(tp) < end:
+            records.extend((await reader.getmany(tp, timeout_ms=500)).get(tp, []))
+    finally:
+        await reader.stop()
+    return records

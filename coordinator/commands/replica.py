@@ -11,8 +11,6 @@ import socket
 import sys
 import time
 
-from aiokafka import TopicPartition
-
 from coordinator.commands.common import add_connection_flags, run, settings_from
 from coordinator.ha.lease import LeaseConfig
 from coordinator.runtime import machine
@@ -90,21 +88,11 @@ async def _coordinator(args: argparse.Namespace) -> int:
 async def read_replicas(settings: ClusterSettings) -> dict[str, ev.ReplicaStatus]:
     """The latest status of every replica (the topic is compacted by replica id)."""
     catalog = Catalog(settings.cluster_id)
-    tp = TopicPartition(catalog.replicas.name, 0)
-    consumer = kafkaio.consumer(settings.bootstrap_servers)
-    await consumer.start()
     latest: dict[str, ev.ReplicaStatus] = {}
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
-                status = default_codec().decode(record.value or b"", catalog.replicas.allowed)
-                assert isinstance(status, ev.ReplicaStatus)
-                latest[status.replica_id] = status
-    finally:
-        await consumer.stop()
+    for record in await kafkaio.read_partition(settings.bootstrap_servers, catalog.replicas.name):
+        status = default_codec().decode(record.value or b"", catalog.replicas.allowed)
+        assert isinstance(status, ev.ReplicaStatus)
+        latest[status.replica_id] = status
     return latest
 
 

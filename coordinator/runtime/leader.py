@@ -30,9 +30,10 @@ transaction throws away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -86,17 +87,6 @@ class LeaderConfig:
     hold_transaction_ms: int = 0
 
 
-@dataclass
-class LeaderStats:
-    transactions: int = 0
-    inputs: int = 0
-    journal_events: int = 0
-    commands: int = 0
-    dead_letters: int = 0
-    heartbeats: int = 0
-    commit_ms: list[float] = field(default_factory=list)
-
-
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -124,7 +114,6 @@ class Leader:
         self.domain_config = domain_config or machine.Config()
         self.codec = codec or default_codec()
         self.decoder = kafkaio.InputDecoder(catalog, self.codec)
-        self.stats = LeaderStats()
         self.epoch = 0
         self.elected = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
@@ -170,9 +159,8 @@ class Leader:
             replica_id=self.replica_id,
             previous_offset=read_to,
         )
-        self._check_lease()
         self.follower.mark()
-        async with producer.transaction():
+        async with self._transaction("LeaderElected"):
             sent = await self._send_journal(elected)
             await self._send_keepalives(now)
         offset = (await sent).offset
@@ -234,9 +222,7 @@ class Leader:
             for _record, event in batch.events:
                 if isinstance(event, ev.TaskManagerHeartbeat):
                     machine.note_heartbeat(self._view, event, now)
-                    self.stats.heartbeats += 1
                     continue
-                self.stats.inputs += 1
                 self._decide(machine.decide(self.follower.state, self._view, event, now),
                              journal, commands)  # fmt: skip
             for tp, offset in batch.next_offsets.items():
@@ -267,8 +253,6 @@ class Leader:
 
     async def snapshot(self, now: int) -> ev.SnapshotTaken:
         """Write the state (as of the last committed journal record) and journal SnapshotTaken."""
-        producer = self._producer
-        assert producer is not None
         state = self.follower.state
         covered = self.follower.last_offset
         snapshot_id = f"snapshot-{self.epoch}-{covered}"
@@ -278,21 +262,14 @@ class Leader:
             covered_offset=covered, format_version=parts[0].format_version,
             chunk_count=len(parts), digest=machine.digest(state),
         )  # fmt: skip
-        self._check_lease()
-        try:
-            async with producer.transaction():
-                for part in parts:
-                    value, headers = self.codec.encode(part)
-                    await producer.send(
-                        self.catalog.snapshots.name, value, key=self.catalog.key_for(part),
-                        headers=headers, partition=0,
-                    )  # fmt: skip
-                sent = await self._send_journal(taken)
-                self._check_lease()
-        except StepDown:
-            raise
-        except Exception as err:
-            raise StepDown(f"snapshot transaction failed: {type(err).__name__}: {err}") from err
+        async with self._transaction("snapshot transaction") as producer:
+            for part in parts:
+                value, headers = self.codec.encode(part)
+                await producer.send(
+                    self.catalog.snapshots.name, value, key=self.catalog.key_for(part),
+                    headers=headers, partition=0,
+                )  # fmt: skip
+            sent = await self._send_journal(taken)
         value, _ = self.codec.encode(taken)
         self.follower.apply_live(self.codec.decode(value))
         self.follower.advance_to((await sent).offset)
@@ -325,44 +302,43 @@ class Leader:
         keepalive: bool,
         now: int,
     ) -> None:
-        producer = self._producer
-        assert producer is not None
-        self._check_lease()
-        started = time.perf_counter()
-        try:
-            async with producer.transaction():
-                sent = [await self._send_journal(event) for event in journal]
-                for command in commands:
-                    await self._send_command(command)
-                if keepalive:
-                    await self._send_keepalives(now)
-                await kafkaio.send_dead_letters(producer, self.catalog, dead_letters, self.codec)
-                if offsets:
-                    await producer.send_offsets_to_transaction(
-                        {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()},
-                        self.catalog.leader_group_id,
-                    )
-                if self.config.hold_transaction_ms and (journal or offsets):
-                    await producer.flush()  # the records are in the log, uncommitted
-                    log.info("holding an open transaction for %d ms (test hook)",
-                             self.config.hold_transaction_ms)  # fmt: skip
-                    await asyncio.sleep(self.config.hold_transaction_ms / 1000)
-                self._check_lease()
-        except StepDown:
-            raise
-        except Exception as err:
-            raise StepDown(f"transaction failed: {type(err).__name__}: {err}") from err
+        async with self._transaction("transaction") as producer:
+            sent = [await self._send_journal(event) for event in journal]
+            for command in commands:
+                await self._send_command(command)
+            if keepalive:
+                await self._send_keepalives(now)
+            await kafkaio.send_dead_letters(producer, self.catalog, dead_letters, self.codec)
+            if offsets:
+                await producer.send_offsets_to_transaction(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()},
+                    self.catalog.leader_group_id,
+                )
+            if self.config.hold_transaction_ms and (journal or offsets):
+                await producer.flush()  # the records are in the log, uncommitted
+                log.info("holding an open transaction for %d ms (test hook)",
+                         self.config.hold_transaction_ms)  # fmt: skip
+                await asyncio.sleep(self.config.hold_transaction_ms / 1000)
         if sent:
             self.follower.advance_to((await sent[-1]).offset)
         for event in journal:
             self.edges.observe(event)
-        self.stats.transactions += 1
-        self.stats.journal_events += len(journal)
-        self.stats.commands += len(commands)
-        self.stats.dead_letters += len(dead_letters)
-        self.stats.commit_ms.append((time.perf_counter() - started) * 1000)
-        if len(self.stats.commit_ms) > 10_000:
-            del self.stats.commit_ms[:5_000]
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[AIOKafkaProducer]:
+        """One Kafka transaction, checked against the lease before it begins and before
+        it commits. Any failure inside is a StepDown: the state is tainted, never retry."""
+        producer = self._producer
+        assert producer is not None
+        self._check_lease()
+        try:
+            async with producer.transaction():
+                yield producer
+                self._check_lease()
+        except StepDown:
+            raise
+        except Exception as err:
+            raise StepDown(f"{what} failed: {type(err).__name__}: {err}") from err
 
     # --------------------------------------------------------------- sends
 

@@ -20,8 +20,6 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 
-from aiokafka import TopicPartition
-
 from coordinator.domain import (
     STATE_FORMAT_VERSION,
     State,
@@ -87,27 +85,19 @@ def chunks(
 
 async def read_chunks(bootstrap: str, catalog: Catalog) -> list[ev.SnapshotChunk]:
     """Every readable chunk in the snapshots topic (read_committed), in log order."""
-    tp = TopicPartition(catalog.snapshots.name, 0)
-    consumer = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
+    records = await kafkaio.read_partition(
+        bootstrap, catalog.snapshots.name, max_partition_fetch_bytes=8 * 1024 * 1024
+    )
+    codec = default_codec()
     found: list[ev.SnapshotChunk] = []
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        codec = default_codec()
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500)
-            for record in batch.get(tp, []):
-                try:
-                    chunk = codec.decode(record.value or b"", catalog.snapshots.allowed)
-                except DecodeError as err:
-                    log.warning("snapshot record at offset %d unreadable: %s", record.offset, err)
-                    continue
-                assert isinstance(chunk, ev.SnapshotChunk)
-                found.append(chunk)
-    finally:
-        await consumer.stop()
+    for record in records:
+        try:
+            chunk = codec.decode(record.value or b"", catalog.snapshots.allowed)
+        except DecodeError as err:
+            log.warning("snapshot record at offset %d unreadable: %s", record.offset, err)
+            continue
+        assert isinstance(chunk, ev.SnapshotChunk)
+        found.append(chunk)
     return found
 
 

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.jsonview import summary
 from tests.conftest import Stack
+from tests.worker.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -300,3 +302,46 @@ class ProtocolWorker:
         if self.running.get(key) == task:
             del self.running[key]
             await self.report(task, ev.ExecutionState.FINISHED)
+
+
+# Timing rules the tests follow (docs/ha.md): a worker keeps its tasks through a leader
+# failover (worker timeout 3 s > lease ttl 1.5 s + takeover) and stops them before the
+# coordinator can declare it lost (3 s < coordinator timeout 4 s - heartbeat interval).
+COORDINATOR_FLAGS = ("--heartbeat-timeout-ms", "4000", "--lease-ttl-ms", "1500")
+
+
+class Cluster:
+    """Coordinator and worker processes of one test, stopped with its exit stack."""
+
+    def __init__(self, stack: Stack, catalog: Catalog, exits: AsyncExitStack) -> None:
+        self.stack = stack
+        self.catalog = catalog
+        self.exits = exits
+        self.coordinators: list[CoordinatorProcess] = []
+        self.workers: dict[str, WorkerProcess] = {}
+
+    def coordinator(self, replica_id: str, *flags: str) -> CoordinatorProcess:
+        proc = CoordinatorProcess(self.stack, self.catalog, replica_id, *COORDINATOR_FLAGS, *flags)
+        self.coordinators.append(proc)
+        self.exits.callback(proc.stop)
+        return proc
+
+    def worker(self, tm_id: str, slots: int, *flags: str) -> WorkerProcess:
+        timing = ("--heartbeat-timeout", "3", "--cancel-timeout", "1")
+        proc = WorkerProcess(
+            self.stack.bootstrap, self.catalog, tm_id, "--slots", str(slots), *timing, *flags
+        )
+        self.workers[tm_id] = proc
+        self.exits.push_async_callback(proc.close)
+        return proc
+
+
+def decided(events: list[tuple[int, ev.Event]]) -> dict[str, int]:
+    """submission event id -> how many journal decisions name it (accepted or rejected)."""
+    seen: dict[str, int] = {}
+    for _, e in events:
+        if isinstance(e, ev.JobAccepted):
+            seen[e.submission.event_id] = seen.get(e.submission.event_id, 0) + 1
+        elif isinstance(e, ev.JobRejected):
+            seen[e.input_event_id] = seen.get(e.input_event_id, 0) + 1
+    return seen

@@ -19,6 +19,7 @@ from tests.integration.harness import (
     Journal,
     Producer,
     ProtocolWorker,
+    decided,
     job_submitted,
     joined,
     now_ms,
@@ -43,17 +44,6 @@ async def coordinators(stack: Stack, catalog: Catalog) -> AsyncIterator[Coordina
     yield start
     for proc in started:
         proc.stop()
-
-
-def decided(events: list[tuple[int, ev.Event]]) -> dict[str, int]:
-    """submission event id -> how many journal decisions name it (accepted or rejected)."""
-    seen: dict[str, int] = {}
-    for _, e in events:
-        if isinstance(e, ev.JobAccepted):
-            seen[e.submission.event_id] = seen.get(e.submission.event_id, 0) + 1
-        elif isinstance(e, ev.JobRejected):
-            seen[e.input_event_id] = seen.get(e.input_event_id, 0) + 1
-    return seen
 
 
 async def test_job_runs_to_finished_and_another_is_canceled(

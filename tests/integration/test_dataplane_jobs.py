@@ -7,7 +7,6 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -15,21 +14,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import events as ev
 from schemas import kafkaio
-from schemas.catalog import Catalog
 from schemas.edges import edge_topic_prefix
 from tests.conftest import Stack, TopicFactory
-from tests.integration.harness import Journal, Producer, joined, now_ms, status_of
-from tests.integration.test_jobs import Cluster
+from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms, status_of
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def cluster(stack: Stack, catalog: Catalog) -> AsyncIterator[Cluster]:
-    from contextlib import AsyncExitStack
-
-    async with AsyncExitStack() as exits:
-        yield Cluster(stack, catalog, exits)
 
 
 def keyed_count_job(job_id: str, sink: str, count: int, keys: int, *, rate: int = 0,

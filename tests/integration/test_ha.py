@@ -31,6 +31,7 @@ from tests.integration.harness import (
     Journal,
     Producer,
     ProtocolWorker,
+    decided,
     job_submitted,
     joined,
 )
@@ -53,18 +54,6 @@ async def replicas(stack: Stack, catalog: Catalog) -> AsyncIterator[Start]:
     for proc in started:
         proc.kill(signal.SIGCONT)
         proc.stop()
-
-
-def decided(events: list[tuple[int, ev.Event]]) -> dict[str, int]:
-    seen: dict[str, int] = {}
-    for _, e in events:
-        key = (
-            e.submission.event_id if isinstance(e, ev.JobAccepted)
-            else e.input_event_id if isinstance(e, ev.JobRejected) else None
-        )  # fmt: skip
-        if key is not None:
-            seen[key] = seen.get(key, 0) + 1
-    return seen
 
 
 async def full_replay_digest(

@@ -4,63 +4,13 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
 
 import pytest
 
 from schemas import events as ev
-from schemas.catalog import Catalog
-from tests.conftest import Stack
-from tests.integration.harness import (
-    CoordinatorProcess,
-    Journal,
-    Producer,
-    joined,
-    now_ms,
-    status_of,
-)
-from tests.worker.harness import WorkerProcess
+from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms, status_of
 
 pytestmark = pytest.mark.integration
-
-# Timing rules the tests follow (docs/ha.md): a worker keeps its tasks through a leader
-# failover (worker timeout 3 s > lease ttl 1.5 s + takeover) and stops them before the
-# coordinator can declare it lost (3 s < coordinator timeout 4 s - heartbeat interval).
-COORDINATOR_FLAGS = ("--heartbeat-timeout-ms", "4000", "--lease-ttl-ms", "1500")
-
-
-class Cluster:
-    def __init__(self, stack: Stack, catalog: Catalog, exits: AsyncExitStack) -> None:
-        self.stack = stack
-        self.catalog = catalog
-        self.exits = exits
-        self.coordinators: list[CoordinatorProcess] = []
-        self.workers: dict[str, WorkerProcess] = {}
-
-    def coordinator(self, replica_id: str, *flags: str) -> CoordinatorProcess:
-        proc = CoordinatorProcess(self.stack, self.catalog, replica_id, *COORDINATOR_FLAGS, *flags)
-        self.coordinators.append(proc)
-        self.exits.callback(proc.stop)
-        return proc
-
-    def worker(self, tm_id: str, slots: int, *flags: str) -> WorkerProcess:
-        timing = ("--heartbeat-timeout", "3", "--cancel-timeout", "1")
-        proc = WorkerProcess(
-            self.stack.bootstrap, self.catalog, tm_id, "--slots", str(slots), *timing, *flags
-        )
-        self.workers[tm_id] = proc
-        self.exits.push_async_callback(proc.close)
-        return proc
-
-
-ClusterFactory = Callable[[], Cluster]
-
-
-@pytest.fixture
-async def cluster(stack: Stack, catalog: Catalog) -> AsyncIterator[Cluster]:
-    async with AsyncExitStack() as exits:
-        yield Cluster(stack, catalog, exits)
 
 
 def job(job_id: str, parallelism: int, config: dict[str, str], operator: str = "sequence",
