@@ -241,7 +241,7 @@ def test_flipped_bytes_raise_only_decode_errors(position: int, byte: int) -> Non
 
 def test_encode_errors() -> None:
     class NotPublished(Event):
-        pass
+        """An event type without a published schema."""
 
     with pytest.raises(EncodeError):
         codec.encode(NotPublished(event_id="x", event_time=1))
