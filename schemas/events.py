@@ -921,6 +921,9 @@ class ReplicaStatus(Event):
     applied_offset: journal offset of the last event it applied; -1 if none.
     lag: read_committed end offset of the journal minus its position.
     digest: state digest at applied_offset.
+    foreign_records: journal records it skipped because no leader wrote them.
+    refused_inputs: inputs it refused as leader because deciding them failed.
+    problem: what keeps it from working normally (e.g. Redis unreachable); null if none.
     """
 
     replica_id: str
@@ -929,6 +932,9 @@ class ReplicaStatus(Event):
     applied_offset: int
     lag: int
     digest: str
+    foreign_records: int = 0
+    refused_inputs: int = 0
+    problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -232,6 +232,11 @@ async def poll_inputs(
     return batch
 
 
+def dead_letter_headers(dead: ev.DeadLetter) -> list[tuple[str, bytes]]:
+    """Headers a dead letter carries besides the codec's (filter without decoding)."""
+    return [("source-topic", dead.source_topic.encode()), ("error-kind", dead.error_kind.encode())]
+
+
 async def send_dead_letters(
     producer: AIOKafkaProducer, catalog: Catalog, dead_letters: list[ev.DeadLetter],
     codec: Codec | None = None,
@@ -241,8 +246,7 @@ async def send_dead_letters(
     codec = codec or default_codec()
     for dead in dead_letters:
         value, headers = codec.encode(dead)
-        headers.append(("source-topic", dead.source_topic.encode()))
-        headers.append(("error-kind", dead.error_kind.encode()))
+        headers.extend(dead_letter_headers(dead))
         await producer.send(
             catalog.deadletter.name, value, key=catalog.key_for(dead), headers=headers
         )

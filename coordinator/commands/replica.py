@@ -38,8 +38,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
     p.add_argument("--no-snapshots", action="store_true", help="start by full replay")
     p.add_argument("--log-level", default="INFO")
-    p.add_argument("--skip-lease-check-for-tests", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--hold-transaction-ms-for-tests", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(handler=lambda a: run(_coordinator(a)))
 
     r = sub.add_parser("replicas", help="every replica's role, epoch, position, lag and digest")
@@ -65,8 +63,6 @@ async def _coordinator(args: argparse.Namespace) -> int:
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
             max_batch=args.max_batch,
-            skip_lease_check=args.skip_lease_check_for_tests,
-            hold_transaction_ms=args.hold_transaction_ms_for_tests,
             snapshots=SnapshotPolicy(args.snapshot_every_events, args.snapshot_every_ms),
         ),
         use_snapshots=not args.no_snapshots,
@@ -108,4 +104,25 @@ async def _replicas(args: argparse.Namespace) -> int:
         age = f"{(now - s.event_time) / 1000:.1f}s"
         print(f"{s.replica_id:20} {s.role.value:8} {s.epoch:>5} {s.applied_offset:>9} "
               f"{s.lag:>6} {age:>7}  {s.digest[:16]}")  # fmt: skip
+    for s in rows:
+        for line in replica_alerts(s):
+            print(f"{s.replica_id}: {line}")
     return 0
+
+
+def replica_alerts(status: ev.ReplicaStatus) -> list[str]:
+    """What an operator must look at about one replica (empty: nothing)."""
+    alerts = []
+    if status.problem:
+        alerts.append(f"PROBLEM {status.problem}")
+    if status.foreign_records:
+        alerts.append(
+            f"ALERT {status.foreign_records} journal record(s) not written by a leader were "
+            f"skipped; copies are in the dead-letter topic (error kind ForeignJournalRecord)"
+        )
+    if status.refused_inputs:
+        alerts.append(
+            f"NOTE {status.refused_inputs} input(s) refused because deciding them failed; "
+            f"each is journaled as a rejection with the reason"
+        )
+    return alerts

@@ -11,7 +11,15 @@ CheckpointCoordinator), ``restart`` (restart strategies); ``state``,
 ``evolve``, ``decide``, ``digest`` tie them together.
 """
 
-from coordinator.domain.decide import Decision, Input, Tick, decide, leader_elected
+from coordinator.domain.decide import (
+    Decision,
+    Input,
+    Tick,
+    decide,
+    leader_elected,
+    leader_elected_id,
+    refuse,
+)
 from coordinator.domain.digest import (
     STATE_FORMAT_VERSION,
     state_digest,
@@ -48,6 +56,8 @@ __all__ = [
     "decide",
     "evolve",
     "leader_elected",
+    "leader_elected_id",
+    "refuse",
     "state_digest",
     "state_from_dict",
     "state_to_dict",

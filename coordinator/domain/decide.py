@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from coordinator.domain import checkpoints, dispatcher, jobmaster, resource_manager
 from coordinator.domain.errors import NotLeader
-from coordinator.domain.planner import Planner
+from coordinator.domain.planner import REASON_MAX, Planner, bounded_id, clip
 from coordinator.domain.scheduler import schedule_waiting
 from coordinator.domain.state import State
 from coordinator.domain.view import LeaderView
@@ -31,6 +31,7 @@ from schemas.events import (
     CheckpointAcknowledged,
     CheckpointDeclined,
     JobCancelRequested,
+    JobRejected,
     JobStatus,
     JobSubmitted,
     JournalEvent,
@@ -115,13 +116,44 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
     return Decision(p.events, p.commands)
 
 
+def refuse(state: State, view: LeaderView, input: Input, reason: str, now: int) -> Decision:
+    """The rejection of an input whose decision failed or would not fit the journal:
+    JobRejected for a submission, InputRejected for anything else. Every field that
+    comes from the input is bounded."""
+    if view.epoch != state.epoch:
+        raise NotLeader(f"view epoch {view.epoch} is not the state's epoch {state.epoch}")
+    p = Planner(state, view, now, input.event_id)
+    if isinstance(input, JobSubmitted):
+        p.emit(
+            JobRejected,
+            job_id=bounded_id(input.job_id),
+            reason=clip(reason, REASON_MAX),
+            input_event_id=bounded_id(input.event_id),
+        )
+    elif not isinstance(input, Tick):
+        job_id = getattr(input, "job_id", None)
+        tm_id = getattr(input, "tm_id", None)
+        p.reject(
+            input,
+            reason,
+            job_id=job_id if isinstance(job_id, str) else None,
+            tm_id=tm_id if isinstance(tm_id, str) else None,
+        )
+    return Decision(p.events, p.commands)
+
+
+def leader_elected_id(epoch: int, replica_id: str) -> str:
+    """The one id format of LeaderElected events."""
+    return f"leader:{epoch}:{bounded_id(replica_id)}"
+
+
 def leader_elected(
     state: State, replica_id: str, previous_offset: int, now: int, epoch: int | None = None
 ) -> LeaderElected:
     """The LeaderElected a new leader journals first (epoch = state epoch + 1 by default)."""
     new_epoch = state.epoch + 1 if epoch is None else epoch
     return LeaderElected(
-        event_id=f"leader-{new_epoch}-{replica_id}",
+        event_id=leader_elected_id(new_epoch, replica_id),
         event_time=now,
         epoch=new_epoch,
         replica_id=replica_id,

@@ -6,12 +6,35 @@ will be, and a decision that evolve would refuse fails in decide (a bug),
 never in a replica.
 """
 
-from typing import Any, TypeVar
+import hashlib
+from typing import Any, Final, TypeVar
 
 from coordinator.domain.evolve import evolve
 from coordinator.domain.state import State
 from coordinator.domain.view import DomainConfig, LeaderView
 from schemas.events import Event, InputRejected, JournalEvent, WorkerCommand
+
+#: Longest input id a derived event id starts with; longer ones are cut and hashed.
+ID_PREFIX_MAX: Final = 128
+#: Longest reason a rejection carries.
+REASON_MAX: Final = 2_000
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` characters with a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    note = f"... [{len(text) - limit} more characters]"
+    return text[: max(0, limit - len(note))] + note
+
+
+def bounded_id(text: str, limit: int = ID_PREFIX_MAX) -> str:
+    """`text` if short enough, else its start and a hash of the whole (still unique)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return f"{text[: limit - 26]}~{digest}"
+
 
 J = TypeVar("J", bound=JournalEvent)
 C = TypeVar("C", bound=WorkerCommand)
@@ -29,7 +52,7 @@ class Planner:
         self.now = now
         self.events: list[JournalEvent] = []
         self.commands: list[WorkerCommand] = []
-        self._prefix = input_id
+        self._prefix = bounded_id(input_id)
         self._n = 0
 
     def _stamp(self) -> dict[str, Any]:
@@ -56,9 +79,9 @@ class Planner:
     ) -> None:
         self.emit(
             InputRejected,
-            input_event_id=event.event_id,
+            input_event_id=bounded_id(event.event_id),
             input_event_type=type(event).__name__,
-            reason=reason,
-            job_id=job_id,
-            tm_id=tm_id,
+            reason=clip(reason, REASON_MAX),
+            job_id=None if job_id is None else bounded_id(job_id),
+            tm_id=None if tm_id is None else bounded_id(tm_id),
         )

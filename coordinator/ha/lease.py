@@ -14,6 +14,7 @@ not a fencing token (the leader epoch in the journal is).
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -23,6 +24,8 @@ from typing import Protocol
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] = lease key, ARGV[1] = token, ARGV[2] = ttl ms. Extends only our own lease.
 _EXTEND = """
@@ -59,6 +62,14 @@ class LeaseConfig:
     ttl_ms: int = 3_000
     # Trust the lease for ttl * (1 - margin) after the request was sent.
     safety_margin: float = 0.1
+    # Renew only while the holder's loop has made progress within this long: a
+    # leader whose loop is stuck lets the lease lapse (None: ttl_ms).
+    progress_timeout_ms: int | None = None
+
+    @property
+    def progress_timeout_s(self) -> float:
+        timeout = self.progress_timeout_ms if self.progress_timeout_ms is not None else self.ttl_ms
+        return timeout / 1000
 
     @property
     def renew_interval_s(self) -> float:
@@ -75,6 +86,7 @@ class RedisLease:
         self.config = config
         self._token: str | None = None
         self._valid_until = 0.0
+        self.error: str | None = None  # why the last attempt could not reach a verdict
         self._extend = client.register_script(_EXTEND)
         self._release = client.register_script(_RELEASE)
 
@@ -94,13 +106,16 @@ class RedisLease:
         return sent_at + self.config.ttl_ms / 1000 * (1 - self.config.safety_margin)
 
     async def try_acquire(self) -> bool:
-        """SET NX PX: take the lease if nobody holds it. Errors count as 'not acquired'."""
+        """SET NX PX: take the lease if nobody holds it. Errors count as 'not acquired'
+        and are kept in ``error`` (None after an attempt Redis answered)."""
         token = f"{self.holder}:{uuid.uuid4().hex}"
         sent_at = time.monotonic()
         try:
             ok = await self._client.set(self.key, token, nx=True, px=self.config.ttl_ms)
-        except RedisError:
+        except RedisError as err:
+            self.error = f"{type(err).__name__}: {err}"
             return False
+        self.error = None
         if ok:
             self._token = token
             self._valid_until = self._trust_until(sent_at)
@@ -150,19 +165,39 @@ class RedisLease:
         return text.rsplit(":", 1)[0]
 
 
-class LeaseRenewer:
-    """Renews a held lease from a thread of its own, every ttl/3.
+class Progress:
+    """When the holder's loop last moved (monotonic seconds); ``beat`` from the loop."""
 
-    The leader's event loop can be busy for a while (a large batch, a snapshot, a
-    takeover catching up); a renewal scheduled on that loop would run late and let
-    a healthy leader's lease lapse. A thread gets the interpreter every few
-    milliseconds whatever the loop does, so renewals stay on time. On the first
-    failed renewal the lease is dropped (``held`` turns False) and the thread ends:
-    the leader then steps down at its next check.
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self.what = "started"
+
+    def beat(self, what: str = "loop") -> None:
+        self.last = time.monotonic()
+        self.what = what
+
+    def idle_s(self) -> float:
+        return time.monotonic() - self.last
+
+
+class LeaseRenewer:
+    """Renews a held lease from a thread of its own, every ttl/3, while the leader
+    loop makes progress.
+
+    The leader's event loop can be busy for a while (a large batch, a takeover
+    catching up); a renewal scheduled on that loop would run late and let a
+    healthy leader's lease lapse. A thread gets the interpreter every few
+    milliseconds whatever the loop does, so renewals stay on time. But a thread
+    would also keep the lease of a leader whose loop is stuck (a hung commit, a
+    blocked loop): so it renews only while ``progress`` has moved within
+    ``progress_timeout``; otherwise it lets the lease run out, and a standby
+    takes over. On the first failed renewal the lease is dropped (``held`` turns
+    False) and the thread ends: the leader then steps down at its next check.
     """
 
-    def __init__(self, lease: RedisLease, redis_url: str) -> None:
+    def __init__(self, lease: RedisLease, redis_url: str, progress: Progress | None = None) -> None:
         self.lease = lease
+        self.progress = progress or Progress()
         timeout = lease.config.renew_interval_s
         self._client = SyncRedis.from_url(
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -173,6 +208,7 @@ class LeaseRenewer:
             target=self._run, name=f"lease-renewer-{lease.holder}", daemon=True
         )
         self.renewals = 0
+        self.withheld = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -188,6 +224,16 @@ class LeaseRenewer:
             token = self.lease.token
             if token is None:
                 return
+            idle = self.progress.idle_s()
+            if idle > self.lease.config.progress_timeout_s:
+                if self.withheld == 0:
+                    log.warning("leader loop stuck for %.1fs (last: %s): not renewing the lease",
+                                idle, self.progress.what)  # fmt: skip
+                self.withheld += 1
+                continue
+            if self.withheld:
+                log.info("leader loop moves again; renewing the lease")
+                self.withheld = 0
             sent_at = time.monotonic()
             try:
                 extended = self._extend(

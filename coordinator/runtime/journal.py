@@ -4,23 +4,43 @@ Always read_committed, auto-commit off: a fenced leader's aborted transaction
 must never be acted on. Lag and positions are offsets, never event counts:
 transaction markers make journal offsets gappy.
 
-The journal is never dead-lettered. A record that does not decode or apply
-stops the reader with ``JournalError``: skipping it would fork the state.
+A record a leader wrote and that does not decode or apply stops the reader
+with ``JournalError``: skipping it would fork the state. A record that no
+leader could have written is skipped, counted and reported (``foreign``):
+every leader decodes and applies its own records before it sends them, and
+stamps them with its epoch, so a record without a value, not in the Avro
+single-object encoding, truncated, oversized, of an event type the journal
+does not carry, or stamped with an epoch no leader held at that point, was
+written by someone else. Every replica applies the same rule to the same
+bytes, so skipping it forks nothing. A record of an unknown schema version
+still stops the reader: a newer leader may have written it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from coordinator.runtime import machine
+from coordinator.runtime.holder import ApplyError, StateHolder
 from schemas import kafkaio
 from schemas.catalog import Catalog
-from schemas.codec import Codec, DecodeError, default_codec
-from schemas.events import Event, SnapshotTaken
+from schemas.codec import Codec, DecodeError, UnknownFingerprintError, default_codec
+from schemas.events import Event, JournalEvent, LeaderElected
+
+log = logging.getLogger(__name__)
+
+#: How many records after the stop time a point-in-time replay looks ahead for
+#: an earlier-stamped event (event times of different leaders are not ordered).
+UNTIL_LOOKAHEAD: Final = 10_000
+#: Skipped foreign records kept for reporting (all are counted).
+FOREIGN_KEPT: Final = 16
 
 
 class JournalError(Exception):
@@ -34,11 +54,24 @@ class StopAt:
     """Where a point-in-time replay stops: before this offset and/or after this time."""
 
     offset: int | None = None  # exclusive
-    until_ms: int | None = None  # inclusive: events with event_time <= until_ms
+    # Inclusive: the journal up to the last record stamped at or before until_ms
+    # (records stamped later that come before it are part of that prefix).
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ForeignRecord:
+    """A journal record no leader could have written, skipped."""
+
+    offset: int
+    value: bytes | None
+    key: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    reason: str
 
 
 class JournalFollower:
-    """Folds the journal into a state; follows it as it grows."""
+    """Reads the journal and folds it into its ``StateHolder``; follows it as it grows."""
 
     def __init__(
         self,
@@ -46,6 +79,7 @@ class JournalFollower:
         catalog: Catalog,
         codec: Codec | None = None,
         on_event: Callable[[int, Event], None] | None = None,
+        holder: StateHolder | None = None,
     ) -> None:
         self.catalog = catalog
         self.codec = codec or default_codec()
@@ -55,36 +89,45 @@ class JournalFollower:
         )
         self._allowed = catalog.journal.allowed
         self._on_event = on_event
-        self.state = machine.new_state()
+        self.holder = holder or StateHolder()
         self.position = 0  # next offset to read
-        self.last_offset = -1  # offset of the last record applied
-        self.applied = 0
-        self.first_after_mark: tuple[int, Event] | None = None
-        # Journal offset covered by the latest snapshot this state knows of (-1: none),
-        # so a new leader keeps the snapshot cadence of the old one.
-        self.snapshot_offset = -1
+        self.foreign: list[ForeignRecord] = []  # skipped since start (the latest few kept)
+        self.foreign_count = 0
+        self._held_back: list[tuple[int, Event]] = []  # see StopAt.until_ms
+        # Called after every poll (the leader's takeover counts reading as progress).
+        self.on_progress: Callable[[str], None] | None = None
 
-    def mark(self) -> None:
-        """Remember the next event applied (the leader checks its LeaderElected came next)."""
-        self.first_after_mark = None
+    # Read-only views of the holder, for callers that only read.
+    @property
+    def state(self) -> machine.State:
+        return self.holder.state
+
+    @property
+    def last_offset(self) -> int:
+        return self.holder.last_offset
+
+    @property
+    def applied(self) -> int:
+        return self.holder.applied
 
     async def start(self, from_offset: int = 0) -> None:
         await self._consumer.start()
         self._consumer.assign([self.tp])
-        self._consumer.seek(self.tp, from_offset)
-        self.position = from_offset
+        self.seek(from_offset)
 
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    def seek(self, offset: int) -> None:
+        """Read on from `offset` (the leader, after committing records up to offset - 1)."""
+        self._consumer.seek(self.tp, offset)
+        self.position = offset
+        self._held_back.clear()
+
     def reset(self, state: machine.State | None = None, from_offset: int = 0) -> None:
         """Start over (after stepping down): fresh state, or a snapshot's state and offset."""
-        self.state = state if state is not None else machine.new_state()
-        self._consumer.seek(self.tp, from_offset)
-        self.position = from_offset
-        self.last_offset = from_offset - 1
-        self.snapshot_offset = from_offset - 1 if state is not None else -1
-        self.applied = 0
+        self.holder.reset(state, from_offset)
+        self.seek(from_offset)
 
     async def end_offset(self) -> int:
         """The last stable offset: under read_committed, the end of what is committed."""
@@ -112,6 +155,11 @@ class JournalFollower:
             applied += count
             if reached_stop:
                 break
+        if self._held_back:
+            # Stamped after `until_ms` with nothing earlier-stamped behind them: the
+            # replay ends before the first of them.
+            self.position = self._held_back[0][0]
+            self._held_back.clear()
         return applied
 
     async def catch_up_to(self, offset: int, timeout_s: float = 30.0) -> None:
@@ -123,63 +171,102 @@ class JournalFollower:
             await self._poll(100, None)
         await self.catch_up()
 
+    async def read_range(self, start: int, end: int) -> list[tuple[int, Event | ForeignRecord]]:
+        """The committed records in [start, end) without applying them (the leader
+        inspects records it did not write). Restores the read position."""
+        here = self.position
+        self._consumer.seek(self.tp, start)
+        found: list[tuple[int, Event | ForeignRecord]] = []
+        try:
+            while await self._consumer.position(self.tp) < end:
+                batch = await self._consumer.getmany(self.tp, timeout_ms=200, max_records=500)
+                for record in batch.get(self.tp, []):
+                    if record.offset >= end:
+                        break
+                    decoded = self._decode(record)
+                    found.append((record.offset, decoded))
+        finally:
+            self.seek(here)
+        return found
+
     async def _poll(self, timeout_ms: int, stop: StopAt | None) -> tuple[int, bool]:
         batch = await self._consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=5_000)
         applied = 0
+        until = stop.until_ms if stop is not None else None
         for record in batch.get(self.tp, []):
             if stop is not None and stop.offset is not None and record.offset >= stop.offset:
                 self.position = stop.offset
                 return applied, True
-            event = self._decode(record.offset, record.value)
-            if stop is not None and stop.until_ms is not None and event.event_time > stop.until_ms:
-                self.position = record.offset
-                return applied, True
-            self._apply(record.offset, event)
-            applied += 1
+            decoded = self._decode(record)
+            if isinstance(decoded, ForeignRecord):
+                self._skip(decoded)
+                continue
+            if until is not None:
+                if decoded.event_time > until:
+                    if len(self._held_back) >= UNTIL_LOOKAHEAD:
+                        self.position = self._held_back[0][0]
+                        self._held_back.clear()
+                        return applied, True
+                    self._held_back.append((record.offset, decoded))
+                    continue
+                # Stamped in time: everything held back before it belongs to the prefix.
+                for offset, event in self._held_back:
+                    applied += self._apply(offset, event)
+                self._held_back.clear()
+            applied += self._apply(record.offset, decoded)
         self.position = await self._consumer.position(self.tp)
+        if self.on_progress is not None:
+            self.on_progress("journal read")
         return applied, False
 
-    def _decode(self, offset: int, value: bytes | None) -> Event:
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | ForeignRecord:
+        offset, value = record.offset, record.value
         try:
             if value is None:
                 raise DecodeError("journal record without value")
             return self.codec.decode(value, self._allowed)
+        except UnknownFingerprintError as err:
+            raise JournalError(
+                f"journal record at offset {offset} has a schema version unknown here "
+                f"({err}); refusing to continue: a newer leader may have written it, and "
+                f"skipping it would fork the state (upgrade this replica)"
+            ) from err
         except DecodeError as err:
-            raise JournalError(
-                f"journal record at offset {offset} cannot be decoded ({type(err).__name__}: "
-                f"{err}); refusing to continue: skipping it would fork the state"
-            ) from err
+            return ForeignRecord(
+                offset, value, record.key, tuple((k, bytes(v)) for k, v in record.headers),
+                f"{type(err).__name__}: {err}",
+            )  # fmt: skip
 
-    def _apply(self, offset: int, event: Event) -> None:
+    def _epoch_problem(self, event: Event) -> str | None:
+        """Why no leader could have stamped `event` here (None: one could)."""
+        if not isinstance(event, JournalEvent):
+            return f"{type(event).__name__} is not a journal event"
+        current = machine.epoch(self.holder.state)
+        if isinstance(event, LeaderElected):
+            if event.epoch <= current:
+                return f"LeaderElected epoch {event.epoch} does not raise epoch {current}"
+        elif event.epoch > current:
+            return f"epoch {event.epoch} above the current {current} without a LeaderElected"
+        return None
+
+    def _apply(self, offset: int, event: Event) -> int:
+        problem = self._epoch_problem(event)
+        if problem is not None:
+            self._skip(ForeignRecord(offset, None, None, (), f"{event.event_id}: {problem}"))
+            return 0
         try:
-            machine.apply(self.state, event)
-        except machine.InconsistentJournal as err:
+            self.holder.apply_record(offset, event)
+        except ApplyError as err:
             raise JournalError(
-                f"journal record at offset {offset} cannot be applied: {err}"
+                f"journal record at offset {offset} cannot be applied: {err}; refusing to "
+                f"continue: skipping it would fork the state"
             ) from err
-        self.last_offset = offset
-        self.applied += 1
-        if isinstance(event, SnapshotTaken):
-            # SnapshotTaken changes nothing: the state at its own offset is the snapshot's.
-            self.snapshot_offset = offset
-        if self.first_after_mark is None:
-            self.first_after_mark = (offset, event)
         if self._on_event is not None:
             self._on_event(offset, event)
+        return 1
 
-    # The leader applies its own decisions before they are committed (and never
-    # reads them back): it knows their offsets from the produce responses.
-
-    def apply_live(self, event: Event) -> None:
-        """Apply an event the leader decided (already passed through the codec)."""
-        try:
-            machine.apply(self.state, event)
-        except machine.InconsistentJournal as err:
-            raise JournalError(f"the leader's own decision cannot be applied: {err}") from err
-        self.applied += 1
-
-    def advance_to(self, last_offset: int) -> None:
-        """After a commit: the journal holds everything up to `last_offset` (ours)."""
-        self.last_offset = last_offset
-        self.position = last_offset + 1
-        self._consumer.seek(self.tp, self.position)
+    def _skip(self, foreign: ForeignRecord) -> None:
+        self.foreign_count += 1
+        self.foreign = [*self.foreign[-(FOREIGN_KEPT - 1) :], foreign]
+        log.warning("journal record at offset %d skipped: no leader wrote it (%s)",
+                    foreign.offset, foreign.reason[:500])  # fmt: skip

@@ -1,6 +1,6 @@
 """The leader: fence, take over, then turn inputs into journaled decisions exactly once.
 
-Order on taking over (DESIGN.md, "Leadership and fencing"):
+Takeover (``_take_over``; DESIGN.md, "Leadership and fencing"):
 1. fence: initialise the transactional producer (the cluster's fixed
    ``transactional.id``); this aborts the old leader's open transaction and
    makes its next write fail. Only the lease holder ever gets here.
@@ -9,15 +9,28 @@ Order on taking over (DESIGN.md, "Leadership and fencing"):
    that announces the epoch to every worker partition) and check it is the next
    record after what was read;
 4. resume inputs from the offsets committed under the leader group;
-5. decide.
+5. start the keepalive sender, then the steady loop.
 
-The loop: poll a batch of inputs (read_committed), ``decide`` each (pure), then
-in ONE transaction produce the journal events, the worker commands, the dead
-letters and the consumed input offsets (``send_offsets_to_transaction`` under
-the cluster's group id, without group membership). Each event is applied as
-``decode(encode(event))``, the very bytes a standby applies, before the next
-input is decided. Any error once a transaction began: the state is tainted, so
-the caller drops producer and state and rebuilds from the journal.
+The steady loop (``_loop``) repeats three steps:
+- ``_poll``: read a batch of inputs (read_committed) and the clock: a ``Step``;
+- ``_decide``: no I/O. Feed the heartbeats to the view, decide each input
+  (pure), check that every record the decision produces fits its topic, and
+  apply its journal events (``decode(encode(e))``, the very bytes a standby
+  applies) to the ``StateHolder`` before the next input is decided. A decision
+  that raises, or that would produce an oversized record, is replaced by a
+  rejection of that one input with the reason: the input's offset is
+  committed with its rejection and the leader carries on in the same epoch;
+- ``_commit``: ONE transaction with the journal events, the worker commands,
+  the dead letters and the consumed input offsets (``send_offsets_to_transaction``
+  under the cluster's group id, without group membership). Every step of it
+  has a timeout. Any error once a transaction began: the state is tainted, so
+  the caller drops producer and state and rebuilds from the journal.
+
+Time comes from a ``LeaderClock`` read once per step (monotonic durations,
+see coordinator/runtime/clock.py). Each step ``beat``s the lease's progress:
+the lease is renewed only while the loop moves. Keepalives go out from a
+thread of their own (coordinator/runtime/keepalive.py), so a busy loop cannot
+starve them; they stop with the lease.
 
 Batching: ``getmany`` returns as soon as records are there (fetch wait 5 ms),
 so an idle leader answers one submission in one poll plus one commit. Under
@@ -42,9 +55,15 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
+from coordinator.ha.lease import Progress
 from coordinator.runtime import machine, snapshots
+from coordinator.runtime.clock import Clock, LeaderClock, SystemClock
 from coordinator.runtime.edges_gc import EdgeCollector
-from coordinator.runtime.journal import JournalError, JournalFollower
+from coordinator.runtime.holder import ApplyError, StateHolder
+from coordinator.runtime.hooks import TestHooks
+from coordinator.runtime.journal import ForeignRecord, JournalError, JournalFollower
+from coordinator.runtime.keepalive import KeepaliveSender, keepalive
+from coordinator.runtime.outbox import Outbox, Record, RecordTooLarge
 from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
 from schemas import kafkaio
@@ -77,18 +96,29 @@ class LeaderConfig:
     keepalive_interval_ms: int = 1_000
     tick_interval_ms: int = 100
     transaction_timeout_ms: int = 10_000
+    # Every transaction step (begin, the sends, the offsets, commit) must finish
+    # within this; a step that does not ends the term (the state is tainted).
+    step_timeout_ms: int = 10_000
     retry_backoff_ms: int = 5
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
-    # Test hook (issue drills): skip the lease check before commit so only Kafka's
-    # fencing stands between a frozen leader and the journal. Never set in production.
-    skip_lease_check: bool = False
-    # Test hook: wait this long inside every input transaction before committing, so a
-    # drill can freeze the leader (SIGSTOP) while a transaction is open.
-    hold_transaction_ms: int = 0
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+@dataclass
+class Step:
+    """One turn of the loop: the inputs read and the time they are decided at."""
+
+    now: int
+    batch: kafkaio.InputBatch
+
+
+@dataclass
+class Counters:
+    """What the leader contained instead of stepping down (logged, in ``jm replicas``)."""
+
+    refused_inputs: int = 0  # decisions that raised or did not fit: input rejected
+    failed_ticks: int = 0
+    dropped_heartbeats: int = 0
+    foreign_journal_records: int = 0
 
 
 class Leader:
@@ -104,23 +134,40 @@ class Leader:
         config: LeaderConfig | None = None,
         domain_config: machine.Config | None = None,
         codec: Codec | None = None,
+        *,
+        clock: Clock | None = None,
+        progress: Progress | None = None,
+        hooks: TestHooks | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.catalog = catalog
         self.replica_id = replica_id
         self.follower = follower
+        self.holder: StateHolder = follower.holder  # the one owner of the state
         self.lease_held = lease_held
         self.config = config or LeaderConfig()
         self.domain_config = domain_config or machine.Config()
         self.codec = codec or default_codec()
+        self.system_clock = clock or SystemClock()
+        self.clock = LeaderClock(self.system_clock)
+        self.progress = progress or Progress()
+        self.hooks = hooks or TestHooks.from_env()
         self.decoder = kafkaio.InputDecoder(catalog, self.codec)
+        self.outbox = Outbox(catalog, self.codec)
+        self.counters = Counters()
         self.epoch = 0
         self.elected = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._inputs = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
         self._view: machine.View | None = None
         self._last_snapshot_ms = 0
+        self._next_journal_offset = -1  # where our next journal record should land
+        self._foreign_letters: list[ev.DeadLetter] = []
+        self._keepalives: KeepaliveSender | None = None
         self.edges = EdgeCollector(bootstrap, catalog)
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
 
     # ------------------------------------------------------------ takeover
 
@@ -145,40 +192,64 @@ class Leader:
             # while the broker writes the markers; aiokafka then waits retry_backoff
             # (100 ms by default) before AddOffsetsToTxn: the leader's main latency.
             retry_backoff_ms=self.config.retry_backoff_ms,
+            # The largest record any topic takes (dead letters keep whole inputs).
+            max_request_size=self.outbox.max_request_size,
         )
         await producer.start()  # InitProducerId: fences every earlier holder of the id
         self._producer = producer
-        await self.follower.catch_up()
-        read_to = self.follower.last_offset
-        self.epoch = machine.epoch(self.follower.state) + 1
-        now = now_ms()
+        self.progress.beat("fenced")
+        self.follower.on_progress = self.progress.beat
+        try:
+            await self.follower.catch_up()
+        finally:
+            self.follower.on_progress = None
+        read_to = self.holder.last_offset
+        self.epoch = machine.epoch(self.holder.state) + 1
+        # The term's clock never stamps before the journal's latest event.
+        self.clock = LeaderClock(self.system_clock, not_before_ms=self.holder.max_event_time)
+        now = self.clock.now_ms()
         elected = ev.LeaderElected(
-            event_id=f"leader:{self.epoch}:{self.replica_id}",
+            event_id=machine.leader_elected_id(self.epoch, self.replica_id),
             event_time=now,
             epoch=self.epoch,
             replica_id=self.replica_id,
             previous_offset=read_to,
         )
-        self.follower.mark()
+        self.holder.watch_after(read_to)
+        self.follower.on_progress = self.progress.beat
         async with self._transaction("LeaderElected"):
-            sent = await self._send_journal(elected)
-            await self._send_keepalives(now)
+            sent = await self._send(self.outbox.journal(elected))
+            for partition in range(self.catalog.commands.partitions):
+                ping = keepalive(self.epoch, self.replica_id, now, 0, partition)
+                await self._send(self.outbox.keepalive(ping, partition))
         offset = (await sent).offset
         await self.follower.catch_up_to(offset)
-        first = self.follower.first_after_mark
-        if first is None or first[0] != offset or first[1].event_id != elected.event_id:
+        self.follower.on_progress = None
+        first = self.holder.first_watched
+        if first is None or first.offset != offset or first.event.event_id != elected.event_id:
+            seen = first and (first.offset, first.event.event_id)
             raise StepDown(
                 f"LeaderElected epoch {self.epoch} at offset {offset} is not the next journal "
-                f"record after {read_to} (first read: {first and (first[0], first[1].event_id)})"
+                f"record after {read_to} (first read: {seen})"
             )
+        self._next_journal_offset = self.holder.last_offset + 2  # after the commit marker
         self._view = machine.new_view(self.epoch, self.replica_id, now, self.domain_config)
         await self._resume_inputs(now)
         self._last_snapshot_ms = now
         self.edges.start()
-        self.edges.sweep(self.follower.state)
+        self.edges.sweep(self.holder.state)
+        self._keepalives = KeepaliveSender(
+            self.bootstrap, self.catalog, self.codec, self.epoch, self.replica_id,
+            self.config.keepalive_interval_ms, self.clock, alive=self._alive,
+        )  # fmt: skip
+        self._keepalives.start()
         self.elected.set()
+        self.progress.beat("elected")
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,
                  self.follower.position)  # fmt: skip
+
+    def _alive(self) -> bool:
+        return self._producer is not None and (self.hooks.skip_lease_check or self.lease_held())
 
     async def _resume_inputs(self, now: int) -> None:
         inputs = [self.catalog.submissions, self.catalog.reports]
@@ -196,7 +267,7 @@ class Leader:
             else:
                 await self._inputs.seek_to_beginning(tp)
         # Heartbeats are not journaled: only those of the last timeout matter.
-        since = now - self.domain_config.heartbeat_timeout_ms
+        since = self.system_clock.wall_ms() - self.domain_config.heartbeat_timeout_ms
         found = await self._inputs.offsets_for_times({tp: since for tp in heartbeat_tps})
         for tp in heartbeat_tps:
             hit = found.get(tp)
@@ -208,179 +279,254 @@ class Leader:
     # ---------------------------------------------------------------- loop
 
     async def _loop(self) -> None:
-        assert self._view is not None
-        last_keepalive = last_tick = ticks = 0
+        last_tick = -self.config.tick_interval_ms
+        ticks = 0
         while True:
             self._check_lease()
-            batch = await kafkaio.poll_inputs(
-                self._inputs, self.decoder, self.config.idle_poll_ms, self.config.max_batch
-            )
-            now = now_ms()
-            journal: list[ev.JournalEvent] = []
-            commands: list[ev.WorkerCommand] = []
-            offsets: dict[TopicPartition, int] = {}
-            for _record, event in batch.events:
-                if isinstance(event, ev.TaskManagerHeartbeat):
-                    machine.note_heartbeat(self._view, event, now)
-                    continue
-                self._decide(machine.decide(self.follower.state, self._view, event, now),
-                             journal, commands)  # fmt: skip
-            for tp, offset in batch.next_offsets.items():
-                if tp.topic != self.catalog.heartbeats.name:
-                    offsets[tp] = offset
-            if now - last_tick >= self.config.tick_interval_ms:
-                last_tick = now
+            step = await self._poll()
+            tick_id = None
+            if step.now - last_tick >= self.config.tick_interval_ms:
+                last_tick = step.now
                 ticks += 1
                 tick_id = f"tick:{self.epoch}:{ticks}"
-                self._decide(machine.tick(self.follower.state, self._view, now, tick_id),
-                             journal, commands)  # fmt: skip
-            keepalive = now - last_keepalive >= self.config.keepalive_interval_ms
-            if not (journal or commands or offsets or batch.dead_letters or keepalive):
+            out = self._decide(step, tick_id)
+            out.dead_letters.extend(self.outbox.dead_letter(d) for d in self._take_foreign())
+            if out:
+                await self._commit(out)
+                await self._maybe_snapshot(step.now)
+            self.progress.beat("step")
+            if self.hooks.block_loop_ms:
+                self._block_loop_for_tests()
+
+    async def _poll(self) -> Step:
+        batch = await kafkaio.poll_inputs(
+            self._inputs, self.decoder, self.config.idle_poll_ms, self.config.max_batch
+        )
+        return Step(self.clock.now_ms(), batch)
+
+    def _decide(self, step: Step, tick_id: str | None) -> Outgoing:
+        """Everything that follows from one step, applied to the state; no I/O."""
+        view = self._view
+        assert view is not None
+        out = Outgoing()
+        for record, event in step.batch.events:
+            if isinstance(event, ev.TaskManagerHeartbeat):
+                try:
+                    machine.note_heartbeat(view, event, step.now)
+                except Exception as err:  # a heartbeat never stops the leader
+                    self.counters.dropped_heartbeats += 1
+                    log.warning("heartbeat %s dropped: %s: %s", record.offset,
+                                type(err).__name__, err)  # fmt: skip
                 continue
-            if keepalive:
-                last_keepalive = now
-            await self._commit(journal, commands, batch.dead_letters, offsets, keepalive, now)
-            await self._maybe_snapshot(now)
+            self._decide_input(event, step.now, out)
+        for dead in step.batch.dead_letters:
+            out.dead_letters.append(self.outbox.dead_letter(dead))
+        for tp, offset in step.batch.next_offsets.items():
+            if tp.topic != self.catalog.heartbeats.name:
+                out.offsets[tp] = offset
+        if tick_id is not None:
+            try:
+                decision = machine.tick(self.holder.state, view, step.now, tick_id)
+                self._accept(self._encode(decision), out)
+            except Exception as err:  # a failed tick skips its deadlines this once
+                self.counters.failed_ticks += 1
+                log.error("tick %s failed (deadlines wait for the next tick): %s: %s",
+                          tick_id, type(err).__name__, err, exc_info=True)  # fmt: skip
+        return out
+
+    def _decide_input(self, event: ev.Event, now: int, out: Outgoing) -> None:
+        """Decide one input; a decision that fails or does not fit becomes its rejection."""
+        view = self._view
+        assert view is not None
+        state = self.holder.state
+        try:
+            records = self._encode(machine.decide(state, view, event, now))
+        except Exception as err:
+            self.counters.refused_inputs += 1
+            reason = refusal_reason(err)
+            log.warning("input %s (%s) refused: %s", machine.clip(event.event_id, 200),
+                        type(event).__name__, reason)  # fmt: skip
+            try:
+                records = self._encode(machine.refuse(state, view, event, reason, now))
+            except Exception as again:  # even the rejection does not fit: log it, go on
+                log.error("rejection of input %s cannot be journaled either: %s",
+                          machine.clip(event.event_id, 200), refusal_reason(again))  # fmt: skip
+                return
+        self._accept(records, out)
+
+    def _encode(self, decision: machine.Decision) -> tuple[list[Record], list[Record]]:
+        """Encode and size-check every record of a decision (RecordTooLarge if one does not fit)."""
+        events, commands = decision
+        return (
+            [self.outbox.journal(e) for e in events],
+            [self.outbox.command(c, machine.command_target(c)) for c in commands],
+        )
+
+    def _accept(self, records: tuple[list[Record], list[Record]], out: Outgoing) -> None:
+        """Apply a checked decision's events to the state, in order, through the codec."""
+        journal, commands = records
+        for record in journal:
+            decoded = self.codec.decode(record.value)
+            assert isinstance(decoded, ev.JournalEvent)
+            try:
+                self.holder.apply_decided(decoded)
+            except ApplyError as err:  # decide applied it to its fork: the state is tainted
+                raise StepDown(f"own decision {decoded.event_id} does not apply: {err}") from err
+            out.journal.append(record)
+        out.commands.extend(commands)
+
+    def _block_loop_for_tests(self) -> None:
+        """Test hook: block the event loop (a stuck leader) once, right after the first step."""
+        blocked, self.hooks = self.hooks.block_loop_ms, self.hooks.without_block()
+        log.warning("blocking the leader loop for %d ms (test hook)", blocked)
+        time.sleep(blocked / 1000)
 
     async def _maybe_snapshot(self, now: int) -> None:
         policy = self.config.snapshots
         # Journal offsets since the latest snapshot, whoever wrote it: a leader that
         # takes over keeps the cadence (offsets count markers too, close enough).
-        since = self.follower.last_offset - self.follower.snapshot_offset
+        since = self.holder.last_offset - self.holder.snapshot_offset
         due = since >= policy.every_events or now - self._last_snapshot_ms >= policy.every_ms
         if since > 0 and due:
             await self.snapshot(now)
 
     async def snapshot(self, now: int) -> ev.SnapshotTaken:
-        """Write the state (as of the last committed journal record) and journal SnapshotTaken."""
-        state = self.follower.state
-        covered = self.follower.last_offset
+        """Write the state (as of the last committed journal record) and journal SnapshotTaken.
+
+        Encoding runs in a thread: the loop (keepalive-free since they have their
+        own thread, but still serving status and edges) stays responsive. The
+        state does not change meanwhile: the loop itself waits here."""
+        state = self.holder.state
+        covered = self.holder.last_offset
         snapshot_id = f"snapshot-{self.epoch}-{covered}"
-        parts = snapshots.chunks(state, snapshot_id, covered, self.epoch, now)
+        parts, digest = await asyncio.to_thread(
+            lambda: (snapshots.chunks(state, snapshot_id, covered, self.epoch, now),
+                     machine.digest(state))
+        )  # fmt: skip
         taken = ev.SnapshotTaken(
             event_id=snapshot_id, event_time=now, epoch=self.epoch, snapshot_id=snapshot_id,
             covered_offset=covered, format_version=parts[0].format_version,
-            chunk_count=len(parts), digest=machine.digest(state),
+            chunk_count=len(parts), digest=digest,
         )  # fmt: skip
-        async with self._transaction("snapshot transaction") as producer:
+        record = self.outbox.journal(taken)
+        async with self._transaction("snapshot transaction"):
             for part in parts:
-                value, headers = self.codec.encode(part)
-                await producer.send(
-                    self.catalog.snapshots.name, value, key=self.catalog.key_for(part),
-                    headers=headers, partition=0,
-                )  # fmt: skip
-            sent = await self._send_journal(taken)
-        value, _ = self.codec.encode(taken)
-        self.follower.apply_live(self.codec.decode(value))
-        self.follower.advance_to((await sent).offset)
-        self.follower.snapshot_offset = self.follower.last_offset  # SnapshotTaken's own
+                await self._send(self.outbox.snapshot_chunk(part))
+            sent = await self._send(record)
+        decoded = self.codec.decode(record.value)
+        assert isinstance(decoded, ev.JournalEvent)
+        self.holder.apply_decided(decoded)
+        await self._confirm([sent], snapshot=True)
         self._last_snapshot_ms = now
         log.info("snapshot %s: %d chunks, covers journal offset %d", snapshot_id, len(parts),
                  covered)  # fmt: skip
         return taken
 
-    def _decide(
-        self,
-        decision: machine.Decision,
-        journal: list[ev.JournalEvent],
-        commands: list[ev.WorkerCommand],
-    ) -> None:
-        """Apply the decision's events (through the codec) before the next input is decided."""
-        events, cmds = decision
-        for event in events:
-            value, _ = self.codec.encode(event)
-            self.follower.apply_live(self.codec.decode(value))
-            journal.append(event)
-        commands.extend(cmds)
-
-    async def _commit(
-        self,
-        journal: list[ev.JournalEvent],
-        commands: list[ev.WorkerCommand],
-        dead_letters: list[ev.DeadLetter],
-        offsets: dict[TopicPartition, int],
-        keepalive: bool,
-        now: int,
-    ) -> None:
+    async def _commit(self, out: Outgoing) -> None:
         async with self._transaction("transaction") as producer:
-            sent = [await self._send_journal(event) for event in journal]
-            for command in commands:
-                await self._send_command(command)
-            if keepalive:
-                await self._send_keepalives(now)
-            await kafkaio.send_dead_letters(producer, self.catalog, dead_letters, self.codec)
-            if offsets:
+            sent = [await self._send(record) for record in out.journal]
+            for record in (*out.commands, *out.dead_letters):
+                await self._send(record)
+            if out.offsets:
                 await producer.send_offsets_to_transaction(
-                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()},
+                    {tp: OffsetAndMetadata(o, "") for tp, o in out.offsets.items()},
                     self.catalog.leader_group_id,
                 )
-            if self.config.hold_transaction_ms and (journal or offsets):
+            if self.hooks.hold_transaction_ms and (out.journal or out.offsets):
                 await producer.flush()  # the records are in the log, uncommitted
                 log.info("holding an open transaction for %d ms (test hook)",
-                         self.config.hold_transaction_ms)  # fmt: skip
-                await asyncio.sleep(self.config.hold_transaction_ms / 1000)
-        if sent:
-            self.follower.advance_to((await sent[-1]).offset)
-        for event in journal:
-            self.edges.observe(event)
+                         self.hooks.hold_transaction_ms)  # fmt: skip
+                await asyncio.sleep(self.hooks.hold_transaction_ms / 1000)
+        await self._confirm(sent)
+        for record in out.journal:
+            assert isinstance(record.event, ev.JournalEvent)
+            self.edges.observe(record.event)
+
+    async def _confirm(
+        self, sent: list[asyncio.Future[RecordMetadata]], snapshot: bool = False
+    ) -> None:
+        """The transaction committed: the holder's pending events are in the journal.
+        Offsets our records did not take were written by someone else: report them."""
+        if not sent:
+            return
+        offsets = [(await future).offset for future in sent]
+        expected = [self._next_journal_offset, *(o + 1 for o in offsets[:-1])]
+        gaps = [(want, got) for want, got in zip(expected, offsets, strict=True) if got > want]
+        self.holder.confirm(offsets[-1], snapshot=snapshot)
+        self.follower.seek(offsets[-1] + 1)
+        self._next_journal_offset = offsets[-1] + 2  # after the commit marker
+        for start, end in gaps:
+            await self._inspect_foreign(start, end)
+
+    async def _inspect_foreign(self, start: int, end: int) -> None:
+        """Journal offsets in [start, end) were not ours: committed records there were
+        written by someone else (aborted ones are invisible and harmless)."""
+        for offset, found in await self.follower.read_range(start, end):
+            self.counters.foreign_journal_records += 1
+            reason = found.reason if isinstance(found, ForeignRecord) else (
+                f"{type(found).__name__} {machine.clip(found.event_id, 200)} was not written "
+                f"by the leader of epoch {self.epoch}"
+            )  # fmt: skip
+            log.error("journal record at offset %d was not written by this leader: %s "
+                      "(a copy goes to the dead-letter topic)", offset, reason)  # fmt: skip
+            value = found.value if isinstance(found, ForeignRecord) else None
+            self._foreign_letters.append(ev.DeadLetter(
+                event_id=f"deadletter:{self.catalog.journal.name}:0:{offset}",
+                event_time=self.clock.now_ms(), source_topic=self.catalog.journal.name,
+                partition=0, offset=offset, original_key=None, original_value=value,
+                reason=f"not written by the leader: {reason}", error_kind="ForeignJournalRecord",
+            ))  # fmt: skip
+
+    def _take_foreign(self) -> list[ev.DeadLetter]:
+        letters, self._foreign_letters = self._foreign_letters, []
+        return letters
 
     @contextlib.asynccontextmanager
     async def _transaction(self, what: str) -> AsyncIterator[AIOKafkaProducer]:
         """One Kafka transaction, checked against the lease before it begins and before
-        it commits. Any failure inside is a StepDown: the state is tainted, never retry."""
+        it commits, each step under ``step_timeout_ms``. Any failure inside is a
+        StepDown: the state is tainted, never retry (the producer is dropped, which
+        aborts the transaction; the next leader's fencing does in any case)."""
         producer = self._producer
         assert producer is not None
+        timeout = self.config.step_timeout_ms / 1000
         self._check_lease()
+        step = "begin"
         try:
-            async with producer.transaction():
+            async with asyncio.timeout(timeout):
+                await producer.begin_transaction()
+            step = "sends"
+            async with asyncio.timeout(timeout + self.hooks.hold_transaction_ms / 1000):
                 yield producer
-                self._check_lease()
+            self._check_lease()
+            step = "commit"
+            async with asyncio.timeout(timeout):
+                await producer.commit_transaction()
         except StepDown:
             raise
+        except TimeoutError as err:
+            raise StepDown(f"{what}: {step} took longer than {timeout:.0f}s") from err
         except Exception as err:
-            raise StepDown(f"{what} failed: {type(err).__name__}: {err}") from err
+            raise StepDown(f"{what} failed at {step}: {type(err).__name__}: {err}") from err
+        self.progress.beat(what)
 
     # --------------------------------------------------------------- sends
 
-    async def _send_journal(self, event: ev.JournalEvent) -> asyncio.Future[RecordMetadata]:
+    async def _send(self, record: Record) -> asyncio.Future[RecordMetadata]:
         assert self._producer is not None
-        value, headers = self.codec.encode(event)
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
-            self.catalog.journal.name, value, key=self.catalog.key_for(event), headers=headers,
-            partition=0,
+            record.topic, record.value, key=record.key, headers=record.headers,
+            partition=record.partition,
         )  # fmt: skip
         return future
 
-    async def _send_command(self, command: ev.WorkerCommand) -> None:
-        assert self._producer is not None
-        value, headers = self.codec.encode(command)
-        tm_id = machine.command_target(command)
-        await self._producer.send(
-            self.catalog.commands.name, value, key=tm_id.encode(), headers=headers,
-            partition=self.catalog.commands_partition(tm_id),
-        )  # fmt: skip
-
-    async def _send_keepalives(self, now: int) -> None:
-        """One keepalive per commands partition: workers learn the epoch and that a leader lives."""
-        assert self._producer is not None
-        for partition in range(self.catalog.commands.partitions):
-            keepalive = ev.LeaderKeepalive(
-                event_id=f"keepalive:{self.epoch}:{now}:{partition}",
-                event_time=now,
-                epoch=self.epoch,
-                leader_replica_id=self.replica_id,
-            )
-            value, headers = self.codec.encode(keepalive)
-            await self._producer.send(
-                self.catalog.commands.name, value, key=self.catalog.cluster_id.encode(),
-                headers=headers, partition=partition,
-            )  # fmt: skip
-
     def _check_lease(self) -> None:
-        if not self.config.skip_lease_check and not self.lease_held():
+        if not self.hooks.skip_lease_check and not self.lease_held():
             raise StepDown("lease lost")
 
     async def _close(self) -> None:
+        if self._keepalives is not None:
+            await asyncio.to_thread(self._keepalives.stop)
         await self.edges.stop()
         producer, self._producer = self._producer, None
         if producer is not None:
@@ -392,6 +538,26 @@ class Leader:
             await self._inputs.stop()
         except Exception:
             log.debug("input consumer stop failed", exc_info=True)
+
+
+@dataclass
+class Outgoing:
+    """What one step sends in its transaction."""
+
+    journal: list[Record] = field(default_factory=list)
+    commands: list[Record] = field(default_factory=list)
+    dead_letters: list[Record] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.journal or self.commands or self.dead_letters or self.offsets)
+
+
+def refusal_reason(err: BaseException) -> str:
+    """Why a decision was refused, bounded (an exception may quote the whole input)."""
+    if isinstance(err, RecordTooLarge):
+        return machine.clip(str(err), 1_000)
+    return machine.clip(f"decision failed: {type(err).__name__}: {err}", 1_000)
 
 
 async def committed_offsets(
@@ -419,4 +585,11 @@ async def committed_offsets(
     return {tp: meta.offset for tp, meta in found.items() if meta is not None and meta.offset >= 0}
 
 
-__all__ = ["JournalError", "Leader", "LeaderConfig", "StepDown", "committed_offsets"]
+__all__ = [
+    "JournalError",
+    "Leader",
+    "LeaderConfig",
+    "StepDown",
+    "committed_offsets",
+    "refusal_reason",
+]

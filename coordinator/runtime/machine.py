@@ -14,9 +14,12 @@ from coordinator.domain import (
     State,
     Tick,
     evolve,
+    leader_elected_id,
     state_digest,
 )
 from coordinator.domain import decide as _decide
+from coordinator.domain import refuse as _refuse
+from coordinator.domain.planner import clip
 from schemas import events as ev
 
 Config = DomainConfig
@@ -30,13 +33,16 @@ __all__ = [
     "State",
     "View",
     "apply",
+    "clip",
     "command_target",
     "decide",
     "digest",
     "epoch",
+    "leader_elected_id",
     "new_state",
     "new_view",
     "note_heartbeat",
+    "refuse",
     "tick",
 ]
 
@@ -70,6 +76,12 @@ def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int) -> 
 
 def decide(state: State, view: View, event: ev.Event, now: int) -> Decision:
     decision = _decide(state, view, event, now)  # type: ignore[arg-type]
+    return decision.events, decision.commands
+
+
+def refuse(state: State, view: View, event: ev.Event, reason: str, now: int) -> Decision:
+    """The journaled rejection of `event`, whose own decision failed (see the leader)."""
+    decision = _refuse(state, view, event, reason, now)  # type: ignore[arg-type]
     return decision.events, decision.commands
 
 

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from coordinator.ha.lease import LeaseConfig, LeaseRenewer, RedisLease
+from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
 from coordinator.runtime import machine, snapshots
+from coordinator.runtime.clock import Clock, SystemClock
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
 from schemas import events as ev
@@ -46,6 +47,9 @@ class ReplicaConfig:
     status_interval_ms: int = 1_000
     check_topics: bool = True
     use_snapshots: bool = True
+    # While Redis cannot be used, try again after this long, doubling up to the max.
+    redis_retry_ms: int = 200
+    redis_retry_max_ms: int = 5_000
 
 
 class Replica:
@@ -55,6 +59,7 @@ class Replica:
         replica_id: str,
         config: ReplicaConfig | None = None,
         on_role: Callable[[ReplicaRole], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = Catalog(settings.cluster_id)
@@ -63,11 +68,16 @@ class Replica:
         self.role = ReplicaRole.STARTING
         self.terms = 0
         self.leader: Leader | None = None
+        self.clock = clock or SystemClock()
+        self.refused_inputs = 0  # over all terms
         self.follower = JournalFollower(settings.bootstrap_servers, self.catalog)
         self._stopping = asyncio.Event()
         self._on_role = on_role
         self._status = StatusPublisher(settings.bootstrap_servers, self.catalog, self)
         self.snapshot_used: str | None = None
+        self._redis_error: str | None = None
+        self._redis_failures = 0
+        self._redis_logged = 0.0
         timeout = self.config.lease.ttl_ms / 3 / 1000
         self._redis = Redis.from_url(
             settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
@@ -97,12 +107,16 @@ class Replica:
             self._set_role(ReplicaRole.STANDBY)
             while not self._stopping.is_set():
                 if await self.lease.try_acquire():
+                    self._redis_ok()
                     await self._lead()
                     if self._stopping.is_set():
                         break
                     self._set_role(ReplicaRole.STANDBY)
                     await self.rebuild()
+                elif self.lease.error is not None:
+                    await self.follower.poll(self._redis_failed(self.lease.error))
                 else:
+                    self._redis_ok()
                     await self.follower.poll(self.config.acquire_interval_ms)
         finally:
             self._set_role(ReplicaRole.STOPPED)
@@ -110,6 +124,37 @@ class Replica:
             await self._status.stop()
             await self.follower.stop()
             await self._redis.aclose()
+
+    @property
+    def problem(self) -> str | None:
+        """What keeps this replica from working normally, for ``jm replicas``."""
+        if self._redis_error is not None:
+            return f"cannot use Redis ({self._redis_failures} attempts): {self._redis_error}"
+        return None
+
+    def _redis_failed(self, error: str) -> int:
+        """Log why Redis cannot be used (at once, then when it changes or every 30 s);
+        returns how long to wait before trying again (doubling backoff)."""
+        self._redis_failures += 1
+        now = time.monotonic()
+        if error != self._redis_error or now - self._redis_logged >= 30:
+            log.warning("%s: cannot use Redis for the leader lease, so it cannot lead: %s "
+                        "(attempt %d; check the Redis URL, password and that Redis runs)",
+                        self.replica_id, error, self._redis_failures)  # fmt: skip
+            self._redis_logged = now
+            if error != self._redis_error:
+                self._redis_error = error
+                self._status.poke()
+        retry: int = self.config.redis_retry_ms * 2 ** min(self._redis_failures - 1, 10)
+        return min(retry, self.config.redis_retry_max_ms)
+
+    def _redis_ok(self) -> None:
+        if self._redis_error is not None:
+            log.info("%s: Redis usable again after %d failed attempts", self.replica_id,
+                     self._redis_failures)  # fmt: skip
+            self._status.poke()
+        self._redis_error = None
+        self._redis_failures = 0
 
     async def rebuild(self) -> None:
         """Fresh state from the latest readable snapshot plus the journal tail (or a full
@@ -130,6 +175,7 @@ class Replica:
     async def _lead(self) -> None:
         self.terms += 1
         self._set_role(ReplicaRole.LEADER)
+        progress = Progress()
         leader = Leader(
             self.settings.bootstrap_servers,
             self.catalog,
@@ -138,9 +184,11 @@ class Replica:
             lambda: self.lease.held,
             self.config.leader,
             self.config.domain,
+            clock=self.clock,
+            progress=progress,
         )
         self.leader = leader
-        renewer = LeaseRenewer(self.lease, self.settings.redis_url)
+        renewer = LeaseRenewer(self.lease, self.settings.redis_url, progress)
         renewer.start()
         term = asyncio.create_task(leader.run())
         stopping = asyncio.create_task(self._stopping.wait())
@@ -161,6 +209,7 @@ class Replica:
                     await task
             await asyncio.to_thread(renewer.stop)
             await self.lease.release()  # compare-and-delete: a no-op if it is no longer ours
+            self.refused_inputs += leader.counters.refused_inputs
             self.leader = None
 
 
@@ -212,12 +261,14 @@ class StatusPublisher:
             except Exception:  # status is best effort; the replica's work goes on
                 log.warning("replica status not published", exc_info=True)
 
-    def _digest(self) -> str:
-        follower = self.replica.follower
-        key = (follower.last_offset, follower.applied)
-        if self._digest_cache[:2] != key:
-            self._digest_cache = (*key, machine.digest(follower.state))
-        return self._digest_cache[2]
+    def _digest(self) -> tuple[int, str]:
+        """(offset, digest) of the committed state: while the leader has decided
+        events waiting for their commit, the last committed pair is repeated."""
+        holder = self.replica.follower.holder
+        key = (holder.last_offset, holder.applied)
+        if self._digest_cache[:2] != key and holder.committed:
+            self._digest_cache = (*key, machine.digest(holder.state))
+        return self._digest_cache[0], self._digest_cache[2]
 
     async def publish(self) -> None:
         replica = self.replica
@@ -226,15 +277,25 @@ class StatusPublisher:
         # The leader writes the journal: it is never behind it. A standby is behind by
         # end offset minus position (offsets, not events: markers make them gappy).
         lag = 0 if leading else await follower.lag()
+        applied_offset, digest = self._digest()
+        leader = replica.leader
+        foreign = follower.foreign_count
+        refused = replica.refused_inputs
+        if leader is not None:
+            foreign += leader.counters.foreign_journal_records
+            refused += leader.counters.refused_inputs
         status = ev.ReplicaStatus(
             event_id=f"status:{replica.replica_id}:{self.published}",
-            event_time=int(time.time() * 1000),
+            event_time=replica.clock.wall_ms(),
             replica_id=replica.replica_id,
             role=replica.role,
             epoch=machine.epoch(follower.state),
-            applied_offset=follower.last_offset,
+            applied_offset=applied_offset,
             lag=lag,
-            digest=self._digest(),
+            digest=digest,
+            foreign_records=foreign,
+            refused_inputs=refused,
+            problem=replica.problem,
         )
         value, headers = default_codec().encode(status)
         await self._producer.send_and_wait(

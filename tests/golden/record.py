@@ -133,8 +133,8 @@ def read_journal(path: Path) -> list[bytes]:
 
 
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v1": happy_path,
-    "failover.v1": failover,
+    "happy_path.v2": happy_path,
+    "failover.v2": failover,
 }
 REFUSED: dict[str, Callable[[], list[bytes]]] = {
     "status_from_wrong_status.refused.v1": status_from_wrong_status,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -44,12 +45,14 @@ class CoordinatorProcess:
     """One replica as a real OS process."""
 
     def __init__(self, stack: Stack, catalog: Catalog, replica_id: str, *extra: str,
-                 redis_url: str | None = None) -> None:  # fmt: skip
+                 redis_url: str | None = None, hooks: dict[str, object] | None = None,
+                 ) -> None:  # fmt: skip
+        """`hooks`: test-only switches (coordinator/runtime/hooks.py), via JM_TEST_HOOKS."""
         self.replica_id = replica_id
         self.log = Path(f"/tmp/jm-test-{catalog.cluster_id}-{replica_id}.log")
         env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
                    REDIS_URL=redis_url or stack.redis_url, JM_CLUSTER_ID=catalog.cluster_id,
-                   PYTHONUNBUFFERED="1")  # fmt: skip
+                   PYTHONUNBUFFERED="1", JM_TEST_HOOKS=json.dumps(hooks or {}))  # fmt: skip
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coordinator", "coordinator", "--id", replica_id,
@@ -320,8 +323,12 @@ class Cluster:
         self.coordinators: list[CoordinatorProcess] = []
         self.workers: dict[str, WorkerProcess] = {}
 
-    def coordinator(self, replica_id: str, *flags: str) -> CoordinatorProcess:
-        proc = CoordinatorProcess(self.stack, self.catalog, replica_id, *COORDINATOR_FLAGS, *flags)
+    def coordinator(
+        self, replica_id: str, *flags: str, hooks: dict[str, object] | None = None
+    ) -> CoordinatorProcess:
+        proc = CoordinatorProcess(
+            self.stack, self.catalog, replica_id, *COORDINATOR_FLAGS, *flags, hooks=hooks
+        )
         self.coordinators.append(proc)
         self.exits.callback(proc.stop)
         return proc

@@ -45,8 +45,13 @@ Start = Callable[..., CoordinatorProcess]
 async def replicas(stack: Stack, catalog: Catalog) -> AsyncIterator[Start]:
     started: list[CoordinatorProcess] = []
 
-    def start(replica_id: str, *extra: str, redis_url: str | None = None) -> CoordinatorProcess:
-        proc = CoordinatorProcess(stack, catalog, replica_id, *extra, redis_url=redis_url)
+    def start(
+        replica_id: str, *extra: str, redis_url: str | None = None,
+        hooks: dict[str, object] | None = None,
+    ) -> CoordinatorProcess:  # fmt: skip
+        proc = CoordinatorProcess(
+            stack, catalog, replica_id, *extra, redis_url=redis_url, hooks=hooks
+        )
         started.append(proc)
         return proc
 
@@ -130,13 +135,17 @@ async def test_kill_9_leader_of_three_during_submissions(
         # report, at the same journal offset, the digest of a full replay and of the
         # latest snapshot plus the tail.
         settings = ClusterSettings(bootstrap_servers=stack.bootstrap, cluster_id=catalog.cluster_id)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
+        previous = -2
         while True:
             _, last_offset = await full_replay_digest(stack, catalog)
             statuses = await read_replicas(settings)
             live = [statuses.get(r) for r in ("r2", "r3")]
-            if all(s is not None and s.applied_offset == last_offset for s in live):
+            settled = all(s is not None and s.applied_offset == last_offset for s in live)
+            # Twice at the same offset, a second apart: the leader has stopped writing.
+            if settled and last_offset == previous:
                 break
+            previous = last_offset if settled else -2
             assert time.monotonic() < deadline, f"replicas did not settle: {live}"
             await asyncio.sleep(0.5)
         replay_digest, _ = await full_replay_digest(stack, catalog, last_offset)
@@ -153,8 +162,8 @@ async def test_frozen_leader_is_fenced_and_commits_nothing_of_its_epoch(
     stack: Stack, catalog: Catalog, replicas: Start
 ) -> None:
     frozen = replicas(
-        "frozen", "--lease-ttl-ms", "1000", "--skip-lease-check-for-tests",
-        "--hold-transaction-ms-for-tests", "3000",
+        "frozen", "--lease-ttl-ms", "1000",
+        hooks={"skip_lease_check": True, "hold_transaction_ms": 3000},
     )  # fmt: skip
     await frozen.wait_for_line("role LEADER")
     await frozen.wait_for_line("leads with epoch 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from coordinator.ha.lease import LeaseConfig, LeaseRenewer, RedisLease
+from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -71,13 +72,22 @@ async def test_local_deadline_is_shorter_than_the_ttl(redis_client: Redis) -> No
     await redis_client.delete(key)
 
 
-async def test_renewer_thread_keeps_the_lease_while_the_event_loop_is_busy(
+async def test_renewer_thread_keeps_the_lease_while_the_loop_makes_progress(
     redis_client: Redis, stack: Stack
 ) -> None:
     key = f"lease-{uuid.uuid4().hex}"
     a = lease(redis_client, key, "a", ttl_ms=600)
     assert await a.try_acquire()
-    renewer = LeaseRenewer(a, stack.redis_url)
+    progress = Progress()
+    moving = threading.Event()
+
+    def beat() -> None:  # a loop that moves, whatever this test's event loop does
+        while not moving.wait(0.1):
+            progress.beat("step")
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    renewer = LeaseRenewer(a, stack.redis_url, progress)
     renewer.start()
     try:
         time.sleep(1.5)  # noqa: ASYNC251 - blocks the loop on purpose: no coroutine renews
@@ -89,6 +99,28 @@ async def test_renewer_thread_keeps_the_lease_while_the_event_loop_is_busy(
         await redis_client.set(key, "b:other", px=5_000)
         time.sleep(0.5)  # noqa: ASYNC251 - the renewer thread must notice on its own
         assert not a.held
+    finally:
+        moving.set()
+        renewer.stop()
+        await redis_client.delete(key)
+
+
+async def test_renewer_lets_the_lease_lapse_when_the_loop_is_stuck(
+    redis_client: Redis, stack: Stack
+) -> None:
+    """A leader whose loop makes no progress must not keep the lease (issue 10, item 3)."""
+    key = f"lease-{uuid.uuid4().hex}"
+    a = lease(redis_client, key, "a", ttl_ms=600)
+    assert await a.try_acquire()
+    renewer = LeaseRenewer(a, stack.redis_url, Progress())  # nobody beats
+    renewer.start()
+    try:
+        time.sleep(2.0)  # noqa: ASYNC251 - a stuck loop: nothing runs here
+        assert not a.held
+        assert renewer.withheld >= 1
+        assert await redis_client.get(key) is None  # expired: a standby can take it
+        b = lease(redis_client, key, "b", ttl_ms=600)
+        assert await b.try_acquire()
     finally:
         renewer.stop()
         await redis_client.delete(key)
