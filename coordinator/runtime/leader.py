@@ -319,6 +319,7 @@ class Leader:
                                 type(err).__name__, err)  # fmt: skip
                 continue
             self._decide_input(event, step.now, out)
+            self.progress.beat("decide")
         for dead in step.batch.dead_letters:
             out.dead_letters.append(self.outbox.dead_letter(dead))
         for tp, offset in step.batch.next_offsets.items():

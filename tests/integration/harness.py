@@ -101,6 +101,7 @@ class Journal:
         self.consumer = kafkaio.consumer(stack.bootstrap, isolation_level=isolation)
         self.tp = TopicPartition(catalog.journal.name, 0)
         self.events: list[tuple[int, ev.Event]] = []
+        self.raw_values: list[bytes] = []
 
     async def __aenter__(self) -> Journal:
         await self.consumer.start()
@@ -113,6 +114,7 @@ class Journal:
 
     async def read(self, timeout_ms: int = 200) -> list[tuple[int, ev.Event]]:
         batch = await self.consumer.getmany(self.tp, timeout_ms=timeout_ms)
+        self.raw_values.extend(r.value or b"" for r in batch.get(self.tp, []))
         new = [(r.offset, default_codec().decode(r.value or b"")) for r in batch.get(self.tp, [])]
         self.events.extend(new)
         return new
@@ -204,6 +206,7 @@ class ProtocolWorker:
         self.running: dict[tuple[str, str, int], ev.TaskRef] = {}
         self.deployed: list[ev.DeployTask] = []
         self.epoch = 0
+        self.keepalives = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._producer = Producer(stack, catalog)
         self._seq = 0
@@ -276,6 +279,7 @@ class ProtocolWorker:
 
     async def _handle(self, command: ev.Event) -> None:
         if isinstance(command, ev.LeaderKeepalive):
+            self.keepalives += 1
             if command.epoch > self.epoch:
                 first = self.epoch == 0
                 self.epoch = command.epoch
