@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
 from coordinator.runtime import machine, snapshots
 from coordinator.runtime.clock import Clock, SystemClock
+from coordinator.runtime.holder import StateHolder
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
 from schemas import events as ev
@@ -213,6 +214,21 @@ class Replica:
             self.leader = None
 
 
+class CommittedDigest:
+    """(offset, digest) of a holder's committed state, recomputed only when it changed.
+    While the leader has decided events waiting for their commit, the last committed
+    pair is repeated: a digest always matches the journal up to its offset."""
+
+    def __init__(self) -> None:
+        self._cache: tuple[int, int, str] = (-2, -1, "")
+
+    def of(self, holder: StateHolder) -> tuple[int, str]:
+        key = (holder.last_offset, holder.applied)
+        if self._cache[:2] != key and holder.committed:
+            self._cache = (*key, machine.digest(holder.state))
+        return self._cache[0], self._cache[2]
+
+
 class StatusPublisher:
     """Publishes the replica's ReplicaStatus to the compacted replicas topic every
     interval and at once on every role change (``poke``)."""
@@ -223,7 +239,7 @@ class StatusPublisher:
         self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._digest_cache: tuple[int, int, str] = (-2, -1, "")
+        self._digests = CommittedDigest()
         self._stopped = False
         self.published = 0
 
@@ -261,15 +277,6 @@ class StatusPublisher:
             except Exception:  # status is best effort; the replica's work goes on
                 log.warning("replica status not published", exc_info=True)
 
-    def _digest(self) -> tuple[int, str]:
-        """(offset, digest) of the committed state: while the leader has decided
-        events waiting for their commit, the last committed pair is repeated."""
-        holder = self.replica.follower.holder
-        key = (holder.last_offset, holder.applied)
-        if self._digest_cache[:2] != key and holder.committed:
-            self._digest_cache = (*key, machine.digest(holder.state))
-        return self._digest_cache[0], self._digest_cache[2]
-
     async def publish(self) -> None:
         replica = self.replica
         follower = replica.follower
@@ -277,7 +284,7 @@ class StatusPublisher:
         # The leader writes the journal: it is never behind it. A standby is behind by
         # end offset minus position (offsets, not events: markers make them gappy).
         lag = 0 if leading else await follower.lag()
-        applied_offset, digest = self._digest()
+        applied_offset, digest = self._digests.of(follower.holder)
         leader = replica.leader
         foreign = follower.foreign_count
         refused = replica.refused_inputs

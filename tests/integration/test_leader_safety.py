@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
@@ -85,7 +86,15 @@ def rejected(events: list[tuple[int, ev.Event]], event: ev.Event) -> str | None:
     return None
 
 
-def running(events: list[tuple[int, ev.Event]], job_id: str) -> bool:
+def is_rejected(event: ev.Event, events: list[tuple[int, ev.Event]]) -> bool:
+    return rejected(events, event) is not None
+
+
+def canceled(job_id: str, events: list[tuple[int, ev.Event]]) -> bool:
+    return status_of(events, job_id) == ev.JobStatus.CANCELED
+
+
+def running(job_id: str, events: list[tuple[int, ev.Event]]) -> bool:
     return any(
         isinstance(e, ev.TaskStateRecorded) and e.task.job_id == job_id
         and e.state == ev.ExecutionState.RUNNING for _, e in events
@@ -101,16 +110,14 @@ async def test_each_poison_input_is_rejected_and_the_leader_goes_on(cluster: Clu
         await journal.wait_until(lambda es: joined(es, "tm-1"))
         for n, (what, poison) in enumerate(triggers()):
             await client.send(poison)
-            events = await journal.wait_until(lambda es, p=poison: rejected(es, p) is not None)
+            events = await journal.wait_until(partial(is_rejected, poison))
             print(f"{what}: rejected: {rejected(events, poison)}")
             valid = endless(f"valid-{n}")
             await client.send(valid)
-            await journal.wait_until(lambda es, j=valid.job_id: running(es, j))
+            await journal.wait_until(partial(running, valid.job_id))
             await client.send(ev.JobCancelRequested(
                 event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=valid.job_id))  # fmt: skip
-            events = await journal.wait_until(
-                lambda es, j=valid.job_id: status_of(es, j) == ev.JobStatus.CANCELED
-            )
+            events = await journal.wait_until(partial(canceled, valid.job_id))
         elections = [e for _, e in events if isinstance(e, ev.LeaderElected)]
         assert [e.epoch for e in elections] == [1], "the leader stepped down"
         assert elections[0].event_id == leader_elected_id(1, "c1")  # one id format
