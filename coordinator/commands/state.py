@@ -35,7 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(replay)
     where = replay.add_mutually_exclusive_group()
     where.add_argument("--to-offset", type=int, help="replay journal offsets below N only")
-    where.add_argument("--until", help="replay events up to this time (ISO 8601, ms, or 15m)")
+    where.add_argument(
+        "--until",
+        help="replay up to the last record stamped at or before this time (ISO 8601, ms, or 15m)",
+    )
     replay.add_argument("--job", help="print only this job")
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(handler=lambda a: run(_replay(a)))

@@ -63,13 +63,16 @@ class LeaseConfig:
     # Trust the lease for ttl * (1 - margin) after the request was sent.
     safety_margin: float = 0.1
     # Renew only while the holder's loop has made progress within this long: a
-    # leader whose loop is stuck lets the lease lapse (None: ttl_ms).
+    # leader whose loop is stuck lets the lease lapse (None: ttl_ms, at least 2 s).
     progress_timeout_ms: int | None = None
 
     @property
     def progress_timeout_s(self) -> float:
-        timeout = self.progress_timeout_ms if self.progress_timeout_ms is not None else self.ttl_ms
-        return timeout / 1000
+        """Explicit, else the ttl but at least 2 s: a tiny ttl must not turn one slow
+        step of a healthy leader into a failover."""
+        if self.progress_timeout_ms is not None:
+            return self.progress_timeout_ms / 1000
+        return max(self.ttl_ms, 2_000) / 1000
 
     @property
     def renew_interval_s(self) -> float:

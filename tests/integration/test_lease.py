@@ -110,7 +110,7 @@ async def test_renewer_lets_the_lease_lapse_when_the_loop_is_stuck(
 ) -> None:
     """A leader whose loop makes no progress must not keep the lease (issue 10, item 3)."""
     key = f"lease-{uuid.uuid4().hex}"
-    a = lease(redis_client, key, "a", ttl_ms=600)
+    a = RedisLease(redis_client, key, "a", LeaseConfig(ttl_ms=600, progress_timeout_ms=600))
     assert await a.try_acquire()
     renewer = LeaseRenewer(a, stack.redis_url, Progress())  # nobody beats
     renewer.start()
