@@ -42,10 +42,3 @@ class LeaderClock:
 
     def now_ms(self) -> int:
         return self._origin_wall + (self._clock.monotonic_ms() - self._origin_mono)
-
-    def elapsed_ms(self, since_ms: int) -> int:
-        return self.now_ms() - since_ms
-
-    def drift_ms(self) -> int:
-        """How far the term's clock has moved from the host's wall clock (logged)."""
-        return self.now_ms() - self._clock.wall_ms()

@@ -166,9 +166,6 @@ class Leader:
         self._keepalives: KeepaliveSender | None = None
         self.edges = EdgeCollector(bootstrap, catalog)
 
-    def now_ms(self) -> int:
-        return self.clock.now_ms()
-
     # ------------------------------------------------------------ takeover
 
     async def run(self) -> None:
