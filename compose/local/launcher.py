@@ -102,13 +102,39 @@ def ensure_binary(name: str) -> str:
     print(f"[launcher] installing {package} from Debian's packages", file=sys.stderr)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        done = run_apt(cmd, env)
         if done.returncode != 0:
             raise LauncherError(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
     found = shutil.which(name)
     if not found:
         raise LauncherError(f"installed {package} but '{name}' is still not on PATH")
     return found
+
+
+APT_LOCK_WAIT_S = 600
+
+
+def apt_locked(output: str) -> bool:
+    """apt-get's complaint when another process (unattended-upgrades, a second
+    `make`) holds the dpkg or apt lock."""
+    return "Could not get lock" in output or "Unable to acquire the dpkg frontend lock" in output
+
+
+def run_apt(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run an apt-get command, waiting (with a message) while another process holds the lock."""
+    deadline = time.monotonic() + APT_LOCK_WAIT_S
+    said = False
+    while True:
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if done.returncode == 0 or not apt_locked(done.stdout + done.stderr):
+            return done
+        if time.monotonic() > deadline:
+            return done
+        if not said:
+            print(f"[launcher] another process holds the apt lock; waiting up to "
+                  f"{APT_LOCK_WAIT_S // 60} min for it", file=sys.stderr)  # fmt: skip
+            said = True
+        time.sleep(2)
 
 
 def resolve_jars() -> Path:
@@ -284,6 +310,17 @@ def java_cmd(libs: Path, home: Path, main: str, *args: str) -> list[str]:
     ]  # fmt: skip
 
 
+def kafka_cluster_id() -> str:
+    """A KRaft cluster id in Kafka's own format (``Uuid.randomUuid()``): 16 random bytes,
+    URL-safe base64 without padding, never starting with '-' (which command-line
+    parsers take for an option), and never the reserved zero or metadata-topic ids."""
+    while True:
+        raw = uuid.uuid4().bytes
+        text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        if not text.startswith("-") and raw not in (bytes(16), bytes(15) + b"\x01"):
+            return text
+
+
 def start_kafka(inst: Instance, timeout: float) -> None:
     home = Path(inst.home)
     kdir = home / "kafka"
@@ -296,8 +333,8 @@ def start_kafka(inst: Instance, timeout: float) -> None:
     (kdir / "server.properties").write_text(server_properties(inst, data))
     (kdir / "log4j.properties").write_text(LOG4J.format(logs=logs))
     if not (data / "meta.properties").exists():
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = java_cmd(libs, home, "kafka.tools.StorageTool", "format", "-t", cluster,
+        cluster = kafka_cluster_id()
+        fmt = java_cmd(libs, home, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
                        "-c", str(kdir / "server.properties"), "--ignore-formatted")  # fmt: skip
         done = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -372,6 +409,22 @@ def load_instance(args: argparse.Namespace) -> Instance | None:
     return Instance(**json.loads(path.read_text()))
 
 
+def ports_asked(args: argparse.Namespace) -> dict[str, bool]:
+    """The ports the user asked for explicitly (flag or environment), by Instance field."""
+    fields = {
+        "kafka_port": (args.kafka_port, "JM_KAFKA_PORT"),
+        "controller_port": (args.controller_port, "JM_KAFKA_CONTROLLER_PORT"),
+        "redis_port": (args.redis_port, "JM_REDIS_PORT"),
+    }
+    return {k: True for k, (flag, env) in fields.items() if flag or os.environ.get(env)}
+
+
+def instance_running(home: Path) -> bool:
+    kafka = pid_alive(home / "kafka" / "kafka.pid", "kafka.Kafka")
+    redis = pid_alive(home / "redis" / "redis.pid", "redis-server")
+    return bool(kafka or redis)
+
+
 def port_arg(value: str | None, env: str, default: int, auto: bool) -> int:
     if value:
         return int(value)
@@ -383,17 +436,28 @@ def port_arg(value: str | None, env: str, default: int, auto: bool) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     home = home_dir(args)
     inst = load_instance(args)
-    if inst is None or args.kafka_port or args.redis_port or args.controller_port:
-        auto = args.ports == "auto"
-        inst = Instance(
-            name=args.name,
-            home=str(home),
-            kafka_port=port_arg(args.kafka_port, "JM_KAFKA_PORT", DEFAULT_KAFKA_PORT, auto),
-            controller_port=port_arg(
-                args.controller_port, "JM_KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT, auto
-            ),
-            redis_port=port_arg(args.redis_port, "JM_REDIS_PORT", DEFAULT_REDIS_PORT, auto),
-        )
+    auto = args.ports == "auto"
+    wanted = Instance(
+        name=args.name,
+        home=str(home),
+        kafka_port=port_arg(args.kafka_port, "JM_KAFKA_PORT", DEFAULT_KAFKA_PORT, auto),
+        controller_port=port_arg(
+            args.controller_port, "JM_KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT, auto
+        ),
+        redis_port=port_arg(args.redis_port, "JM_REDIS_PORT", DEFAULT_REDIS_PORT, auto),
+    )
+    if inst is not None and not auto:
+        asked = ports_asked(args)
+        changed = {k: v for k, v in asked.items() if getattr(inst, k) != getattr(wanted, k)}
+        if changed and instance_running(home):
+            moves = ", ".join(f"{k} {getattr(inst, k)} -> {getattr(wanted, k)}" for k in changed)
+            raise LauncherError(
+                f"instance '{args.name}' runs on other ports than asked ({moves}); "
+                f"stop it first (`make down`) or ask for its ports"
+            )
+        if not changed:
+            wanted = inst  # the instance keeps the ports it has
+    inst = wanted
     home.mkdir(parents=True, exist_ok=True)
     (home / "instance.json").write_text(json.dumps(asdict(inst), indent=2) + "\n")
     started = time.monotonic()

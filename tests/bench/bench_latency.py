@@ -23,6 +23,7 @@ that wrote nothing to the journal are not seen).
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import subprocess
 import sys
@@ -44,13 +45,15 @@ PARALLELISM = 4
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
-    """p50/p95/p99/max (nearest rank) of `values`, in ms, rounded to 0.1."""
+    """p50/p95/p99/max of `values` in ms, rounded to 0.1, by the nearest-rank method:
+    the p-th percentile is the smallest value with at least p % of the values at or
+    below it, i.e. the ceil(p / 100 * n)-th smallest (1..10 gives p50 = 5)."""
     if not values:
         return {}
     s = sorted(values)
 
     def rank(p: float) -> float:
-        return s[min(len(s) - 1, max(0, round(p / 100 * len(s) + 0.5) - 1))]
+        return s[min(len(s) - 1, max(0, math.ceil(p / 100 * len(s)) - 1))]
 
     return {
         "n": len(s),
