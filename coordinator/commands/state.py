@@ -34,7 +34,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser("replay", help="rebuild the state from the journal and print it")
     add_connection_flags(replay)
     where = replay.add_mutually_exclusive_group()
-    where.add_argument("--to-offset", type=int, help="replay journal offsets below N only")
+    where.add_argument(
+        "--to-offset", type=int, metavar="N",
+        help="replay up to and including journal offset N (offsets as jm prints them)",
+    )  # fmt: skip
     where.add_argument(
         "--until",
         help="replay up to the last record stamped at or before this time (ISO 8601, ms, or 15m)",
@@ -47,7 +50,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     verbs = state.add_subparsers(dest="verb", required=True)
     digest = verbs.add_parser("digest", help="digest of the state (stable across processes)")
     add_connection_flags(digest)
-    digest.add_argument("--to-offset", type=int)
+    digest.add_argument(
+        "--to-offset", type=int, metavar="N",
+        help="the state up to and including journal offset N (offsets as jm prints them)",
+    )  # fmt: skip
     digest.set_defaults(handler=lambda a: run(_digest(a)))
 
     jobs = sub.add_parser("list", help="jobs and their status")
@@ -106,7 +112,8 @@ def _job_of(event: ev.Event) -> str | None:
 
 def _stop_from(args: argparse.Namespace) -> StopAt | None:
     if getattr(args, "to_offset", None) is not None:
-        return StopAt(offset=args.to_offset)
+        # Every offset jm prints is the last record included; so is the one it takes.
+        return StopAt(offset=args.to_offset + 1)
     if getattr(args, "until", None):
         return StopAt(until_ms=parse_time_ms(args.until, int(time.time() * 1000)))
     return None
