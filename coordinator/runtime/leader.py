@@ -64,6 +64,7 @@ from coordinator.runtime.hooks import TestHooks
 from coordinator.runtime.journal import ForeignRecord, JournalError, JournalFollower
 from coordinator.runtime.keepalive import KeepaliveSender, keepalive
 from coordinator.runtime.outbox import Outbox, Record, RecordTooLarge
+from coordinator.runtime.ratelog import RateLimitedLog
 from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
 from schemas import kafkaio
@@ -164,6 +165,7 @@ class Leader:
         self._next_journal_offset = -1  # where our next journal record should land
         self._foreign_letters: list[ev.DeadLetter] = []
         self._keepalives: KeepaliveSender | None = None
+        self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
 
     # ------------------------------------------------------------ takeover
@@ -319,6 +321,8 @@ class Leader:
             self.progress.beat("decide")
         for dead in step.batch.dead_letters:
             out.dead_letters.append(self.outbox.dead_letter(dead))
+            self._said("dead-lettered %s:%d@%d: %s: %s", dead.source_topic, dead.partition,
+                       dead.offset, dead.error_kind, machine.clip(dead.reason, 300))  # fmt: skip
         for tp, offset in step.batch.next_offsets.items():
             if tp.topic != self.catalog.heartbeats.name:
                 out.offsets[tp] = offset
@@ -371,6 +375,9 @@ class Leader:
             except ApplyError as err:  # decide applied it to its fork: the state is tainted
                 raise StepDown(f"own decision {decoded.event_id} does not apply: {err}") from err
             out.journal.append(record)
+            if isinstance(decoded, ev.JobRejected | ev.InputRejected):
+                self._said("rejected %s: %s", machine.clip(decoded.input_event_id, 80),
+                           machine.clip(decoded.reason, 300))  # fmt: skip
         out.commands.extend(commands)
 
     def _block_loop_for_tests(self) -> None:

@@ -122,6 +122,7 @@ async def test_each_poison_input_is_rejected_and_the_leader_goes_on(cluster: Clu
         assert [e.epoch for e in elections] == [1], "the leader stepped down"
         assert elections[0].event_id == leader_elected_id(1, "c1")  # one id format
     assert leader.count("steps down") == 0
+    assert leader.count(" rejected ") >= len(triggers())  # one INFO line each
     # Every journal record fits: nothing the leader derived from an input outgrew its topic.
     sizes = [len(r) for r in journal.raw_values]
     assert max(sizes) < JOURNAL_LIMIT
