@@ -2,7 +2,8 @@
 
 Pure: reads the state and the view, mutates neither, raises on no input.
 Impossible input becomes a journaled rejection (JobRejected for
-submissions, InputRejected for everything else).
+submissions, InputRejected for everything else); so does an input over a
+size limit (``admission``), before any decider sees it.
 
 Contract with the leader loop:
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from coordinator.domain import checkpoints, dispatcher, jobmaster, resource_manager
+from coordinator.domain import admission, checkpoints, dispatcher, jobmaster, resource_manager
 from coordinator.domain.errors import NotLeader
 from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import schedule_waiting
@@ -111,7 +112,11 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
     if decider is None:
         raise TypeError(f"decide takes no {type(input).__name__}")
     p = Planner(state, view, now, input.event_id)
-    decider(p, input)
+    refused = [] if isinstance(input, Tick) else admission.problems(state, input)
+    if refused and not isinstance(input, Tick):
+        admission.refuse(p, input, refused)
+    else:
+        decider(p, input)
     return Decision(p.events, p.commands)
 
 

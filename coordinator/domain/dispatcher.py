@@ -10,12 +10,12 @@ from schemas.events import (
     JobAccepted,
     JobArchived,
     JobCancelRequested,
-    JobRejected,
     JobStatus,
     JobStatusChanged,
     JobSubmitted,
     TaskRef,
 )
+from schemas.limits import bounded_reason
 from schemas.validation import validate_job_submitted
 
 
@@ -32,17 +32,12 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
     existing = p.state.jobs.get(s.job_id)
     if existing is not None:
         if _content(existing.submission) != _content(s):
-            p.emit(
-                JobRejected,
-                job_id=s.job_id,
-                reason="job id already used by a different submission",
-                input_event_id=s.event_id,
-            )
+            p.reject_job(s, s.job_id, "job id already used by a different submission")
         return  # an identical resubmission is a no-op (at-least-once clients)
     known = offered_operators(p) if p.config.require_offered_operators else None
     problems = validate_job_submitted(s, known)
     if problems:
-        p.emit(JobRejected, job_id=s.job_id, reason="; ".join(problems), input_event_id=s.event_id)
+        p.reject_job(s, s.job_id, bounded_reason(problems))
         return
     p.emit(JobAccepted, submission=s)
     placement = place(subtasks_of(s), p.state.workers)

@@ -53,6 +53,7 @@ from schemas.events import (
     TaskManagerLost,
     TaskStateRecorded,
 )
+from schemas.limits import clip_trace
 
 #: Lost incarnations remembered per TaskManager, to refuse their comeback.
 LOST_INCARNATIONS_KEPT: Final = 8
@@ -232,7 +233,8 @@ def _apply_TaskStateRecorded(state: State, e: TaskStateRecorded) -> None:
             ExceptionEntry(
                 e.event_time,
                 e.error_name or "TaskFailure",
-                e.error_stack or "",
+                # Journals written before traces were cut at the source may hold long ones.
+                clip_trace(e.error_stack or ""),
                 task.vertex_id,
                 task.subtask_index,
                 task.attempt,

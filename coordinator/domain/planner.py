@@ -11,14 +11,24 @@ from typing import Any, TypeVar
 from coordinator.domain.evolve import evolve
 from coordinator.domain.state import State
 from coordinator.domain.view import DomainConfig, LeaderView
-from schemas.events import Event, InputRejected, JournalEvent, WorkerCommand
+from schemas.events import Event, InputRejected, JobRejected, JournalEvent, WorkerCommand
+from schemas.limits import MAX_EVENT_ID_BYTES, MAX_REJECTION_REASON_BYTES, clip, clip_id
 
 J = TypeVar("J", bound=JournalEvent)
 C = TypeVar("C", bound=WorkerCommand)
 
 
+def _clip_optional(value: str | None) -> str | None:
+    return None if value is None else clip_id(value)
+
+
 class Planner:
-    """Ids are ``f"{input_id}:{n}"``, n counting events and commands from 1."""
+    """Ids are ``f"{input_id}:{n}"``, n counting events and commands from 1.
+
+    An input id over MAX_EVENT_ID_BYTES is cut (``clip_id``) first, and every
+    rejection clips the ids and the reason it writes: whatever an input holds,
+    what the planner derives from it stays small.
+    """
 
     __slots__ = ("_n", "_prefix", "commands", "config", "events", "now", "state", "view")
 
@@ -29,7 +39,7 @@ class Planner:
         self.now = now
         self.events: list[JournalEvent] = []
         self.commands: list[WorkerCommand] = []
-        self._prefix = input_id
+        self._prefix = clip_id(input_id, MAX_EVENT_ID_BYTES)
         self._n = 0
 
     def _stamp(self) -> dict[str, Any]:
@@ -56,9 +66,18 @@ class Planner:
     ) -> None:
         self.emit(
             InputRejected,
-            input_event_id=event.event_id,
+            input_event_id=clip_id(event.event_id, MAX_EVENT_ID_BYTES),
             input_event_type=type(event).__name__,
-            reason=reason,
-            job_id=job_id,
-            tm_id=tm_id,
+            reason=clip(reason, MAX_REJECTION_REASON_BYTES),
+            job_id=_clip_optional(job_id),
+            tm_id=_clip_optional(tm_id),
+        )
+
+    def reject_job(self, event: Event, job_id: str, reason: str) -> None:
+        """A JobRejected for a submission (or a request about a job)."""
+        self.emit(
+            JobRejected,
+            job_id=clip_id(job_id),
+            reason=clip(reason, MAX_REJECTION_REASON_BYTES),
+            input_event_id=clip_id(event.event_id, MAX_EVENT_ID_BYTES),
         )
