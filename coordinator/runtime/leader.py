@@ -221,7 +221,7 @@ class Leader:
             offsets: dict[TopicPartition, int] = {}
             for _record, event in batch.events:
                 if isinstance(event, ev.TaskManagerHeartbeat):
-                    machine.note_heartbeat(self._view, event, now)
+                    machine.note_heartbeat(self._view, event, now, self.follower.state)
                     continue
                 self._decide(machine.decide(self.follower.state, self._view, event, now),
                              journal, commands)  # fmt: skip

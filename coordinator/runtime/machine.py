@@ -64,8 +64,9 @@ def new_view(epoch: int, replica_id: str, now: int, config: Config) -> View:
     return LeaderView(epoch=epoch, replica_id=replica_id, leader_since=now, config=config)
 
 
-def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int) -> None:
-    view.record_heartbeat(heartbeat, now)
+def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int, state: State) -> None:
+    """Only heartbeats of incarnations registered in `state` are kept."""
+    view.record_heartbeat(heartbeat, now, state.workers)
 
 
 def decide(state: State, view: View, event: ev.Event, now: int) -> Decision:
