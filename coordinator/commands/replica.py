@@ -36,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lease-ttl-ms", type=int, default=3_000)
     p.add_argument("--heartbeat-timeout-ms", type=int, default=5_000)
     p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
+    p.add_argument(
+        "--archive-after-ms",
+        type=int,
+        default=3_600_000,
+        help="an ended job leaves memory after this long (its id stays taken)",
+    )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
@@ -79,6 +85,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
         domain=machine.Config(
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             slot_wait_timeout_ms=args.slot_wait_timeout_ms,
+            archive_after_ms=args.archive_after_ms,
         ),
     )
     try:
