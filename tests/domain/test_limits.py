@@ -39,6 +39,7 @@ from schemas.events import (
     Vertex,
 )
 from tests.domain.cluster import T0, Cluster, submission
+from tests.oversized import deep_graph, wide_graph
 
 #: What "comfortably under the journal's 1 MiB" means here.
 COMFORT_BYTES = DEFAULT_MAX_MESSAGE_BYTES // 2
@@ -257,25 +258,14 @@ def test_each_limit_is_accepted_and_one_more_is_refused(
 def test_ten_vertices_of_parallelism_4096_are_refused() -> None:
     c = Cluster()
     c.register("tm-a", slots=lim.MAX_SLOTS_PER_WORKER, operators=("map",))
-    vs = tuple(
-        Vertex(
-            id=f"vertex-number-{i:02d}-of-the-job-x",
-            name="v",
-            operator="map",
-            parallelism=4096,
-            max_parallelism=4096,
-        )
-        for i in range(10)
-    )
-    rejected = _rejection(c, _job(job_graph=JobGraph(vertices=vs)))
+    rejected = _rejection(c, _job(job_graph=wide_graph("map")))
     assert isinstance(rejected, JobRejected)
     assert "40960 subtasks" in rejected.reason and "at most 1024" in rejected.reason
 
 
 def test_one_vertex_of_parallelism_32768_with_long_ids_is_refused() -> None:
     c = Cluster()
-    v = Vertex(id="v" * 100, name="v", operator="map", parallelism=32768, max_parallelism=32768)
-    rejected = _rejection(c, _job(job_id="j" * 100, job_graph=JobGraph(vertices=(v,))))
+    rejected = _rejection(c, _job(job_id="j" * 100, job_graph=deep_graph("map")))
     assert isinstance(rejected, JobRejected) and "32768 subtasks" in rejected.reason
     assert rejected.job_id == "j" * 100
 

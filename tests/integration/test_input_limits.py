@@ -24,6 +24,7 @@ from tests.integration.harness import (
     now_ms,
     status_of,
 )
+from tests.oversized import deep_graph, wide_graph
 
 pytestmark = pytest.mark.integration
 
@@ -41,35 +42,20 @@ def _rejections(events: list[tuple[int, ev.Event]]) -> list[ev.JobRejected | ev.
 
 
 def _triggers() -> list[ev.Event]:
-    def job(job_id: str, vertices: tuple[ev.Vertex, ...]) -> ev.JobSubmitted:
+    def job(job_id: str, graph: ev.JobGraph) -> ev.JobSubmitted:
         return ev.JobSubmitted(
             event_id=uuid.uuid4().hex,
             event_time=now_ms(),
             job_id=job_id,
             name="big",
-            job_graph=ev.JobGraph(vertices=vertices),
+            job_graph=graph,
         )
 
-    wide = tuple(
-        ev.Vertex(
-            id=f"vertex-{i:02d}-of-a-rather-wide-job",
-            name="v",
-            operator="sequence",
-            parallelism=4096,
-            max_parallelism=4096,
-        )
-        for i in range(10)
-    )
-    deep = (
-        ev.Vertex(
-            id="v" * 100, name="v", operator="sequence", parallelism=32768, max_parallelism=32768
-        ),
-    )
     small = (ev.Vertex(id="src", name="v", operator="sequence"),)
     return [
-        job("wide", wide),
-        job("j" * 100, deep),
-        job("a" * 300_000, small),
+        job("wide", wide_graph("sequence")),
+        job("j" * 100, deep_graph("sequence")),
+        job("a" * 300_000, ev.JobGraph(vertices=small)),
         ev.JobCancelRequested(event_id="e" * 600_000, event_time=now_ms(), job_id="ok-0"),
         ev.TaskManagerRegistered(
             event_id=uuid.uuid4().hex,
