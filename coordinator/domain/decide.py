@@ -15,7 +15,8 @@ Contract with the leader loop:
   A Tick's ``event_id`` is chosen by the loop and must be unique (e.g.
   ``f"tick-{epoch}-{counter}"``: a new leader always has a new epoch).
 - The loop records heartbeats and checkpoint acknowledgements into the view
-  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them.
+  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them; only
+  heartbeats of incarnations registered in the state are kept.
 """
 
 from collections.abc import Callable
@@ -112,11 +113,11 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
     if decider is None:
         raise TypeError(f"decide takes no {type(input).__name__}")
     p = Planner(state, view, now, input.event_id)
-    refused = [] if isinstance(input, Tick) else admission.problems(state, input)
-    if refused and not isinstance(input, Tick):
-        admission.refuse(p, input, refused)
-    else:
+    # Inputs come from outside (a Tick from the loop): over a limit, no decider sees them.
+    if isinstance(input, Tick) or not (refused := admission.problems(state, input)):
         decider(p, input)
+    else:
+        admission.refuse(p, input, refused)
     return Decision(p.events, p.commands)
 
 
