@@ -4,10 +4,15 @@ leave `jm replicas` and get a tombstone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import time
+from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from coordinator.commands.replica import (
     REPLICA_STALE_RETENTION_MS,
@@ -115,3 +120,35 @@ async def test_replicas_past_their_retention_are_hidden_then_pruned(
     ]
     records = await kafkaio.read_partition(stack.bootstrap, catalog.replicas.name)
     assert [r.key for r in records if r.value is None] == [b"killed", b"stopped-long-ago"]
+
+
+async def test_topics_create_brings_an_older_snapshots_topic_in_line(
+    stack: Stack, unique: Callable[[str], str]
+) -> None:
+    """A cluster made before segment.ms joined the catalog: `jm topics create`
+    updates it (check_topics would refuse it otherwise)."""
+    catalog = Catalog(unique("old"))
+    older = dataclasses.replace(catalog.snapshots, extra={})
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        topic = NewTopic(older.name, 1, 1, topic_configs=older.config())
+        response = await admin.create_topics([topic])
+        assert [code for _, code, _ in response.topic_errors] == [0]
+        deadline = time.monotonic() + 10
+        while older.name not in await kafkaio.describe_topics(stack.bootstrap, [older.name]):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        with pytest.raises(kafkaio.TopicError, match=r"segment\.ms=\d+, the catalog says 600000"):
+            await kafkaio.check_topics(stack.bootstrap, catalog, ["snapshots"])
+        outcome = await kafkaio.create_topics(stack.bootstrap, catalog)
+        assert outcome[catalog.snapshots.name] == "updated"
+        assert outcome[catalog.journal.name] == "created"
+        await kafkaio.check_topics(stack.bootstrap, catalog)
+        assert await kafkaio.create_topics(stack.bootstrap, catalog) == {
+            t.name: "exists" for t in catalog.topics
+        }
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([t.name for t in catalog.topics])
+        await admin.close()
