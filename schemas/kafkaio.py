@@ -107,6 +107,8 @@ async def align_topic_configs(bootstrap: str, specs: list[TopicSpec]) -> list[st
     it only in SAFE_TO_ALIGN keys (topics made before such a key joined the catalog);
     the names of the topics updated. Anything else that differs is left for
     ``check_topics`` to report."""
+    if not specs:
+        return []
     actual = await describe_topics(bootstrap, [s.name for s in specs])
     todo = []
     for spec in specs:
