@@ -148,6 +148,9 @@ class Catalog:
         # never deleted, never compacted.
         self.journal = spec("journal", 1, _JOURNAL, retention_ms=-1)
         self.commands = spec("commands", commands_partitions, _COMMANDS, retention_ms=3600 * 1000)
+        # Compacted topics keep the latest record per key, but only once a segment
+        # has rolled: without segment.ms the active segment (1 GiB by default)
+        # would hold every snapshot and status ever written.
         self.snapshots = spec(
             "snapshots",
             1,
@@ -155,9 +158,21 @@ class Catalog:
             cleanup_policy=compacted,
             retention_ms=-1,
             max_message_bytes=SNAPSHOT_MAX_MESSAGE_BYTES,
+            extra={"segment.ms": "600000", "min.cleanable.dirty.ratio": "0.1"},
         )
+        # Replicas past their retention get a tombstone (coordinator/commands/replica.py),
+        # which compaction removes after delete.retention.ms.
         self.replicas = spec(
-            "replicas", 1, frozenset({ev.ReplicaStatus}), cleanup_policy=compacted, retention_ms=-1
+            "replicas",
+            1,
+            frozenset({ev.ReplicaStatus}),
+            cleanup_policy=compacted,
+            retention_ms=-1,
+            extra={
+                "segment.ms": "600000",
+                "min.cleanable.dirty.ratio": "0.1",
+                "delete.retention.ms": "3600000",
+            },
         )
         # Dead letters keep the original bytes, so they may be as large as
         # the largest input, plus framing.

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,9 +89,58 @@ async def create_topics(bootstrap: str, catalog: Catalog) -> dict[str, str]:
                 outcome[name] = "exists"
             else:
                 raise TopicError(f"creating {name} failed: error {code} {message or ''}".strip())
-        return outcome
     finally:
         await admin.close()
+    existing = [t for t in catalog.topics if outcome.get(t.name) == "exists"]
+    for name in await align_topic_configs(bootstrap, existing):
+        outcome[name] = "updated"
+    return outcome
+
+
+#: Topic configs `create_topics` brings in line on an existing topic: they change
+#: how often the broker cleans up, never what a topic keeps or how it is ordered.
+SAFE_TO_ALIGN: Final = frozenset({"segment.ms", "min.cleanable.dirty.ratio", "delete.retention.ms"})
+
+
+async def align_topic_configs(bootstrap: str, specs: list[TopicSpec]) -> list[str]:
+    """Set the catalog's config on each existing topic of `specs` that differs from
+    it only in SAFE_TO_ALIGN keys (topics made before such a key joined the catalog);
+    the names of the topics updated. Anything else that differs is left for
+    ``check_topics`` to report."""
+    if not specs:
+        return []
+    actual = await describe_topics(bootstrap, [s.name for s in specs])
+    todo = []
+    for spec in specs:
+        state = actual.get(spec.name)
+        if state is None or state.partitions != spec.partitions:
+            continue
+        differing = {k for k, v in spec.config().items() if state.config.get(k) != v}
+        if differing and differing <= SAFE_TO_ALIGN:
+            todo.append(spec)
+    if not todo:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # AlterConfigs (not incremental) replaces every dynamic config of the topic:
+        # the whole catalog config goes, as at creation.
+        resources = [ConfigResource(ConfigResourceType.TOPIC, s.name, s.config()) for s in todo]
+        for response in await admin.alter_configs(resources):
+            for code, message, _type, name in response.resources:
+                if code != 0:
+                    raise TopicError(f"updating {name} failed: error {code} {message or ''}")
+    finally:
+        await admin.close()
+    # The broker applies a config change a moment after it answers (KRaft metadata).
+    deadline = time.monotonic() + 10
+    while True:
+        actual = await describe_topics(bootstrap, [s.name for s in todo])
+        if all(not topic_problems(s, actual.get(s.name)) for s in todo):
+            return [s.name for s in todo]
+        if time.monotonic() > deadline:
+            raise TopicError(f"configs of {', '.join(s.name for s in todo)} not applied in 10 s")
+        await asyncio.sleep(0.1)
 
 
 async def describe_topics(bootstrap: str, names: list[str]) -> dict[str, TopicState]:

@@ -1,9 +1,12 @@
-"""Semantic checks of a job submission. Pure and standard library only.
+"""Checks of a job submission: size limits, then semantics. Pure and standard library only.
 
-Used twice: by ``schemas.jobgraph`` on job files before they are sent, and by
-the coordinator's Dispatcher on every ``JobSubmitted`` it reads, because any
-Kafka producer may write one. Every problem is reported with its location in
-the job spec (``vertices[1].parallelism: ...``), so one round trip fixes all.
+Used twice: by ``schemas.jobgraph`` on job files before they are sent (so
+``jm submit --dry-run`` runs it), and by the coordinator's Dispatcher on every
+``JobSubmitted`` it reads, because any Kafka producer may write one. Every
+problem is reported with its location in the job spec
+(``vertices[1].parallelism: ...``), so one round trip fixes all. The size
+limits (``schemas.limits``) come first: a submission over them is not looked
+at further, and no problem quotes more than ``MAX_QUOTED_BYTES`` of a value.
 """
 
 import re
@@ -18,18 +21,19 @@ from schemas.events import (
     RestartStrategy,
     RestartStrategyKind,
 )
+from schemas.limits import MAX_MAX_PARALLELISM, input_problems, quote
 
 # Job and vertex ids end up in Kafka topic names (edge topics), headers and
 # Redis keys: keep them to characters all of those accept.
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
-MAX_PARALLELISM_LIMIT: Final = 32_768  # Flink's upper bound for max parallelism
+MAX_PARALLELISM_LIMIT: Final = MAX_MAX_PARALLELISM  # Flink's upper bound for max parallelism
 MIN_CHECKPOINT_INTERVAL_MS: Final = 10  # Flink's minimum checkpoint interval
 MIN_CHECKPOINT_TIMEOUT_MS: Final = 10
 
 
 def _id_problem(value: str) -> str | None:
     if not ID_PATTERN.match(value):
-        return f"must match {ID_PATTERN.pattern}, got {value!r}"
+        return f"must match {ID_PATTERN.pattern}, got {quote(value)}"
     return None
 
 
@@ -45,7 +49,8 @@ def check_job_graph(
         if (p := _id_problem(v.id)) is not None:
             yield f"{where}.id: {p}"
         if v.id in first_index:
-            yield f"{where}.id: duplicate vertex id {v.id!r} (also vertices[{first_index[v.id]}])"
+            also = first_index[v.id]
+            yield f"{where}.id: duplicate vertex id {quote(v.id)} (also vertices[{also}])"
         else:
             first_index[v.id] = i
         if not v.name.strip():
@@ -53,7 +58,7 @@ def check_job_graph(
         if not v.operator.strip():
             yield f"{where}.operator: must not be empty"
         elif known_operators is not None and v.operator not in known_operators:
-            yield f"{where}.operator: no worker offers operator {v.operator!r}"
+            yield f"{where}.operator: no worker offers operator {quote(v.operator)}"
         if not 1 <= v.max_parallelism <= MAX_PARALLELISM_LIMIT:
             yield (
                 f"{where}.max_parallelism: must be between 1 and {MAX_PARALLELISM_LIMIT}, "
@@ -71,7 +76,7 @@ def check_job_graph(
         for end in ("source", "target"):
             name = getattr(e, end)
             if name not in vertices:
-                yield f"{where}.{end}: unknown vertex {name!r}"
+                yield f"{where}.{end}: unknown vertex {quote(name)}"
         pair = (e.source, e.target)
         if pair in seen_edges:
             also = seen_edges[pair]
@@ -178,7 +183,9 @@ def validate_job_submitted(
     `known_operators`: operators some worker offers; None skips that check
     (a client validating a file offline does not know them).
     """
-    problems = []
+    problems = input_problems(event)
+    if problems:
+        return problems
     if (p := _id_problem(event.job_id)) is not None:
         problems.append(f"job_id: {p}")
     if not event.name.strip():

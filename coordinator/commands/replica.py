@@ -10,6 +10,9 @@ import signal
 import socket
 import sys
 import time
+from typing import Final
+
+from aiokafka import AIOKafkaProducer
 
 from coordinator.commands.common import add_connection_flags, run, settings_from
 from coordinator.ha.lease import LeaseConfig
@@ -33,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lease-ttl-ms", type=int, default=3_000)
     p.add_argument("--heartbeat-timeout-ms", type=int, default=5_000)
     p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
+    p.add_argument(
+        "--archive-after-ms",
+        type=int,
+        default=3_600_000,
+        help="an ended job leaves memory after this long (its id stays taken)",
+    )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
@@ -43,6 +52,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r = sub.add_parser("replicas", help="every replica's role, epoch, position, lag and digest")
     add_connection_flags(r)
     r.add_argument("--json", action="store_true")
+    r.add_argument(
+        "--all", action="store_true", help="also replicas stopped or silent past their retention"
+    )
     r.set_defaults(handler=lambda a: run(_replicas(a)))
 
 
@@ -69,8 +81,15 @@ async def _coordinator(args: argparse.Namespace) -> int:
         domain=machine.Config(
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             slot_wait_timeout_ms=args.slot_wait_timeout_ms,
+            archive_after_ms=args.archive_after_ms,
         ),
     )
+    try:
+        pruned = await prune_replicas(settings)
+        if pruned:
+            logging.getLogger(__name__).info("pruned replica statuses: %s", ", ".join(pruned))
+    except Exception:  # listing hygiene only: never a reason not to start
+        logging.getLogger(__name__).warning("pruning replica statuses failed", exc_info=True)
     replica = Replica(
         settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True)
     )
@@ -81,19 +100,62 @@ async def _coordinator(args: argparse.Namespace) -> int:
     return 0
 
 
-async def read_replicas(settings: ClusterSettings) -> dict[str, ev.ReplicaStatus]:
-    """The latest status of every replica (the topic is compacted by replica id)."""
+#: A replica that said STOPPED this long ago is no longer listed, and pruned.
+REPLICA_STOPPED_RETENTION_MS: Final = 600_000
+#: A replica silent this long (killed without a last word) is no longer listed,
+#: and pruned. Live replicas publish every second or so.
+REPLICA_STALE_RETENTION_MS: Final = 3_600_000
+
+
+def is_gone(status: ev.ReplicaStatus, now: int) -> bool:
+    """A status past its retention: stopped long enough ago, or silent for too long."""
+    age = now - status.event_time
+    if status.role is ev.ReplicaRole.STOPPED:
+        return age > REPLICA_STOPPED_RETENTION_MS
+    return age > REPLICA_STALE_RETENTION_MS
+
+
+async def read_replicas(
+    settings: ClusterSettings, *, include_gone: bool = False, now: int | None = None
+) -> dict[str, ev.ReplicaStatus]:
+    """The latest status of every replica (the topic is compacted by replica id),
+    without those past their retention (``is_gone``) unless `include_gone`."""
     catalog = Catalog(settings.cluster_id)
+    now = int(time.time() * 1000) if now is None else now
     latest: dict[str, ev.ReplicaStatus] = {}
     for record in await kafkaio.read_partition(settings.bootstrap_servers, catalog.replicas.name):
-        status = default_codec().decode(record.value or b"", catalog.replicas.allowed)
+        if record.value is None:  # a tombstone: pruned
+            latest.pop((record.key or b"").decode(errors="replace"), None)
+            continue
+        status = default_codec().decode(record.value, catalog.replicas.allowed)
         assert isinstance(status, ev.ReplicaStatus)
         latest[status.replica_id] = status
-    return latest
+    if include_gone:
+        return latest
+    return {rid: s for rid, s in latest.items() if not is_gone(s, now)}
+
+
+async def prune_replicas(settings: ClusterSettings, now: int | None = None) -> list[str]:
+    """Write a tombstone for every replica past its retention (compaction then drops
+    its records); returns their ids. Every coordinator does it as it starts."""
+    now = int(time.time() * 1000) if now is None else now
+    statuses = await read_replicas(settings, include_gone=True, now=now)
+    gone = sorted(rid for rid, s in statuses.items() if is_gone(s, now))
+    if not gone:
+        return []
+    catalog = Catalog(settings.cluster_id)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        for rid in gone:
+            await producer.send_and_wait(catalog.replicas.name, None, key=rid.encode())
+    finally:
+        await producer.stop()
+    return gone
 
 
 async def _replicas(args: argparse.Namespace) -> int:
-    statuses = await read_replicas(settings_from(args))
+    statuses = await read_replicas(settings_from(args), include_gone=args.all)
     now = int(time.time() * 1000)
     rows = sorted(statuses.values(), key=lambda s: s.replica_id)
     if args.json:

@@ -2,7 +2,8 @@
 
 Pure: reads the state and the view, mutates neither, raises on no input.
 Impossible input becomes a journaled rejection (JobRejected for
-submissions, InputRejected for everything else).
+submissions, InputRejected for everything else); so does an input over a
+size limit (``admission``), before any decider sees it.
 
 Contract with the leader loop:
 
@@ -14,16 +15,17 @@ Contract with the leader loop:
   A Tick's ``event_id`` is chosen by the loop and must be unique (e.g.
   ``f"tick-{epoch}-{counter}"``: a new leader always has a new epoch).
 - The loop records heartbeats and checkpoint acknowledgements into the view
-  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them.
+  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them; only
+  heartbeats of incarnations registered in the state are kept.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from coordinator.domain import checkpoints, dispatcher, jobmaster, resource_manager
+from coordinator.domain import admission, checkpoints, dispatcher, jobmaster, resource_manager
 from coordinator.domain.errors import NotLeader
-from coordinator.domain.planner import REASON_MAX, Planner, bounded_id, clip
+from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import schedule_waiting
 from coordinator.domain.state import State
 from coordinator.domain.view import LeaderView
@@ -31,7 +33,6 @@ from schemas.events import (
     CheckpointAcknowledged,
     CheckpointDeclined,
     JobCancelRequested,
-    JobRejected,
     JobStatus,
     JobSubmitted,
     JournalEvent,
@@ -43,6 +44,7 @@ from schemas.events import (
     TaskStateChanged,
     WorkerCommand,
 )
+from schemas.limits import clip_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,11 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
     if decider is None:
         raise TypeError(f"decide takes no {type(input).__name__}")
     p = Planner(state, view, now, input.event_id)
-    decider(p, input)
+    # Inputs come from outside (a Tick from the loop): over a limit, no decider sees them.
+    if isinstance(input, Tick) or not (refused := admission.problems(state, input)):
+        decider(p, input)
+    else:
+        admission.refuse(p, input, refused)
     return Decision(p.events, p.commands)
 
 
@@ -124,12 +130,7 @@ def refuse(state: State, view: LeaderView, input: Input, reason: str, now: int) 
         raise NotLeader(f"view epoch {view.epoch} is not the state's epoch {state.epoch}")
     p = Planner(state, view, now, input.event_id)
     if isinstance(input, JobSubmitted):
-        p.emit(
-            JobRejected,
-            job_id=bounded_id(input.job_id),
-            reason=clip(reason, REASON_MAX),
-            input_event_id=bounded_id(input.event_id),
-        )
+        p.reject_job(input, input.job_id, reason)
     elif not isinstance(input, Tick):
         job_id = getattr(input, "job_id", None)
         tm_id = getattr(input, "tm_id", None)
@@ -144,7 +145,7 @@ def refuse(state: State, view: LeaderView, input: Input, reason: str, now: int) 
 
 def leader_elected_id(epoch: int, replica_id: str) -> str:
     """The one id format of LeaderElected events."""
-    return f"leader:{epoch}:{bounded_id(replica_id)}"
+    return f"leader:{epoch}:{clip_id(replica_id)}"
 
 
 def leader_elected(

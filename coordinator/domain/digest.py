@@ -16,7 +16,7 @@ from coordinator.domain.serde import from_plain, to_plain
 from coordinator.domain.state import State
 
 #: Format of state_to_dict; bump on any incompatible change of the state.
-STATE_FORMAT_VERSION: Final = 1
+STATE_FORMAT_VERSION: Final = 2  # 2: lost_incarnations with times, ended_jobs
 
 
 def state_to_dict(state: State) -> dict[str, Any]:

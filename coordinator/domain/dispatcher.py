@@ -5,17 +5,18 @@ import dataclasses
 from coordinator.domain.jobmaster import cancel
 from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import deploy, place, subtasks_of
+from coordinator.domain.state import ENDED_JOB_RETENTION_MS
 from schemas.events import (
     ExecutionGraphCreated,
     JobAccepted,
     JobArchived,
     JobCancelRequested,
-    JobRejected,
     JobStatus,
     JobStatusChanged,
     JobSubmitted,
     TaskRef,
 )
+from schemas.limits import bounded_reason
 from schemas.validation import validate_job_submitted
 
 
@@ -28,21 +29,44 @@ def offered_operators(p: Planner) -> set[str]:
     return {op for w in p.state.workers.values() for op in w.operators}
 
 
+def _ended(p: Planner, s: JobSubmitted) -> str | None:
+    """Why `s` names a job that already ran and ended, or None.
+
+    Job ids are never reused (a late duplicate must not run a job again): an
+    ended job in memory, or one archived within the ended-jobs retention
+    (state.ENDED_JOBS_KEPT / ENDED_JOB_RETENTION_MS), refuses its id. The very
+    record that was accepted, read again, stays a no-op.
+    """
+    job = p.state.jobs.get(s.job_id)
+    if job is not None and job.status.is_globally_terminal:
+        if job.submission.event_id == s.event_id:
+            return None
+        status, ended_at, archived = job.status, job.status_since, ""
+    elif (ended := p.state.ended_jobs.get(s.job_id)) is not None and (
+        p.now - ended.archived_at <= ENDED_JOB_RETENTION_MS  # evolve prunes at the next archive
+    ):
+        status, ended_at, archived = ended.final_status, ended.ended_at, ", archived"
+    else:
+        return None
+    return (
+        f"job {s.job_id} already ran and ended: {status} at {ended_at}{archived}; "
+        "a job id is never run twice, submit with a new job id"
+    )
+
+
 def on_submitted(p: Planner, s: JobSubmitted) -> None:
+    if (ended := _ended(p, s)) is not None:
+        p.reject_job(s, s.job_id, ended)
+        return
     existing = p.state.jobs.get(s.job_id)
     if existing is not None:
         if _content(existing.submission) != _content(s):
-            p.emit(
-                JobRejected,
-                job_id=s.job_id,
-                reason="job id already used by a different submission",
-                input_event_id=s.event_id,
-            )
+            p.reject_job(s, s.job_id, "job id already used by a different submission")
         return  # an identical resubmission is a no-op (at-least-once clients)
     known = offered_operators(p) if p.config.require_offered_operators else None
     problems = validate_job_submitted(s, known)
     if problems:
-        p.emit(JobRejected, job_id=s.job_id, reason="; ".join(problems), input_event_id=s.event_id)
+        p.reject_job(s, s.job_id, bounded_reason(problems))
         return
     p.emit(JobAccepted, submission=s)
     placement = place(subtasks_of(s), p.state.workers)
@@ -81,8 +105,8 @@ def on_cancel_requested(p: Planner, r: JobCancelRequested) -> None:
 def archive_finished(p: Planner) -> None:
     """Terminal jobs leave memory after config.archive_after_ms (they stay in the log).
 
-    After archiving, the job id is free again: a new submission with it starts
-    a new job (the old one is only in the journal).
+    Their ids stay taken: evolve remembers them in state.ended_jobs (bounded),
+    and a new submission with one is refused.
     """
     after = p.config.archive_after_ms
     if after is None:

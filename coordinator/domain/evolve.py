@@ -17,7 +17,13 @@ from typing import Any, Final
 from coordinator.domain.errors import EpochNotIncreasing, InconsistentJournal
 from coordinator.domain.restart import record_restart
 from coordinator.domain.state import (
+    ENDED_JOB_RETENTION_MS,
+    ENDED_JOBS_KEPT,
     EXCEPTION_HISTORY_LIMIT,
+    LOST_INCARNATIONS_PER_WORKER,
+    LOST_WORKER_RETENTION_MS,
+    LOST_WORKERS_KEPT,
+    EndedJob,
     ExceptionEntry,
     Execution,
     Job,
@@ -53,9 +59,7 @@ from schemas.events import (
     TaskManagerLost,
     TaskStateRecorded,
 )
-
-#: Lost incarnations remembered per TaskManager, to refuse their comeback.
-LOST_INCARNATIONS_KEPT: Final = 8
+from schemas.limits import clip_trace
 
 
 def evolve(state: State, event: JournalEvent) -> None:
@@ -232,7 +236,8 @@ def _apply_TaskStateRecorded(state: State, e: TaskStateRecorded) -> None:
             ExceptionEntry(
                 e.event_time,
                 e.error_name or "TaskFailure",
-                e.error_stack or "",
+                # Journals written before traces were cut at the source may hold long ones.
+                clip_trace(e.error_stack or ""),
                 task.vertex_id,
                 task.subtask_index,
                 task.attempt,
@@ -271,10 +276,18 @@ def _apply_TaskManagerLost(state: State, e: TaskManagerLost) -> None:
     if any(t is not None for t in worker.slots):
         raise InconsistentJournal(f"{e.event_id}: {e.tm_id} lost while its slots hold tasks")
     del state.workers[e.tm_id]
-    lost = state.lost_incarnations.setdefault(e.tm_id, [])
-    lost.append(e.incarnation)
-    if len(lost) > LOST_INCARNATIONS_KEPT:
-        del lost[0]
+    lost = state.lost_for_update()
+    # A new dict, moved to the end: the order is by latest loss, and a fork
+    # shares the inner dicts of its origin.
+    incarnations = {**lost.pop(e.tm_id, {}), e.incarnation: e.event_time}
+    while len(incarnations) > LOST_INCARNATIONS_PER_WORKER:
+        del incarnations[next(iter(incarnations))]
+    lost[e.tm_id] = incarnations
+    cutoff = e.event_time - LOST_WORKER_RETENTION_MS
+    while lost and (
+        len(lost) > LOST_WORKERS_KEPT or max(next(iter(lost.values())).values()) < cutoff
+    ):
+        del lost[next(iter(lost))]
 
 
 def _apply_RestartScheduled(state: State, e: RestartScheduled) -> None:
@@ -361,6 +374,14 @@ def _apply_JobArchived(state: State, e: JobArchived) -> None:
         raise InconsistentJournal(f"{e.event_id}: archiving job {e.job_id!r} while {job.status}")
     del state.jobs[e.job_id]
     state.archived_jobs += 1
+    ended = state.ended_for_update()
+    ended.pop(e.job_id, None)
+    ended[e.job_id] = EndedJob(job.status, job.status_since, e.event_time)
+    cutoff = e.event_time - ENDED_JOB_RETENTION_MS
+    while ended and (
+        len(ended) > ENDED_JOBS_KEPT or next(iter(ended.values())).archived_at < cutoff
+    ):
+        del ended[next(iter(ended))]
 
 
 def _apply_SnapshotTaken(state: State, e: SnapshotTaken) -> None:

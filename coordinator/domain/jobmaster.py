@@ -22,6 +22,7 @@ from schemas.events import (
     TaskStateChanged,
     TaskStateRecorded,
 )
+from schemas.limits import clip_trace
 
 _E = ExecutionState
 
@@ -82,7 +83,8 @@ def on_task_state_changed(p: Planner, r: TaskStateChanged) -> None:
             (task.vertex_id, task.subtask_index),
             r.state,
             error_name=r.error_name,
-            error_stack=r.error_stack,
+            # A trace is cut, never refused: the failure itself must be recorded.
+            error_stack=None if r.error_stack is None else clip_trace(r.error_stack),
             input_event_id=r.event_id,
         )
     if problem is not None:

@@ -6,42 +6,29 @@ will be, and a decision that evolve would refuse fails in decide (a bug),
 never in a replica.
 """
 
-import hashlib
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 from coordinator.domain.evolve import evolve
 from coordinator.domain.state import State
 from coordinator.domain.view import DomainConfig, LeaderView
-from schemas.events import Event, InputRejected, JournalEvent, WorkerCommand
-
-#: Longest input id a derived event id starts with; longer ones are cut and hashed.
-ID_PREFIX_MAX: Final = 128
-#: Longest reason a rejection carries.
-REASON_MAX: Final = 2_000
-
-
-def clip(text: str, limit: int) -> str:
-    """`text`, cut to at most `limit` characters with a note of what was cut."""
-    if len(text) <= limit:
-        return text
-    note = f"... [{len(text) - limit} more characters]"
-    return text[: max(0, limit - len(note))] + note
-
-
-def bounded_id(text: str, limit: int = ID_PREFIX_MAX) -> str:
-    """`text` if short enough, else its start and a hash of the whole (still unique)."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:24]
-    return f"{text[: limit - 26]}~{digest}"
-
+from schemas.events import Event, InputRejected, JobRejected, JournalEvent, WorkerCommand
+from schemas.limits import MAX_EVENT_ID_BYTES, MAX_REJECTION_REASON_BYTES, clip, clip_id
 
 J = TypeVar("J", bound=JournalEvent)
 C = TypeVar("C", bound=WorkerCommand)
 
 
+def _clip_optional(value: str | None) -> str | None:
+    return None if value is None else clip_id(value)
+
+
 class Planner:
-    """Ids are ``f"{input_id}:{n}"``, n counting events and commands from 1."""
+    """Ids are ``f"{input_id}:{n}"``, n counting events and commands from 1.
+
+    An input id over MAX_EVENT_ID_BYTES is cut (``clip_id``) first, and every
+    rejection clips the ids and the reason it writes: whatever an input holds,
+    what the planner derives from it stays small.
+    """
 
     __slots__ = ("_n", "_prefix", "commands", "config", "events", "now", "state", "view")
 
@@ -52,7 +39,7 @@ class Planner:
         self.now = now
         self.events: list[JournalEvent] = []
         self.commands: list[WorkerCommand] = []
-        self._prefix = bounded_id(input_id)
+        self._prefix = clip_id(input_id, MAX_EVENT_ID_BYTES)
         self._n = 0
 
     def _stamp(self) -> dict[str, Any]:
@@ -79,9 +66,18 @@ class Planner:
     ) -> None:
         self.emit(
             InputRejected,
-            input_event_id=bounded_id(event.event_id),
+            input_event_id=clip_id(event.event_id, MAX_EVENT_ID_BYTES),
             input_event_type=type(event).__name__,
-            reason=clip(reason, REASON_MAX),
-            job_id=None if job_id is None else bounded_id(job_id),
-            tm_id=None if tm_id is None else bounded_id(tm_id),
+            reason=clip(reason, MAX_REJECTION_REASON_BYTES),
+            job_id=_clip_optional(job_id),
+            tm_id=_clip_optional(tm_id),
+        )
+
+    def reject_job(self, event: Event, job_id: str, reason: str) -> None:
+        """A JobRejected for a submission (or a request about a job)."""
+        self.emit(
+            JobRejected,
+            job_id=clip_id(job_id),
+            reason=clip(reason, MAX_REJECTION_REASON_BYTES),
+            input_event_id=clip_id(event.event_id, MAX_EVENT_ID_BYTES),
         )

@@ -37,6 +37,25 @@ from schemas.events import (
 #: Part of the fold, so it is a constant of the code, not leader config.
 EXCEPTION_HISTORY_LIMIT: Final = 16
 
+# Bounds of what the state remembers about things that are gone. They are part
+# of the fold (replay must prune exactly as the live leader did), so they are
+# constants of the code, applied by evolve in event time. docs/coordinator.md
+# ("Bounded state") lists them.
+
+#: Lost incarnations remembered per TaskManager id, to refuse their comeback.
+LOST_INCARNATIONS_PER_WORKER: Final = 8
+#: TaskManager ids whose lost incarnations are remembered; the one lost longest
+#: ago is forgotten first.
+LOST_WORKERS_KEPT: Final = 1_024
+#: A lost incarnation is forgotten this long (event time) after its worker's
+#: latest loss: a process declared lost comes back within seconds, not hours.
+LOST_WORKER_RETENTION_MS: Final = 3_600_000
+#: Ended (archived) job ids remembered, so a late duplicate submission is
+#: refused instead of running the job again; the oldest is forgotten first.
+ENDED_JOBS_KEPT: Final = 10_000
+#: An ended job id is forgotten this long (event time) after it was archived.
+ENDED_JOB_RETENTION_MS: Final = 7 * 24 * 3_600_000
+
 #: (vertex_id, subtask_index): one subtask of an execution graph.
 SubtaskKey = tuple[str, int]
 
@@ -72,6 +91,15 @@ class ExceptionEntry:
     subtask_index: int | None = None
     attempt: int | None = None
     tm_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndedJob:
+    """What is remembered of an archived job: how and when it ended."""
+
+    final_status: JobStatus
+    ended_at: int
+    archived_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +248,17 @@ class State:
     rejected_inputs: JobRejected + InputRejected journaled.
     archived_jobs: jobs that left memory (JobArchived); they stay in the log.
     next_job_seq: acceptance sequence number of the next job.
-    lost_incarnations: tm_id -> its latest lost incarnations (bounded); such
-        an incarnation is dead for good and may not register again.
+    lost_incarnations: tm_id -> {incarnation: lost_at} of its latest lost
+        incarnations; such an incarnation is dead for good and may not
+        register again. Ordered by latest loss, oldest first; bounded by
+        LOST_INCARNATIONS_PER_WORKER, LOST_WORKERS_KEPT and
+        LOST_WORKER_RETENTION_MS. Inner dicts are replaced, never mutated.
+    ended_jobs: job_id -> how an archived job ended, in archive order, bounded
+        by ENDED_JOBS_KEPT and ENDED_JOB_RETENTION_MS: such an id is not run
+        again.
+
+    Dict order matters where pruning drops the oldest entries: snapshots keep
+    it (see coordinator/runtime/snapshots.py); the digest does not depend on it.
     """
 
     epoch: int = 0
@@ -233,7 +270,14 @@ class State:
     next_job_seq: int = 0
     jobs: dict[str, Job] = field(default_factory=dict)
     workers: dict[str, Worker] = field(default_factory=dict)
-    lost_incarnations: dict[str, list[str]] = field(default_factory=dict)
+    lost_incarnations: dict[str, dict[str, int]] = field(default_factory=dict)
+    ended_jobs: dict[str, EndedJob] = field(default_factory=dict)
+
+    def lost_for_update(self) -> dict[str, dict[str, int]]:
+        return self.lost_incarnations
+
+    def ended_for_update(self) -> dict[str, EndedJob]:
+        return self.ended_jobs
 
     def job_for_update(self, job_id: str) -> Job:
         job = self.jobs.get(job_id)
@@ -255,7 +299,7 @@ class State:
 class _Fork(State):
     """Shares unchanged jobs and workers with its origin; clones them on update."""
 
-    __slots__ = ("_own_jobs", "_own_workers")
+    __slots__ = ("_own_ended", "_own_jobs", "_own_lost", "_own_workers")
 
     def __init__(self, origin: State) -> None:
         super().__init__(
@@ -268,10 +312,24 @@ class _Fork(State):
             origin.next_job_seq,
             dict(origin.jobs),
             dict(origin.workers),
-            {tm: list(incs) for tm, incs in origin.lost_incarnations.items()},
+            origin.lost_incarnations,  # shared until updated: see lost_for_update
+            origin.ended_jobs,
         )
         self._own_jobs: set[str] = set()
         self._own_workers: set[str] = set()
+        self._own_lost = self._own_ended = False
+
+    def lost_for_update(self) -> dict[str, dict[str, int]]:
+        if not self._own_lost:
+            self.lost_incarnations = dict(self.lost_incarnations)
+            self._own_lost = True
+        return self.lost_incarnations
+
+    def ended_for_update(self) -> dict[str, EndedJob]:
+        if not self._own_ended:
+            self.ended_jobs = dict(self.ended_jobs)
+            self._own_ended = True
+        return self.ended_jobs
 
     def job_for_update(self, job_id: str) -> Job:
         job = State.job_for_update(self, job_id)

@@ -5,9 +5,10 @@ decisions the view leads to (a worker declared lost, a checkpoint completed)
 are journaled, so replay never needs it.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from coordinator.domain.state import SubtaskKey
+from coordinator.domain.state import SubtaskKey, Worker
 from schemas.events import CheckpointAcknowledged, TaskManagerHeartbeat
 
 
@@ -41,12 +42,17 @@ class LeaderView:
     leader_since: when this replica became leader. A known worker whose last
         heartbeat is older (or unknown) counts as seen then: every worker gets
         a full heartbeat timeout of grace after a takeover.
-    last_heartbeat: (tm_id, incarnation) -> when its latest heartbeat was read.
+    last_heartbeat: (tm_id, incarnation) -> when its latest heartbeat was read;
+        only registered incarnations, pruned of the others as they go (at
+        most about twice the registered workers, plus a few).
     checkpoint_acks: (job_id, checkpoint_id) -> subtask -> acknowledgement.
         Acks are not journaled one by one; CheckpointCompleted carries them
         all. A new leader aborts checkpoints it did not trigger.
     repeated_reports: task reports that repeated the state already journaled
         (counted, not journaled).
+    ignored_heartbeats: heartbeats of no registered incarnation (a worker not
+        registered yet, a lost one, anyone writing to the topic): counted,
+        not kept.
     """
 
     epoch: int
@@ -58,10 +64,25 @@ class LeaderView:
         default_factory=dict
     )
     repeated_reports: int = 0
+    ignored_heartbeats: int = 0
 
-    def record_heartbeat(self, heartbeat: TaskManagerHeartbeat, seen_at: int) -> None:
+    def record_heartbeat(
+        self, heartbeat: TaskManagerHeartbeat, seen_at: int, workers: Mapping[str, Worker]
+    ) -> None:
+        """Note a heartbeat of a registered incarnation (`workers`: the state's)."""
+        worker = workers.get(heartbeat.tm_id)
+        if worker is None or worker.incarnation != heartbeat.incarnation:
+            self.ignored_heartbeats += 1
+            return
         key = (heartbeat.tm_id, heartbeat.incarnation)
         self.last_heartbeat[key] = max(self.last_heartbeat.get(key, seen_at), seen_at)
+        if len(self.last_heartbeat) > 2 * len(workers) + 16:
+            # Entries of workers gone since: dropped in one pass, amortised O(1).
+            self.last_heartbeat = {
+                k: t
+                for k, t in self.last_heartbeat.items()
+                if (w := workers.get(k[0])) is not None and w.incarnation == k[1]
+            }
 
     def record_ack(self, ack: CheckpointAcknowledged) -> None:
         """Remember an acknowledgement; decide validates it against the state."""

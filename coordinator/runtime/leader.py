@@ -311,7 +311,7 @@ class Leader:
         for record, event in step.batch.events:
             if isinstance(event, ev.TaskManagerHeartbeat):
                 try:
-                    machine.note_heartbeat(view, event, step.now)
+                    machine.note_heartbeat(view, event, step.now, self.holder.state)
                 except Exception as err:  # a heartbeat never stops the leader
                     self.counters.dropped_heartbeats += 1
                     log.warning("heartbeat %s dropped: %s: %s", record.offset,

@@ -19,8 +19,8 @@ from coordinator.domain import (
 )
 from coordinator.domain import decide as _decide
 from coordinator.domain import refuse as _refuse
-from coordinator.domain.planner import clip
 from schemas import events as ev
+from schemas.limits import clip
 
 Config = DomainConfig
 View = LeaderView
@@ -70,8 +70,9 @@ def new_view(epoch: int, replica_id: str, now: int, config: Config) -> View:
     return LeaderView(epoch=epoch, replica_id=replica_id, leader_since=now, config=config)
 
 
-def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int) -> None:
-    view.record_heartbeat(heartbeat, now)
+def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int, state: State) -> None:
+    """Only heartbeats of incarnations registered in `state` are kept."""
+    view.record_heartbeat(heartbeat, now, state.workers)
 
 
 def decide(state: State, view: View, event: ev.Event, now: int) -> Decision:

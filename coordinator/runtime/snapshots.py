@@ -11,6 +11,13 @@ Reading picks the complete snapshot with the highest covered offset whose
 format this code reads. Anything unreadable (missing chunks, another format,
 bad bytes) is skipped with a warning: a snapshot only saves replay time, it is
 never needed for correctness.
+
+Reading goes backwards: the newest snapshot's chunks are the last records of
+the partition, so ``load_latest`` reads a window at the end (16 offsets, then
+4 times more each round) until it holds a readable snapshot or reaches the
+start; it never loads the whole partition to use its end. Old snapshots are
+removed by compaction (fixed keys per chunk index, ``segment.ms`` in the
+catalog so that segments roll and compaction actually runs).
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass, field
+from typing import Final
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from coordinator.domain import (
     STATE_FORMAT_VERSION,
@@ -34,6 +45,9 @@ from schemas.codec import DecodeError, default_codec
 
 log = logging.getLogger(__name__)
 
+#: A fetch holds at least one whole chunk record (up to the topic's 4 MiB).
+FETCH_BYTES: Final = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class SnapshotPolicy:
@@ -45,14 +59,23 @@ class SnapshotPolicy:
 
 @dataclass
 class LoadedSnapshot:
+    """records_read: records fetched to find it (the tail window, not the partition)."""
+
     snapshot_id: str
     covered_offset: int
     state: State
     skipped: list[str] = field(default_factory=list)
+    records_read: int = 0
+
+
+#: First window read from the end of jm.snapshots, in offsets; grows 4x per round.
+FIRST_WINDOW: Final = 16
 
 
 def encode_state(state: State) -> bytes:
-    text = json.dumps(state_to_dict(state), sort_keys=True, separators=(",", ":"))
+    # Keys stay in the state's order (not sorted): where evolve prunes the oldest
+    # entries of a dict, a restored state must prune exactly as a replayed one.
+    text = json.dumps(state_to_dict(state), separators=(",", ":"))
     return zlib.compress(text.encode(), level=1)
 
 
@@ -83,11 +106,10 @@ def chunks(
     ]
 
 
-async def read_chunks(bootstrap: str, catalog: Catalog) -> list[ev.SnapshotChunk]:
-    """Every readable chunk in the snapshots topic (read_committed), in log order."""
-    records = await kafkaio.read_partition(
-        bootstrap, catalog.snapshots.name, max_partition_fetch_bytes=8 * 1024 * 1024
-    )
+def decode_chunks(
+    records: list[ConsumerRecord[bytes, bytes]], catalog: Catalog
+) -> list[ev.SnapshotChunk]:
+    """The readable chunks among `records`, in log order (unreadable ones logged)."""
     codec = default_codec()
     found: list[ev.SnapshotChunk] = []
     for record in records:
@@ -133,8 +155,38 @@ def assemble(found: list[ev.SnapshotChunk]) -> LoadedSnapshot | None:
 
 
 async def load_latest(bootstrap: str, catalog: Catalog) -> LoadedSnapshot | None:
-    loaded = assemble(await read_chunks(bootstrap, catalog))
+    """The newest readable snapshot, read from the end of the partition backwards."""
+    tp = TopicPartition(catalog.snapshots.name, 0)
+    reader = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=FETCH_BYTES)
+    await reader.start()
+    try:
+        reader.assign([tp])
+        begin = (await reader.beginning_offsets([tp]))[tp]
+        end = (await reader.end_offsets([tp]))[tp]
+        window = FIRST_WINDOW
+        while True:
+            start = max(begin, end - window)
+            records = await _read_range(reader, tp, start, end)
+            loaded = assemble(decode_chunks(records, catalog))
+            if loaded is not None or start == begin:
+                break
+            window *= 4
+    finally:
+        await reader.stop()
     if loaded is not None:
+        loaded.records_read = len(records)
         for reason in loaded.skipped:
             log.warning("snapshot skipped: %s", reason)
     return loaded
+
+
+async def _read_range(
+    reader: AIOKafkaConsumer, tp: TopicPartition, start: int, end: int
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Committed records of [start, end) (end: the read_committed end seen before)."""
+    reader.seek(tp, start)
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    while await reader.position(tp) < end:
+        batch = (await reader.getmany(tp, timeout_ms=500)).get(tp, [])
+        records.extend(r for r in batch if r.offset < end)
+    return records

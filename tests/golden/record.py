@@ -6,10 +6,12 @@ length, then the codec-encoded value) and ``<name>.digest`` (the digest of
 the state the journal folds to). Journals named ``*.refused.*`` are
 deliberately impossible: replay must stop with InconsistentJournal.
 
-Append-only: existing files are never rewritten. When the domain changes how
+Append-only: existing journals are never rewritten. When the domain changes how
 a journal folds, that is a new ``.vN`` scenario, not an edited file; an old
 journal that stops replaying to its digest is a broken promise to every
-cluster that wrote one.
+cluster that wrote one. The one exception is an intended change of the state
+encoding (``STATE_FORMAT_VERSION``): ``python -m tests.golden.record --digests``
+re-records every digest from its unchanged journal, and the commit says why.
 """
 
 import sys
@@ -141,7 +143,19 @@ REFUSED: dict[str, Callable[[], list[bytes]]] = {
 }
 
 
+def rerecord_digests() -> None:
+    """Digests of the unchanged journals under the current state format."""
+    for journal in sorted(GOLDEN.glob("*.journal")):
+        if ".refused." not in journal.name:
+            digest = state_digest(replay(read_journal(journal)))
+            journal.with_suffix(".digest").write_text(digest + "\n")
+            print(f"re-recorded {journal.with_suffix('.digest').name}")
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--digests"]:
+        rerecord_digests()
+        return 0
     for name, scenario in SCENARIOS.items():
         journal, digest = GOLDEN / f"{name}.journal", GOLDEN / f"{name}.digest"
         if journal.exists():

@@ -1,6 +1,7 @@
 """The real leader loop in-process, with what a process cannot be given from outside:
-an injected clock (issue 10, item 2), a journal written by leaders whose clocks
-disagree (item 12), the digest a replica publishes mid-decision (item 12)."""
+a decision that fails (issue 10, item 1), an injected clock (item 2), a journal
+written by leaders whose clocks disagree (item 12), the digest a replica publishes
+mid-decision (item 12)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,14 @@ from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.settings import ClusterSettings
 from tests.conftest import Stack
-from tests.integration.harness import Journal, ProtocolWorker, joined
+from tests.integration.harness import (
+    Journal,
+    Producer,
+    ProtocolWorker,
+    job_submitted,
+    joined,
+    status_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +148,46 @@ def test_published_digest_is_of_the_committed_state_only() -> None:
     holder.confirm(2)
     assert digests.of(holder) == (2, machine.digest(holder.state))
     assert digests.of(holder)[1] != committed
+
+
+async def test_a_decision_that_fails_or_does_not_fit_rejects_only_its_input(
+    stack: Stack, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Containment in the real loop (issue 10, item 1): whatever the decision of one
+    input does (raise, or produce a record over the journal's limit), that input is
+    rejected with the reason, its offset committed, and the leader goes on."""
+    real_decide = machine.decide
+
+    def decide(
+        state: machine.State, view: machine.View, event: ev.Event, now: int
+    ) -> machine.Decision:
+        events, commands = real_decide(state, view, event, now)
+        job_id = getattr(event, "job_id", None)
+        if job_id == "raises":
+            raise RuntimeError("a bug in one decision")
+        if job_id == "too-big" and events:
+            note = ev.InputRejected(
+                event_id=f"{event.event_id}:99", event_time=now, epoch=view.epoch,
+                input_event_id=event.event_id, input_event_type="JobSubmitted",
+                reason="x" * 2_000_000,
+            )  # fmt: skip
+            return [*events, note], commands
+        return events, commands
+
+    monkeypatch.setattr(machine, "decide", decide)
+    async with (
+        leader(stack, catalog, SteppedClock()) as replica,
+        ProtocolWorker(stack, catalog, "tm-1", slots=2),
+        Producer(stack, catalog) as client,
+        Journal(stack, catalog) as journal,
+    ):
+        await journal.wait_until(lambda es: joined(es, "tm-1"))
+        for job_id in ("raises", "too-big", "fine"):
+            await client.send(job_submitted(job_id, parallelism=1))
+        events = await journal.wait_until(lambda es: status_of(es, "fine") == ev.JobStatus.RUNNING)
+        rejected = {e.job_id: e.reason for _, e in events if isinstance(e, ev.JobRejected)}
+        assert "RuntimeError: a bug in one decision" in rejected["raises"]
+        assert "exceeds the journal topic's limit" in rejected["too-big"]
+        assert status_of(events, "too-big") is None  # nothing of its decision was journaled
+        assert [e.epoch for _, e in events if isinstance(e, ev.LeaderElected)] == [1]
+        assert replica.leader is not None and replica.leader.counters.refused_inputs == 2

@@ -1,0 +1,55 @@
+"""Admission: an input over a size limit is refused before any decider sees it.
+
+Any Kafka producer can write the input topics, so ``decide`` first checks each
+input against ``schemas.limits`` (string and collection sizes, slots,
+subtasks per job) and against the coordinator's own capacity (workers and
+jobs held at once). A refused input becomes a journaled rejection with a
+bounded reason (``JobRejected`` for a submission, ``InputRejected`` for
+anything else), so the leader never builds a derived record that could not
+fit its topic, and never allocates memory an input asked for.
+"""
+
+from coordinator.domain.planner import Planner
+from coordinator.domain.state import State
+from schemas.events import Event, JobSubmitted, TaskManagerRegistered
+from schemas.limits import MAX_JOBS, MAX_WORKERS, bounded_reason, input_problems
+
+
+def problems(state: State, event: Event) -> list[str]:
+    """Why `event` is over a limit; [] when it may go on to its decider."""
+    found = input_problems(event)
+    if found:
+        return found
+    if (
+        isinstance(event, TaskManagerRegistered)
+        and event.tm_id not in state.workers
+        and len(state.workers) >= MAX_WORKERS
+    ):
+        return [f"the cluster already has {MAX_WORKERS} workers registered (MAX_WORKERS)"]
+    if (
+        isinstance(event, JobSubmitted)
+        and event.job_id not in state.jobs
+        and len(state.jobs) >= MAX_JOBS
+    ):
+        return [
+            f"the coordinator already holds {MAX_JOBS} jobs (MAX_JOBS); "
+            "ended jobs leave it when they are archived"
+        ]
+    return []
+
+
+def refuse(p: Planner, event: Event, found: list[str]) -> None:
+    """Journal the rejection of `event` for `found` problems."""
+    reason = bounded_reason(found)
+    if isinstance(event, JobSubmitted):
+        p.reject_job(event, event.job_id, reason)
+        return
+    task = getattr(event, "task", None)
+    job_id = getattr(event, "job_id", None) or getattr(task, "job_id", None)
+    tm_id = getattr(event, "tm_id", None)
+    p.reject(
+        event,
+        reason,
+        job_id=job_id if isinstance(job_id, str) else None,
+        tm_id=tm_id if isinstance(tm_id, str) else None,
+    )
