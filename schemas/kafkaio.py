@@ -180,6 +180,9 @@ def topic_problems(spec: TopicSpec, actual: TopicState | None) -> list[str]:
     return problems
 
 
+MISSING_TOPIC_GRACE_S: Final = 5.0
+
+
 async def check_topics(bootstrap: str, catalog: Catalog, roles: list[str] | None = None) -> None:
     """Raise TopicError listing every problem unless the topics match the catalog.
 
@@ -187,7 +190,14 @@ async def check_topics(bootstrap: str, catalog: Catalog, roles: list[str] | None
     retention limit would silently lose the total order or the history.
     """
     specs = [catalog.topic(r) for r in roles] if roles else list(catalog.topics)
-    actual = await describe_topics(bootstrap, [s.name for s in specs])
+    # A topic created a moment ago may not be in every broker's metadata yet: a
+    # missing topic is looked for again for a few seconds before it counts.
+    deadline = time.monotonic() + MISSING_TOPIC_GRACE_S
+    while True:
+        actual = await describe_topics(bootstrap, [s.name for s in specs])
+        if all(s.name in actual for s in specs) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     problems = [p for s in specs for p in topic_problems(s, actual.get(s.name))]
     if problems:
         raise TopicError("topics do not match the catalog:\n  " + "\n  ".join(problems))
