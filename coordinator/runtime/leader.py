@@ -369,6 +369,9 @@ class Leader:
                 event_time=now,
                 epoch=self.epoch,
                 leader_replica_id=self.replica_id,
+                # Workers check their own timeouts against these (schemas/timing.py).
+                heartbeat_timeout_ms=self.domain_config.heartbeat_timeout_ms,
+                keepalive_interval_ms=self.config.keepalive_interval_ms,
             )
             value, headers = self.codec.encode(keepalive)
             await self._producer.send(
