@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Final
 
 #: a takeover after the lease expired: fence, read the journal tail, elect (measured
-#: p50 0.3 s, max 1.3 s on a busy 2-core host, docs/ha.md).
+#: at most about 0.5 s beyond the ttl, docs/ha.md).
 TAKEOVER_ALLOWANCE_MS: Final = 1_000
 
 # Defaults, with margin for a busy 2-core host where keepalive gaps of 7 s were seen.
