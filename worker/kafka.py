@@ -123,5 +123,5 @@ class KafkaReports:
         if isinstance(err, KafkaTimeoutError) or (isinstance(err, KafkaError) and err.retriable):
             raise err
         self.dropped += 1
-        log.error("dropped %s %s (%d dropped so far): %s: %s", type(event).__name__,
-                  event.event_id, self.dropped, type(err).__name__, err)  # fmt: skip
+        what = f"{type(event).__name__} {event.event_id}"
+        log.error("dropped %s (%d so far): %s: %s", what, self.dropped, type(err).__name__, err)

@@ -118,7 +118,7 @@ class TaskManager:
         self._timing_refused = asyncio.Event()
         #: why this worker refused its leader's timing, if it did (see run()).
         self.timing_error: str | None = None
-        #: reports Kafka refused for good, and failed sends (retried or not).
+        #: sends of a batch of reports that failed (and were retried).
         self.send_failures = 0
 
     # ------------------------------------------------------------------ run
@@ -232,10 +232,8 @@ class TaskManager:
             return
         match command:
             case ev.DisconnectTaskManager():
-                log.warning(
-                    "the leader declared incarnation %s lost (%s)", command.incarnation,
-                    command.reason,
-                )  # fmt: skip
+                lost, reason = command.incarnation, command.reason
+                log.warning("the leader declared incarnation %s lost (%s)", lost, reason)
                 self._cancel_all(f"declared lost by the leader: {command.reason}")
                 self._rejoin("declared lost by the leader")
             case ev.DeployTask():
@@ -270,6 +268,7 @@ class TaskManager:
         if self._rejoining is not None:
             self._rejoining.cancel()
         self._rejoining = asyncio.create_task(self._register_when_idle(why))
+        self._background = [t for t in self._background if not t.done()]
         self._background.append(self._rejoining)
 
     async def _register_when_idle(self, why: str) -> None:
@@ -296,8 +295,8 @@ class TaskManager:
         )
         if problems and self.timing_error is None:
             self.timing_error = "; ".join(problems)
-            log.error("refusing to run against leader %s: %s", keepalive.leader_replica_id,
-                      self.timing_error)  # fmt: skip
+            leader = keepalive.leader_replica_id
+            log.error("refusing to run against leader %s: %s", leader, self.timing_error)
             self._timing_refused.set()
 
     def _deploy(self, command: ev.DeployTask) -> None:
@@ -370,8 +369,8 @@ class TaskManager:
         report = self.table.record(index, message.task, message.state)
         if report is not None:
             if report.stopped is not None:
-                self._report_state(message.task, report.state, errors.TaskStoppedError(
-                    report.stopped))  # fmt: skip
+                stopped = errors.TaskStoppedError(report.stopped)
+                self._report_state(message.task, report.state, stopped)
             else:
                 self._report(
                     ev.TaskStateChanged(
@@ -511,8 +510,14 @@ class TaskManager:
                     self.send_failures += 1
                     delay = backoff.next()
                     kept = [e for e in batch if not isinstance(e, ev.TaskManagerHeartbeat)]
-                    log.warning("sending %d report(s) failed (%s: %s): retrying %d in %.1f s",
-                                len(batch), type(err).__name__, err, len(kept), delay)  # fmt: skip
+                    why = f"{type(err).__name__}: {err}"
+                    log.warning(
+                        "sending %d report(s) failed (%s): retrying %d in %.1f s",
+                        len(batch),
+                        why,
+                        len(kept),
+                        delay,
+                    )
                     self._outbox[:0] = kept
                     await asyncio.sleep(delay)
                     self._outbox_changed.set()

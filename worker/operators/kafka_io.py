@@ -101,19 +101,21 @@ class KafkaSource(SourceOperator):
         self.consumer.assign(self.mine)
         if start == "earliest":
             await self.consumer.seek_to_beginning(*self.mine)
-        elif start == "latest":
-            await self.consumer.seek_to_end(*self.mine)
         else:
-            found = await self.consumer.offsets_for_times({tp: int(start) for tp in self.mine})
+            # The end offsets are sought explicitly: aiokafka's seek_to_end after an
+            # offsets_for_times was seen to leave the position at the beginning.
+            found = {}
+            if start != "latest":
+                found = await self.consumer.offsets_for_times({tp: int(start) for tp in self.mine})
+            past = [tp for tp in self.mine if found.get(tp) is None]  # latest, or past the end
+            ends = await self.consumer.end_offsets(past) if past else {}
             for tp in self.mine:
                 at = found.get(tp)
-                if at is None:
-                    await self.consumer.seek_to_end(tp)
-                else:
-                    self.consumer.seek(tp, at.offset)
+                self.consumer.seek(tp, ends[tp] if at is None else at.offset)
         # Under read_committed these are the last stable offsets.
         self.end = await self.consumer.end_offsets(self.mine) if self.bounded else {}
-        ctx.log.info("reading %s partitions %s", self.topic, [tp.partition for tp in self.mine])
+        partitions = [tp.partition for tp in self.mine]
+        ctx.log.info("reading %s partitions %s from %s", self.topic, partitions, start)
 
     async def run(self, ctx: TaskContext, out: Output) -> None:
         if not self.mine:
