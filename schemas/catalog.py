@@ -75,6 +75,7 @@ _COMMANDS: Final[frozenset[type[ev.Event]]] = frozenset(
         ev.TriggerCheckpoint,
         ev.NotifyCheckpointComplete,
         ev.NotifyCheckpointAborted,
+        ev.DisconnectTaskManager,
         ev.LeaderKeepalive,
     }
 )

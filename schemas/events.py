@@ -810,6 +810,9 @@ class DeployTask(WorkerCommand):
     vertex_parallelism: parallelism of every vertex of the job, to partition outputs.
     restore_checkpoint_id: checkpoint to restore from; null starts fresh.
     restore_state_handle: this task's state in that checkpoint; null if none.
+    job_accepted_at: when the job was accepted (its JobAccepted), ms since the epoch; the same
+        for every attempt, so a source told to start at ``latest`` starts there on every
+        attempt; null if unknown (since v2).
     """
 
     tm_id: str
@@ -826,6 +829,7 @@ class DeployTask(WorkerCommand):
     vertex_parallelism: dict[str, int] = field(default_factory=dict)
     restore_checkpoint_id: int | None = None
     restore_state_handle: str | None = None
+    job_accepted_at: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -895,14 +899,35 @@ class NotifyCheckpointAborted(WorkerCommand):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DisconnectTaskManager(WorkerCommand):
+    """The coordinator declared this worker incarnation lost (or refuses it as lost):
+    the worker stops its tasks and registers again as a new incarnation.
+
+    tm_id: target worker.
+    incarnation: the incarnation declared lost; other incarnations ignore the command.
+    reason: why it was declared lost, for humans (heartbeat timeout, ...).
+    """
+
+    tm_id: str
+    incarnation: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeaderKeepalive(WorkerCommand):
     """The leader is alive; sent to every worker partition each heartbeat interval.
     The first one of an epoch announces the new epoch to the workers.
 
     leader_replica_id: the replica leading with this epoch.
+    heartbeat_timeout_ms: the leader declares a worker silent this long lost, ms; workers
+        check their own timeouts against it (docs/ha.md); null if unknown (since v2).
+    keepalive_interval_ms: time between the leader's keepalives, ms; null if unknown
+        (since v2).
     """
 
     leader_replica_id: str
+    heartbeat_timeout_ms: int | None = None
+    keepalive_interval_ms: int | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -1020,6 +1045,7 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     TriggerCheckpoint,
     NotifyCheckpointComplete,
     NotifyCheckpointAborted,
+    DisconnectTaskManager,
     LeaderKeepalive,
     ReplicaStatus,
     SnapshotChunk,

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_TOPICS = 3
+EXIT_TIMING = 2  # timeouts unsafe against the leader's: a usage error, see schemas/timing.py
 
 
 async def run_worker(
@@ -59,6 +60,9 @@ async def run_worker(
             ", ".join(registry.names()),
         )
         await manager.run(stop)
+        if manager.timing_error is not None:
+            log.error("stopped: %s", manager.timing_error)
+            return EXIT_TIMING
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         dest="heartbeat_timeout_s",
         metavar="SECONDS",
-        help="stop every task after this long without hearing a leader (default 5)",
+        help="stop every task after this long without hearing a leader (default 10; "
+        "checked against the leader's heartbeat timeout, docs/ha.md)",
     )
     parser.add_argument(
         "--cancel-timeout",

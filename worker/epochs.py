@@ -11,13 +11,19 @@ Rules (DESIGN.md, "Leadership and fencing"):
 - A command from a higher epoch announces a new leader: the worker registers
   again (with its running tasks) so the new leader reconciles instead of
   redeploying. Commands for other workers count too: they prove the epoch.
+  The first epoch a worker hears is no reason to: its registration at start
+  is already on jm.reports for whichever leader reads it (registering again
+  would journal a second TaskManagerJoined for one incarnation).
 - A command is addressed to this worker when its tm id AND incarnation match;
   a ``LeaderKeepalive`` has neither and concerns every worker on the partition.
 - Any command of the current epoch proves the leader alive. A worker that has
-  heard a leader and then hears nothing for the timeout stops its tasks: by
-  then the leader has declared it lost and redeployed them elsewhere. The
-  coordinator refuses a lost incarnation for good, so when a leader is heard
-  again the worker comes back as a new incarnation.
+  heard a leader and then hears nothing for the timeout stops its tasks (and
+  reports them FAILED): the leader may declare it lost and redeploy them
+  elsewhere, and two copies must not run. When a leader is heard again the
+  worker registers again. The coordinator refuses a lost incarnation for good
+  and says so with a ``DisconnectTaskManager`` (when it declares it lost, and
+  again to each registration of it): the worker then stops whatever it runs
+  and comes back as a new incarnation.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ class Verdict:
     """What to do with one command."""
 
     stale: bool  # from an older epoch than the highest seen: drop it
-    new_epoch: bool  # announced a higher epoch: register again first
+    new_epoch: bool  # announced a higher epoch: register again first (unless the first)
+    previous_epoch: int = 0  # the highest epoch seen before this command (0: none)
 
 
 class CommandFilter:
@@ -46,12 +53,12 @@ class CommandFilter:
         self.dropped_stale = 0
 
     def check(self, command: ev.WorkerCommand) -> Verdict:
-        if command.epoch < self.highest_epoch:
+        previous = self.highest_epoch
+        if command.epoch < previous:
             self.dropped_stale += 1
-            return Verdict(stale=True, new_epoch=False)
-        new_epoch = command.epoch > self.highest_epoch
+            return Verdict(stale=True, new_epoch=False, previous_epoch=previous)
         self.highest_epoch = command.epoch
-        return Verdict(stale=False, new_epoch=new_epoch)
+        return Verdict(stale=False, new_epoch=command.epoch > previous, previous_epoch=previous)
 
     def addresses(self, command: ev.WorkerCommand) -> bool:
         """For this worker incarnation (or a keepalive, for everyone)? Asked

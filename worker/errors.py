@@ -38,6 +38,11 @@ class SlotProcessDiedError(TaskError):
     """The process running a task exited without reporting a final state."""
 
 
+class TaskStoppedError(TaskError):
+    """The worker stopped the task on its own (no leader heard, declared lost,
+    shutting down): the task did not fail, but the attempt is gone."""
+
+
 class EdgeProtocolError(TaskError):
     """An edge topic holds a record that breaks the edge protocol (schemas.edges)."""
 

@@ -6,7 +6,10 @@
   never acted on), from the END: commands written before this incarnation
   started are not for it. Records that do not decode are logged and skipped.
 - ``KafkaReports`` is a plain idempotent producer (acks=all): reports and
-  heartbeats are keyed by tm id, so one worker's reports stay in order.
+  heartbeats are keyed by tm id, so one worker's reports stay in order. A
+  report Kafka refuses for good (too large, ...) is dropped, logged and
+  counted; it never stops the others nor the worker. Other failures raise, and
+  the TaskManager retries.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas import events as ev
 from schemas import kafkaio
@@ -85,6 +89,8 @@ class KafkaReports:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
         )
+        #: reports Kafka refused for good (or that could not be encoded).
+        self.dropped = 0
 
     async def start(self) -> None:
         await self._producer.start()
@@ -93,12 +99,29 @@ class KafkaReports:
         await self._producer.stop()
 
     async def send(self, events: Sequence[ev.WorkerReport]) -> None:
-        """Send in order and wait until every one is acknowledged."""
+        """Send in order and wait until every one is acknowledged, or dropped (see
+        the module docstring). Raises on a retriable failure."""
         futures = []
         for event in events:
-            value, headers = default_codec().encode(event)
-            topic = self._catalog.topic_for(type(event)).name
-            key = self._catalog.key_for(event)
-            futures.append(await self._producer.send(topic, value, key=key, headers=headers))
-        for future in futures:
-            await future
+            try:
+                value, headers = default_codec().encode(event)
+                topic = self._catalog.topic_for(type(event)).name
+                key = self._catalog.key_for(event)
+                future = await self._producer.send(topic, value, key=key, headers=headers)
+            except Exception as err:
+                self._refused(event, err)
+                continue
+            futures.append((event, future))
+        for event, future in futures:
+            try:
+                await future
+            except KafkaError as err:
+                self._refused(event, err)
+
+    def _refused(self, event: ev.WorkerReport, err: Exception) -> None:
+        # A timeout means "not yet", not "never": retry it like a retriable error.
+        if isinstance(err, KafkaTimeoutError) or (isinstance(err, KafkaError) and err.retriable):
+            raise err
+        self.dropped += 1
+        what = f"{type(event).__name__} {event.event_id}"
+        log.error("dropped %s (%d so far): %s: %s", what, self.dropped, type(err).__name__, err)

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import timing
+
 
 def default_tm_id() -> str:
     """Host name plus a random suffix: two workers on one host never share an id.
@@ -29,12 +31,14 @@ class WorkerSettings(BaseSettings):
 
     tm_id: str = Field(default_factory=default_tm_id, min_length=1, max_length=200)
     slots: int = Field(default=max(1, os.cpu_count() or 1), ge=1, le=1024)
-    heartbeat_interval_s: float = Field(default=1.0, gt=0)
-    # Flink's heartbeat.timeout is 50 s; DESIGN.md targets 5 s failure detection.
-    heartbeat_timeout_s: float = Field(default=5.0, gt=0)
+    heartbeat_interval_s: float = Field(default=timing.DEFAULT_WORKER_HEARTBEAT_INTERVAL_S, gt=0)
+    # How long without hearing a leader before every task stops. It must outlast a
+    # leader failover and late keepalives on a busy host, and end (with the cancel
+    # timeout) before the coordinator's heartbeat timeout: schemas/timing.py.
+    heartbeat_timeout_s: float = Field(default=timing.DEFAULT_WORKER_LEADER_TIMEOUT_S, gt=0)
     # Flink's task.cancellation.timeout is 180 s and then kills the whole
     # TaskManager; we kill only the slot process, so we can afford to be quick.
-    cancel_timeout_s: float = Field(default=3.0, gt=0)
+    cancel_timeout_s: float = Field(default=timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S, gt=0)
     # Drill hook, never set in production: after this many seconds the worker
     # behaves as if cut off from Kafka's control topics (no commands read, no
     # heartbeats or reports sent) while its tasks keep running.

@@ -16,6 +16,11 @@ Answers (docs/workers.md, "Commands"):
   Of an attempt that already ended here: its final state is reported again
   (the answer is idempotent and never contradicts an earlier report).
   Of an attempt never seen: ignored.
+- A stop the worker decides on its own (no leader heard, declared lost,
+  shutting down) ends the attempt FAILED, with the reason, whether the task
+  obeyed the cancel or was killed: the coordinator asked for nothing, so it
+  must learn that the attempt failed (RUNNING -> CANCELED is no legal report)
+  and restart the job per its strategy.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class SlotEntry:
     task: ev.TaskRef
     state: ES
     cancel_requested: bool = False
+    stop_reason: str | None = None  # the worker stopped it on its own, and why
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +91,15 @@ class UnknownTask:
 
 
 CancelDecision = CancelRunning | AlreadyEnded | UnknownTask
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A state to report for an attempt. `stopped`: the attempt ended FAILED because
+    the worker stopped it on its own, and why (None otherwise)."""
+
+    state: ES
+    stopped: str | None = None
 
 
 def task_name(task: ev.TaskRef) -> str:
@@ -173,44 +188,50 @@ class SlotTable:
             return AlreadyEnded(self._ended[task])
         return UnknownTask()
 
-    def cancel_all(self) -> list[CancelRunning]:
-        """Mark every occupied slot for cancellation (leader lost, shutdown)."""
+    def cancel_all(self, reason: str) -> list[CancelRunning]:
+        """Stop every occupied slot on the worker's own decision (leader not heard,
+        declared lost, shutdown): each attempt will end FAILED with `reason`, except
+        those the coordinator had asked to cancel already (CANCELED, as it expects)."""
         out = []
         for index, entry in enumerate(self._slots):
             if entry is not None:
-                entry.cancel_requested = True
+                if not entry.cancel_requested:
+                    entry.cancel_requested = True
+                    entry.stop_reason = reason
                 out.append(CancelRunning(index))
         return out
 
-    def record(self, slot_index: int, task: ev.TaskRef, state: ES) -> bool:
-        """A slot process reported `state` for `task`. True when it is news to
-        report; False for a task no longer in that slot (a late message from a
+    def record(self, slot_index: int, task: ev.TaskRef, state: ES) -> Report | None:
+        """A slot process reported `state` for `task`. The report to send when it
+        is news; None for a task no longer in that slot (a late message from a
         replaced process) or a state that does not move forward."""
         entry = self._slots[slot_index]
         if entry is None or entry.task != task:
-            return False
+            return None
         if state.is_terminal:
-            self._end(slot_index, state)
-            return True
+            return self._end(slot_index, state)
         if state not in _ORDER or _ORDER[state] <= _ORDER.get(entry.state, 0):
-            return False
+            return None
         entry.state = state
-        return True
+        return Report(state)
 
-    def process_died(self, slot_index: int) -> tuple[ev.TaskRef, ES] | None:
+    def process_died(self, slot_index: int) -> tuple[ev.TaskRef, Report] | None:
         """The slot's process exited without a final report: the attempt ends
         CANCELED if a cancel was asked for (we killed it), else FAILED."""
         entry = self._slots[slot_index]
         if entry is None:
             return None
         state = ES.CANCELED if entry.cancel_requested else ES.FAILED
-        self._end(slot_index, state)
-        return entry.task, state
+        return entry.task, self._end(slot_index, state)
 
-    def _end(self, slot_index: int, state: ES) -> None:
+    def _end(self, slot_index: int, state: ES) -> Report:
         entry = self._slots[slot_index]
         assert entry is not None
+        report = Report(state)
+        if state is ES.CANCELED and entry.stop_reason is not None:
+            report = Report(ES.FAILED, entry.stop_reason)
         self._slots[slot_index] = None
-        self._ended[entry.task] = state
+        self._ended[entry.task] = report.state
         while len(self._ended) > self._remember:
             self._ended.popitem(last=False)
+        return report

@@ -4,7 +4,8 @@ INITIALIZING while the edge topics are created and the operator, its input
 and its output are opened; RUNNING while it runs; then FINISHED when a bounded
 input is exhausted (and, with outgoing edges, once the end-of-stream markers
 and every record before them are acknowledged), FAILED when it raises (with
-the exception's name and stack), CANCELED when the asyncio task is cancelled.
+the exception's name and stack, bounded by ``worker.failures``), CANCELED when
+the asyncio task is cancelled.
 DEPLOYING is reported by the TaskManager before the spec reaches the slot.
 
 A task runs one vertex (docs/dataplane.md explains why there is no chaining):
@@ -19,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import traceback
 from collections.abc import Callable
 
 from schemas import events as ev
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import TaskError
+from worker.failures import describe
 from worker.functions import FunctionRegistry
 from worker.operators.api import (
     KafkaEnv,
@@ -152,7 +153,7 @@ async def run_task(
     except Exception as error:
         log.info("failed after %d records: %r", output.records, error)
         await resources.close()
-        report(ES.FAILED, type(error).__name__, traceback.format_exc())
+        report(ES.FAILED, *describe(error))
         return
     await resources.close()
     read = f" ({reader.records} read from edges)" if reader is not None else ""

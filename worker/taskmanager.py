@@ -20,8 +20,10 @@ from collections.abc import Callable
 from importlib import metadata
 
 from schemas import events as ev
+from schemas import timing
 from worker import errors, slotmsg, slots
 from worker.epochs import CommandFilter, LeaderWatch
+from worker.failures import MAX_STACK_BYTES, clip_middle
 from worker.kafka import Commands, Reports
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
@@ -52,6 +54,21 @@ def _memory_bytes() -> int | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+class _Backoff:
+    """Exponential delays for retrying Kafka: 0.1 s doubling up to 5 s."""
+
+    def __init__(self, first_s: float = 0.1, max_s: float = 5.0) -> None:
+        self._first, self._max = first_s, max_s
+        self._delay = first_s
+
+    def next(self) -> float:
+        delay, self._delay = self._delay, min(self._delay * 2, self._max)
+        return delay
+
+    def reset(self) -> None:
+        self._delay = self._first
 
 
 class TaskManager:
@@ -96,6 +113,13 @@ class TaskManager:
         self._stopping = False
         self._started_at = clock()
         self._partition_logged = False
+        self._rejoining: asyncio.Task[None] | None = None
+        self._timing_checked: tuple[int | None, int | None] | None = None
+        self._timing_refused = asyncio.Event()
+        #: why this worker refused its leader's timing, if it did (see run()).
+        self.timing_error: str | None = None
+        #: sends of a batch of reports that failed (and were retried).
+        self.send_failures = 0
 
     # ------------------------------------------------------------------ run
 
@@ -111,18 +135,21 @@ class TaskManager:
             asyncio.create_task(self._watch_leader(), name="leader-watch"),
         ]
         stopped = asyncio.create_task(stop.wait())
+        refused = asyncio.create_task(self._timing_refused.wait())
+        ends = [stopped, refused]
         try:
-            # A loop that ends (a Kafka error) ends the worker: running blind
-            # would be worse than a restart under a new incarnation.
-            done, _ = await asyncio.wait([stopped, sender, *loops], return_when="FIRST_COMPLETED")
+            # The loops and the sender survive Kafka errors (they log, count and
+            # retry); one that ends anyway is a bug, and running blind would be
+            # worse than a restart under a new incarnation.
+            done, _ = await asyncio.wait([*ends, sender, *loops], return_when="FIRST_COMPLETED")
             for task in done:
-                if task is not stopped:
+                if task not in ends:
                     task.result()
             await self._shutdown(loops, sender)
         finally:
-            for task in [stopped, sender, *loops, *self._background]:
+            for task in [*ends, sender, *loops, *self._background]:
                 task.cancel()
-            await asyncio.gather(stopped, sender, *loops, *self._background,
+            await asyncio.gather(*ends, sender, *loops, *self._background,
                                  return_exceptions=True)  # fmt: skip
             for slot in self._slots:
                 await slot.stop(timeout_s=1.0)
@@ -132,7 +159,7 @@ class TaskManager:
         for task in loops:
             task.cancel()
         await asyncio.gather(*loops, return_exceptions=True)
-        self._cancel_all("worker shutting down")
+        self._cancel_all("TaskManager shutting down")
         # Every task ends within the cancel timeout (killed if need be).
         if not self.table.running():
             self._slots_idle.set()
@@ -144,7 +171,7 @@ class TaskManager:
                 event_time=_now_ms(),
                 tm_id=self.tm_id,
                 incarnation=self.incarnation,
-                reason="clean shutdown",
+                reason="clean shutdown" if self.timing_error is None else "timeouts refused",
             )
         )
         await self._drain_outbox(sender)
@@ -163,8 +190,15 @@ class TaskManager:
         return True
 
     async def _read_commands(self) -> None:
+        backoff = _Backoff()
         while True:
-            commands = await self._commands.poll(timeout_ms=100)
+            try:
+                commands = await self._commands.poll(timeout_ms=100)
+            except Exception as err:  # Kafka trouble: the leader watch decides, not us
+                log.warning("reading commands failed: %s: %s", type(err).__name__, err)
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
             if self._partitioned():
                 continue
             for command in commands:
@@ -181,18 +215,27 @@ class TaskManager:
             )
             return
         if self.leader.heard(self._clock()):
-            # We stopped our tasks for a silent leader, which has declared this
-            # incarnation lost (and refuses it for good): come back as a new one,
-            # but only once every slot is really free, so the leader never deploys
-            # into a slot whose old task is still stopping.
-            self._new_incarnation()
-            self._background.append(asyncio.create_task(self._register_when_idle(command.epoch)))
-        elif verdict.new_epoch:
+            # We stopped our tasks for a silent leader (and reported them FAILED).
+            # Register again once they are gone; if the leader declared this
+            # incarnation lost meanwhile, its DisconnectTaskManager (already on our
+            # partition, or its answer to this registration) makes us a new one.
+            self._register_later(f"leader heard again, epoch {command.epoch}")
+        elif verdict.new_epoch and verdict.previous_epoch > 0:
+            # A new leader: tell it what runs here so it reconciles. The first
+            # epoch heard needs nothing: the registration sent at start is on
+            # jm.reports, ahead of this command, for whichever leader reads it.
             log.info("leader epoch %d announced", command.epoch)
             self._register(f"new leader epoch {command.epoch}")
+        if isinstance(command, ev.LeaderKeepalive):
+            self._check_timing(command)
         if not self.filter.addresses(command):
             return
         match command:
+            case ev.DisconnectTaskManager():
+                lost, reason = command.incarnation, command.reason
+                log.warning("the leader declared incarnation %s lost (%s)", lost, reason)
+                self._cancel_all(f"declared lost by the leader: {command.reason}")
+                self._rejoin("declared lost by the leader")
             case ev.DeployTask():
                 self._deploy(command)
             case ev.CancelTask():
@@ -212,16 +255,49 @@ class TaskManager:
             case _:
                 pass  # keepalives; checkpoint notifications have nothing to act on yet
 
-    async def _register_when_idle(self, epoch: int) -> None:
+    def _rejoin(self, why: str) -> None:
+        """Become a new incarnation (the old one was declared lost) and register it."""
+        old, self.incarnation = self.incarnation, _new_id()
+        self.filter.incarnation = self.incarnation
+        log.warning("incarnation %s replaced by %s (%s)", old, self.incarnation, why)
+        self._register_later(why)
+
+    def _register_later(self, why: str) -> None:
+        """Register once every slot is really free, so the leader never deploys into
+        a slot whose old task is still stopping. Replaces a registration still waiting."""
+        if self._rejoining is not None:
+            self._rejoining.cancel()
+        self._rejoining = asyncio.create_task(self._register_when_idle(why))
+        self._background = [t for t in self._background if not t.done()]
+        self._background.append(self._rejoining)
+
+    async def _register_when_idle(self, why: str) -> None:
         while self.table.running():
             self._slots_idle.clear()
             await self._slots_idle.wait()
-        self._register(f"leader heard again, epoch {epoch}")
+        self._register(why)
 
-    def _new_incarnation(self) -> None:
-        old, self.incarnation = self.incarnation, _new_id()
-        self.filter.incarnation = self.incarnation
-        log.warning("incarnation %s replaced by %s", old, self.incarnation)
+    def _check_timing(self, keepalive: ev.LeaderKeepalive) -> None:
+        """Refuse to run against a leader whose timeouts make ours unsafe (schemas/timing.py)."""
+        told = (keepalive.heartbeat_timeout_ms, keepalive.keepalive_interval_ms)
+        if told == self._timing_checked:
+            return
+        self._timing_checked = told
+        timeout_ms, interval_ms = told
+        if timeout_ms is None or interval_ms is None:
+            return  # an older leader that does not say
+        problems = timing.worker_problems(
+            leader_timeout_s=self.settings.heartbeat_timeout_s,
+            cancel_timeout_s=self.settings.cancel_timeout_s,
+            heartbeat_interval_s=self.settings.heartbeat_interval_s,
+            coordinator_heartbeat_timeout_ms=timeout_ms,
+            keepalive_interval_ms=interval_ms,
+        )
+        if problems and self.timing_error is None:
+            self.timing_error = "; ".join(problems)
+            leader = keepalive.leader_replica_id
+            log.error("refusing to run against leader %s: %s", leader, self.timing_error)
+            self._timing_refused.set()
 
     def _deploy(self, command: ev.DeployTask) -> None:
         task = command.task
@@ -256,7 +332,7 @@ class TaskManager:
                 log.info("CancelTask for unknown %s ignored", slots.task_name(task))
 
     def _cancel_all(self, why: str) -> None:
-        cancels = self.table.cancel_all()
+        cancels = self.table.cancel_all(why)
         if cancels:
             log.warning("canceling %d task(s): %s", len(cancels), why)
         for cancel in cancels:
@@ -290,20 +366,25 @@ class TaskManager:
         if isinstance(message, slotmsg.Ready):
             log.debug("slot %d ready (pid %d)", index, message.pid)
             return
-        if self.table.record(index, message.task, message.state):
-            self._report(
-                ev.TaskStateChanged(
-                    event_id=_new_id(),
-                    event_time=_now_ms(),
-                    tm_id=self.tm_id,
-                    incarnation=self._accepted_by.get(message.task, self.incarnation),
-                    task=message.task,
-                    state=message.state,
-                    error_name=message.error_name,
-                    error_stack=message.error_stack,
+        report = self.table.record(index, message.task, message.state)
+        if report is not None:
+            if report.stopped is not None:
+                stopped = errors.TaskStoppedError(report.stopped)
+                self._report_state(message.task, report.state, stopped)
+            else:
+                self._report(
+                    ev.TaskStateChanged(
+                        event_id=_new_id(),
+                        event_time=_now_ms(),
+                        tm_id=self.tm_id,
+                        incarnation=self._accepted_by.get(message.task, self.incarnation),
+                        task=message.task,
+                        state=report.state,
+                        error_name=message.error_name,
+                        error_stack=message.error_stack,
+                    )
                 )
-            )
-            if message.state.is_terminal:
+            if report.state.is_terminal:
                 self._accepted_by.pop(message.task, None)
                 self._slot_freed(index)
 
@@ -311,11 +392,13 @@ class TaskManager:
         outcome = self.table.process_died(index)
         self._slot_freed(index)
         if outcome is not None:
-            task, state = outcome
-            error = None
-            if state is ES.FAILED:
+            task, report = outcome
+            error: errors.TaskError | None = None
+            if report.stopped is not None:
+                error = errors.TaskStoppedError(f"{report.stopped} (killed)")
+            elif report.state is ES.FAILED:
                 error = errors.SlotProcessDiedError(f"slot process exited with code {exitcode}")
-            self._report_state(task, state, error)
+            self._report_state(task, report.state, error)
             self._accepted_by.pop(task, None)
         if self._stopping:
             return
@@ -347,7 +430,7 @@ class TaskManager:
                     "no leader heard for %.1f s: stopping every task",
                     self.settings.heartbeat_timeout_s,
                 )
-                self._cancel_all("leader lost")
+                self._cancel_all(f"no leader heard for {self.settings.heartbeat_timeout_s:g} s")
 
     async def _heartbeat(self) -> None:
         while True:
@@ -399,7 +482,7 @@ class TaskManager:
                 task=task,
                 state=state,
                 error_name=type(error).__name__ if error is not None else None,
-                error_stack=str(error) if error is not None else None,
+                error_stack=clip_middle(str(error), MAX_STACK_BYTES) if error is not None else None,
             )
         )
 
@@ -410,13 +493,34 @@ class TaskManager:
 
     async def _send_reports(self) -> None:
         # One sender keeps reports in the order they were made; a batch is
-        # pipelined in the producer and acknowledged before the next one.
+        # pipelined in the producer and acknowledged before the next one. A failed
+        # send never ends it: what Kafka refuses for good (a record too large) is
+        # dropped and counted by the port; anything else is retried with backoff,
+        # the batch kept in front of what came since (heartbeats are not worth it).
+        backoff = _Backoff()
         while True:
             await self._outbox_changed.wait()
             self._outbox_changed.clear()
             batch, self._outbox = self._outbox, []
             if batch and not self._partitioned():
-                await self._reports.send(batch)
+                try:
+                    await self._reports.send(batch)
+                    backoff.reset()
+                except Exception as err:
+                    self.send_failures += 1
+                    delay = backoff.next()
+                    kept = [e for e in batch if not isinstance(e, ev.TaskManagerHeartbeat)]
+                    why = f"{type(err).__name__}: {err}"
+                    log.warning(
+                        "sending %d report(s) failed (%s): retrying %d in %.1f s",
+                        len(batch),
+                        why,
+                        len(kept),
+                        delay,
+                    )
+                    self._outbox[:0] = kept
+                    await asyncio.sleep(delay)
+                    self._outbox_changed.set()
             if not self._outbox:
                 self._reports_sent.set()
 

@@ -14,14 +14,14 @@ from typing import Final
 
 from aiokafka import AIOKafkaProducer
 
-from coordinator.commands.common import add_connection_flags, run, settings_from
+from coordinator.commands.common import add_connection_flags, fail, run, settings_from
 from coordinator.ha.lease import LeaseConfig
 from coordinator.runtime import machine
 from coordinator.runtime.leader import LeaderConfig
 from coordinator.runtime.replica import Replica, ReplicaConfig
 from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
-from schemas import kafkaio
+from schemas import kafkaio, timing
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.jsonview import to_jsonable
@@ -33,8 +33,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(p)
     p.add_argument("--id", dest="replica_id", default=None,
                    help="replica id (default: host-pid)")  # fmt: skip
-    p.add_argument("--lease-ttl-ms", type=int, default=3_000)
-    p.add_argument("--heartbeat-timeout-ms", type=int, default=5_000)
+    p.add_argument("--lease-ttl-ms", type=int, default=timing.DEFAULT_LEASE_TTL_MS)
+    p.add_argument(
+        "--heartbeat-timeout-ms",
+        type=int,
+        default=timing.DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS,
+        help="declare a worker lost after this long without a heartbeat "
+        "(checked against the lease ttl, docs/ha.md)",
+    )
     p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
     p.add_argument(
         "--archive-after-ms",
@@ -71,6 +77,13 @@ async def _coordinator(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     replica_id = args.replica_id or f"{socket.gethostname()}-{__import__('os').getpid()}"
     configure_logging(args.log_level, replica_id)
+    problems = timing.coordinator_problems(
+        heartbeat_timeout_ms=args.heartbeat_timeout_ms,
+        keepalive_interval_ms=LeaderConfig().keepalive_interval_ms,
+        lease_ttl_ms=args.lease_ttl_ms,
+    )
+    if problems:
+        return fail("coordinator: " + "; ".join(problems))
     config = ReplicaConfig(
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(

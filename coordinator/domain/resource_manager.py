@@ -1,7 +1,10 @@
 """The ResourceManager: worker registration, loss, heartbeats, reconciliation.
 
 Incarnations fence workers: a report or registration from an incarnation that
-is not the registered one (an older process, a lost one) is rejected. A known
+is not the registered one (an older process, a lost one) is rejected. A worker
+incarnation declared lost is told so (``DisconnectTaskManager`` on its commands
+partition, and again whenever it registers): it may still be alive and hear the
+leader, so it stops its tasks and comes back as a new incarnation. A known
 incarnation registering again (typically after a leader change) keeps the
 tasks it still runs with the attempts the journal assigned them, instead of
 redeploying them (Flink's RECONCILING).
@@ -12,6 +15,7 @@ from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import schedule_waiting
 from schemas.events import (
     CancelTask,
+    DisconnectTaskManager,
     ExecutionState,
     RunningTask,
     TaskManagerDeregistered,
@@ -49,8 +53,11 @@ def _settle_jobs(p: Planner, failed_jobs: dict[str, str], touched: set[str]) -> 
         settle(p, job_id)
 
 
-def lose_worker(p: Planner, tm_id: str, reason: str) -> None:
-    """Declare a worker incarnation gone: its tasks end first, then the worker."""
+def lose_worker(p: Planner, tm_id: str, reason: str, *, tell: bool = True) -> None:
+    """Declare a worker incarnation gone: its tasks end first, then the worker.
+
+    `tell`: send it a DisconnectTaskManager (a worker that deregistered is gone
+    and needs none)."""
     worker = p.state.workers[tm_id]
     incarnation = worker.incarnation
     failed: dict[str, str] = {}
@@ -66,6 +73,8 @@ def lose_worker(p: Planner, tm_id: str, reason: str) -> None:
                 f"TaskManager {tm_id}: {reason}",
             )
     p.emit(TaskManagerLost, tm_id=tm_id, incarnation=incarnation, reason=reason)
+    if tell:
+        p.command(DisconnectTaskManager, tm_id=tm_id, incarnation=incarnation, reason=reason)
     _settle_jobs(p, failed, touched)
 
 
@@ -74,7 +83,9 @@ def on_registered(p: Planner, r: TaskManagerRegistered) -> None:
         p.reject(r, f"negative slot count {r.slots}", tm_id=r.tm_id)
         return
     if r.incarnation in p.state.lost_incarnations.get(r.tm_id, ()):
-        p.reject(r, f"incarnation {r.incarnation} was declared lost; restart it", tm_id=r.tm_id)
+        reason = f"incarnation {r.incarnation} was declared lost; register a new one"
+        p.reject(r, reason, tm_id=r.tm_id)
+        p.command(DisconnectTaskManager, tm_id=r.tm_id, incarnation=r.incarnation, reason=reason)
         return
     known = p.state.workers.get(r.tm_id)
     if known is not None and known.incarnation == r.incarnation:
@@ -159,7 +170,8 @@ def on_deregistered(p: Planner, r: TaskManagerDeregistered) -> None:
     if worker is None or worker.incarnation != r.incarnation:
         p.reject(r, f"unknown or old incarnation {r.tm_id}/{r.incarnation}", tm_id=r.tm_id)
         return
-    lose_worker(p, r.tm_id, f"deregistered: {r.reason}" if r.reason else "deregistered")
+    reason = f"deregistered: {r.reason}" if r.reason else "deregistered"
+    lose_worker(p, r.tm_id, reason, tell=False)
     schedule_waiting(p)
 
 

@@ -96,6 +96,7 @@ def deploy(p: Planner, job_id: str, placement: Placement) -> None:
             vertex_parallelism=dict(parallelism),
             restore_checkpoint_id=restore_id,
             restore_state_handle=handles.get(key),
+            job_accepted_at=job.accepted_at,
         )
 
 

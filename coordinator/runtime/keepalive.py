@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 
@@ -30,14 +31,25 @@ from schemas.codec import Codec
 log = logging.getLogger(__name__)
 
 
-def keepalive(
-    epoch: int, replica_id: str, now: int, seq: int, partition: int
-) -> ev.LeaderKeepalive:
+@dataclass(frozen=True)
+class KeepaliveInfo:
+    """Who sends keepalives, and the timing workers check their own against
+    (schemas/timing.py)."""
+
+    epoch: int
+    replica_id: str
+    heartbeat_timeout_ms: int
+    keepalive_interval_ms: int
+
+
+def keepalive(info: KeepaliveInfo, now: int, seq: int, partition: int) -> ev.LeaderKeepalive:
     return ev.LeaderKeepalive(
-        event_id=f"keepalive:{epoch}:{seq}:{partition}",
+        event_id=f"keepalive:{info.epoch}:{seq}:{partition}",
         event_time=now,
-        epoch=epoch,
-        leader_replica_id=replica_id,
+        epoch=info.epoch,
+        leader_replica_id=info.replica_id,
+        heartbeat_timeout_ms=info.heartbeat_timeout_ms,
+        keepalive_interval_ms=info.keepalive_interval_ms,
     )
 
 
@@ -47,18 +59,15 @@ class KeepaliveSender:
         bootstrap: str,
         catalog: Catalog,
         codec: Codec,
-        epoch: int,
-        replica_id: str,
-        interval_ms: int,
+        info: KeepaliveInfo,
         clock: LeaderClock,
         alive: Callable[[], bool],
     ) -> None:
         self.bootstrap = bootstrap
         self.outbox = Outbox(catalog, codec)
         self.partitions = catalog.commands.partitions
-        self.epoch = epoch
-        self.replica_id = replica_id
-        self.interval_s = interval_ms / 1000
+        self.info = info
+        self.interval_s = info.keepalive_interval_ms / 1000
         self.clock = clock
         self.alive = alive
         self.sent = 0  # rounds sent (one keepalive per partition each)
@@ -66,7 +75,7 @@ class KeepaliveSender:
         self.max_gap_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=self._main, name=f"keepalive-{replica_id}", daemon=True
+            target=self._main, name=f"keepalive-{info.replica_id}", daemon=True
         )
 
     def start(self) -> None:
@@ -99,7 +108,7 @@ class KeepaliveSender:
                     futures = []
                     for partition in range(self.partitions):
                         record = self.outbox.keepalive(
-                            keepalive(self.epoch, self.replica_id, now, seq, partition), partition
+                            keepalive(self.info, now, seq, partition), partition
                         )
                         futures.append(await producer.send(
                             record.topic, record.value, key=record.key, headers=record.headers,

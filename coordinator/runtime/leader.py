@@ -62,7 +62,7 @@ from coordinator.runtime.edges_gc import EdgeCollector
 from coordinator.runtime.holder import ApplyError, StateHolder
 from coordinator.runtime.hooks import TestHooks
 from coordinator.runtime.journal import ForeignRecord, JournalError, JournalFollower
-from coordinator.runtime.keepalive import KeepaliveSender, keepalive
+from coordinator.runtime.keepalive import KeepaliveInfo, KeepaliveSender, keepalive
 from coordinator.runtime.outbox import Outbox, Record, RecordTooLarge
 from coordinator.runtime.ratelog import RateLimitedLog
 from coordinator.runtime.snapshots import SnapshotPolicy
@@ -219,7 +219,7 @@ class Leader:
         async with self._transaction("LeaderElected"):
             sent = await self._send(self.outbox.journal(elected))
             for partition in range(self.catalog.commands.partitions):
-                ping = keepalive(self.epoch, self.replica_id, now, 0, partition)
+                ping = keepalive(self._keepalive_info(), now, 0, partition)
                 await self._send(self.outbox.keepalive(ping, partition))
         offset = (await sent).offset
         await self.follower.catch_up_to(offset)
@@ -238,14 +238,20 @@ class Leader:
         self.edges.start()
         self.edges.sweep(self.holder.state)
         self._keepalives = KeepaliveSender(
-            self.bootstrap, self.catalog, self.codec, self.epoch, self.replica_id,
-            self.config.keepalive_interval_ms, self.clock, alive=self._alive,
+            self.bootstrap, self.catalog, self.codec, self._keepalive_info(), self.clock,
+            alive=self._alive,
         )  # fmt: skip
         self._keepalives.start()
         self.elected.set()
         self.progress.beat("elected")
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,
                  self.follower.position)  # fmt: skip
+
+    def _keepalive_info(self) -> KeepaliveInfo:
+        return KeepaliveInfo(
+            self.epoch, self.replica_id, self.domain_config.heartbeat_timeout_ms,
+            self.config.keepalive_interval_ms,
+        )  # fmt: skip
 
     def _alive(self) -> bool:
         return self._producer is not None and (self.hooks.skip_lease_check or self.lease_held())

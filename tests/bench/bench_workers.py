@@ -1,7 +1,7 @@
 """Benchmarks: a worker's ``kill -9`` to its job RUNNING again, and heartbeats of a large fleet.
 
-- ``worker_kill``: a real coordinator (defaults: heartbeat timeout 5,000 ms) and 2 real
-  workers (``python -m worker --slots 2``, default heartbeat interval 1 s and timeout 5 s);
+- ``worker_kill``: a real coordinator (defaults: heartbeat timeout 20,000 ms) and 2 real
+  workers (``python -m worker --slots 2``, default heartbeat interval 1 s and timeout 10 s);
   an unbounded ``sequence`` job (``rate`` 20/s), parallelism 2, FIXED_DELAY restart after
   1,000 ms. ``kill -9`` of a worker running a subtask of the job; measured from the signal
   until every subtask's latest attempt is RUNNING on a live worker (journal
@@ -35,7 +35,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas import events as ev
-from schemas import kafkaio
+from schemas import kafkaio, timing
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from tests.bench.bench_ha import Watch, cpu_s, end, stats_ms, until, watch
@@ -143,7 +143,7 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
         return {
             "bench": "worker_kill",
             "rounds": rounds,
-            "coordinator_heartbeat_timeout_ms": 5000,
+            "coordinator_heartbeat_timeout_ms": timing.DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS,
             "restart_delay_ms": RESTART_DELAY_MS,
             "running_again": stats_ms(measured),
             "running_again_ms": [round(x) for x in measured],

@@ -362,7 +362,7 @@ journal row is a replica of an empty cluster: the start-up cost in both.
 ## Worker `kill -9` to the job RUNNING again
 
 `tests/bench/bench_workers.py` (`worker_kill`): a real coordinator (defaults:
-heartbeat timeout 5,000 ms), 2 real workers (`python -m worker --slots 2`,
+heartbeat timeout 20,000 ms), 2 real workers (`python -m worker --slots 2`,
 defaults: heartbeat every 1 s), an unbounded `sequence` job (rate 20/s),
 parallelism 2, FIXED_DELAY restart after 1,000 ms. Each round: `kill -9` of
 the worker running subtask 0, time until every subtask's latest attempt is

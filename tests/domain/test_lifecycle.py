@@ -6,6 +6,7 @@ from schemas.events import (
     CancelTask,
     CheckpointAcknowledged,
     DeployTask,
+    DisconnectTaskManager,
     ExecutionState,
     JobRejected,
     JobStatus,
@@ -15,6 +16,7 @@ from schemas.events import (
     RunningTask,
     SavepointCompleted,
     SavepointRequested,
+    TaskManagerDeregistered,
     TaskManagerLost,
     TriggerCheckpoint,
 )
@@ -208,10 +210,39 @@ def test_new_incarnation_replaces_the_old_one() -> None:
     c.run_all("job")
     d = c.register("tm-a", incarnation="inc-2", slots=1)
     assert _types(d.events)[:2] == ["TaskStateRecorded", "TaskManagerLost"]
+    # The old incarnation may still be alive: it is told to stop and come back new.
+    (told,) = (x for x in d.commands if isinstance(x, DisconnectTaskManager))
+    assert (told.tm_id, told.incarnation) == ("tm-a", "inc-1")
+    assert "replaced by incarnation inc-2" in told.reason
     assert c.state.workers["tm-a"].incarnation == "inc-2"
     assert c.state.jobs["job"].status is JobStatus.RESTARTING
-    assert _types(c.register("tm-a", incarnation="inc-1", slots=1).events) == ["InputRejected"]
+    again = c.register("tm-a", incarnation="inc-1", slots=1)
+    assert _types(again.events) == ["InputRejected"]
+    # ... and told again each time it registers, since it did not hear it the first time.
+    assert [
+        (x.tm_id, x.incarnation) for x in again.commands if isinstance(x, DisconnectTaskManager)
+    ] == [("tm-a", "inc-1")]
+    assert len(again.commands) == 1
     _check(c)
+
+
+def test_heartbeat_timeout_tells_the_worker_a_clean_exit_does_not() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.register("tm-b", slots=1)
+    d = c.tick(c.config.heartbeat_timeout_ms + 1)
+    told = [x for x in d.commands if isinstance(x, DisconnectTaskManager)]
+    assert [(x.tm_id, x.reason) for x in told] == [
+        ("tm-a", "heartbeat timeout (5000 ms)"),
+        ("tm-b", "heartbeat timeout (5000 ms)"),
+    ]
+    c.register("tm-c", slots=1)
+    gone = c.feed(
+        TaskManagerDeregistered(
+            event_id="bye", event_time=c.now, tm_id="tm-c", incarnation="inc-1", reason="bye"
+        )
+    )
+    assert _types(gone.events) == ["TaskManagerLost"] and gone.commands == []
 
 
 def test_reconciliation_after_leader_change_keeps_running_tasks() -> None:

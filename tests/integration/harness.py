@@ -311,10 +311,11 @@ class ProtocolWorker:
             await self.report(task, ev.ExecutionState.FINISHED)
 
 
-# Timing rules the tests follow (docs/ha.md): a worker keeps its tasks through a leader
-# failover (worker timeout 3 s > lease ttl 1.5 s + takeover) and stops them before the
-# coordinator can declare it lost (3 s < coordinator timeout 4 s - heartbeat interval).
-COORDINATOR_FLAGS = ("--heartbeat-timeout-ms", "4000", "--lease-ttl-ms", "1500")
+# Timing rules the tests follow (docs/ha.md, schemas/timing.py): a worker keeps its tasks
+# through a leader failover (worker timeout 3 s > lease ttl 1.5 s + takeover) and has
+# stopped them before the coordinator can declare it lost (worker timeout 3 s + cancel
+# timeout 1 s + heartbeat interval 1 s < coordinator timeout 6 s).
+COORDINATOR_FLAGS = ("--heartbeat-timeout-ms", "6000", "--lease-ttl-ms", "1500")
 
 
 class Cluster:

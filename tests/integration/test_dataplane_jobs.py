@@ -143,3 +143,78 @@ async def test_worker_kill_9_mid_run_still_gives_every_key_its_count(
     assert await last_count_per_key(cluster.stack, sink) == {
         str(k): total // keys for k in range(keys)
     }
+
+
+async def sink_values(stack: Stack, topic: str) -> list[int]:
+    """Every value the sink wrote so far, in order per partition."""
+    consumer = kafkaio.consumer(stack.bootstrap)
+    await consumer.start()
+    values: list[int] = []
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        while await consumer.position(tp) < end:
+            for records in (await consumer.getmany(tp, timeout_ms=500)).values():
+                values += [int(json.loads(r.value or b"{}")["n"]) for r in records]
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def test_a_latest_source_reads_on_restart_what_came_since_the_job_started(
+    cluster: Cluster, new_topic: TopicFactory
+) -> None:
+    source, sink = await new_topic("in"), await new_topic("out")
+    await cluster.coordinator("c1").wait_for_line("role LEADER")
+    cluster.worker("tm-1", 2)
+    cluster.worker("tm-2", 2)
+    vertices = (
+        ev.Vertex(id="src", name="src", operator="kafka_source", max_parallelism=8,
+                  config={"topic": source, "start": "latest"}),
+        ev.Vertex(id="out", name="out", operator="kafka_sink", max_parallelism=8,
+                  config={"topic": sink}),
+    )  # fmt: skip
+    submission = ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id="tail", name="tail",
+        job_graph=ev.JobGraph(vertices=vertices, edges=(ev.Edge(source="src", target="out"),)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.FIXED_DELAY,
+                                            attempts=3, delay_ms=200),
+    )  # fmt: skip
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+
+        async def produce(*ns: int) -> None:
+            for n in ns:
+                await client.producer.send_and_wait(source, json.dumps({"n": n}).encode())
+
+        async def seen(*ns: int) -> list[int]:
+            deadline = time.monotonic() + 40
+            while not set(ns) <= set(values := await sink_values(cluster.stack, sink)):
+                assert time.monotonic() < deadline, values
+                await asyncio.sleep(0.3)
+            return values
+
+        await journal.wait_until(lambda es: joined(es, "tm-1", "tm-2"))
+        await produce(1, 2)  # before the job: `latest` skips them
+        await asyncio.sleep(0.2)
+        await client.send(submission)
+        events = await journal.wait_until(lambda es: status_of(es, "tail") == ev.JobStatus.RUNNING)
+        running = await journal.wait_until(
+            lambda es: sum(1 for _, e in es if isinstance(e, ev.TaskStateRecorded)
+                           and e.state is ev.ExecutionState.RUNNING) >= 2)  # fmt: skip
+        await produce(3, 4)
+        await seen(3, 4)
+        host = next(e.slot.tm_id for _, e in running
+                    if isinstance(e, ev.TaskAssigned) and e.task.vertex_id == "src")  # fmt: skip
+        cluster.workers[host].signal(signal.SIGKILL)
+        await produce(5, 6)  # while the job is down: the restart must read them
+        events = await journal.wait_until(
+            lambda es: any(isinstance(e, ev.TaskStateRecorded) and e.task.attempt == 1
+                           and e.task.vertex_id == "src" and e.state is ev.ExecutionState.RUNNING
+                           for _, e in es), seconds=60)  # fmt: skip
+        await produce(7)
+        values = await seen(3, 4, 5, 6, 7)
+    assert any(isinstance(e, ev.RestartScheduled) for _, e in events)
+    assert not {1, 2} & set(values), values  # produced before the job was accepted

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from schemas import events as ev
 from schemas.catalog import Catalog
 from tests.conftest import Stack
-from tests.worker.harness import Leader, Not, Reports, WorkerProcess
+from tests.worker.harness import Leader, Reports, WorkerProcess
 
 FAST = ("--heartbeat-interval", "0.2", "--heartbeat-timeout", "2", "--cancel-timeout", "1")
 
@@ -52,9 +53,12 @@ async def start_cluster(
         registered = await reports.registration()
         leader.incarnation = registered.incarnation
         if keepalive:
-            # The first keepalive announces the epoch: the worker registers again.
+            # The first keepalive announces the epoch; the heartbeats then say so.
             await leader.send(leader.keepalive())
-            await reports.registration(event_id=Not(registered.event_id))
+            await reports.wait_for(
+                lambda e: isinstance(e, ev.TaskManagerHeartbeat) and e.last_seen_epoch == epoch,
+                what=f"heartbeat with epoch {epoch}",
+            )
             leader.keep_alive_every(0.3)
         return cluster
 

@@ -155,6 +155,16 @@ class Leader:
             task=task,
         )
 
+    def disconnect(self, reason: str) -> ev.DisconnectTaskManager:
+        return ev.DisconnectTaskManager(
+            event_id=uuid.uuid4().hex,
+            event_time=now_ms(),
+            epoch=self.epoch,
+            tm_id=self.tm_id,
+            incarnation=self.incarnation,
+            reason=reason,
+        )
+
     def keep_alive_every(self, seconds: float) -> None:
         async def pump() -> None:
             while True:

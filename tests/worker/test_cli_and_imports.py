@@ -34,7 +34,7 @@ def test_settings_take_flags_over_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("JM_WORKER_TM_ID", "from-env")
     settings = WorkerSettings.load(slots=2, tm_id=None)
     assert (settings.slots, settings.tm_id) == (2, "from-env")
-    assert (settings.heartbeat_interval_s, settings.heartbeat_timeout_s) == (1.0, 5.0)
+    assert (settings.heartbeat_interval_s, settings.heartbeat_timeout_s) == (1.0, 10.0)
     assert settings.cancel_timeout_s == 3.0
 
 

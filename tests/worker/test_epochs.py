@@ -25,13 +25,14 @@ def cancel(epoch: int, tm_id: str = "tm", incarnation: str = "inc") -> ev.Cancel
 @pytest.mark.parametrize(
     ("highest", "command", "expected"),
     [
-        (0, keepalive(1), Verdict(stale=False, new_epoch=True)),
-        (1, keepalive(1), Verdict(stale=False, new_epoch=False)),
-        (2, keepalive(1), Verdict(stale=True, new_epoch=False)),
-        (1, cancel(1), Verdict(stale=False, new_epoch=False)),
-        (1, cancel(0), Verdict(stale=True, new_epoch=False)),
+        # The first epoch heard: new, but nothing was heard before (no re-registration).
+        (0, keepalive(1), Verdict(stale=False, new_epoch=True, previous_epoch=0)),
+        (1, keepalive(1), Verdict(stale=False, new_epoch=False, previous_epoch=1)),
+        (2, keepalive(1), Verdict(stale=True, new_epoch=False, previous_epoch=2)),
+        (1, cancel(1), Verdict(stale=False, new_epoch=False, previous_epoch=1)),
+        (1, cancel(0), Verdict(stale=True, new_epoch=False, previous_epoch=1)),
         # Another worker on the same partition proves epoch 3 all the same.
-        (1, cancel(3, tm_id="other"), Verdict(stale=False, new_epoch=True)),
+        (1, cancel(3, tm_id="other"), Verdict(stale=False, new_epoch=True, previous_epoch=1)),
     ],
 )
 def test_verdicts(highest: int, command: ev.WorkerCommand, expected: Verdict) -> None:

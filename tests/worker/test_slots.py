@@ -13,6 +13,7 @@ from worker.slots import (
     AlreadyHere,
     CancelRunning,
     Reject,
+    Report,
     SlotTable,
     Start,
     UnknownTask,
@@ -89,18 +90,27 @@ def test_a_dead_process_cancels_what_was_being_canceled_and_fails_the_rest() -> 
     table.deploy(ref("a"), 0)
     table.deploy(ref("b"), 1)
     table.cancel(ref("a"))
-    assert table.process_died(0) == (ref("a"), ES.CANCELED)
-    assert table.process_died(1) == (ref("b"), ES.FAILED)
+    assert table.process_died(0) == (ref("a"), Report(ES.CANCELED))
+    assert table.process_died(1) == (ref("b"), Report(ES.FAILED))
     assert table.process_died(1) is None
     assert table.free_slots() == 2
 
 
-def test_cancel_all_marks_every_occupied_slot() -> None:
+def test_a_stop_of_the_workers_own_ends_failed_with_its_reason() -> None:
     table = SlotTable(3)
     table.deploy(ref("a"), 0)
+    table.deploy(ref("b"), 1)
     table.deploy(ref("c"), 2)
-    assert table.cancel_all() == [CancelRunning(0), CancelRunning(2)]
-    assert table.process_died(2) == (ref("c"), ES.CANCELED)
+    table.record(0, ref("a"), ES.RUNNING)
+    table.cancel(ref("b"))  # the coordinator asked for this one first
+    assert table.cancel_all("no leader") == [CancelRunning(0), CancelRunning(1), CancelRunning(2)]
+    # Obeyed the cancel or killed: FAILED with the reason either way (RUNNING ->
+    # CANCELED is no report the coordinator can take for a cancel it never asked).
+    assert table.record(0, ref("a"), ES.CANCELED) == Report(ES.FAILED, "no leader")
+    assert table.process_died(2) == (ref("c"), Report(ES.FAILED, "no leader"))
+    assert table.cancel(ref("a")) == AlreadyEnded(ES.FAILED)  # the same answer again
+    # The coordinator expects CANCELED for the cancel it asked for.
+    assert table.record(1, ref("b"), ES.CANCELED) == Report(ES.CANCELED)
 
 
 def test_memory_of_ended_attempts_is_bounded() -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from tests.worker.conftest import StartCluster
 from tests.worker.harness import ES, task_ref
+from worker.failures import MAX_STACK_BYTES
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +43,27 @@ async def test_user_exception_fails_the_task_not_the_worker(start_cluster: Start
     # Same slot, next task: the slot process survived the exception.
     await cluster.leader.send(cluster.leader.deploy(next_one, "sequence", count="10"))
     await cluster.reports.state(next_one, ES.FINISHED)
+
+
+async def test_a_huge_user_exception_is_reported_cut_and_the_worker_lives_on(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = await start_cluster()
+    huge, next_one = task_ref(attempt=0), task_ref(attempt=1)
+    # A 2 MB message: reported whole it would exceed the 1 MiB a record may hold.
+    await cluster.leader.send(
+        cluster.leader.deploy(huge, "fault", fail_after="1", fail_message_bytes="2000000")
+    )
+    failed = await cluster.reports.state(huge, ES.FAILED)
+    assert failed.error_name == "InjectedFault"
+    stack = failed.error_stack or ""
+    assert len(stack.encode()) <= MAX_STACK_BYTES
+    assert "Traceback" in stack and "bytes cut ...]" in stack
+    assert "InjectedFault: fault injected after 1 records xxx" in stack
+    # The worker (its report sender included) is alive and takes the next task.
+    await cluster.leader.send(cluster.leader.deploy(next_one, "sequence", count="10"))
+    await cluster.reports.state(next_one, ES.FINISHED)
+    assert cluster.worker.proc.poll() is None
 
 
 async def test_unknown_operator_fails_with_reason(start_cluster: StartCluster) -> None:

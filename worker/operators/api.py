@@ -52,6 +52,8 @@ class TaskSpec:
     vertex_parallelism: Mapping[str, int] = field(default_factory=dict)
     restore_checkpoint_id: int | None = None
     restore_state_handle: str | None = None
+    # When the job was accepted (ms): the same for every attempt of the job.
+    job_accepted_at: int | None = None
 
     @classmethod
     def from_command(cls, command: ev.DeployTask) -> TaskSpec:
@@ -67,6 +69,7 @@ class TaskSpec:
             vertex_parallelism=dict(command.vertex_parallelism),
             restore_checkpoint_id=command.restore_checkpoint_id,
             restore_state_handle=command.restore_state_handle,
+            job_accepted_at=command.job_accepted_at,
         )
 
     def describe(self) -> str:

@@ -67,6 +67,8 @@ class Fault(SourceOperator):
     fail_after: raise InjectedFault after emitting this many records.
     fail_attempts: only attempts below this number fail (default: every
       attempt), so a restarted job can get through.
+    fail_message_bytes: pad the failure's message to this many bytes (a user
+      exception quoting a huge record).
     hang: "true" blocks the task forever in a way no cancel can interrupt (a
       blocking sleep that never returns to the event loop), so the worker has
       to kill the slot process.
@@ -78,6 +80,7 @@ class Fault(SourceOperator):
 
     async def open(self, ctx: TaskContext) -> None:
         self.fail_after = ctx.config_int("fail_after", -1)
+        self.fail_message_bytes = ctx.config_int("fail_message_bytes", 0)
         if ctx.spec.task.attempt >= ctx.config_int("fail_attempts", ctx.spec.task.attempt + 1):
             self.fail_after = -1
         self.hang = ctx.config_bool("hang", False)
@@ -86,6 +89,10 @@ class Fault(SourceOperator):
         self.start = ctx.config_int("start", 0)
         self.count = ctx.config_int("count", 0)
         self.rate = ctx.config_float("rate", 0.0)
+
+    def _fail(self, message: str) -> None:
+        padding = self.fail_message_bytes - len(message)
+        raise InjectedFault(message + (f" {'x' * (padding - 1)}" if padding > 1 else ""))
 
     async def run(self, ctx: TaskContext, out: Output) -> None:
         if self.crash:
@@ -98,7 +105,7 @@ class Fault(SourceOperator):
         n = self.start
         while self.count <= 0 or emitted < self.count:
             if emitted == self.fail_after:
-                raise InjectedFault(f"fault injected after {emitted} records")
+                self._fail(f"fault injected after {emitted} records")
             if self.slow_s:
                 await asyncio.sleep(self.slow_s)
             await out.emit({"value": n})

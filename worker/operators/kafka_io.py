@@ -3,7 +3,16 @@
 kafka_source (config):
   topic: the topic to read (must exist).
   start: ``earliest`` (default), ``latest``, or a timestamp in ms (the first
-    offset at or after it; past the end: the end).
+    offset at or after it; past the end: the end). ``latest`` is resolved
+    once per job, not per attempt: it is the job's acceptance time (journaled
+    in ``JobAccepted``, sent in every ``DeployTask``), taken as a timestamp.
+    A restart therefore reads what was produced since the job was accepted,
+    not only what comes after the restart. Record timestamps decide: with the
+    default CreateTime, a producer whose clock is off from the leader's can
+    land a record on the wrong side; ``message.timestamp.type=LogAppendTime``
+    on the topic leaves only the broker's clock against the leader's. (From a
+    coordinator that sends no acceptance time, ``latest`` is the end offsets
+    when the task starts.)
   bounded: ``true`` reads up to the end offsets seen when the task starts,
     then finishes; ``false`` (default) reads until cancelled.
   The topic's partitions are split across the source's subtasks: partition p
@@ -74,6 +83,8 @@ class KafkaSource(SourceOperator):
             raise OperatorConfigError(
                 f"config start={start!r}: earliest, latest or a timestamp in ms"
             )
+        if start == "latest" and ctx.spec.job_accepted_at is not None:
+            start = str(ctx.spec.job_accepted_at)  # the same on every attempt
         count = await _partitions(env.bootstrap, self.topic)
         spec = ctx.spec
         self.mine = [
@@ -90,19 +101,21 @@ class KafkaSource(SourceOperator):
         self.consumer.assign(self.mine)
         if start == "earliest":
             await self.consumer.seek_to_beginning(*self.mine)
-        elif start == "latest":
-            await self.consumer.seek_to_end(*self.mine)
         else:
-            found = await self.consumer.offsets_for_times({tp: int(start) for tp in self.mine})
+            # The end offsets are sought explicitly: aiokafka's seek_to_end after an
+            # offsets_for_times was seen to leave the position at the beginning.
+            found = {}
+            if start != "latest":
+                found = await self.consumer.offsets_for_times({tp: int(start) for tp in self.mine})
+            past = [tp for tp in self.mine if found.get(tp) is None]  # latest, or past the end
+            ends = await self.consumer.end_offsets(past) if past else {}
             for tp in self.mine:
                 at = found.get(tp)
-                if at is None:
-                    await self.consumer.seek_to_end(tp)
-                else:
-                    self.consumer.seek(tp, at.offset)
+                self.consumer.seek(tp, ends[tp] if at is None else at.offset)
         # Under read_committed these are the last stable offsets.
         self.end = await self.consumer.end_offsets(self.mine) if self.bounded else {}
-        ctx.log.info("reading %s partitions %s", self.topic, [tp.partition for tp in self.mine])
+        partitions = [tp.partition for tp in self.mine]
+        ctx.log.info("reading %s partitions %s from %s", self.topic, partitions, start)
 
     async def run(self, ctx: TaskContext, out: Output) -> None:
         if not self.mine:
