@@ -38,13 +38,16 @@ from typing import Final
 #: at most about 0.5 s beyond the ttl, docs/ha.md).
 TAKEOVER_ALLOWANCE_MS: Final = 1_000
 
-# Defaults, with margin for a busy 2-core host where keepalive gaps of 7 s were seen.
+# Defaults, with margin for a busy 2-core host. Keepalive gaps of 7 s were seen when
+# the leader's loop sent them; from their own thread the gaps stayed at or under
+# 1.6 s with three CPU hogs on 2 cores (docs/ha.md), so W = 6 s rides out gaps of
+# 5 s, and C = 12 s keeps 3 s between W + K + h and the moment a worker is lost.
 DEFAULT_LEASE_TTL_MS: Final = 3_000
 DEFAULT_KEEPALIVE_INTERVAL_MS: Final = 1_000
-DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS: Final = 20_000
+DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS: Final = 12_000
 DEFAULT_WORKER_HEARTBEAT_INTERVAL_S: Final = 1.0
-DEFAULT_WORKER_LEADER_TIMEOUT_S: Final = 10.0
-DEFAULT_WORKER_CANCEL_TIMEOUT_S: Final = 3.0
+DEFAULT_WORKER_LEADER_TIMEOUT_S: Final = 6.0
+DEFAULT_WORKER_CANCEL_TIMEOUT_S: Final = 2.0
 
 
 def _s(ms: float) -> str:

@@ -1,7 +1,8 @@
 """Benchmarks: a worker's ``kill -9`` to its job RUNNING again, and heartbeats of a large fleet.
 
-- ``worker_kill``: a real coordinator (defaults: heartbeat timeout 20,000 ms) and 2 real
-  workers (``python -m worker --slots 2``, default heartbeat interval 1 s and timeout 10 s);
+- ``worker_kill``: a real coordinator (defaults of schemas/timing.py: heartbeat timeout
+  12,000 ms) and 2 real workers (``python -m worker --slots 2``, default heartbeat
+  interval 1 s and leader timeout 6 s);
   an unbounded ``sequence`` job (``rate`` 20/s), parallelism 2, FIXED_DELAY restart after
   1,000 ms. ``kill -9`` of a worker running a subtask of the job; measured from the signal
   until every subtask's latest attempt is RUNNING on a live worker (journal

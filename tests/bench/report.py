@@ -196,7 +196,7 @@ def _workerkill(r: Results) -> str:
         _row("what", "target", "p50", "max", "each", "notes"),
         _row("---", "---", "---", "---", "---", "---"),
         _row("worker `kill -9` -> every subtask RUNNING again (journal)",
-             f"<= {_n(target)} ms (5 s + 1 s + 1 s)",
+             f"<= {_n(target)} ms (heartbeat timeout + restart delay + 1 s)",
              f"**{_n(r['running_again']['p50_ms'])} ms**",
              f"**{_n(r['running_again']['max_ms'])} ms**",
              ", ".join(_n(x) for x in r["running_again_ms"]) + " ms",

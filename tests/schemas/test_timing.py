@@ -12,12 +12,12 @@ def test_the_defaults_keep_every_rule_with_room_to_spare() -> None:
     k_ms = t.DEFAULT_WORKER_CANCEL_TIMEOUT_S * 1000
     h_ms = t.DEFAULT_WORKER_HEARTBEAT_INTERVAL_S * 1000
     c_ms = t.DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS
-    # Rule 1 (failover keeps tasks), with room for keepalive gaps of 7 s seen on a
-    # busy 2-core host.
-    assert w_ms >= t.DEFAULT_LEASE_TTL_MS + t.TAKEOVER_ALLOWANCE_MS + 3_000
-    assert w_ms >= 7_000 + 2_000
+    # Rule 1 (failover keeps tasks), with 2 s to spare, and room for keepalive gaps of
+    # 5 s (the thread that sends them kept gaps at or under 1.6 s on a busy 2-core host).
+    assert w_ms >= t.DEFAULT_LEASE_TTL_MS + t.TAKEOVER_ALLOWANCE_MS + 2_000
+    assert w_ms >= 5_000 + t.DEFAULT_KEEPALIVE_INTERVAL_MS
     # Rule 3 (never two copies), with seconds to spare.
-    assert w_ms + k_ms + h_ms + 5_000 <= c_ms
+    assert w_ms + k_ms + h_ms + 3_000 <= c_ms
     assert (
         t.coordinator_problems(
             heartbeat_timeout_ms=c_ms,
