@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from schemas import timing
 from schemas.settings import ClusterSettings
 from worker.app import run_worker
 from worker.settings import WorkerSettings
@@ -32,31 +33,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         dest="heartbeat_interval_s",
         metavar="SECONDS",
-        help="time between heartbeats (default 1)",
+        help=f"time between heartbeats (default {timing.DEFAULT_WORKER_HEARTBEAT_INTERVAL_S:g})",
     )
     parser.add_argument(
         "--heartbeat-timeout",
         type=float,
         dest="heartbeat_timeout_s",
         metavar="SECONDS",
-        help="stop every task after this long without hearing a leader (default 10; "
-        "checked against the leader's heartbeat timeout, docs/ha.md)",
+        help="stop every task after this long without hearing a leader (default "
+        f"{timing.DEFAULT_WORKER_LEADER_TIMEOUT_S:g}; checked against the leader's heartbeat "
+        "timeout, docs/ha.md)",
     )
     parser.add_argument(
         "--cancel-timeout",
         type=float,
         dest="cancel_timeout_s",
         metavar="SECONDS",
-        help="kill a slot process whose task ignores a cancel this long (default 3)",
+        help="kill a slot process whose task ignores a cancel this long (default "
+        f"{timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    parser.add_argument(
-        "--partition-after-s-for-tests",
-        type=float,
-        dest="partition_after_s",
-        help=argparse.SUPPRESS,
     )
     group = parser.add_argument_group("cluster")
     group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
@@ -98,7 +95,6 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_interval_s=args.heartbeat_interval_s,
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
-            partition_after_s=args.partition_after_s,
         )
     except ValidationError as err:
         print(f"jm worker: {err}", file=sys.stderr)

@@ -39,10 +39,6 @@ class WorkerSettings(BaseSettings):
     # Flink's task.cancellation.timeout is 180 s and then kills the whole
     # TaskManager; we kill only the slot process, so we can afford to be quick.
     cancel_timeout_s: float = Field(default=timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S, gt=0)
-    # Drill hook, never set in production: after this many seconds the worker
-    # behaves as if cut off from Kafka's control topics (no commands read, no
-    # heartbeats or reports sent) while its tasks keep running.
-    partition_after_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _timeout_above_interval(self) -> WorkerSettings:

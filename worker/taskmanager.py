@@ -24,6 +24,7 @@ from schemas import timing
 from worker import errors, slotmsg, slots
 from worker.epochs import CommandFilter, LeaderWatch
 from worker.failures import MAX_STACK_BYTES, clip_middle
+from worker.hooks import WorkerTestHooks
 from worker.kafka import Commands, Reports
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
@@ -85,8 +86,10 @@ class TaskManager:
         clock: Callable[[], float] = time.monotonic,
         log_level: int = logging.INFO,
         kafka: KafkaEnv | None = None,
+        hooks: WorkerTestHooks | None = None,
     ) -> None:
         self.settings = settings
+        self._hooks = hooks or WorkerTestHooks.from_env()
         self.tm_id = settings.tm_id
         self.incarnation = incarnation or _new_id()
         self.registry = registry
@@ -180,8 +183,8 @@ class TaskManager:
     # ------------------------------------------------------------- commands
 
     def _partitioned(self) -> bool:
-        """The drill hook: cut off from the control topics after a while (see settings)."""
-        after = self.settings.partition_after_s
+        """The drill hook: cut off from the control topics after a while (worker/hooks.py)."""
+        after = self._hooks.partition_after_s
         if after is None or self._clock() - self._started_at < after:
             return False
         if not self._partition_logged:

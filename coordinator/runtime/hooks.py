@@ -1,8 +1,6 @@
-"""Switches only tests use, kept out of every user-facing setting.
-
-Read from the ``JM_TEST_HOOKS`` environment variable (JSON), so no CLI flag,
-settings file or config object a user sees carries them. Integration tests
-set it on the coordinator processes they start to rehearse failures:
+"""The coordinator's test-only switches (``JM_TEST_HOOKS``, see schemas/testhooks.py),
+which integration tests set on the coordinator processes they start to
+rehearse failures:
 
 - ``skip_lease_check``: do not check the lease before committing, so only
   Kafka's fencing stands between a frozen leader and the journal;
@@ -14,12 +12,9 @@ set it on the coordinator processes they start to rehearse failures:
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, fields, replace
-from typing import Final
 
-ENV: Final = "JM_TEST_HOOKS"
+from schemas import testhooks
 
 
 @dataclass(frozen=True)
@@ -32,15 +27,7 @@ class TestHooks:
 
     @classmethod
     def from_env(cls) -> TestHooks:
-        raw = os.environ.get(ENV)
-        if not raw:
-            return cls()
-        values = json.loads(raw)
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"{ENV}: unknown hooks {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**values)
+        return cls(**testhooks.read([f.name for f in fields(cls)]))
 
     def without_block(self) -> TestHooks:
         return replace(self, block_loop_ms=0)

@@ -338,10 +338,19 @@ class Cluster:
         self.exits.callback(proc.stop)
         return proc
 
-    def worker(self, tm_id: str, slots: int, *flags: str) -> WorkerProcess:
+    def worker(
+        self, tm_id: str, slots: int, *flags: str, hooks: dict[str, object] | None = None
+    ) -> WorkerProcess:
         timing = ("--heartbeat-timeout", "3", "--cancel-timeout", "1")
         proc = WorkerProcess(
-            self.stack.bootstrap, self.catalog, tm_id, "--slots", str(slots), *timing, *flags
+            self.stack.bootstrap,
+            self.catalog,
+            tm_id,
+            "--slots",
+            str(slots),
+            *timing,
+            *flags,
+            hooks=hooks,
         )
         self.workers[tm_id] = proc
         self.exits.push_async_callback(proc.close)

@@ -193,7 +193,7 @@ async def test_worker_cut_off_stops_its_tasks_before_they_run_elsewhere(cluster:
     from coordinator.domain.invariants import violations
 
     await cluster.coordinator("c1").wait_for_line("role LEADER")
-    cut = cluster.worker("tm-cut", 2, "--partition-after-s-for-tests", "12")
+    cut = cluster.worker("tm-cut", 2, hooks={"partition_after_s": 12})
     async with Producer(cluster.stack, cluster.catalog) as client, \
             Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
         await journal.wait_until(lambda es: joined(es, "tm-cut"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -41,13 +42,17 @@ def task_ref(job: str = "job", vertex: str = "v", subtask: int = 0, attempt: int
 class WorkerProcess:
     """``python -m worker`` as a subprocess; its log goes to a temporary file."""
 
-    def __init__(self, bootstrap: str, catalog: Catalog, tm_id: str, *flags: str) -> None:
+    def __init__(
+        self, bootstrap: str, catalog: Catalog, tm_id: str, *flags: str,
+        hooks: dict[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """`hooks`: test-only switches (worker/hooks.py), via JM_TEST_HOOKS."""
         self.tm_id = tm_id
         self.log_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in close()
         self._final_log = ""
         argv = [sys.executable, "-m", "worker", "--id", tm_id, "--bootstrap-servers", bootstrap,
                 "--cluster-id", catalog.cluster_id, *flags]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "JM_TEST_HOOKS": json.dumps(hooks or {})}
         self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self.log_file,
                                      stderr=subprocess.STDOUT)  # fmt: skip
 

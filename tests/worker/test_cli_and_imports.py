@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from schemas import timing
 from worker.cli import register
 from worker.settings import WorkerSettings
 
@@ -34,8 +35,11 @@ def test_settings_take_flags_over_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("JM_WORKER_TM_ID", "from-env")
     settings = WorkerSettings.load(slots=2, tm_id=None)
     assert (settings.slots, settings.tm_id) == (2, "from-env")
-    assert (settings.heartbeat_interval_s, settings.heartbeat_timeout_s) == (1.0, 10.0)
-    assert settings.cancel_timeout_s == 3.0
+    assert (settings.heartbeat_interval_s, settings.heartbeat_timeout_s) == (
+        timing.DEFAULT_WORKER_HEARTBEAT_INTERVAL_S,
+        timing.DEFAULT_WORKER_LEADER_TIMEOUT_S,
+    )
+    assert settings.cancel_timeout_s == timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S
 
 
 def test_settings_refuse_a_timeout_shorter_than_the_interval() -> None:
