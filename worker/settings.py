@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import timing
+from schemas.limits import MAX_ID_BYTES
 
 
 def default_tm_id() -> str:
@@ -29,7 +30,7 @@ class WorkerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="JM_WORKER_", frozen=True, extra="ignore")
 
-    tm_id: str = Field(default_factory=default_tm_id, min_length=1, max_length=200)
+    tm_id: str = Field(default_factory=default_tm_id, min_length=1, max_length=MAX_ID_BYTES)
     slots: int = Field(default=max(1, os.cpu_count() or 1), ge=1, le=1024)
     heartbeat_interval_s: float = Field(default=timing.DEFAULT_WORKER_HEARTBEAT_INTERVAL_S, gt=0)
     # How long without hearing a leader before every task stops. It must outlast a
