@@ -1068,10 +1068,21 @@ def _kinds() -> list[Kind]:
             _job(
                 "sub/bad-id-chars",
                 job_id=lambda c: (
-                    c.rng.choice(["../etc", "a b", "x/y", "jöb", "", ".hidden", "a\x00b"])
+                    c.rng.choice(["../etc-", "a b-", "x/y-", "jöb-", ".hidden-", "a\x00b-"])
                     + c.hex(4)
                 ),
             ),
+        ),
+        # ID_PATTERN ends in `$`, which re.match lets match before a final newline.
+        _k(
+            "sub/job-id-trailing-newline",
+            S,
+            _job("sub/job-id-trailing-newline", job_id=lambda c: c.job_id() + "\n"),
+        ),
+        _k(
+            "sub/vertex-id-trailing-newline",
+            S,
+            _job("sub/vertex-id-trailing-newline", vertices=_const((vertex("src\n"),))),
         ),
         _k(
             "sub/checkpoint-interval-5",
