@@ -505,8 +505,9 @@ def _tombstone(role: str) -> Builder:
 # ------------------------------------------------------------------ kinds: submissions
 
 
-def _job(kind: str, expect: Expect = Expect.BAD, **over: object) -> Builder:
-    """A bounded job with one thing changed (`over` holds callables of the campaign)."""
+def _job(kind: str, expect: Expect = Expect.BAD, runs: bool = True, **over: object) -> Builder:
+    """A bounded job with one thing changed (`over` holds callables of the campaign).
+    An admitted one must also finish, unless `runs` is False (it waits for slots)."""
 
     def build(c: Campaign, w: World) -> Probe:
         args: dict[str, object] = {
@@ -517,7 +518,7 @@ def _job(kind: str, expect: Expect = Expect.BAD, **over: object) -> Builder:
         for name, make in over.items():
             args[name] = make(c) if callable(make) else make
         s = submission(**args)  # type: ignore[arg-type]
-        job_expect = ev.JobStatus.FINISHED if expect is Expect.ADMIT else None
+        job_expect = ev.JobStatus.FINISHED if expect is Expect.ADMIT and runs else None
         if job_expect is not None:
             w.submissions[s.job_id] = s
         return c.probe(kind, s, expect, job_expect=job_expect)
@@ -1033,6 +1034,21 @@ def _kinds() -> list[Kind]:
             "sub/subtasks-1025",
             S,
             _graph("sub/subtasks-1025", _one(par=MAX_SUBTASKS_PER_JOB + 1, maxp=2_048)),
+        ),
+        # At the limit: admitted, then it waits for 1024 slots (there are 6); the state
+        # holds its 1024 subtasks meanwhile.
+        _k(
+            "sub/subtasks-1024-waits-for-slots",
+            S,
+            _job(
+                "sub/subtasks-1024-waits-for-slots",
+                Expect.ADMIT,
+                runs=False,
+                vertices=_const(
+                    (vertex("v", par=MAX_SUBTASKS_PER_JOB, maxp=MAX_SUBTASKS_PER_JOB),)
+                ),
+            ),
+            heavy=True,
         ),
         _k("sub/vertices-129", S, _graph("sub/vertices-129", lambda c: _chain(MAX_VERTICES + 1))),
         _k(
