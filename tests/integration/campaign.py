@@ -1048,7 +1048,7 @@ def _kinds() -> list[Kind]:
                     (vertex("v", par=MAX_SUBTASKS_PER_JOB, maxp=MAX_SUBTASKS_PER_JOB),)
                 ),
             ),
-            heavy=True,
+            0.5,
         ),
         _k("sub/vertices-129", S, _graph("sub/vertices-129", lambda c: _chain(MAX_VERTICES + 1))),
         _k(
