@@ -48,6 +48,8 @@ from schemas import kafkaio
 from schemas.codec import default_codec
 from schemas.settings import ClusterSettings
 from tests.integration.campaign import (
+    MAX_ID_BYTES,
+    MAX_SUBTASKS_PER_JOB,
     RECORD_BUDGET,
     UNIQUE_PREFIX,
     Campaign,
@@ -55,6 +57,8 @@ from tests.integration.campaign import (
     Probe,
     World,
     cancel,
+    submission,
+    vertex,
 )
 from tests.integration.harness import Cluster, Journal, joined
 
@@ -401,3 +405,54 @@ async def test_bad_input_campaign(cluster: Cluster) -> None:
     assert not late_jobs, f"{len(late_jobs)} valid jobs did not reach their expected state"
     assert not behind, f"{len(behind)} input records not consumed by the leader"
     assert c1.digest == c2.digest, "standby and leader disagree at the same offset"
+
+
+@pytest.mark.timeout(300)
+async def test_jobs_waiting_at_the_subtask_limit_do_not_cost_the_epoch(cluster: Cluster) -> None:
+    """Found by the campaign: many jobs within every limit (one vertex of parallelism
+    MAX_SUBTASKS_PER_JOB, waiting for slots on a small cluster) make the state so large
+    that recomputing its digest on the leader's event loop (the replica status, at
+    most once a second while the state changes) blocks the loop for longer than the
+    lease ttl: the leader stops renewing the lease and steps down, and the next leader
+    inherits the same state. 160 such jobs did it within 30 s on a 2-core host."""
+    leader = cluster.coordinator("c1", *COORDINATOR_TIMING)
+    await leader.wait_for_line("leads with epoch 1")
+    standby = cluster.coordinator("c2", *COORDINATOR_TIMING)
+    await standby.wait_for_line("role STANDBY")
+    cluster.worker("tm-1", 3, *WORKER_TIMING)
+    rng = random.Random(SEED)
+    campaign = Campaign(rng, catalog=cluster.catalog)
+    vertex_id = "v".ljust(MAX_ID_BYTES, "v")
+    async with (
+        Sender(
+            cluster.stack.bootstrap, {"submissions": cluster.catalog.submissions.name}
+        ) as sender,
+        Journal(cluster.stack, cluster.catalog) as journal,
+    ):
+        await journal.wait_until(lambda es: joined(es, "tm-1"))
+        waiting = [
+            submission(
+                campaign.event_id(),
+                f"wide-{n}",
+                (vertex(vertex_id, par=MAX_SUBTASKS_PER_JOB, maxp=MAX_SUBTASKS_PER_JOB),),
+            )
+            for n in range(160)
+        ]
+        for s in waiting:
+            await sender.send(campaign.probe("wide", s, Expect.ADMIT))
+            await asyncio.sleep(0.1)
+        accepted = {s.job_id for s in waiting}
+        events = await journal.wait_until(
+            lambda es: (
+                accepted <= {e.submission.job_id for _, e in es if isinstance(e, ev.JobAccepted)}
+            ),
+            seconds=120,
+        )
+        await asyncio.sleep(30)  # status publishes and ticks with the whole state
+        events = [*events, *await journal.read(500)]
+    elections = [(e.epoch, e.replica_id) for _, e in events if isinstance(e, ev.LeaderElected)]
+    print(f"elections: {elections}")
+    assert elections == [(1, "c1")], "the epoch changed"
+    assert leader.count("steps down") == 0
+    # A loop blocked for longer than the ttl is the failure itself, lease lost or not yet.
+    assert leader.count("not renewing the lease") == 0, leader.output()[-2000:]
