@@ -18,7 +18,7 @@ from schemas import events as ev
 DEFAULT_CLUSTER_ID: Final = "jm"
 # Kafka topic names allow [a-zA-Z0-9._-], max 249 chars; the longest suffix is
 # ".submissions" and we keep headroom for consumer group and transactional ids.
-_CLUSTER_ID = re.compile(r"^[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,199}$")
+_CLUSTER_ID = re.compile(r"[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,199}")  # fullmatch
 
 # Snapshot chunks are the largest records; 4 MiB fits a chunk of
 # SNAPSHOT_CHUNK_BYTES plus its Avro framing with room to spare.
@@ -102,11 +102,11 @@ class Catalog:
         `replication_factor` sets min.insync.replicas (RF - 1, at least 1) so a
         single-broker development cluster and a 3-broker one both work.
         """
-        if not _CLUSTER_ID.match(cluster_id):
+        if not _CLUSTER_ID.fullmatch(cluster_id):
             raise ValueError(f"cluster id {cluster_id!r} must match {_CLUSTER_ID.pattern}")
         self.cluster_id = cluster_id
         self.prefix = cluster_id if prefix is None else prefix
-        if not _CLUSTER_ID.match(self.prefix):
+        if not _CLUSTER_ID.fullmatch(self.prefix):
             raise ValueError(f"topic prefix {self.prefix!r} must match {_CLUSTER_ID.pattern}")
         self.replication_factor = replication_factor
         isr = max(1, replication_factor - 1)

@@ -63,6 +63,9 @@ MAX_OPERATORS_PER_WORKER: Final = 256
 MAX_WORKERS: Final = 1_024
 #: jobs the coordinator holds at once (ended ones count until archived).
 MAX_JOBS: Final = 4_096
+#: subtasks of all the jobs the coordinator holds at once (ended ones count until
+#: archived): bounds the state every replay, digest and snapshot walks.
+MAX_SUBTASKS: Final = 65_536
 #: a failure trace is not rejected but cut to this many bytes where it is
 #: journaled and kept (TaskStateRecorded, exception history).
 MAX_ERROR_STACK_BYTES: Final = 8_192

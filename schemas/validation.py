@@ -25,14 +25,15 @@ from schemas.limits import MAX_MAX_PARALLELISM, input_problems, quote
 
 # Job and vertex ids end up in Kafka topic names (edge topics), headers and
 # Redis keys: keep them to characters all of those accept.
-ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")
+# fullmatch, not match with ^...$: "$" also matches before a trailing newline.
+ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 MAX_PARALLELISM_LIMIT: Final = MAX_MAX_PARALLELISM  # Flink's upper bound for max parallelism
 MIN_CHECKPOINT_INTERVAL_MS: Final = 10  # Flink's minimum checkpoint interval
 MIN_CHECKPOINT_TIMEOUT_MS: Final = 10
 
 
 def _id_problem(value: str) -> str | None:
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         return f"must match {ID_PATTERN.pattern}, got {quote(value)}"
     return None
 

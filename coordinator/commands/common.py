@@ -55,7 +55,7 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
-_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")  # fullmatch
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -63,7 +63,7 @@ def parse_time_ms(text: str, now_ms: int) -> int:
     """An instant in ms since the epoch: ISO 8601 (UTC unless it says), epoch ms, or
     a duration back from now (``90s``, ``15m``, ``2h``, ``1d``)."""
     text = text.strip()
-    match = _RELATIVE.match(text)
+    match = _RELATIVE.fullmatch(text)
     if match:
         return now_ms - int(float(match.group(1)) * _UNIT_MS[match.group(2)])
     if text.isdigit():

@@ -12,7 +12,7 @@ fit its topic, and never allocates memory an input asked for.
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import State
 from schemas.events import Event, JobSubmitted, TaskManagerRegistered
-from schemas.limits import MAX_JOBS, MAX_WORKERS, bounded_reason, input_problems
+from schemas.limits import MAX_JOBS, MAX_SUBTASKS, MAX_WORKERS, bounded_reason, input_problems
 
 
 def problems(state: State, event: Event) -> list[str]:
@@ -35,6 +35,15 @@ def problems(state: State, event: Event) -> list[str]:
             f"the coordinator already holds {MAX_JOBS} jobs (MAX_JOBS); "
             "ended jobs leave it when they are archived"
         ]
+    if isinstance(event, JobSubmitted) and event.job_id not in state.jobs:
+        wanted = sum(v.parallelism for v in event.job_graph.vertices)
+        held = sum(len(job.executions) for job in state.jobs.values())
+        if held + wanted > MAX_SUBTASKS:
+            return [
+                f"the job's {wanted} subtasks do not fit: the coordinator already holds "
+                f"{held} of at most {MAX_SUBTASKS} subtasks (MAX_SUBTASKS); "
+                "ended jobs leave it when they are archived"
+            ]
     return []
 
 

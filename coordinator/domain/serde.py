@@ -16,8 +16,10 @@ Rules chosen so that the encoding is canonical:
 import dataclasses
 import enum
 import functools
+import operator
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, Union, get_args, get_origin
 
 
@@ -27,21 +29,59 @@ def _hints(cls: type) -> dict[str, Any]:
 
 
 def to_plain(value: Any) -> Any:
-    if value is None or (isinstance(value, (bool, int, str)) and not isinstance(value, enum.Enum)):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, float):
-        return value.hex()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, dict):
-        if all(isinstance(k, str) for k in value):
-            return {k: to_plain(v) for k, v in value.items()}
-        return [[to_plain(k), to_plain(v)] for k, v in value.items()]
-    raise TypeError(f"cannot encode {type(value).__name__}")
+    encode = _ENCODERS.get(type(value))
+    if encode is None:
+        encode = _ENCODERS[type(value)] = _encoder(type(value))
+    return encode(value)
+
+
+# One encoder per concrete type, built on first use: the digest walks every
+# subtask of every job, so the per-value cost is what matters.
+_ENCODERS: dict[type, Callable[[Any], Any]] = {}
+_PLAIN_TYPES: frozenset[type] = frozenset({type(None), bool, int, str})
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _sequence(value: Any) -> Any:
+    return [v if type(v) in _PLAIN_TYPES else to_plain(v) for v in value]
+
+
+def _mapping(value: dict[Any, Any]) -> Any:
+    if all(type(k) is str for k in value):
+        return {k: v if type(v) in _PLAIN_TYPES else to_plain(v) for k, v in value.items()}
+    return [[to_plain(k), to_plain(v)] for k, v in value.items()]
+
+
+def _encoder(tp: type) -> Callable[[Any], Any]:
+    if issubclass(tp, enum.Enum):
+        return operator.attrgetter("value")
+    if issubclass(tp, float):
+        return float.hex
+    if tp in _PLAIN_TYPES or issubclass(tp, (bool, int, str)):
+        return _identity
+    if dataclasses.is_dataclass(tp):
+        names = tuple(f.name for f in dataclasses.fields(tp))
+
+        def encode(value: Any) -> Any:
+            out = {}
+            for name in names:
+                v = getattr(value, name)
+                out[name] = v if type(v) in _PLAIN_TYPES else to_plain(v)
+            return out
+
+        return encode
+    if issubclass(tp, (list, tuple)):
+        return _sequence
+    if issubclass(tp, dict):
+        return _mapping
+
+    def refuse(value: Any) -> Any:
+        raise TypeError(f"cannot encode {type(value).__name__}")
+
+    return refuse
 
 
 def from_plain(tp: Any, data: Any) -> Any:

@@ -33,6 +33,9 @@ class StateHolder:
         self.state = machine.new_state()
         self.last_offset = -1  # offset of the last committed record applied
         self.applied = 0  # events applied since the last reset
+        # Bumped after every change of `state` and never reset: a reader in another
+        # thread (the status digest) knows the state it walked did not change meanwhile.
+        self.version = 0
         # Journal offset covered by the latest snapshot this state knows of (-1: none),
         # so a new leader keeps the snapshot cadence of the old one.
         self.snapshot_offset = -1
@@ -46,6 +49,7 @@ class StateHolder:
     def reset(self, state: machine.State | None = None, from_offset: int = 0) -> None:
         """Start over: a fresh state, or a snapshot's state covering up to from_offset - 1."""
         self.state = state if state is not None else machine.new_state()
+        self.version += 1
         self.last_offset = from_offset - 1
         self.snapshot_offset = from_offset - 1 if state is not None else -1
         self.applied = 0
@@ -99,5 +103,7 @@ class StateHolder:
             machine.apply(self.state, event)
         except machine.InconsistentJournal as err:
             raise ApplyError(str(err)) from err
+        finally:
+            self.version += 1
         self.applied += 1
         self.max_event_time = max(self.max_event_time, event.event_time)

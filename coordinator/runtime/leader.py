@@ -529,6 +529,10 @@ class Leader:
             record.topic, record.value, key=record.key, headers=record.headers,
             partition=record.partition,
         )  # fmt: skip
+        # A failed transaction fails every send in it; the failure is handled once,
+        # as a StepDown. Mark each future's exception as seen, so the sends nobody
+        # awaits (commands, dead letters) are not logged again when collected.
+        future.add_done_callback(_seen)
         return future
 
     def _check_lease(self) -> None:
@@ -562,6 +566,12 @@ class Outgoing:
 
     def __bool__(self) -> bool:
         return bool(self.journal or self.commands or self.dead_letters or self.offsets)
+
+
+def _seen(future: asyncio.Future[RecordMetadata]) -> None:
+    """Retrieve a send's outcome so that an unawaited failure is not logged again."""
+    if not future.cancelled():
+        future.exception()
 
 
 def refusal_reason(err: BaseException) -> str:

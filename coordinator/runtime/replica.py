@@ -217,15 +217,32 @@ class Replica:
 class CommittedDigest:
     """(offset, digest) of a holder's committed state, recomputed only when it changed.
     While the leader has decided events waiting for their commit, the last committed
-    pair is repeated: a digest always matches the journal up to its offset."""
+    pair is repeated: a digest always matches the journal up to its offset.
+
+    The digest walks the whole state (every subtask of every job): it runs in a
+    thread, so the event loop (the leader's decisions and its progress beats) is
+    never blocked by it. A walk during which the state changed is thrown away and
+    the last pair repeated; the next publish tries again."""
 
     def __init__(self) -> None:
         self._cache: tuple[int, int, str] = (-2, -1, "")
+        self.discarded = 0
 
-    def of(self, holder: StateHolder) -> tuple[int, str]:
-        key = (holder.last_offset, holder.applied)
+    def _key(self, holder: StateHolder) -> tuple[int, int]:
+        return holder.last_offset, holder.version
+
+    async def of(self, holder: StateHolder) -> tuple[int, str]:
+        key = self._key(holder)
         if self._cache[:2] != key and holder.committed:
-            self._cache = (*key, machine.digest(holder.state))
+            state = holder.state
+            try:
+                digest = await asyncio.to_thread(machine.digest, state)
+            except RuntimeError:  # a dict changed size under the walk
+                digest = None
+            if digest is not None and self._key(holder) == key and holder.committed:
+                self._cache = (*key, digest)
+            else:
+                self.discarded += 1
         return self._cache[0], self._cache[2]
 
 
@@ -284,7 +301,7 @@ class StatusPublisher:
         # The leader writes the journal: it is never behind it. A standby is behind by
         # end offset minus position (offsets, not events: markers make them gappy).
         lag = 0 if leading else await follower.lag()
-        applied_offset, digest = self._digests.of(follower.holder)
+        applied_offset, digest = await self._digests.of(follower.holder)
         leader = replica.leader
         foreign = follower.foreign_count
         refused = replica.refused_inputs

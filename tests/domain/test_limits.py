@@ -313,6 +313,20 @@ def test_workers_and_jobs_held_at_once_are_capped(monkeypatch: pytest.MonkeyPatc
     assert "MAX_JOBS" in _rejection(c, submission("two", (("src", "map", 1),))).reason
 
 
+def test_subtasks_held_at_once_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many jobs wait for slots, the state every digest and snapshot walks
+    stays bounded: a job whose subtasks would pass MAX_SUBTASKS is rejected."""
+    monkeypatch.setattr(admission, "MAX_SUBTASKS", 5)
+    c = Cluster()
+    c.register("tm-a", slots=1, operators=("map",))
+    c.submit("three", (("src", "map", 3),))  # waits for slots: its subtasks are held
+    reason = _rejection(c, submission("three-more", (("src", "map", 3),))).reason
+    assert "3 subtasks do not fit" in reason and "holds 3 of at most 5" in reason
+    assert "MAX_SUBTASKS" in reason
+    c.submit("two", (("src", "map", 2),))  # exactly at the limit
+    assert set(c.state.jobs) == {"three", "two"}
+
+
 def test_long_failure_traces_are_cut_keeping_the_message() -> None:
     c = Cluster()
     c.register("tm-a", slots=4, operators=("map",))

@@ -41,15 +41,19 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from coordinator.commands.replica import read_replicas
-from coordinator.domain.planner import bounded_id
 from coordinator.runtime.leader import committed_offsets
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.codec import default_codec
+from schemas.limits import (
+    MAX_EVENT_ID_BYTES,
+    MAX_ID_BYTES,
+    MAX_SUBTASKS,
+    MAX_SUBTASKS_PER_JOB,
+    clip_id,
+)
 from schemas.settings import ClusterSettings
 from tests.integration.campaign import (
-    MAX_ID_BYTES,
-    MAX_SUBTASKS_PER_JOB,
     RECORD_BUDGET,
     UNIQUE_PREFIX,
     Campaign,
@@ -164,7 +168,7 @@ class Ledger:
         """The reason `event` was rejected. The leader clips long ids (keeping their
         start): generated ids are unique in their first UNIQUE_PREFIX characters."""
         eid = event.event_id
-        found = self.rejected.get(eid) or self.rejected.get(bounded_id(eid))
+        found = self.rejected.get(eid) or self.rejected.get(clip_id(eid, MAX_EVENT_ID_BYTES))
         if found is None and len(eid) > UNIQUE_PREFIX:
             found = self.rejected_prefix.get(eid[:UNIQUE_PREFIX])
         return found
@@ -410,11 +414,13 @@ async def test_bad_input_campaign(cluster: Cluster) -> None:
 @pytest.mark.timeout(300)
 async def test_jobs_waiting_at_the_subtask_limit_do_not_cost_the_epoch(cluster: Cluster) -> None:
     """Found by the campaign: many jobs within every limit (one vertex of parallelism
-    MAX_SUBTASKS_PER_JOB, waiting for slots on a small cluster) make the state so large
+    MAX_SUBTASKS_PER_JOB, waiting for slots on a small cluster) made the state so large
     that recomputing its digest on the leader's event loop (the replica status, at
-    most once a second while the state changes) blocks the loop for longer than the
-    lease ttl: the leader stops renewing the lease and steps down, and the next leader
-    inherits the same state. 160 such jobs did it within 30 s on a 2-core host."""
+    most once a second while the state changes) blocked the loop for longer than the
+    lease ttl: the leader stopped renewing the lease and stepped down, and the next
+    leader inherited the same state. 160 such jobs did it within 30 s on a 2-core host.
+    Now the digest is walked in a thread, and MAX_SUBTASKS bounds the state: the
+    jobs past it are rejected with the reason."""
     leader = cluster.coordinator("c1", *COORDINATOR_TIMING)
     await leader.wait_for_line("leads with epoch 1")
     standby = cluster.coordinator("c2", *COORDINATOR_TIMING)
@@ -423,6 +429,7 @@ async def test_jobs_waiting_at_the_subtask_limit_do_not_cost_the_epoch(cluster: 
     rng = random.Random(SEED)
     campaign = Campaign(rng, catalog=cluster.catalog)
     vertex_id = "v".ljust(MAX_ID_BYTES, "v")
+    fit = MAX_SUBTASKS // MAX_SUBTASKS_PER_JOB
     async with (
         Sender(
             cluster.stack.bootstrap, {"submissions": cluster.catalog.submissions.name}
@@ -436,20 +443,26 @@ async def test_jobs_waiting_at_the_subtask_limit_do_not_cost_the_epoch(cluster: 
                 f"wide-{n}",
                 (vertex(vertex_id, par=MAX_SUBTASKS_PER_JOB, maxp=MAX_SUBTASKS_PER_JOB),),
             )
-            for n in range(160)
+            for n in range(fit + 16)
         ]
         for s in waiting:
             await sender.send(campaign.probe("wide", s, Expect.ADMIT))
             await asyncio.sleep(0.1)
-        accepted = {s.job_id for s in waiting}
-        events = await journal.wait_until(
-            lambda es: (
-                accepted <= {e.submission.job_id for _, e in es if isinstance(e, ev.JobAccepted)}
-            ),
-            seconds=120,
-        )
+        sent = {s.job_id for s in waiting}
+
+        def answered(es: list[tuple[int, ev.Event]]) -> bool:
+            done = {e.submission.job_id for _, e in es if isinstance(e, ev.JobAccepted)}
+            done |= {e.job_id for _, e in es if isinstance(e, ev.JobRejected)}
+            return sent <= done
+
+        events = await journal.wait_until(answered, seconds=120)
         await asyncio.sleep(30)  # status publishes and ticks with the whole state
         events = [*events, *await journal.read(500)]
+    accepted = [e.submission.job_id for _, e in events if isinstance(e, ev.JobAccepted)]
+    rejected = [e for _, e in events if isinstance(e, ev.JobRejected)]
+    assert accepted == [s.job_id for s in waiting[:fit]]
+    assert [e.job_id for e in rejected] == [s.job_id for s in waiting[fit:]]
+    assert all("MAX_SUBTASKS" in e.reason for e in rejected), rejected[0].reason
     elections = [(e.epoch, e.replica_id) for _, e in events if isinstance(e, ev.LeaderElected)]
     print(f"elections: {elections}")
     assert elections == [(1, "c1")], "the epoch changed"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -135,19 +136,49 @@ async def test_replay_until_a_time_does_not_stop_at_a_clock_that_ran_ahead(
         await follower.stop()
 
 
-def test_published_digest_is_of_the_committed_state_only() -> None:
+async def test_published_digest_is_of_the_committed_state_only() -> None:
     """While the leader has applied decided events that are not committed yet, the
     status repeats the last committed offset and digest (issue 10, item 12)."""
     holder = StateHolder()
     holder.apply_record(0, elected(1, 1_000))
     digests = CommittedDigest()
     committed = machine.digest(holder.state)
-    assert digests.of(holder) == (0, committed)
+    assert await digests.of(holder) == (0, committed)
     holder.apply_decided(elected(2, 2_000))
-    assert digests.of(holder) == (0, committed)  # pending: not published
+    assert await digests.of(holder) == (0, committed)  # pending: not published
     holder.confirm(2)
-    assert digests.of(holder) == (2, machine.digest(holder.state))
-    assert digests.of(holder)[1] != committed
+    assert await digests.of(holder) == (2, machine.digest(holder.state))
+    assert (await digests.of(holder))[1] != committed
+
+
+async def test_a_digest_walk_during_which_the_state_changed_is_thrown_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The digest runs in a thread, off the event loop (a state of many waiting
+    subtasks took seconds to walk and cost the leader its lease): a walk that
+    overlapped a change of the state is not published; the next one is."""
+    holder = StateHolder()
+    holder.apply_record(0, elected(1, 1_000))
+    digests = CommittedDigest()
+    before = await digests.of(holder)
+    walking, changed = threading.Event(), threading.Event()
+    real_digest = machine.digest
+
+    def slow_digest(state: machine.State) -> str:
+        walking.set()
+        assert changed.wait(10)
+        return real_digest(state)
+
+    monkeypatch.setattr(machine, "digest", slow_digest)
+    holder.apply_record(1, elected(2, 2_000))
+    pending = asyncio.ensure_future(digests.of(holder))
+    assert await asyncio.to_thread(walking.wait, 10)
+    holder.apply_record(2, elected(3, 3_000))  # the loop goes on while the thread walks
+    changed.set()
+    assert await pending == before  # the walk saw a state that has since changed
+    assert digests.discarded == 1
+    monkeypatch.setattr(machine, "digest", real_digest)
+    assert await digests.of(holder) == (2, real_digest(holder.state))
 
 
 async def test_a_decision_that_fails_or_does_not_fit_rejects_only_its_input(

@@ -63,6 +63,8 @@ def test_cluster_id_namespaces_everything() -> None:
     assert Catalog("c1", prefix="test.x").journal.name == "test.x.journal"
     with pytest.raises(ValueError):
         Catalog("bad id/with slash")
+    with pytest.raises(ValueError):
+        Catalog("jm\n")  # a trailing newline is not part of a valid id
 
 
 def test_topic_configuration() -> None:

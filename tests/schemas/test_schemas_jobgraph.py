@@ -105,6 +105,8 @@ SEMANTIC_CASES = [
     (with_("vertices", []), "vertices: must contain at least one vertex"),
     (with_("name", " "), "name: must not be empty"),
     (with_("job_id", "a/b"), "job_id: must match"),
+    (with_("job_id", "job-1\n"), "job_id: must match"),  # no newline past the end
+    (with_("vertices.2.id", "c\n"), "vertices[2].id: must match"),
     (
         with_("restart_strategy", {"kind": "fixed_delay", "attempts": -1}),
         "restart_strategy.attempts: must be >= 0, got -1",
