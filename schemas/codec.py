@@ -10,6 +10,7 @@ the static headers and generated converters (schemas.convert); records written
 with the latest version are read without schema resolution.
 """
 
+import copy
 import functools
 import io
 import json
@@ -236,6 +237,13 @@ class Codec:
             if value is not None:
                 headers.append((name, str(value).encode()))
         return buf.getvalue(), headers
+
+    def limited_to(self, max_record_bytes: int) -> "Codec":
+        """This codec with another record size limit (a topic's own ``max.message.bytes``);
+        the tables are shared, they are read-only."""
+        other = copy.copy(self)
+        other.max_record_bytes = max_record_bytes
+        return other
 
     def decode(self, value: bytes, allowed: Collection[type[Event]] | None = None) -> Event:
         """The event in a Kafka record value, as the latest version's class.

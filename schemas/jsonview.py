@@ -29,6 +29,23 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+#: Marks bytes shown as base64 by ``readable_bytes``.
+BASE64_PREFIX = "base64:"
+
+
+def readable_bytes(data: bytes) -> str:
+    """Bytes for people: the text itself when it is printable UTF-8, else
+    ``base64:<base64>`` (also for text that itself starts with that prefix, so a
+    value is never ambiguous)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and text.isprintable() and not text.startswith(BASE64_PREFIX):
+        return text
+    return BASE64_PREFIX + base64.b64encode(data).decode()
+
+
 def event_json(event: Event) -> dict[str, Any]:
     """``{"type": "JobSubmitted", "event": {...fields...}}``."""
     return {"type": type(event).__name__, "event": to_jsonable(event)}
