@@ -949,6 +949,9 @@ class ReplicaStatus(Event):
     foreign_records: journal records it skipped because no leader wrote them.
     refused_inputs: inputs it refused as leader because deciding them failed.
     problem: what keeps it from working normally (e.g. Redis unreachable); null if none.
+    unknown_heartbeats: heartbeats it ignored as leader because no registered worker
+        incarnation sent them (a worker not registered yet or gone, or anyone writing to
+        the heartbeats topic) (since v3).
     """
 
     replica_id: str
@@ -960,6 +963,7 @@ class ReplicaStatus(Event):
     foreign_records: int = 0
     refused_inputs: int = 0
     problem: str | None = None
+    unknown_heartbeats: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

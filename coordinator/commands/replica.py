@@ -200,4 +200,10 @@ def replica_alerts(status: ev.ReplicaStatus) -> list[str]:
             f"NOTE {status.refused_inputs} input(s) refused because deciding them failed; "
             f"each is journaled as a rejection with the reason"
         )
+    if status.unknown_heartbeats:
+        alerts.append(
+            f"NOTE {status.unknown_heartbeats} heartbeat(s) from no registered worker "
+            f"incarnation were ignored (a worker not registered yet or gone, or another "
+            f"writer on the heartbeats topic)"
+        )
     return alerts

@@ -168,6 +168,11 @@ class Leader:
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
 
+    @property
+    def unknown_heartbeats(self) -> int:
+        """Heartbeats of this term from no registered worker incarnation (ignored)."""
+        return self._view.ignored_heartbeats if self._view is not None else 0
+
     # ------------------------------------------------------------ takeover
 
     async def run(self) -> None:

@@ -71,6 +71,7 @@ class Replica:
         self.leader: Leader | None = None
         self.clock = clock or SystemClock()
         self.refused_inputs = 0  # over all terms
+        self.unknown_heartbeats = 0  # over all terms
         self.follower = JournalFollower(settings.bootstrap_servers, self.catalog)
         self._stopping = asyncio.Event()
         self._on_role = on_role
@@ -211,6 +212,7 @@ class Replica:
             await asyncio.to_thread(renewer.stop)
             await self.lease.release()  # compare-and-delete: a no-op if it is no longer ours
             self.refused_inputs += leader.counters.refused_inputs
+            self.unknown_heartbeats += leader.unknown_heartbeats
             self.leader = None
 
 
@@ -305,9 +307,11 @@ class StatusPublisher:
         leader = replica.leader
         foreign = follower.foreign_count
         refused = replica.refused_inputs
+        unknown_heartbeats = replica.unknown_heartbeats
         if leader is not None:
             foreign += leader.counters.foreign_journal_records
             refused += leader.counters.refused_inputs
+            unknown_heartbeats += leader.unknown_heartbeats
         status = ev.ReplicaStatus(
             event_id=f"status:{replica.replica_id}:{self.published}",
             event_time=replica.clock.wall_ms(),
@@ -320,6 +324,7 @@ class StatusPublisher:
             foreign_records=foreign,
             refused_inputs=refused,
             problem=replica.problem,
+            unknown_heartbeats=unknown_heartbeats,
         )
         value, headers = default_codec().encode(status)
         await self._producer.send_and_wait(
