@@ -98,6 +98,11 @@ async def test_submit_cancel_and_status_say_what_the_coordinator_decided(
     forever = job_file(tmp_path, SEQUENCE.format(name="forever", count=0))
     running = jm(stack, catalog, "submit", forever, "--job-id", "run-1", "--wait", "RUNNING")
     assert running.returncode == 0, running.stderr
+    # Sent again as is: the leader consumes it and journals nothing; jm says so.
+    twice = jm(stack, catalog, "submit", forever, "--job-id", "run-1", "--wait", "RUNNING")
+    assert twice.returncode == 0, twice.stderr
+    assert "already submitted with the same content" in twice.stderr
+    assert twice.stdout.split() == ["run-1", "RUNNING"]
     cancel = jm(stack, catalog, "cancel", "run-1", "--wait")
     assert cancel.returncode == 0, cancel.stderr
     assert "cancelling run-1" in cancel.stderr
