@@ -9,11 +9,15 @@ other packages (the worker's ``jm worker``) arrive through the
 from __future__ import annotations
 
 import argparse
+import gc
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from typing import TypeAlias
+
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 CLI_ENTRY_POINTS = "kafka_jobmanager.cli"
 
@@ -29,9 +33,24 @@ def _version() -> str:
         return "0+unknown"
 
 
+#: What ``jm`` exits with (README "Exit codes" says the same).
+EXIT_CODES = """exit codes:
+  0    done (accepted, found, printed)
+  1    refused or failed: the coordinator rejected the request (the reasons are
+       printed), an invalid job file, no such job, a job that did not reach the
+       awaited state
+  2    usage: a wrong flag or argument
+  3    timeout: no answer (no leader running?) or the awaited state not reached in time
+  4    Kafka unreachable or refusing (check --bootstrap-servers / $KAFKA_BOOTSTRAP_SERVERS)
+  130  interrupted (Ctrl-C)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="jm", description="kafka-jobmanager: a Flink-style JobManager on Kafka"
+        prog="jm",
+        description="kafka-jobmanager: a Flink-style JobManager on Kafka",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -48,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    # A jm command says itself what went wrong with Kafka; the long-running ones
+    # (coordinator, worker) configure their own logging, aiokafka's level included.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -55,6 +77,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `jm events dump | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KafkaError as err:
+        print(f"jm: {kafka_failure(args, err)}", file=sys.stderr)
+    _collect_quietly()
+    return 4
+
+
+def kafka_failure(args: argparse.Namespace, err: KafkaError) -> str:
+    """One line for a Kafka that cannot be reached or refuses (exit 4, no traceback)."""
+    servers = getattr(args, "bootstrap_servers", None) or os.environ.get(
+        "KAFKA_BOOTSTRAP_SERVERS", "the default bootstrap servers"
+    )
+    if isinstance(err, KafkaConnectionError):
+        return (
+            f"cannot reach Kafka at {servers} (is it running? "
+            "check --bootstrap-servers or $KAFKA_BOOTSTRAP_SERVERS)"
+        )
+    detail = str(err).removeprefix(f"{type(err).__name__}: ").strip()
+    what = f"Kafka at {servers} failed the request: {type(err).__name__}"
+    return what + (f" ({detail})" if detail and detail != type(err).__name__ else "")
+
+
+def _collect_quietly() -> None:
+    """Clients that never connected are garbage once the error is handled: collect
+    them with asyncio's "Unclosed AIOKafka..." complaint silenced (no loop runs)."""
+    asyncio_log = logging.getLogger("asyncio")
+    was = asyncio_log.disabled
+    asyncio_log.disabled = True
+    try:
+        gc.collect()
+    finally:
+        asyncio_log.disabled = was
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,13 +2,16 @@
 
 Submitting is producing a ``JobSubmitted`` to the submissions topic, keyed by
 job id; nothing else. Whether the job was accepted is a fact in the journal
-(``JobAccepted`` or ``JobRejected`` with the reason), which ``wait_for`` reads.
+(``JobAccepted`` or ``JobRejected`` with the reason), which a ``JobWatch``
+opened before the send reads: the answer to that command, then the job's
+statuses.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,12 +24,8 @@ from schemas.codec import default_codec
 from schemas.settings import ClusterSettings
 
 
-class JobRejectedError(Exception):
-    """The coordinator journaled a rejection of this submission."""
-
-
 class WaitTimeout(Exception):
-    """The job did not reach the awaited status in time."""
+    """The awaited answer or status did not come in time."""
 
 
 def now_ms() -> int:
@@ -64,52 +63,181 @@ class Progress:
     event: ev.JournalEvent
 
 
-async def wait_for(
-    settings: ClusterSettings,
-    job_id: str,
-    target: ev.JobStatus,
-    *,
-    submission_id: str | None = None,
-    timeout_s: float = 60.0,
-    on_progress: Callable[[Progress], None] | None = None,
-) -> ev.JobStatus:
-    """Tail the journal until `job_id` reaches `target` (or a terminal status).
+@dataclass(frozen=True)
+class Answer:
+    """What the coordinator said to one client command.
 
-    Raises JobRejectedError if the submission `submission_id` was rejected,
-    WaitTimeout after `timeout_s`. Returns the status reached.
+    accepted: the command took effect (JobAccepted; a cancel moved the job).
+    reason: why not, when it did not (JobRejected / InputRejected), else None.
+    event: the journal record that answered; None when the leader consumed the
+        command and wrote nothing about it (an identical resubmission of a job
+        it already has: at-least-once clients may send one twice).
     """
-    catalog = Catalog(settings.cluster_id)
-    codec = default_codec()
-    tp = TopicPartition(catalog.journal.name, 0)
-    consumer = kafkaio.consumer(settings.bootstrap_servers)
-    await consumer.start()
-    deadline = time.monotonic() + timeout_s
-    status: ev.JobStatus | None = None
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(tp, timeout_ms=100)
-            for record in batch.get(tp, []):
-                event = codec.decode(record.value or b"", catalog.journal.allowed)
-                if isinstance(event, ev.JobRejected) and (
-                    event.input_event_id == submission_id
-                    or (submission_id is None and event.job_id == job_id)
-                ):
-                    raise JobRejectedError(f"job {event.job_id} rejected: {event.reason}")
-                if getattr(event, "job_id", None) != job_id and not (
-                    isinstance(event, ev.JobAccepted) and event.submission.job_id == job_id
-                ):
-                    continue
-                assert isinstance(event, ev.JournalEvent)
-                if on_progress is not None:
-                    on_progress(Progress(record.offset, event))
-                if isinstance(event, ev.JobStatusChanged):
-                    status = event.to_status
-                    if status == target or status.is_globally_terminal:
-                        return status
-        raise WaitTimeout(
-            f"job {job_id} did not reach {target} within {timeout_s:.0f}s (last status: {status})"
+
+    accepted: bool
+    reason: str | None = None
+    event: ev.JournalEvent | None = None
+    offset: int = -1
+
+
+#: How often, while no answer is in the journal, whether the leader consumed
+#: the command is asked (a consumed command without an answer was a no-op).
+CONSUMED_CHECK_S = 1.0
+
+
+class JobWatch:
+    """The journal as it concerns one job, read from where it ended when the watch opened.
+
+    Open it BEFORE producing the command it should see answered: whatever the
+    coordinator writes afterwards is then read, and nothing older is scanned.
+    ``answer`` waits for the answer to one command; ``until`` for a job status.
+    """
+
+    def __init__(self, settings: ClusterSettings, job_id: str) -> None:
+        self.settings = settings
+        self.job_id = job_id
+        self.catalog = Catalog(settings.cluster_id)
+        self.status: ev.JobStatus | None = None
+        self._codec = default_codec()
+        self._tp = TopicPartition(self.catalog.journal.name, 0)
+        self._consumer = kafkaio.consumer(settings.bootstrap_servers)
+        self._pending: deque[tuple[int, ev.JournalEvent]] = deque()
+
+    async def __aenter__(self) -> JobWatch:
+        await self._consumer.start()
+        try:
+            self._consumer.assign([self._tp])
+            await self._consumer.seek_to_end(self._tp)
+            await self._consumer.position(self._tp)  # resolve "the end" now, before any send
+        except BaseException:
+            await self._consumer.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def rewind(self) -> None:
+        """Read the job's history from the journal's start (its status so far)."""
+        await self._consumer.seek_to_beginning(self._tp)
+        self._pending.clear()
+        self.status = None
+
+    def _concerns(self, event: ev.Event) -> bool:
+        if isinstance(event, ev.JobAccepted):
+            return event.submission.job_id == self.job_id
+        return getattr(event, "job_id", None) == self.job_id
+
+    async def _next(self, timeout_ms: int) -> list[tuple[int, ev.JournalEvent]]:
+        """The job's next journal facts (empty when none came within `timeout_ms`)."""
+        if not self._pending:
+            batch = await self._consumer.getmany(self._tp, timeout_ms=timeout_ms)
+            for record in batch.get(self._tp, []):
+                event = self._codec.decode(record.value or b"", self.catalog.journal.allowed)
+                if isinstance(event, ev.JournalEvent) and self._concerns(event):
+                    self._pending.append((record.offset, event))
+        out = list(self._pending)
+        self._pending.clear()
+        return out
+
+    def _see(self, event: ev.JournalEvent) -> None:
+        if isinstance(event, ev.JobStatusChanged):
+            self.status = event.to_status
+
+    async def _at_end(self) -> bool:
+        end: int = (await self._consumer.end_offsets([self._tp]))[self._tp]
+        position: int = await self._consumer.position(self._tp)
+        return position >= end
+
+    async def answer(
+        self, command: ev.ClientCommand, sent: tuple[int, int], timeout_s: float
+    ) -> Answer:
+        """The coordinator's answer to `command`, produced at `sent` (partition, offset).
+
+        Raises WaitTimeout when no leader answered within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        next_check = time.monotonic() + CONSUMED_CHECK_S
+        consumed = False
+        while True:
+            facts = await self._next(100)
+            for i, (offset, event) in enumerate(facts):
+                self._see(event)
+                found = _answer_to(command, offset, event)
+                if found is not None:
+                    self._pending.extend(facts[i + 1 :])
+                    return found
+            if facts:
+                continue
+            if consumed and await self._at_end():
+                return Answer(accepted=True)  # consumed, journal read, nothing said: a no-op
+            now = time.monotonic()
+            if now >= deadline:
+                raise WaitTimeout(
+                    f"no leader answered within {timeout_s:g}s: is a coordinator running for "
+                    f"cluster {self.settings.cluster_id!r} (`jm replicas`)? The request stays "
+                    f"queued in {self.catalog.submissions.name} and is answered when a "
+                    f"leader reads it"
+                )
+            if not consumed and now >= next_check:
+                consumed = await self._consumed(sent)
+                next_check = now + CONSUMED_CHECK_S
+
+    async def _consumed(self, sent: tuple[int, int]) -> bool:
+        from coordinator.runtime.leader import committed_offsets  # heavy: only when needed
+
+        partition, offset = sent
+        tp = TopicPartition(self.catalog.submissions.name, partition)
+        found = await committed_offsets(
+            self.settings.bootstrap_servers, self.catalog.leader_group_id
         )
-    finally:
-        await consumer.stop()
+        return found.get(tp, -1) > offset
+
+    async def until(
+        self,
+        target: ev.JobStatus,
+        timeout_s: float,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> ev.JobStatus:
+        """Follow the job until it reaches `target` or a terminal status; returns it.
+
+        Raises WaitTimeout after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while not self._reached(target):
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"job {self.job_id} did not reach {target} within {timeout_s:g}s "
+                    f"(last status: {self.status})"
+                )
+            for offset, event in await self._next(100):
+                self._see(event)
+                if on_progress is not None:
+                    on_progress(Progress(offset, event))
+                if self._reached(target):
+                    break
+        assert self.status is not None
+        return self.status
+
+    def _reached(self, target: ev.JobStatus) -> bool:
+        return self.status is not None and (
+            self.status == target or self.status.is_globally_terminal
+        )
+
+
+def _answer_to(command: ev.ClientCommand, offset: int, event: ev.JournalEvent) -> Answer | None:
+    """`event` as the answer to `command`, or None if it is not one."""
+    if isinstance(event, ev.JobRejected | ev.InputRejected):
+        if event.input_event_id == command.event_id:
+            return Answer(accepted=False, reason=event.reason, event=event, offset=offset)
+        return None
+    if isinstance(event, ev.JobAccepted):
+        if event.submission.event_id == command.event_id:
+            return Answer(accepted=True, event=event, offset=offset)
+        return None
+    # A cancel is answered by the move it makes: the dispatcher names the request in its cause.
+    if (
+        isinstance(command, ev.JobCancelRequested)
+        and isinstance(event, ev.JobStatusChanged)
+        and command.event_id in (event.cause or "")
+    ):
+        return Answer(accepted=True, event=event, offset=offset)
+    return None

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from schemas import events as ev
 from schemas.errors import SchemaError
@@ -49,12 +50,35 @@ def _upper(value: object) -> object:
     return value.upper() if isinstance(value, str) else value
 
 
+class ConfigValueProblems(ValueError):
+    """Config values a job file cannot mean: each (key, problem), reported at its key."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {problem}" for key, problem in problems))
+
+
+_NESTED = (
+    "nested values are not supported (operator config is a flat map of strings): "
+    "use one key per value, or quote the value to pass it as text"
+)
+_NULL = "null is not a value: leave the key out, or quote 'null' to mean the text"
+
+
 def _config_values(value: object) -> object:
     # YAML turns `parallelism: 4` or `enabled: true` into int/bool; operator
     # config is a string map, so scalars are stringified the way YAML wrote them.
-    if isinstance(value, dict):
-        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
-    return value
+    # A mapping, list or null has no faithful string form: refused at its key.
+    if not isinstance(value, dict):
+        return value
+    problems = [
+        (str(k), _NESTED if isinstance(v, dict | list | tuple | set) else _NULL)
+        for k, v in value.items()
+        if v is None or isinstance(v, dict | list | tuple | set)
+    ]
+    if problems:
+        raise ConfigValueProblems(problems)
+    return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
 
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -139,12 +163,20 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return out or "(document)"
 
 
+def _problems(err: ErrorDetails) -> list[str]:
+    where = _location(err["loc"])
+    cause = err.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigValueProblems):
+        return [f"{where}.{key}: {problem}" for key, problem in cause.problems]
+    return [f"{where}: {err['msg']}"]
+
+
 def parse_job_spec(data: object, source: str = "job") -> JobSpec:
     """The shape pass; raises JobGraphInvalid listing every shape problem."""
     try:
         return JobSpec.model_validate(data)
     except ValidationError as e:
-        problems = [f"{_location(err['loc'])}: {err['msg']}" for err in e.errors()]
+        problems = [p for err in e.errors() for p in _problems(err)]
         raise JobGraphInvalid(problems, source) from None
 
 
@@ -198,14 +230,36 @@ def to_job_submitted(
 
 
 def load_document(path: Path) -> Any:
-    """A YAML or JSON document (JSON is YAML, but its errors read better from json)."""
-    text = path.read_text()
+    """A YAML or JSON document (JSON is YAML, but its errors read better from json).
+
+    Problems name the file and, where there is one, the line and column
+    (1-based): ``job.yaml:3:7: ...``."""
+    data = path.read_bytes()
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
         raise JobGraphInvalid(
-            [f"(document): not valid {path.suffix[1:] or 'yaml'}: {e}"], str(path)
-        ) from None
+            [f"{path}:{line}:{col}: not UTF-8 text (byte 0x{data[e.start]:02x}); "
+             "save the file as UTF-8"], str(path),
+        ) from None  # fmt: skip
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise JobGraphInvalid(
+                [f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}"], str(path)
+            ) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        what = "; ".join(part for part in (e.context, e.problem) if part)
+        raise JobGraphInvalid([f"{where}: not valid YAML: {what}"], str(path)) from None
+    except yaml.YAMLError as e:
+        raise JobGraphInvalid([f"{path}: not valid YAML: {e}"], str(path)) from None
 
 
 def load_job_file(

@@ -8,35 +8,56 @@ import json
 import sys
 
 from coordinator import client
+from coordinator.commands import present
 from coordinator.commands.common import (
     add_connection_flags,
     fail,
     format_ms,
-    run_value,
+    run,
     settings_from,
 )
 from schemas import events as ev
 from schemas.jobgraph import JobGraphInvalid, load_job_file
 from schemas.jsonview import event_json, summary
+from schemas.settings import ClusterSettings
 from schemas.validation import validate_job_submitted
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    submit = sub.add_parser("submit", help="validate a job file and produce JobSubmitted")
+    submit = sub.add_parser(
+        "submit",
+        help="validate a job file, submit it, and print the coordinator's answer",
+        description="Validates the job file, produces JobSubmitted and waits for the "
+        "coordinator's answer: exit 0 when accepted, 1 when rejected (every reason is "
+        "printed), 3 when no leader answered within --timeout.",
+    )
     add_connection_flags(submit)
     submit.add_argument("file", help="job.yaml or job.json (see docs/examples/)")
     submit.add_argument("--job-id", help="job id (default: the file's job_id, else a uuid)")
     submit.add_argument("--dry-run", action="store_true", help="print the event as JSON only")
     submit.add_argument("--wait", metavar="STATE", type=str.upper,
                         choices=[s.value for s in ev.JobStatus],
-                        help="wait until the job reaches STATE (or a terminal one)")  # fmt: skip
-    submit.add_argument("--timeout", type=float, default=60.0, help="seconds for --wait")
+                        help="once accepted, wait until the job reaches STATE "
+                        "(or a terminal one)")  # fmt: skip
+    submit.add_argument("--no-wait", action="store_true",
+                        help="send and return: do not wait for the answer")  # fmt: skip
+    submit.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for the answer (and --wait STATE)")  # fmt: skip
     submit.set_defaults(handler=_submit)
 
-    cancel = sub.add_parser("cancel", help="ask the coordinator to cancel a job")
+    cancel = sub.add_parser(
+        "cancel",
+        help="ask the coordinator to cancel a job, and print its answer",
+        description="Produces JobCancelRequested and waits for the coordinator's answer: "
+        "exit 0 when the job is being cancelled (with --wait: once CANCELED), 1 when "
+        "nothing was done (no such job, or it already ended: the reason says), 3 when no "
+        "leader answered within --timeout.",
+    )
     add_connection_flags(cancel)
     cancel.add_argument("job_id")
-    cancel.add_argument("--wait", action="store_true", help="wait until CANCELED")
+    cancel.add_argument("--wait", action="store_true", help="also wait until CANCELED")
+    cancel.add_argument("--no-wait", action="store_true",
+                        help="send and return: do not wait for the answer")  # fmt: skip
     cancel.add_argument("--timeout", type=float, default=60.0)
     cancel.set_defaults(handler=_cancel)
 
@@ -59,47 +80,85 @@ def _submit(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(json.dumps(event_json(event), indent=2))
         return 0
-    settings = settings_from(args)
-    partition, offset = run_value(client.produce(settings, event))
-    print(event.job_id)
-    where = f"{settings.cluster_id}.submissions[{partition}]@{offset}"
-    print(f"submitted {event.job_id} as {event.event_id} ({where})", file=sys.stderr)
-    if not args.wait:
-        return 0
-    return _wait(args, event.job_id, ev.JobStatus(args.wait), event.event_id)
+    if args.no_wait and args.wait:
+        return fail("--no-wait and --wait exclude each other")
+    return run(_send(args, event, ev.JobStatus(args.wait) if args.wait else None))
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+    if args.no_wait and args.wait:
+        return fail("--no-wait and --wait exclude each other")
     request = client.cancel_request(args.job_id, requested_by="jm cancel")
-    run_value(client.produce(settings, request))
-    print(f"cancel requested for {args.job_id} ({request.event_id})", file=sys.stderr)
-    if not args.wait:
-        return 0
-    return _wait(args, args.job_id, ev.JobStatus.CANCELED, None)
+    return run(_send(args, request, ev.JobStatus.CANCELED if args.wait else None))
 
 
-def _wait(args: argparse.Namespace, job_id: str, target: ev.JobStatus, sub_id: str | None) -> int:
+async def _send(
+    args: argparse.Namespace, command: ev.ClientCommand, target: ev.JobStatus | None
+) -> int:
+    """Produce `command`; unless --no-wait, print the coordinator's answer (and follow
+    the job to `target`). The watch opens first, so the answer cannot be missed."""
     settings = settings_from(args)
-
-    def progress(p: client.Progress) -> None:
-        print(f"  {format_ms(p.event.event_time)} {type(p.event).__name__} {summary(p.event, 110)}",
-              file=sys.stderr)  # fmt: skip
-
-    try:
-        status = run_value(
-            client.wait_for(
-                settings,
-                job_id,
-                target,
-                submission_id=sub_id,
-                timeout_s=args.timeout,
-                on_progress=progress,
-            )
-        )
-    except client.JobRejectedError as err:
-        return fail(str(err), 1)
-    except client.WaitTimeout as err:
-        return fail(str(err), 3)
+    job_id = getattr(command, "job_id", "")
+    what = "submitted" if isinstance(command, ev.JobSubmitted) else "cancel requested for"
+    if args.no_wait:
+        sent = await client.produce(settings, command)
+        _say_sent(settings, what, job_id, command, sent)
+        return 0
+    async with client.JobWatch(settings, job_id) as watch:
+        sent = await client.produce(settings, command)
+        _say_sent(settings, what, job_id, command, sent)
+        try:
+            answer = await watch.answer(command, sent, args.timeout)
+        except client.WaitTimeout as err:
+            return fail(str(err), 3)
+        if not answer.accepted:
+            return _refused(job_id, answer.reason or "")
+        _say_accepted(command, answer)
+        if target is None:
+            return 0
+        if answer.event is None:  # a no-op resubmission: the status comes from the history
+            await watch.rewind()
+        try:
+            status = await watch.until(target, args.timeout, _progress)
+        except client.WaitTimeout as err:
+            return fail(str(err), 3)
     print(status.value)
     return 0 if status == target else 1
+
+
+def _say_sent(
+    settings: ClusterSettings, what: str, job_id: str, command: ev.Event, sent: tuple[int, int]
+) -> None:
+    if isinstance(command, ev.JobSubmitted):
+        print(job_id)
+    where = f"{settings.cluster_id}.submissions[{sent[0]}]@{sent[1]}"
+    print(f"{what} {job_id} as {command.event_id} ({where})", file=sys.stderr)
+
+
+def _refused(job_id: str, reason: str) -> int:
+    items = present.reasons(reason)
+    if len(items) == 1:
+        return fail(items[0] if job_id in items[0] else f"{job_id}: {items[0]}", 1)
+    print(f"jm: job {job_id} rejected:", file=sys.stderr)
+    for item in items:
+        print(f"  - {item}", file=sys.stderr)
+    return 1
+
+
+def _say_accepted(command: ev.Event, answer: client.Answer) -> None:
+    job_id = getattr(command, "job_id", "")
+    if answer.event is None and isinstance(command, ev.JobSubmitted):
+        print(f"{job_id}: already submitted with the same content; this copy changed "
+              f"nothing (jm status {job_id})", file=sys.stderr)  # fmt: skip
+    elif answer.event is None:
+        print(f"{job_id}: the coordinator read the request and journaled nothing about it",
+              file=sys.stderr)  # fmt: skip
+    elif isinstance(command, ev.JobSubmitted):
+        print(f"accepted {job_id} (journal offset {answer.offset})", file=sys.stderr)
+    else:
+        print(f"cancelling {job_id} (journal offset {answer.offset})", file=sys.stderr)
+
+
+def _progress(p: client.Progress) -> None:
+    print(f"  {format_ms(p.event.event_time)} {type(p.event).__name__} {summary(p.event, 110)}",
+          file=sys.stderr)  # fmt: skip

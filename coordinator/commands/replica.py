@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from coordinator.commands.common import add_connection_flags, fail, run, settings_from
 from coordinator.ha.lease import LeaseConfig
 from coordinator.runtime import machine
+from coordinator.runtime.journal import JournalError
 from coordinator.runtime.leader import LeaderConfig
 from coordinator.runtime.replica import Replica, ReplicaConfig
 from coordinator.runtime.snapshots import SnapshotPolicy
@@ -109,7 +110,10 @@ async def _coordinator(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, replica.stop)
-    await replica.run()
+    try:
+        await replica.run()
+    except JournalError as err:  # a record it cannot follow: stop, saying which and why
+        return fail(f"coordinator {replica_id} stopped: {err}", 1)
     return 0
 
 

@@ -11,9 +11,10 @@ import json
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from coordinator.commands import present
 from coordinator.commands.common import (
     add_connection_flags,
     catalog_from,
@@ -75,6 +76,8 @@ class Folded:
     offset: int  # last journal offset applied, -1 if none
     applied: int
     seconds: float
+    # The JobRejected of the job asked about (a rejected job has no other trace).
+    rejections: list[tuple[int, ev.JobRejected]] = field(default_factory=list)
 
 
 async def fold(
@@ -82,10 +85,15 @@ async def fold(
 ) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
     settings = settings_from(args)
     events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
+    rejections: list[tuple[int, ev.JobRejected]] = []
 
     def keep(offset: int, event: ev.Event) -> None:
-        if recent and job is not None and _job_of(event) == job:
+        if job is None or _job_of(event) != job:
+            return
+        if recent:
             events.append((offset, event))
+        if isinstance(event, ev.JobRejected):
+            rejections.append((offset, event))
 
     follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings), on_event=keep)
     started = time.perf_counter()
@@ -95,7 +103,11 @@ async def fold(
     finally:
         await follower.stop()
     folded = Folded(
-        follower.state, follower.last_offset, follower.applied, time.perf_counter() - started
+        follower.state,
+        follower.last_offset,
+        follower.applied,
+        time.perf_counter() - started,
+        rejections,
     )
     return folded, events
 
@@ -196,7 +208,7 @@ async def _status(args: argparse.Namespace) -> int:
         return fail(str(err), 1)
     job = folded.state.jobs.get(args.job_id)
     if job is None:
-        return fail(f"no job {args.job_id} (journal offset {folded.offset})", 1)
+        return _status_without_job(args, folded)
     info = job_row(job)
     info["vertices"] = [
         {"id": v.id, "name": v.name, "operator": v.operator, "parallelism": v.parallelism}
@@ -209,9 +221,11 @@ async def _status(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     info["exceptions"] = [
         {"timestamp": x.timestamp, "error": x.error_name, "message": x.message,
+         "summary": present.exception_line(x.error_name, x.message),
          "vertex": x.vertex_id, "subtask": x.subtask_index, "tm_id": x.tm_id}
         for x in job.exceptions
     ]  # fmt: skip
+    info["rejections"] = _rejections(folded)
     info["recent_events"] = [
         {"offset": o, "type": type(e).__name__, "time": e.event_time, "summary": summary(e, 120)}
         for o, e in recent
@@ -231,9 +245,51 @@ async def _status(args: argparse.Namespace) -> int:
     if info["exceptions"]:
         print("  exceptions")
         for x in info["exceptions"]:
-            print(f"    {format_ms(x['timestamp'])} {x['error']}: {x['message'][:100]}")
+            where = f" {x['vertex']}[{x['subtask']}]" if x["vertex"] is not None else ""
+            print(f"    {format_ms(x['timestamp'])}{where} {x['summary']}")
+    for r in info["rejections"]:  # a later submission or request under this id, refused
+        print(f"  refused  {format_ms(r['time'])} {r['reason']}")
     print("  recent events")
     for r in info["recent_events"]:
         print(f"    @{r['offset']} {format_ms(r['time'])} {r['type']} {r['summary']}")
+    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    return 0
+
+
+def _rejections(folded: Folded) -> list[dict[str, Any]]:
+    return [
+        {"offset": o, "time": r.event_time, "reason": r.reason, "input_event_id": r.input_event_id}
+        for o, r in folded.rejections
+    ]
+
+
+def _status_without_job(args: argparse.Namespace, folded: Folded) -> int:
+    """A job the state does not hold: rejected (its reasons), archived, or unknown."""
+    ended = folded.state.ended_jobs.get(args.job_id)
+    rejections = _rejections(folded)
+    if ended is None and not rejections:
+        return fail(f"no job {args.job_id} in the journal (offset {folded.offset})", 1)
+    if ended is not None:
+        info: dict[str, Any] = {
+            "job_id": args.job_id,
+            "status": ended.final_status.value,
+            "since": ended.ended_at,
+            "archived_at": ended.archived_at,
+        }
+    else:
+        info = {"job_id": args.job_id, "status": "REJECTED", "since": rejections[-1]["time"]}
+    info["rejections"] = rejections
+    info["offset"] = folded.offset
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"{args.job_id}\n  status   {info['status']} since {format_ms(info['since'])}")
+    if ended is not None:
+        print(f"  archived {format_ms(ended.archived_at)} (its events stay in the journal: "
+              f"jm events dump --topic journal --job {args.job_id})")  # fmt: skip
+    for r in rejections:
+        print(f"  rejected {format_ms(r['time'])} (journal offset {r['offset']})")
+        for reason in present.reasons(r["reason"]):
+            print(f"    - {reason}")
     print(f"(journal offset {folded.offset})", file=sys.stderr)
     return 0

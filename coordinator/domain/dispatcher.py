@@ -92,11 +92,25 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
 
 
 def on_cancel_requested(p: Planner, r: JobCancelRequested) -> None:
+    """Cancel a live job; a request that cannot do anything is refused saying why
+    (the client that asked reads the InputRejected as its answer)."""
     job = p.state.jobs.get(r.job_id)
     if job is None:
-        p.reject(r, "unknown job", job_id=r.job_id)
-    elif job.status.is_globally_terminal or job.status is JobStatus.CANCELLING:
-        p.reject(r, f"job is already {job.status}", job_id=r.job_id)
+        ended = p.state.ended_jobs.get(r.job_id)
+        if ended is not None:
+            why = (
+                f"job {r.job_id} already ended: {ended.final_status} at {ended.ended_at} "
+                "(archived since); nothing was done"
+            )
+        else:
+            why = f"no job {r.job_id}: none was accepted under this id; nothing was done"
+        p.reject(r, why, job_id=r.job_id)
+    elif job.status.is_globally_terminal:
+        why = f"job {r.job_id} already ended: {job.status} at {job.status_since}"
+        p.reject(r, f"{why}; nothing was done", job_id=r.job_id)
+    elif job.status is JobStatus.CANCELLING:
+        why = f"job {r.job_id} is already CANCELLING (since {job.status_since})"
+        p.reject(r, f"{why}; nothing more was done", job_id=r.job_id)
     else:
         who = f" by {r.requested_by}" if r.requested_by else ""
         cancel(p, r.job_id, f"cancel requested{who} ({r.event_id})")

@@ -45,7 +45,8 @@ def test_invalid_job_is_refused_with_every_problem(stack: Stack, catalog: Catalo
 
 
 def test_valid_job_is_produced_decoded_and_labelled(stack: Stack, catalog: Catalog) -> None:
-    done = jm(stack, catalog, "submit", "docs/examples/wordcount.yaml", "--job-id", "wc-test")
+    done = jm(stack, catalog, "submit", "docs/examples/wordcount.yaml", "--job-id", "wc-test",
+              "--no-wait")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "wc-test"
 

@@ -191,8 +191,62 @@ def test_known_operators_are_checked_by_the_coordinator() -> None:
 def test_invalid_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("name: [unclosed")
-    with pytest.raises(JobGraphInvalid, match="not valid yaml"):
+    with pytest.raises(JobGraphInvalid, match="not valid YAML"):
         load_job_file(path, event_time=1)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "what"),
+    [
+        ("bad.yaml", "name: job\nvertices: [\n  {id: a\n  b: 2", ":4:4: ", "not valid YAML"),
+        ("colon.yaml", "name: a: b\n", ":1:8: ", "mapping values are not allowed here"),
+        ("bad.json", '{"name": "job",\n "vertices": [,]}', ":2:15: ", "not valid JSON"),
+    ],
+)
+def test_syntax_errors_name_file_line_and_column(
+    tmp_path: Path, name: str, text: str, where: str, what: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(JobGraphInvalid) as info:
+        load_job_file(path, event_time=1)
+    [problem] = info.value.problems
+    assert problem.startswith(f"{path}{where}"), problem
+    assert what in problem and "<unicode string>" not in problem
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_its_first_bad_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: job\n# caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(JobGraphInvalid) as info:
+        load_job_file(path, event_time=1)
+    assert info.value.problems == [
+        f"{path}:2:6: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    ]
+
+
+def test_nested_and_null_config_values_are_refused_at_their_key() -> None:
+    doc = with_("vertices.1.config", {"n": 3, "x": {"nested": 1}, "ys": [1, 2], "z": None})
+    assert problems_of(doc) == [
+        "vertices[1].config.x: nested values are not supported (operator config is a flat "
+        "map of strings): use one key per value, or quote the value to pass it as text",
+        "vertices[1].config.ys: nested values are not supported (operator config is a flat "
+        "map of strings): use one key per value, or quote the value to pass it as text",
+        "vertices[1].config.z: null is not a value: leave the key out, or quote 'null' to "
+        "mean the text",
+    ]
+
+
+def test_scalar_config_values_become_the_strings_yaml_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(
+        "name: j\nvertices:\n  - id: a\n    operator: sequence\n"
+        "    config: {count: 10, enabled: true, rate: 2.5, text: '{nested: 1}', nothing: 'null'}\n"
+    )
+    [vertex] = load_job_file(path, event_time=1).job_graph.vertices
+    assert vertex.config == {
+        "count": "10", "enabled": "true", "rate": "2.5", "text": "{nested: 1}", "nothing": "null",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
