@@ -5,6 +5,7 @@ timeout)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -184,3 +185,24 @@ async def test_a_job_no_worker_arrives_for_fails_after_the_slot_wait_timeout(
     (cause,) = failures(events, "alone")
     assert cause.startswith("NoResourceAvailableException: no slots for 2000 ms")
     assert "waiting for a worker offering 'sequence'" in cause
+
+
+async def test_a_job_that_enables_checkpointing_is_rejected_with_the_reason(
+    cluster: Cluster,
+) -> None:
+    """Until checkpoints exist workers decline every one: such a job is refused at once
+    (it used to run and end FAILED after its tolerable checkpoint failures)."""
+    await cluster.coordinator("c1").wait_for_line("role LEADER")
+    job = dataclasses.replace(
+        pipeline("ckpt", ("sequence", {"count": "10"})),
+        checkpoint_config=ev.CheckpointConfig(interval_ms=10_000),
+    )
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        await client.send(job)
+        events = await journal.wait_until(
+            lambda es: any(isinstance(e, ev.JobRejected) and e.job_id == "ckpt" for _, e in es)
+        )
+    (rejected,) = [e for _, e in events if isinstance(e, ev.JobRejected)]
+    assert "checkpointing is not supported yet" in rejected.reason
+    assert not any(isinstance(e, ev.JobAccepted) for _, e in events)
