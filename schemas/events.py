@@ -441,6 +441,9 @@ class TaskStateChanged(WorkerReport):
     state: its new execution state.
     error_name: exception type when the state is FAILED; null otherwise.
     error_stack: exception trace when the state is FAILED; null otherwise.
+    non_recoverable: true when the state is FAILED by an error no restart can fix
+        (an unknown function, an invalid operator config, a missing topic): the
+        coordinator fails the job at once instead of restarting it (since v2).
     """
 
     tm_id: str
@@ -449,6 +452,7 @@ class TaskStateChanged(WorkerReport):
     state: ExecutionState
     error_name: str | None = None
     error_stack: str | None = None
+    non_recoverable: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -176,13 +176,26 @@ def check_checkpoint_config(c: CheckpointConfig, where: str = "checkpoint_config
     yield from _at_least(where, "retained", c.retained, 1)
 
 
+#: Why a job that enables checkpointing is refused (until checkpoints exist, workers
+#: decline every checkpoint, so such a job would fail after its tolerable failures).
+CHECKPOINTING_UNSUPPORTED: Final = (
+    "checkpoint_config.interval_ms: checkpointing is not supported yet (workers decline "
+    "every checkpoint); leave checkpoint_config out or set interval_ms: 0"
+)
+
+
 def validate_job_submitted(
-    event: JobSubmitted, known_operators: Collection[str] | None = None
+    event: JobSubmitted,
+    known_operators: Collection[str] | None = None,
+    *,
+    allow_checkpointing: bool = False,
 ) -> list[str]:
     """Every problem of a submission, with its location; [] if it is valid.
 
     `known_operators`: operators some worker offers; None skips that check
     (a client validating a file offline does not know them).
+    `allow_checkpointing`: accept a job with checkpointing enabled (a benchmark
+    of the coordinator's checkpoint bookkeeping); off, such a job is refused.
     """
     problems = input_problems(event)
     if problems:
@@ -194,4 +207,6 @@ def validate_job_submitted(
     problems.extend(check_job_graph(event.job_graph, known_operators))
     problems.extend(check_restart_strategy(event.restart_strategy))
     problems.extend(check_checkpoint_config(event.checkpoint_config))
+    if event.checkpoint_config.interval_ms > 0 and not allow_checkpointing:
+        problems.append(CHECKPOINTING_UNSUPPORTED)
     return problems

@@ -18,12 +18,23 @@ class UnknownOperatorError(TaskError):
     """The DeployTask names an operator this worker's registry does not hold."""
 
 
-class UnknownFunctionError(TaskError):
+class NonRecoverableError(TaskError):
+    """A task error no restart can fix: the job's own configuration is wrong (an
+    unknown function, an invalid operator config, a missing topic). Reported with
+    ``non_recoverable`` set, so the coordinator fails the job at once instead of
+    restarting it (Flink's non-recoverable errors)."""
+
+
+class UnknownFunctionError(NonRecoverableError):
     """An operator's config names a function this worker's function registry does not hold."""
 
 
-class OperatorConfigError(TaskError):
+class OperatorConfigError(NonRecoverableError):
     """An operator's configuration is missing a value or has one of the wrong type."""
+
+
+class MissingTopicError(OperatorConfigError):
+    """A Kafka source or sink names a topic that does not exist."""
 
 
 class SlotBusyError(TaskError):

@@ -95,8 +95,10 @@ async def _run(
     loop = asyncio.get_running_loop()
     keep_going = True
 
-    def report(state: ev.ExecutionState, error_name: str | None, stack: str | None) -> None:
-        conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack))
+    def report(
+        state: ev.ExecutionState, error_name: str | None, stack: str | None, fatal: bool
+    ) -> None:
+        conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack, fatal))
 
     runner = asyncio.create_task(run_task(spec, registry, report, kafka=kafka, functions=functions))
 

@@ -47,6 +47,7 @@ class StateUpdate:
     state: ev.ExecutionState
     error_name: str | None = None
     error_stack: str | None = None
+    non_recoverable: bool = False
 
 
 FromSlot = Ready | StateUpdate

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from schemas import events as ev
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
-from worker.errors import TaskError
+from worker.errors import NonRecoverableError, TaskError
 from worker.failures import describe
 from worker.functions import FunctionRegistry
 from worker.operators.api import (
@@ -40,8 +40,9 @@ from worker.operators.registry import OperatorRegistry
 
 ES = ev.ExecutionState
 
-#: (state, error name, error stack) -> None; sends a state report to the TaskManager.
-Report = Callable[[ES, str | None, str | None], None]
+#: (state, error name, error stack, non-recoverable) -> None; sends a state report to
+#: the TaskManager. Non-recoverable: a ``NonRecoverableError`` failed the task.
+Report = Callable[[ES, str | None, str | None, bool], None]
 
 
 class CountingSink:
@@ -102,7 +103,7 @@ async def run_task(
     began = time.monotonic()
     reader: EdgeReader | None = None
     try:
-        report(ES.INITIALIZING, None, None)
+        report(ES.INITIALIZING, None, None, False)
         operator: Operator = registry.factory(spec.operator)()
         ctx = TaskContext(spec, log, kafka, functions)
         if isinstance(operator, RecordOperator):
@@ -131,7 +132,7 @@ async def run_task(
             await reader.start()
         resources.push(operator.close)
         await operator.open(ctx)
-        report(ES.RUNNING, None, None)
+        report(ES.RUNNING, None, None, False)
         if isinstance(operator, SourceOperator):
             await operator.run(ctx, output)
         else:
@@ -148,14 +149,14 @@ async def run_task(
     except asyncio.CancelledError:
         log.info("canceled after %d records", output.records)
         await resources.close()
-        report(ES.CANCELED, None, None)
+        report(ES.CANCELED, None, None, False)
         raise
     except Exception as error:
         log.info("failed after %d records: %r", output.records, error)
         await resources.close()
-        report(ES.FAILED, *describe(error))
+        report(ES.FAILED, *describe(error), isinstance(error, NonRecoverableError))
         return
     await resources.close()
     read = f" ({reader.records} read from edges)" if reader is not None else ""
     log.info("finished: %d records in %.3f s%s", output.records, time.monotonic() - began, read)
-    report(ES.FINISHED, None, None)
+    report(ES.FINISHED, None, None, False)

@@ -385,6 +385,7 @@ class TaskManager:
                         state=report.state,
                         error_name=message.error_name,
                         error_stack=message.error_stack,
+                        non_recoverable=message.non_recoverable,
                     )
                 )
             if report.state.is_terminal:
@@ -486,6 +487,7 @@ class TaskManager:
                 state=state,
                 error_name=type(error).__name__ if error is not None else None,
                 error_stack=clip_middle(str(error), MAX_STACK_BYTES) if error is not None else None,
+                non_recoverable=isinstance(error, errors.NonRecoverableError),
             )
         )
 

@@ -11,8 +11,8 @@ What it does, in order:
    (``compose/local/launcher.py up``, idempotent). They stay running afterwards:
    ``make down`` stops them.
 2. The cluster's topics (``jm topics create``) and the sample job's sink topic
-   ``<cluster id>.counts`` (kafka_sink writes only to existing topics, and the
-   broker never creates one by itself).
+   ``<cluster id>.counts`` (kafka_sink creates a missing topic only when its
+   config sets ``partitions``, and the broker never creates one by itself).
 3. Child processes, each in its own process group, logs in ``.local/demo/``:
    coordinators ``demo-1`` (leader) and ``demo-2`` (hot standby), workers
    ``tm-1`` and ``tm-2`` (4 slots each).

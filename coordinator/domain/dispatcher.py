@@ -25,10 +25,6 @@ def _content(s: JobSubmitted) -> JobSubmitted:
     return dataclasses.replace(s, event_id="", event_time=0)
 
 
-def offered_operators(p: Planner) -> set[str]:
-    return {op for w in p.state.workers.values() for op in w.operators}
-
-
 def _ended(p: Planner, s: JobSubmitted) -> str | None:
     """Why `s` names a job that already ran and ended, or None.
 
@@ -63,8 +59,10 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
         if _content(existing.submission) != _content(s):
             p.reject_job(s, s.job_id, "job id already used by a different submission")
         return  # an identical resubmission is a no-op (at-least-once clients)
-    known = offered_operators(p) if p.config.require_offered_operators else None
-    problems = validate_job_submitted(s, known)
+    # Only what can never run is rejected: an operator no worker offers yet is
+    # waited for (workers may still be starting or scaling from zero), up to
+    # DomainConfig.slot_wait_timeout_ms, like Flink's slot request timeout.
+    problems = validate_job_submitted(s, allow_checkpointing=p.config.allow_checkpointing)
     if problems:
         p.reject_job(s, s.job_id, bounded_reason(problems))
         return

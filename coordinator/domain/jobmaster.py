@@ -22,7 +22,7 @@ from schemas.events import (
     TaskStateChanged,
     TaskStateRecorded,
 )
-from schemas.limits import clip_trace
+from schemas.limits import MAX_REJECTION_REASON_BYTES, clip, clip_trace
 
 _E = ExecutionState
 
@@ -90,7 +90,9 @@ def on_task_state_changed(p: Planner, r: TaskStateChanged) -> None:
     if problem is not None:
         p.reject(r, problem, job_id=task.job_id, tm_id=r.tm_id)
         return
-    if r.state is _E.FAILED:
+    if r.state is _E.FAILED and r.non_recoverable:
+        fail(p, job.job_id, _non_recoverable_cause(task, r.error_name, r.error_stack))
+    elif r.state is _E.FAILED:
         on_failure(p, job.job_id, _failure_cause(task, r.error_name or "TaskFailure"))
     settle(p, job.job_id)
 
@@ -114,6 +116,17 @@ def _report_problem(
 
 def _failure_cause(task: TaskRef, error: str) -> str:
     return f"{task.vertex_id}#{task.subtask_index} (attempt {task.attempt}) failed: {error}"
+
+
+def _non_recoverable_cause(task: TaskRef, name: str | None, stack: str | None) -> str:
+    """The failure and its own message (the trace's last line), which says what to fix."""
+    name = name or "TaskFailure"
+    lines = [line for line in (stack or "").splitlines() if line.strip()]
+    message = lines[-1].strip() if lines else name
+    if not message.startswith(name):
+        message = f"{name}: {message}"
+    cause = f"non-recoverable, not restarted: {_failure_cause(task, message)}"
+    return clip(cause, MAX_REJECTION_REASON_BYTES)
 
 
 def cancel_live_tasks(p: Planner, job_id: str) -> None:
@@ -157,6 +170,19 @@ def on_failure(p: Planner, job_id: str, cause: str) -> None:
         restart_count=restart_count,
         cause=cause,
     )
+    cancel_live_tasks(p, job_id)
+
+
+def fail(p: Planner, job_id: str, cause: str) -> None:
+    """A failure no restart can fix (Flink's non-recoverable error): FAILING at once,
+    whatever the restart strategy allows; FAILED once every live task ended.
+
+    As in on_failure, a job already on its way out is left alone.
+    """
+    job = p.state.jobs[job_id]
+    if job.status is not JobStatus.RUNNING:
+        return
+    _change(p, job, JobStatus.FAILING, cause)
     cancel_live_tasks(p, job_id)
 
 

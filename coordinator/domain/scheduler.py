@@ -1,7 +1,8 @@
 """Slot placement (pure) and deployment of a waiting job.
 
 Placement is all-or-nothing, like Flink's default scheduler with a fixed
-parallelism: a job runs when every subtask has a slot, else it waits CREATED.
+parallelism: a job runs when every subtask has a slot, else it waits CREATED
+(with the reason: too few free slots, or no worker offering an operator yet).
 Each subtask goes to the worker that offers its operator and has the most
 free slots (ties: smallest tm_id), lowest free slot index first, which
 spreads a job across workers (Flink's cluster.evenly-spread-out-slots).
@@ -46,6 +47,8 @@ def place(
             ):
                 best = tm
         if best is None:
+            if not any(operator in w.operators for w in workers.values()):
+                return f"waiting for a worker offering {operator!r} (for {key[0]}#{key[1]})"
             total = sum(len(s) for s in free.values()) + len(placement)
             return (
                 f"waiting for resources: {len(subtasks)} slots needed, {total} free; "

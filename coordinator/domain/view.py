@@ -17,10 +17,13 @@ class DomainConfig:
     """Leader-side parameters of decide (one frozen object, passed in the view).
 
     heartbeat_timeout_ms: a worker silent for longer is declared lost.
-    slot_wait_timeout_ms: a CREATED job waiting this long for slots fails.
-    require_offered_operators: reject a submission naming an operator no
-        registered worker offers (Flink-like); False accepts it and lets it
-        wait for such a worker (relax here).
+    slot_wait_timeout_ms: a CREATED job waiting this long for slots (or for a
+        worker offering one of its operators) fails, like Flink's
+        slot.request.timeout; a submission is never rejected for want of workers.
+    allow_checkpointing: accept jobs that enable checkpointing. Off (the
+        default) until checkpoints exist: workers decline every checkpoint, so
+        such a job is rejected with the reason instead of failing later. The
+        benchmarks of the checkpoint bookkeeping turn it on.
     archive_after_ms: a globally terminal job leaves memory this long after
         it ended (it stays in the log); None keeps every job.
     default_savepoint_dir: savepoint location when a request names none.
@@ -28,7 +31,7 @@ class DomainConfig:
 
     heartbeat_timeout_ms: int = 5_000
     slot_wait_timeout_ms: int = 300_000
-    require_offered_operators: bool = True
+    allow_checkpointing: bool = False
     archive_after_ms: int | None = 3_600_000
     default_savepoint_dir: str = "savepoints"
 

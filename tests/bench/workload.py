@@ -83,7 +83,10 @@ class JournalGenerator:
         self.catalog = catalog
         self.codec = codec or default_codec()
         self.rng = random.Random(seed)
-        self.config = DomainConfig(archive_after_ms=5_000, heartbeat_timeout_ms=5_000)
+        # Some jobs enable checkpointing: their bookkeeping is part of what replay costs.
+        self.config = DomainConfig(
+            archive_after_ms=5_000, heartbeat_timeout_ms=5_000, allow_checkpointing=True
+        )
         self.state = State()
         self.now = T0
         self.elect_every = elect_every

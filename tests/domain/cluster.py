@@ -188,6 +188,8 @@ class Cluster:
         tm_id: str | None = None,
         incarnation: str | None = None,
         error: str | None = None,
+        stack: str | None = None,
+        non_recoverable: bool = False,
     ) -> Decision:
         """A worker reports; by default the worker the journal deployed the task on."""
         x = self.state.jobs[task.job_id].executions.get((task.vertex_id, task.subtask_index))
@@ -202,6 +204,8 @@ class Cluster:
                 task=task,
                 state=state,
                 error_name=error,
+                error_stack=stack,
+                non_recoverable=non_recoverable,
             )
         )
 

@@ -11,6 +11,7 @@ from schemas.events import (
     JobRejected,
     JobStatus,
     JobStatusChanged,
+    RestartScheduled,
     RestartStrategy,
     RestartStrategyKind,
     RunningTask,
@@ -75,18 +76,40 @@ def test_identical_resubmission_is_a_noop_and_different_one_rejected() -> None:
     _check(c)
 
 
-def test_invalid_graph_and_unknown_operator_are_rejected_with_reasons() -> None:
+def test_an_invalid_graph_is_rejected_with_reasons() -> None:
     c = Cluster()
     c.register("tm-a", operators=("map",))
-    d = c.submit("bad", (("v", "map", 0), ("v", "nope", 1)))
+    d = c.submit("bad", (("v", "map", 0), ("v", "map", 1)))
     (rejected,) = d.events
     assert isinstance(rejected, JobRejected)
     assert "parallelism" in rejected.reason and "duplicate" in rejected.reason
-    assert "'nope'" in rejected.reason
     assert "bad" not in c.state.jobs
-    relaxed = Cluster(config=DomainConfig(require_offered_operators=False))
-    relaxed.submit("waits", (("v", "nope", 1),))
-    assert relaxed.state.jobs["waits"].status is JobStatus.CREATED
+    _check(c)
+
+
+def test_a_job_waits_for_a_worker_offering_its_operator_then_runs() -> None:
+    """No worker offers 'nope' yet (none registered at all): accepted, not rejected;
+    it waits with the reason, and runs once such a worker registers."""
+    c = Cluster()
+    d = c.submit("waits", (("v", "nope", 1),))
+    assert not any(isinstance(e, JobRejected) for e in d.events)
+    job = c.state.jobs["waits"]
+    assert job.status is JobStatus.CREATED
+    assert job.waiting_reason == "waiting for a worker offering 'nope' (for v#0)"
+    c.register("tm-a", operators=("map",))
+    assert _status(c, "waits") is JobStatus.CREATED
+    c.register("tm-b", operators=("nope",))
+    assert _status(c, "waits") is JobStatus.RUNNING
+    _check(c)
+
+
+def test_a_job_no_worker_can_run_fails_after_the_slot_wait_timeout() -> None:
+    c = Cluster(config=DomainConfig(slot_wait_timeout_ms=10_000))
+    c.submit("waits", (("v", "nope", 1),))
+    c.tick(10_000)
+    job = c.state.jobs["waits"]
+    assert job.status is JobStatus.FAILED
+    assert "waiting for a worker offering 'nope'" in job.exceptions[-1].message
     _check(c)
 
 
@@ -179,6 +202,28 @@ def test_failure_with_exhausted_strategy_fails_the_job() -> None:
     assert [x.error_name for x in job.exceptions] == ["JobFailure", "Boom"] or [
         x.error_name for x in job.exceptions
     ] == ["Boom", "JobFailure"]
+    _check(c)
+
+
+def test_a_non_recoverable_failure_fails_the_job_at_once() -> None:
+    """A restart cannot fix a typo'd function: FAILED without a restart, whatever the
+    strategy allows, with the worker's own message as the cause."""
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2),))  # FIXED_DELAY, 3 attempts
+    c.run_all("job")
+    first, second = c.tasks("job")
+    stack = "Traceback ...\nUnknownFunctionError: no function named 'nope' on this worker\n"
+    d = c.report(first, E.FAILED, error="UnknownFunctionError", stack=stack, non_recoverable=True)
+    assert not any(isinstance(e, RestartScheduled) for e in d.events)
+    assert _status(c, "job") is JobStatus.FAILING
+    c.report(second, E.CANCELED)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.FAILED
+    assert job.restart_count == 0
+    (failure,) = [x for x in job.exceptions if x.error_name == "JobFailure"]
+    assert "non-recoverable" in failure.message
+    assert "no function named 'nope' on this worker" in failure.message
     _check(c)
 
 

@@ -38,6 +38,14 @@ E = ExecutionState
 
 
 def happy_path() -> Cluster:
+    """The happy path as v2 recorded it: a job naming an operator no worker offers is
+    rejected (the refused journal builds on it)."""
+    c = happy_path_until_typo()
+    c.submit("typo", (("src", "nope", 1),))  # v2: rejected, no worker offers it
+    return c
+
+
+def happy_path_until_typo() -> Cluster:
     """Two workers, a two-vertex job runs and finishes; a second is canceled."""
     c = Cluster()
     c.register("tm-a", slots=2)
@@ -61,7 +69,15 @@ def happy_path() -> Cluster:
     c.run_all("idle")
     c.cancel("idle")
     c.run_all("idle", E.CANCELED)
-    c.submit("typo", (("src", "nope", 1),))  # rejected: no worker offers it
+    return c
+
+
+def happy_path_v3() -> Cluster:
+    """The happy path, where a job naming an operator no worker offers is accepted
+    and waits for one (v3); only an invalid graph is rejected."""
+    c = happy_path_until_typo()
+    c.submit("typo", (("src", "nope", 1),))  # accepted: waits for a worker offering it
+    c.submit("invalid", (("src", "map", 0),))  # rejected: parallelism 0
     return c
 
 
@@ -135,10 +151,11 @@ def read_journal(path: Path) -> list[bytes]:
 
 
 # Older versions still replay to their digests; decide now writes: v2, LeaderElected
-# ids in one format; failover.v3, a lost worker is also told so with a
+# ids in one format; happy_path.v3, a job naming an operator no worker offers waits
+# for one instead of being rejected; failover.v3, a lost worker is also told so with a
 # DisconnectTaskManager, whose id shifts the ids after it.
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v2": happy_path,
+    "happy_path.v3": happy_path_v3,
     "failover.v3": failover,
 }
 REFUSED: dict[str, Callable[[], list[bytes]]] = {

@@ -87,13 +87,14 @@ async def test_job_runs_to_finished_and_another_is_canceled(
         assert statuses[-2:] == [ev.JobStatus.CANCELLING, ev.JobStatus.CANCELED]
         assert not tm1.running and not tm2.running
 
-        # Unknown operator and an unknown job's cancel are journaled rejections.
-        await client.send(job_submitted("job-c", operator="nobody-offers-this"))
+        # An invalid job is a journaled rejection (an operator no worker offers is
+        # not: that job waits for such a worker).
+        await client.send(job_submitted("job-c", parallelism=0))
         events = await journal.wait_until(
             lambda es: any(isinstance(e, ev.JobRejected) and e.job_id == "job-c" for _, e in es)
         )
         reason = next(e.reason for _, e in events if isinstance(e, ev.JobRejected))
-        assert "nobody-offers-this" in reason
+        assert "parallelism" in reason
 
 
 async def test_aborted_transaction_is_never_applied(
@@ -121,7 +122,7 @@ async def test_aborted_transaction_is_never_applied(
         await rogue.stop()
 
     async with Producer(stack, catalog) as client, Journal(stack, catalog) as journal:
-        await client.send(job_submitted("after-abort", operator="missing-op"))
+        await client.send(job_submitted("after-abort", parallelism=0))  # invalid: rejected
         events = await journal.wait_until(
             lambda es: any(isinstance(e, ev.JobRejected) for _, e in es)
         )

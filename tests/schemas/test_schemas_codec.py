@@ -87,7 +87,7 @@ def test_headers_name_the_event_for_kcat() -> None:
     assert headers == [
         ("event-type", b"TaskStateChanged"),
         ("event-id", b"ev-1"),
-        ("schema-version", b"1"),
+        ("schema-version", b"2"),
         ("job-id", b"job-1"),
         ("tm-id", b"tm-7"),
     ]

@@ -10,7 +10,11 @@ from schemas import events as ev
 from schemas.jobgraph import JobGraphInvalid, load_job_file, parse_job_spec, to_job_submitted
 from schemas.validation import find_cycle, validate_job_submitted
 
-EXAMPLES = sorted((Path(__file__).parents[2] / "docs" / "examples").glob("*.*"))
+EXAMPLES = sorted(
+    p
+    for p in (Path(__file__).parents[2] / "docs" / "examples").glob("*.*")
+    if p.suffix in (".yaml", ".yml", ".json")
+)
 
 BASE: dict[str, Any] = {
     "job_id": "job-1",

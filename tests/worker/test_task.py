@@ -29,7 +29,7 @@ async def run(operator: str, registry: OperatorRegistry | None = None, **config:
     await run_task(
         spec(operator, **config),
         registry or OperatorRegistry.builtin(),
-        lambda s, n, t: reported.append((s, n, t)),
+        lambda s, n, t, _: reported.append((s, n, t)),
     )
     return reported
 
@@ -67,10 +67,35 @@ async def test_setup_errors_fail_the_task(
     assert reported[-1][:2] == (ES.FAILED, error)
 
 
+@pytest.mark.parametrize(
+    ("operator", "config", "error", "non_recoverable"),
+    [
+        ("sequence", {"count": "many"}, "OperatorConfigError", True),
+        ("fault", {"fail_after": "0"}, "InjectedFault", False),
+    ],
+)
+async def test_only_configuration_errors_are_non_recoverable(
+    operator: str, config: dict[str, str], error: str, non_recoverable: bool
+) -> None:
+    """A restart cannot fix a wrong config: the report says so (the coordinator then
+    fails the job at once); a fault in the running task stays recoverable."""
+    ends: list[tuple[ES, str | None, bool]] = []
+    await run_task(
+        spec(operator, **config),
+        OperatorRegistry.builtin(),
+        lambda s, n, _, f: ends.append((s, n, f)),
+    )
+    assert ends[-1] == (ES.FAILED, error, non_recoverable)
+
+
 async def test_cancel_reaches_an_unbounded_sequence_at_full_speed() -> None:
     reported: Reported = []
     runner = asyncio.create_task(
-        run_task(spec("sequence"), OperatorRegistry.builtin(), lambda *r: reported.append(r))
+        run_task(
+            spec("sequence"),
+            OperatorRegistry.builtin(),
+            lambda s, n, t, _: reported.append((s, n, t)),
+        )
     )
     await asyncio.sleep(0.05)
     runner.cancel()
@@ -113,7 +138,7 @@ async def test_sources_take_no_input_edge() -> None:
         TaskSpec(task=TASK, operator="sequence", vertex_name="v", parallelism=1,
                  max_parallelism=128, inputs=(into,), vertex_parallelism={"up": 1, "v": 1}),
         OperatorRegistry.builtin(),
-        lambda s, n, t: reported.append((s, n, t)),
+        lambda s, n, t, _: reported.append((s, n, t)),
     )  # fmt: skip
     assert reported[-1][:2] == (ES.FAILED, "SourceWithInputsError")
 
@@ -125,7 +150,7 @@ async def test_edges_without_kafka_fail_the_task() -> None:
         TaskSpec(task=TASK, operator="sequence", vertex_name="v", parallelism=1,
                  max_parallelism=128, outputs=(out,), vertex_parallelism={"down": 1, "v": 1}),
         OperatorRegistry.builtin(),
-        lambda s, n, t: reported.append((s, n, t)),
+        lambda s, n, t, _: reported.append((s, n, t)),
     )  # fmt: skip
     assert reported[-1][:2] == (ES.FAILED, "NoKafkaError")
 

@@ -75,6 +75,19 @@ async def test_unknown_operator_fails_with_reason(start_cluster: StartCluster) -
     assert "os.system" in (failed.error_stack or "")
 
 
+async def test_config_errors_are_reported_non_recoverable(start_cluster: StartCluster) -> None:
+    """The report says a restart cannot help (the coordinator then fails the job at
+    once); a fault of the running task stays recoverable."""
+    cluster = await start_cluster()
+    bad, faulty = task_ref(attempt=0), task_ref(attempt=1)
+    await cluster.leader.send(cluster.leader.deploy(bad, "sequence", count="many"))
+    failed = await cluster.reports.state(bad, ES.FAILED)
+    assert (failed.error_name, failed.non_recoverable) == ("OperatorConfigError", True)
+    await cluster.leader.send(cluster.leader.deploy(faulty, "fault", fail_after="0"))
+    failed = await cluster.reports.state(faulty, ES.FAILED)
+    assert (failed.error_name, failed.non_recoverable) == ("InjectedFault", False)
+
+
 async def test_cancel_of_unbounded_sequence(start_cluster: StartCluster) -> None:
     cluster = await start_cluster()
     task = task_ref()

@@ -1,7 +1,8 @@
 """``kafka_source`` and ``kafka_sink``: the data plane's way in and out of Kafka.
 
 kafka_source (config):
-  topic: the topic to read (must exist).
+  topic: the topic to read; a missing one fails the job at once (a
+    non-recoverable error, no restart).
   start: ``earliest`` (default), ``latest``, or a timestamp in ms (the first
     offset at or after it; past the end: the end). ``latest`` is resolved
     once per job, not per attempt: it is the job's acceptance time (journaled
@@ -22,7 +23,11 @@ kafka_source (config):
   text that is not JSON, becomes ``{"value": ...}``.
 
 kafka_sink (config):
-  topic: the topic to write (must exist).
+  topic: the topic to write. A missing topic fails the job at once (a
+    non-recoverable error, no restart) unless ``partitions`` is set.
+  partitions: when set (>= 1), the sink creates a missing topic with this many
+    partitions (the cluster's replication factor, broker default configs); an
+    existing topic is used as it is. Absent or 0: the topic must exist.
   key_field: the record field whose string form (``schemas.edges.key_string``)
     is the Kafka key; absent: no key.
   Values are the record as compact JSON. An idempotent producer (acks=all);
@@ -37,11 +42,13 @@ import json
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import kafkaio
 from schemas.edges import key_string
-from worker.errors import OperatorConfigError
+from worker.errors import MissingTopicError, OperatorConfigError, TaskError
 from worker.operators.api import (
+    KafkaEnv,
     Output,
     Record,
     RecordOperator,
@@ -50,6 +57,10 @@ from worker.operators.api import (
 )
 
 _POLL_MS: Final = 200
+
+
+class MissingKeyFieldError(TaskError):
+    """A record reaching ``kafka_sink`` lacks its ``key_field`` (a data error, not config)."""
 
 
 def decode_value(value: bytes | None) -> Record:
@@ -64,11 +75,28 @@ def decode_value(value: bytes | None) -> Record:
     return parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
-async def _partitions(bootstrap: str, topic: str) -> int:
+async def _partitions(bootstrap: str, topic: str, fix: str) -> int:
+    """The partition count of `topic`; a missing topic fails the job (non-recoverable:
+    a restart would find it missing again), with `fix` telling how to fix it."""
     found = await kafkaio.describe_topics(bootstrap, [topic])
     if topic not in found:
-        raise OperatorConfigError(f"topic {topic!r} does not exist")
+        raise MissingTopicError(f"topic {topic!r} does not exist: {fix}")
     return found[topic].partitions
+
+
+async def _create_topic(env: KafkaEnv, topic: str, partitions: int) -> None:
+    """Create `topic` with `partitions` (broker defaults otherwise); an existing one is kept
+    as it is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=env.bootstrap)
+    await admin.start()
+    try:
+        rf = env.catalog.replication_factor
+        response = await admin.create_topics([NewTopic(topic, partitions, rf)])
+    finally:
+        await admin.close()
+    for name, code, message in response.topic_errors:
+        if code not in (0, kafkaio.TOPIC_ALREADY_EXISTS):
+            raise MissingTopicError(f"creating topic {name!r} failed: error {code} {message}")
 
 
 class KafkaSource(SourceOperator):
@@ -85,7 +113,9 @@ class KafkaSource(SourceOperator):
             )
         if start == "latest" and ctx.spec.job_accepted_at is not None:
             start = str(ctx.spec.job_accepted_at)  # the same on every attempt
-        count = await _partitions(env.bootstrap, self.topic)
+        count = await _partitions(
+            env.bootstrap, self.topic, "create it before the job runs (kafka_source only reads)"
+        )
         spec = ctx.spec
         self.mine = [
             TopicPartition(self.topic, p)
@@ -156,7 +186,16 @@ class KafkaSink(RecordOperator):
         self.topic = ctx.config_str("topic")
         key_field = ctx.config.get("key_field") or None
         self.key_field = key_field
-        await _partitions(env.bootstrap, self.topic)
+        partitions = ctx.config_int("partitions", 0)
+        if partitions < 0:
+            raise OperatorConfigError(f"config partitions={partitions} must be >= 1")
+        if partitions:
+            await _create_topic(env, self.topic, partitions)
+        await _partitions(
+            env.bootstrap,
+            self.topic,
+            "create it, or give the kafka_sink vertex config `partitions: N` to create it",
+        )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=env.bootstrap,
             enable_idempotence=True,
@@ -174,7 +213,7 @@ class KafkaSink(RecordOperator):
         key = None
         if self.key_field is not None:
             if self.key_field not in record:
-                raise OperatorConfigError(
+                raise MissingKeyFieldError(
                     f"kafka_sink: record has no key field {self.key_field!r}: {record}"
                 )
             key = key_string(record[self.key_field]).encode()
