@@ -12,7 +12,9 @@ the directory store's framing: magic, sha256, bytes) and ``_metadata``, JSON::
 place, so a savepoint directory is complete or absent. ``read_savepoint``
 checks everything it can without reading the states (metadata well formed,
 every subtask of every vertex listed once, each file present with its size);
-``Savepoint.load`` checks each state's sha256. Every failure is a
+``Savepoint.load`` checks each state's sha256. ``export_savepoint`` writes a
+savepoint from the handles of a completed checkpoint; ``import_savepoint`` copies
+a savepoint's states into a store for a job restoring from it. Every failure is a
 SavepointError naming the path and what is wrong. Nothing here deletes a
 savepoint: checkpoint stores never touch them (docs/checkpoints.md).
 
@@ -21,11 +23,12 @@ Synchronous file I/O: async callers run these in a thread.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -33,6 +36,7 @@ from typing import Any, Final
 from schemas.statestore import (
     FRAME_OVERHEAD,
     SAVEPOINT_METADATA,
+    StateStore,
     StateStoreError,
     frame,
     fsync_dir,
@@ -107,6 +111,52 @@ def savepoint_dir_name(job_id: str, checkpoint_id: int) -> str:
     return f"savepoint-{job_id}-{checkpoint_id}-{uuid.uuid4().hex[:8]}"
 
 
+class _Staging:
+    """A savepoint being written: states go to a hidden sibling directory of
+    `target`, which is renamed to `target` once `_metadata` is in it."""
+
+    def __init__(self, target: Path, vertices: Mapping[str, int]) -> None:
+        if any(not ID_PATTERN.fullmatch(v) or p < 1 for v, p in vertices.items()):
+            raise SavepointError(target, f"vertex ids must match {ID_PATTERN.pattern}, p >= 1")
+        if target.exists():
+            raise SavepointError(target, "already exists (a savepoint is never overwritten)")
+        self.target = target
+        self.vertices = dict(vertices)
+        self.keys = sorted((v, i) for v, p in vertices.items() for i in range(p))
+        self.path = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        self.written: list[SubtaskState] = []
+
+    def check_keys(self, keys: Collection[SubtaskKey]) -> None:
+        if set(keys) != set(self.keys):
+            missing = sorted(set(self.keys) - set(keys))[:5]
+            extra = sorted(set(keys) - set(self.keys))[:5]
+            raise SavepointError(
+                self.target, f"states do not match the vertices: missing {missing}, extra {extra}"
+            )
+
+    def add(self, key: SubtaskKey, data: bytes) -> None:
+        name = state_file_name(*key)
+        try:
+            write_atomic(self.path / name, frame(data))
+        except OSError as err:
+            raise SavepointError(self.target, f"cannot be written: {err}") from err
+        digest = hashlib.sha256(data).hexdigest()
+        self.written.append(SubtaskState(key[0], key[1], name, len(data), digest))
+
+    def commit(self, job_id: str, checkpoint_id: int) -> SavepointMetadata:
+        metadata = SavepointMetadata(job_id, checkpoint_id, self.vertices, tuple(self.written))
+        try:
+            write_atomic(self.path / SAVEPOINT_METADATA, metadata.to_json().encode())
+            self.path.rename(self.target)
+            fsync_dir(self.target.parent)
+        except OSError as err:
+            raise SavepointError(self.target, f"cannot be written: {err}") from err
+        return metadata
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
 def write_savepoint(
     directory: Path | str,
     *,
@@ -117,34 +167,53 @@ def write_savepoint(
 ) -> SavepointMetadata:
     """Write a savepoint of `states` (one per subtask of each vertex of `vertices`,
     a vertex id mapped to its parallelism) to `directory`, which must not exist."""
-    target = Path(directory)
-    expected = {(v, i) for v, p in vertices.items() for i in range(p)}
-    if set(states) != expected:
-        missing = sorted(expected - set(states))[:5]
-        extra = sorted(set(states) - expected)[:5]
-        raise SavepointError(
-            target, f"states do not match the vertices: missing {missing}, extra {extra}"
-        )
-    if any(not ID_PATTERN.fullmatch(v) for v in vertices):
-        raise SavepointError(target, "vertex ids must match " + ID_PATTERN.pattern)
-    if target.exists():
-        raise SavepointError(target, "already exists (a savepoint is never overwritten)")
-    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-    subtasks = []
+    staging = _Staging(Path(directory), vertices)
+    staging.check_keys(states.keys())
     try:
-        for (vertex_id, index), data in sorted(states.items()):
-            name = state_file_name(vertex_id, index)
-            write_atomic(staging / name, frame(data))
-            digest = hashlib.sha256(data).hexdigest()
-            subtasks.append(SubtaskState(vertex_id, index, name, len(data), digest))
-        metadata = SavepointMetadata(job_id, checkpoint_id, dict(vertices), tuple(subtasks))
-        write_atomic(staging / SAVEPOINT_METADATA, metadata.to_json().encode())
-        staging.rename(target)
-    except OSError as err:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise SavepointError(target, f"cannot be written: {err}") from err
-    fsync_dir(target.parent)
-    return metadata
+        for key in staging.keys:
+            staging.add(key, states[key])
+        return staging.commit(job_id, checkpoint_id)
+    except BaseException:
+        staging.abandon()
+        raise
+
+
+async def export_savepoint(
+    store: StateStore,
+    directory: Path | str,
+    *,
+    job_id: str,
+    checkpoint_id: int,
+    vertices: Mapping[str, int],
+    handles: Mapping[SubtaskKey, str],
+) -> SavepointMetadata:
+    """Write a savepoint to `directory` from the states of a completed checkpoint
+    (`handles` in `store`), one state in memory at a time. A state the store
+    cannot give raises its StateStoreError and leaves no directory behind."""
+    staging = _Staging(Path(directory), vertices)
+    staging.check_keys(handles.keys())
+    try:
+        for key in staging.keys:
+            data = await store.get(handles[key])
+            await asyncio.to_thread(staging.add, key, data)
+        return await asyncio.to_thread(staging.commit, job_id, checkpoint_id)
+    except BaseException:
+        await asyncio.to_thread(staging.abandon)
+        raise
+
+
+async def import_savepoint(
+    savepoint: Savepoint, store: StateStore, job_id: str
+) -> dict[SubtaskKey, str]:
+    """Copy each state of `savepoint` into `store` as checkpoint 0 of `job_id`
+    (checkpoint ids start at 1, so 0 never meets a real one); the handles to
+    deploy the job's first tasks with. The savepoint itself is left as it is."""
+    handles: dict[SubtaskKey, str] = {}
+    for entry in savepoint.metadata.subtasks:
+        data = await asyncio.to_thread(savepoint.load, entry.vertex_id, entry.subtask_index)
+        name = f"{entry.vertex_id}-{entry.subtask_index}"
+        handles[(entry.vertex_id, entry.subtask_index)] = await store.put(job_id, 0, name, data)
+    return handles
 
 
 @dataclass(frozen=True, slots=True)
