@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas import kafkaio
 from schemas.catalog import STATE_CHUNK_BYTES, Catalog
@@ -31,6 +33,7 @@ from schemas.savepoint import (
 )
 from schemas.snapshot import (
     ENVELOPE_VERSION,
+    Positions,
     SnapshotFormatError,
     TaskSnapshot,
     decode_snapshot,
@@ -429,6 +432,24 @@ def test_snapshot_envelope_round_trip(snapshot: TaskSnapshot) -> None:
     data = encode_snapshot(snapshot)
     assert data[0] == ENVELOPE_VERSION
     assert decode_snapshot(data) == snapshot
+
+
+_positions = st.dictionaries(
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(st.integers(0, 1000), st.integers(0, 2**62), max_size=4),
+    max_size=3,
+)
+_json_state = st.dictionaries(
+    st.text(max_size=10), st.integers(-(2**53), 2**53) | st.text(max_size=10), max_size=5
+)
+
+
+@given(st.binary(max_size=200) | _json_state, _positions, _positions)
+def test_snapshot_envelope_round_trips_any_snapshot(
+    state: bytes | dict[str, object], inputs: Positions, sources: Positions
+) -> None:
+    snapshot = TaskSnapshot(operator_state=state, input_positions=inputs, source_positions=sources)
+    assert decode_snapshot(encode_snapshot(snapshot)) == snapshot
 
 
 @pytest.mark.parametrize(
