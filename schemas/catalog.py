@@ -28,6 +28,11 @@ SNAPSHOT_MAX_MESSAGE_BYTES: Final = 4_194_304
 # Fixed key of the snapshot topic: compaction then keeps only the latest
 # snapshot's chunks per chunk index (key = "<prefix>-<chunk_index>").
 SNAPSHOT_KEY_PREFIX: Final = "snapshot"
+# Checkpoint state chunks (schemas/statestore.py's KafkaStore): raw bytes, not
+# events. A chunk of STATE_CHUNK_BYTES plus its key, header and batch framing
+# stays under the 1 MiB request default of clients and far under the topic's max.
+STATE_CHUNK_BYTES: Final = 1_000_000
+STATE_MAX_MESSAGE_BYTES: Final = 4_194_304
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +100,7 @@ class Catalog:
         commands_partitions: int = 16,
         submissions_partitions: int = 4,
         reports_partitions: int = 8,
+        state_partitions: int = 8,
         replication_factor: int = 1,
     ) -> None:
         """`prefix` defaults to the cluster id; topic names are ``{prefix}.{role}``.
@@ -175,6 +181,23 @@ class Catalog:
                 "delete.retention.ms": "3600000",
             },
         )
+        # Checkpoint state chunks, keyed "<state uid>/<chunk index>" (each key written
+        # once): compaction drops a state only after its tombstones (written when the
+        # checkpoint is subsumed or aborted); tombstones stay an hour so a reader can
+        # still see that a state was discarded.
+        self.state = spec(
+            "state",
+            state_partitions,
+            frozenset(),
+            cleanup_policy=compacted,
+            retention_ms=-1,
+            max_message_bytes=STATE_MAX_MESSAGE_BYTES,
+            extra={
+                "segment.ms": "600000",
+                "min.cleanable.dirty.ratio": "0.1",
+                "delete.retention.ms": "3600000",
+            },
+        )
         # Dead letters keep the original bytes, so they may be as large as
         # the largest input, plus framing.
         self.deadletter = spec(
@@ -196,6 +219,7 @@ class Catalog:
             self.snapshots,
             self.replicas,
             self.deadletter,
+            self.state,
         )
 
     def topic(self, role: str) -> TopicSpec:

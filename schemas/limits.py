@@ -37,6 +37,9 @@ MAX_NAME_BYTES: Final = 256
 MAX_PATH_BYTES: Final = 1_024
 #: a checkpoint state handle (CheckpointCompleted carries one per subtask).
 MAX_STATE_HANDLE_BYTES: Final = 256
+#: the snapshot one task writes for one checkpoint (schemas/statestore.py refuses more):
+#: bounds what a restore holds in memory and the chunks of one Kafka-stored state.
+MAX_TASK_STATE_BYTES: Final = 67_108_864
 #: free-text reasons of inputs (CheckpointDeclined, TaskManagerDeregistered).
 MAX_REASON_BYTES: Final = 1_024
 #: vertices of one job graph.

@@ -51,6 +51,7 @@ def test_default_names_are_those_of_the_design() -> None:
         "jm.snapshots",
         "jm.replicas",
         "jm.deadletter",
+        "jm.state",
     ]
 
 
