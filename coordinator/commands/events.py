@@ -91,6 +91,10 @@ class TopicView:
 
 def topic_view(catalog: Catalog, name: str, max_message_bytes: int | None) -> TopicView:
     spec = next((t for t in catalog.topics if t.name == name), None)
+    if spec is not None and spec is catalog.state:
+        note = (f"{name} holds checkpoint state chunks (raw bytes written by "
+                f"schemas/statestore.py; a tombstone discards one), not Avro events")  # fmt: skip
+        return TopicView(default_codec().limited_to(spec.max_message_bytes), note)
     if spec is not None:
         return TopicView(default_codec().limited_to(spec.max_message_bytes))
     codec = default_codec().limited_to(max_message_bytes or DEFAULT_MAX_RECORD_BYTES)

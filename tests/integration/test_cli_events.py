@@ -111,6 +111,12 @@ async def test_data_plane_topics_are_shown_as_data(
         assert "is an edge topic of a job" in shown.stderr
         assert "UNDECODABLE" not in shown.stdout
 
+        await producer.send_and_wait(catalog.state.name, b"\x00chunk", key=b"uid/0")
+        state = jm(stack, catalog, "events", "dump", "--topic", "state")
+        (line,) = state.stdout.splitlines()
+        assert state.returncode == 0 and "DATA key=uid/0" in line, state.stdout + state.stderr
+        assert "holds checkpoint state chunks" in state.stderr
+
         sunk = jm(stack, catalog, "events", "dump", "--topic", sink, "--json")
         (row,) = [json.loads(line) for line in sunk.stdout.splitlines()]
         assert row["data"] == '{"key":"a","count":3}' and row["key"] == "a"
