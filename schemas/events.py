@@ -101,6 +101,18 @@ class CheckpointKind(enum.StrEnum):
     SYNC_SAVEPOINT = "SYNC_SAVEPOINT"
 
 
+class ExternalizedRetention(enum.StrEnum):
+    """Flink's externalized-checkpoint-retention: what happens to the retained
+    checkpoints when the job ends. Every mode discards them when the job
+    FINISHES; RETAIN_ON_CANCELLATION keeps them on cancel and failure,
+    DELETE_ON_CANCELLATION keeps them on failure only, and
+    NO_EXTERNALIZED_CHECKPOINTS keeps them never."""
+
+    RETAIN_ON_CANCELLATION = "RETAIN_ON_CANCELLATION"
+    DELETE_ON_CANCELLATION = "DELETE_ON_CANCELLATION"
+    NO_EXTERNALIZED_CHECKPOINTS = "NO_EXTERNALIZED_CHECKPOINTS"
+
+
 class ReplicaRole(enum.StrEnum):
     """What a coordinator replica is doing right now."""
 
@@ -203,6 +215,9 @@ class CheckpointConfig:
     max_concurrent: checkpoints allowed in flight at once.
     tolerable_failures: consecutive checkpoint failures tolerated before the job fails.
     retained: completed checkpoints kept; older ones are subsumed.
+    externalized_retention: whether the retained checkpoints outlive a canceled
+      or failed job (Flink's execution.checkpointing.externalized-checkpoint-retention)
+      (since v2).
     """
 
     interval_ms: int = 0
@@ -211,6 +226,7 @@ class CheckpointConfig:
     max_concurrent: int = 1
     tolerable_failures: int = 0
     retained: int = 1
+    externalized_retention: ExternalizedRetention = ExternalizedRetention.RETAIN_ON_CANCELLATION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,11 +278,15 @@ class TaskStateHandle:
     task: the attempt that wrote the state.
     state_handle: location of the state in checkpoint storage (opaque to the coordinator).
     state_size: size of the state, bytes.
+    duration_ms: trigger to acknowledgement on the task, ms (since v2).
+    alignment_ms: time the task spent aligning barriers, ms (since v2).
     """
 
     task: TaskRef
     state_handle: str
     state_size: int
+    duration_ms: int = 0
+    alignment_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -465,7 +485,8 @@ class CheckpointAcknowledged(WorkerReport):
     task: the task attempt acknowledging.
     state_handle: location of the task's state in checkpoint storage.
     state_size: size of that state, bytes.
-    duration_ms: time from trigger to acknowledgement on the task, ms.
+    duration_ms: time from trigger to acknowledgement on the task, ms (a default since v2).
+    alignment_ms: time the task spent aligning barriers of its inputs, ms (since v2).
     """
 
     tm_id: str
@@ -474,7 +495,8 @@ class CheckpointAcknowledged(WorkerReport):
     task: TaskRef
     state_handle: str
     state_size: int
-    duration_ms: int
+    duration_ms: int = 0
+    alignment_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -720,10 +742,33 @@ class CheckpointAborted(JournalEvent):
     job_id: the job.
     checkpoint_id: the checkpoint.
     reason: why, for humans.
+    counted: whether it counts toward the job's tolerable checkpoint failures;
+      false when a task failure, a failover, a cancel or a new leader caused it
+      (Flink's CheckpointFailureManager ignores those) (since v2).
+    acknowledged: subtasks that had acknowledged when it was aborted (since v2).
     """
 
     job_id: str
     checkpoint_id: int
+    reason: str
+    counted: bool = True
+    acknowledged: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointStateDiscarded(JournalEvent):
+    """The state of these checkpoints is no longer needed: whoever stores it deletes it.
+
+    job_id: the job.
+    checkpoint_ids: the checkpoints whose state goes (subsumed, aborted, or retained
+      by a job that ended and does not keep them).
+    handles: every state handle to delete (what their acknowledgements named).
+    reason: why, for humans (subsumed, aborted, job ended).
+    """
+
+    job_id: str
+    checkpoint_ids: tuple[int, ...]
+    handles: tuple[str, ...]
     reason: str
 
 
@@ -1048,6 +1093,7 @@ EVENT_CLASSES: Final[tuple[type[Event], ...]] = (
     JobArchived,
     SnapshotTaken,
     InputRejected,
+    CheckpointStateDiscarded,
     DeployTask,
     CancelTask,
     TriggerCheckpoint,

@@ -140,6 +140,14 @@ class CheckpointConfigSpec(BaseModel):
     max_concurrent: int = 1
     tolerable_failures: int = 0
     retained: int = 1
+    externalized_retention: ev.ExternalizedRetention = (
+        ev.ExternalizedRetention.RETAIN_ON_CANCELLATION
+    )
+
+    @field_validator("externalized_retention", mode="before")
+    @classmethod
+    def _retention_upper(cls, value: object) -> object:
+        return _upper(value)
 
 
 class JobSpec(BaseModel):

@@ -89,3 +89,29 @@ def test_exit_codes_are_in_the_help() -> None:
     assert EXIT_CODES in text
     for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130 "):
         assert f"\n  {code}" in EXIT_CODES
+
+
+def test_checkpoint_statistics_in_flinks_shape_and_as_text() -> None:
+    """The golden checkpoint scenario's job: counts, summary, latest, history."""
+    from coordinator.commands.common import format_ms
+    from tests.golden.record import checkpoints
+
+    job = checkpoints().state.jobs["counts"]
+    info = present.checkpoint_statistics(job.checkpoints.stats, len(job.checkpoints.pending))
+    assert info["counts"] == {
+        "restored": 2, "total": 7, "in_progress": 0, "completed": 3, "failed": 4,
+    }  # fmt: skip
+    assert info["summary"]["state_size"] == {"min": 192, "max": 192, "avg": 192}
+    assert info["latest"]["completed"]["id"] == 7
+    assert info["latest"]["completed"]["discarded"]  # DELETE_ON_CANCELLATION
+    assert info["latest"]["failed"]["failure_message"] == "checkpoint expired before completing"
+    assert info["latest"]["restored"] == {
+        "id": 2, "restore_timestamp": info["latest"]["restored"]["restore_timestamp"],
+        "is_savepoint": False, "external_path": None,
+    }  # fmt: skip
+    assert [r["id"] for r in info["history"]] == [7, 6, 5, 4, 3, 2, 1]
+    assert info["history"][3]["num_acknowledged_subtasks"] == 1  # 4: one ack, then a failure
+    text = "\n".join(present.checkpoint_lines(info, format_ms))
+    assert "triggered 7, in progress 0, completed 3, failed 4, restored 2" in text
+    assert "latest restored  checkpoint #2" in text
+    assert "#6 FAILED" in text and "expired before completing" in text

@@ -6,7 +6,16 @@ Pure functions over journal facts, tested directly (tests/test_cli_present.py).
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
+
+from coordinator.domain.state import (
+    CheckpointRecord,
+    CheckpointStats,
+    CheckpointStatus,
+    MinMaxAvg,
+)
+from schemas.events import CheckpointKind
 
 #: Width of one exception message in ``jm status`` (``--json`` has it whole).
 MESSAGE_WIDTH: Final = 160
@@ -48,3 +57,115 @@ def exception_line(error_name: str, trace: str, width: int = MESSAGE_WIDTH) -> s
     """``Name: message`` on one line, clipped to `width`."""
     message = exception_message(error_name, trace)
     return clip_line(f"{error_name}: {message}" if message else error_name, width)
+
+
+def _checkpoint_record(r: CheckpointRecord) -> dict[str, Any]:
+    failed = r.status is CheckpointStatus.FAILED
+    return {
+        "id": r.checkpoint_id,
+        "status": r.status.value,
+        "is_savepoint": r.kind is not CheckpointKind.CHECKPOINT,
+        "checkpoint_type": r.kind.value,
+        "trigger_timestamp": r.trigger_timestamp,
+        "latest_ack_timestamp": r.finish_timestamp if not failed else None,
+        "state_size": r.state_size,
+        "end_to_end_duration": r.end_to_end_duration,
+        "alignment_duration": r.alignment_ms,
+        "num_subtasks": r.num_subtasks,
+        "num_acknowledged_subtasks": r.num_acknowledged_subtasks,
+        "failure_timestamp": r.finish_timestamp if failed else None,
+        "failure_message": r.failure_message,
+        "external_path": r.external_path,
+        "discarded": r.discarded,
+    }
+
+
+def _summary(s: MinMaxAvg) -> dict[str, int]:
+    return {"min": s.min, "max": s.max, "avg": s.avg}
+
+
+def checkpoint_statistics(stats: CheckpointStats, in_progress: int) -> dict[str, Any]:
+    """A job's checkpoint statistics in the shape of Flink's ``/jobs/{id}/checkpoints``
+    (counts, summary over completed checkpoints, latest, history: oldest last)."""
+    restored = stats.latest_restored
+    return {
+        "counts": {
+            "restored": stats.restored,
+            "total": stats.triggered,
+            "in_progress": in_progress,
+            "completed": stats.completed,
+            "failed": stats.failed,
+        },
+        "summary": {
+            "end_to_end_duration": _summary(stats.end_to_end_duration),
+            "state_size": _summary(stats.state_size),
+        },
+        "latest": {
+            "completed": stats.latest_completed and _checkpoint_record(stats.latest_completed),
+            "savepoint": stats.latest_savepoint and _checkpoint_record(stats.latest_savepoint),
+            "failed": stats.latest_failed and _checkpoint_record(stats.latest_failed),
+            "restored": restored
+            and {
+                "id": restored.checkpoint_id,
+                "restore_timestamp": restored.restore_timestamp,
+                "is_savepoint": restored.is_savepoint,
+                "external_path": restored.external_path,
+            },
+        },
+        "history": [_checkpoint_record(r) for r in reversed(stats.history)],
+    }
+
+
+def _size(n: int | None) -> str:
+    return "-" if n is None else f"{n} B"
+
+
+def _ms(n: int | None) -> str:
+    return "-" if n is None else f"{n} ms"
+
+
+def checkpoint_lines(info: dict[str, Any], format_ms: Callable[[int], str]) -> list[str]:
+    """``jm status`` text of `info` (``checkpoint_statistics``), indented for the job block."""
+    c, latest = info["counts"], info["latest"]
+    lines = [
+        f"  checkpoints  triggered {c['total']}, in progress {c['in_progress']}, "
+        f"completed {c['completed']}, failed {c['failed']}, restored {c['restored']}"
+    ]
+    if c["completed"]:
+        d, s = info["summary"]["end_to_end_duration"], info["summary"]["state_size"]
+        lines.append(
+            f"    duration min/avg/max {d['min']}/{d['avg']}/{d['max']} ms, "
+            f"size min/avg/max {s['min']}/{s['avg']}/{s['max']} B"
+        )
+    for what in ("completed", "savepoint", "failed"):
+        r = latest[what]
+        if r is not None:
+            lines.append(f"    latest {what:9} {_history_line(r, format_ms)}")
+    restored = latest["restored"]
+    if restored is not None:
+        source = (
+            f"savepoint {restored['external_path']}"
+            if restored["is_savepoint"]
+            else f"checkpoint #{restored['id']}"
+        )
+        lines.append(f"    latest restored  {source} at {format_ms(restored['restore_timestamp'])}")
+    if info["history"]:
+        lines.append("    history (latest first)")
+        lines.extend(f"      {_history_line(r, format_ms)}" for r in info["history"])
+    return lines
+
+
+def _history_line(r: dict[str, Any], format_ms: Callable[[int], str]) -> str:
+    kind = "" if r["checkpoint_type"] == "CHECKPOINT" else f" {r['checkpoint_type']}"
+    line = (
+        f"#{r['id']}{kind} {r['status']:11} {format_ms(r['trigger_timestamp'])} "
+        f"{r['num_acknowledged_subtasks']}/{r['num_subtasks']} acked, "
+        f"{_ms(r['end_to_end_duration'])}, {_size(r['state_size'])}"
+    )
+    if r["external_path"]:
+        line += f" {r['external_path']}"
+    if r["discarded"]:
+        line += " (discarded)"
+    if r["failure_message"]:
+        line += f": {clip_line(r['failure_message'], 120)}"
+    return line

@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
     p.add_argument(
+        "--allow-checkpointing",
+        action="store_true",
+        help="accept jobs that enable checkpointing (experimental: checkpoints are "
+        "being built, docs/checkpoints.md); without it such jobs are rejected",
+    )
+    p.add_argument(
         "--archive-after-ms",
         type=int,
         default=3_600_000,
@@ -96,6 +102,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             slot_wait_timeout_ms=args.slot_wait_timeout_ms,
             archive_after_ms=args.archive_after_ms,
+            allow_checkpointing=args.allow_checkpointing,
         ),
     )
     try:

@@ -225,6 +225,8 @@ async def _status(args: argparse.Namespace) -> int:
          "vertex": x.vertex_id, "subtask": x.subtask_index, "tm_id": x.tm_id}
         for x in job.exceptions
     ]  # fmt: skip
+    cps = job.checkpoints
+    info["checkpoints"] = present.checkpoint_statistics(cps.stats, len(cps.pending))
     info["rejections"] = _rejections(folded)
     info["recent_events"] = [
         {"offset": o, "type": type(e).__name__, "time": e.event_time, "summary": summary(e, 120)}
@@ -247,6 +249,8 @@ async def _status(args: argparse.Namespace) -> int:
         for x in info["exceptions"]:
             where = f" {x['vertex']}[{x['subtask']}]" if x["vertex"] is not None else ""
             print(f"    {format_ms(x['timestamp'])}{where} {x['summary']}")
+    if cps.stats.triggered or cps.stats.restored or cps.next_trigger_at is not None:
+        print("\n".join(present.checkpoint_lines(info["checkpoints"], format_ms)))
     for r in info["rejections"]:  # a later submission or request under this id, refused
         print(f"  refused  {format_ms(r['time'])} {r['reason']}")
     print("  recent events")

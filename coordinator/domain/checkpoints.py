@@ -1,16 +1,27 @@
-"""The CheckpointCoordinator (kept minimal): trigger, complete, abort.
+"""The CheckpointCoordinator: trigger, acknowledge, complete, abort (Flink's rules).
 
-Acknowledgements are volatile (LeaderView.checkpoint_acks) until every
-subtask of the current attempts has acknowledged; then one
-CheckpointCompleted carries them all. Checkpoints triggered under an older
-epoch are aborted by the next leader: their acks died with the old leader.
+Acknowledgements are volatile: ``on_acknowledged`` records each valid one in
+the leader's view (LeaderView.checkpoint_acks) until every subtask of the
+current attempts has acknowledged; then one CheckpointCompleted carries them
+all, and the view forgets them (as it does on abort). Checkpoints triggered
+under an older epoch are aborted by the next leader: their acks died with the
+old leader.
+
+Rules (CheckpointConfig, Flink's defaults): a periodic trigger every
+``interval_ms``, at least ``min_pause_ms`` after the previous checkpoint
+ended, at most ``max_concurrent`` in flight; a checkpoint not complete after
+``timeout_ms`` is aborted; declines and expiries count as failures, and more
+than ``tolerable_failures`` in a row fail the job over (a completion resets
+the count); aborts caused by a task failure, failover, cancel or a new leader
+do not count. Completed checkpoints beyond ``retained`` are subsumed; the
+state of subsumed and aborted checkpoints is discarded (CheckpointStateDiscarded).
 """
 
+from coordinator.domain import checkpoint_cleanup
 from coordinator.domain.jobmaster import on_failure
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import Job
 from schemas.events import (
-    CheckpointAborted,
     CheckpointAcknowledged,
     CheckpointCompleted,
     CheckpointDeclined,
@@ -18,7 +29,6 @@ from schemas.events import (
     CheckpointTriggered,
     ExecutionState,
     JobStatus,
-    NotifyCheckpointAborted,
     NotifyCheckpointComplete,
     SavepointCompleted,
     SavepointRequested,
@@ -59,17 +69,15 @@ def trigger(
     )
     graph = job.submission.job_graph
     sources = {v.id for v in graph.vertices} - {e.target for e in graph.edges}
-    for key, x in job.executions.items():
-        if key[0] in sources and x.tm_id is not None and x.incarnation is not None:
-            p.command(
-                TriggerCheckpoint,
-                tm_id=x.tm_id,
-                incarnation=x.incarnation,
-                task=job.task_ref(key),
-                checkpoint_id=checkpoint_id,
-                kind=kind,
-                target_directory=target_directory,
-            )
+    checkpoint_cleanup.send_to_tasks(
+        p,
+        job,
+        [key for key in job.executions if key[0] in sources],
+        TriggerCheckpoint,
+        checkpoint_id=checkpoint_id,
+        kind=kind,
+        target_directory=target_directory,
+    )
 
 
 def on_savepoint_requested(p: Planner, r: SavepointRequested | StopWithSavepointRequested) -> None:
@@ -102,20 +110,27 @@ def _ack_problem(p: Planner, r: CheckpointAcknowledged | CheckpointDeclined) -> 
 
 
 def on_acknowledged(p: Planner, r: CheckpointAcknowledged) -> None:
+    """Record a valid acknowledgement in the view; complete once every subtask has."""
     problem = _ack_problem(p, r)
     if problem is not None:
         p.reject(r, problem, job_id=r.task.job_id, tm_id=r.tm_id)
         return
     job = p.state.jobs[r.task.job_id]
-    acks = dict(p.view.checkpoint_acks.get((job.job_id, r.checkpoint_id), {}))
-    acks[(r.task.vertex_id, r.task.subtask_index)] = r
+    p.view.record_ack(r, p.state.jobs)
+    acks = p.view.checkpoint_acks.get((job.job_id, r.checkpoint_id), {})
     handles = []
     for key, x in job.executions.items():
         ack = acks.get(key)
         if ack is None or ack.task.attempt != x.attempt:
             return  # still waiting for other subtasks
         handles.append(
-            TaskStateHandle(task=ack.task, state_handle=ack.state_handle, state_size=ack.state_size)
+            TaskStateHandle(
+                task=ack.task,
+                state_handle=ack.state_handle,
+                state_size=ack.state_size,
+                duration_ms=ack.duration_ms,
+                alignment_ms=ack.alignment_ms,
+            )
         )
     _complete(p, job, r.checkpoint_id, tuple(handles))
 
@@ -129,6 +144,8 @@ def _complete(
         completed = [*job.checkpoints.completed, checkpoint_id]
         retained = job.submission.checkpoint_config.retained
         subsumed = tuple(completed[: max(0, len(completed) - retained)])
+    kept = job.checkpoints.retained_handles
+    subsumed_handles = {c: kept.get(c, ()) for c in subsumed}
     p.emit(
         CheckpointCompleted,
         job_id=job.job_id,
@@ -147,32 +164,18 @@ def _complete(
             savepoint_path=f"{directory}/savepoint-{job.job_id}-{checkpoint_id}",
             request_event_id=pending.request_event_id,
         )
-    _notify(p, job, checkpoint_id, NotifyCheckpointComplete)
+    p.view.forget_checkpoint(job.job_id, checkpoint_id)
+    checkpoint_cleanup.notify(p, job, checkpoint_id, NotifyCheckpointComplete)
+    checkpoint_cleanup.discard(
+        p, job.job_id, subsumed_handles, f"subsumed by checkpoint {checkpoint_id}"
+    )
 
 
-def _notify(
-    p: Planner,
-    job: Job,
-    checkpoint_id: int,
-    command: type[NotifyCheckpointComplete] | type[NotifyCheckpointAborted],
-) -> None:
-    for key in job.live_keys():
-        x = job.executions[key]
-        if x.tm_id is not None and x.incarnation is not None:
-            p.command(
-                command,
-                tm_id=x.tm_id,
-                incarnation=x.incarnation,
-                task=job.task_ref(key),
-                checkpoint_id=checkpoint_id,
-            )
-
-
-def abort(p: Planner, job_id: str, checkpoint_id: int, reason: str) -> None:
-    """Abort a pending checkpoint; too many consecutive failures fail the job."""
-    p.emit(CheckpointAborted, job_id=job_id, checkpoint_id=checkpoint_id, reason=reason)
+def abort(p: Planner, job_id: str, checkpoint_id: int, reason: str, *, counted: bool) -> None:
+    """Abort a pending checkpoint; more consecutive counted failures than tolerated
+    fail the job over."""
+    checkpoint_cleanup.abort(p, job_id, checkpoint_id, reason, counted=counted)
     job = p.state.jobs[job_id]
-    _notify(p, job, checkpoint_id, NotifyCheckpointAborted)
     if job.checkpoints.consecutive_failures > job.submission.checkpoint_config.tolerable_failures:
         on_failure(p, job_id, f"checkpoint tolerable failure threshold exceeded: {reason}")
 
@@ -188,6 +191,7 @@ def on_declined(p: Planner, r: CheckpointDeclined) -> None:
         task.job_id,
         r.checkpoint_id,
         f"declined by {task.vertex_id}#{task.subtask_index}: {r.reason}",
+        counted=True,
     )
 
 
@@ -197,9 +201,9 @@ def on_tick(p: Planner, job_id: str) -> None:
     for checkpoint_id in sorted(job.checkpoints.pending):
         pending = job.checkpoints.pending[checkpoint_id]
         if pending.epoch < p.state.epoch:
-            abort(p, job_id, checkpoint_id, "leader changed; acknowledgements lost")
+            abort(p, job_id, checkpoint_id, "leader changed; acknowledgements lost", counted=False)
         elif pending.timeout_at <= p.now:
-            abort(p, job_id, checkpoint_id, "checkpoint expired before completing")
+            abort(p, job_id, checkpoint_id, "checkpoint expired before completing", counted=True)
         job = p.state.jobs[job_id]
         if job.status is not JobStatus.RUNNING:
             return

@@ -1,6 +1,10 @@
 """``decide(state, view, input, now) -> Decision``: what follows from one input.
 
-Pure: reads the state and the view, mutates neither, raises on no input.
+Pure: reads the state and never mutates it, raises on no input. The one
+write to the view is an acknowledgement decide found valid
+(``checkpoints.on_acknowledged`` records it, completion or abort forgets it):
+acknowledgements are not journaled one by one, so the leader that reads them
+keeps them there.
 Impossible input becomes a journaled rejection (JobRejected for
 submissions, InputRejected for everything else); so does an input over a
 size limit (``admission``), before any decider sees it.
@@ -14,9 +18,10 @@ Contract with the leader loop:
   ``epoch = view.epoch``; ids are ``f"{input.event_id}:{n}"``, n from 1.
   A Tick's ``event_id`` is chosen by the loop and must be unique (e.g.
   ``f"tick-{epoch}-{counter}"``: a new leader always has a new epoch).
-- The loop records heartbeats and checkpoint acknowledgements into the view
-  (``LeaderView.record_heartbeat`` / ``record_ack``) as it reads them; only
-  heartbeats of incarnations registered in the state are kept.
+- The loop records heartbeats into the view (``LeaderView.record_heartbeat``)
+  as it reads them; only heartbeats of incarnations registered in the state are
+  kept. Checkpoint acknowledgements are inputs like any other: decide records
+  the valid ones itself.
 """
 
 from collections.abc import Callable

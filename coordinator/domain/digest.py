@@ -16,7 +16,9 @@ from coordinator.domain.serde import from_plain, to_plain
 from coordinator.domain.state import State
 
 #: Format of state_to_dict; bump on any incompatible change of the state.
-STATE_FORMAT_VERSION: Final = 2  # 2: lost_incarnations with times, ended_jobs
+STATE_FORMAT_VERSION: Final = (
+    3  # 2: lost_incarnations with times, ended_jobs; 3: checkpoint stats, retained handles
+)
 
 
 def state_to_dict(state: State) -> dict[str, Any]:

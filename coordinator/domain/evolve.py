@@ -11,23 +11,28 @@ ignored (and counted); an event from a newer epoch than the last
 LeaderElected cannot exist.
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Final
 
 from coordinator.domain.errors import EpochNotIncreasing, InconsistentJournal
 from coordinator.domain.restart import record_restart
 from coordinator.domain.state import (
+    CHECKPOINT_HISTORY_LIMIT,
     ENDED_JOB_RETENTION_MS,
     ENDED_JOBS_KEPT,
     EXCEPTION_HISTORY_LIMIT,
     LOST_INCARNATIONS_PER_WORKER,
     LOST_WORKER_RETENTION_MS,
     LOST_WORKERS_KEPT,
+    CheckpointRecord,
+    CheckpointStatus,
     EndedJob,
     ExceptionEntry,
     Execution,
     Job,
     PendingCheckpoint,
+    RestoreRecord,
     State,
     Worker,
 )
@@ -40,6 +45,7 @@ from schemas.events import (
     CheckpointAborted,
     CheckpointCompleted,
     CheckpointKind,
+    CheckpointStateDiscarded,
     CheckpointTriggered,
     ExecutionGraphCreated,
     ExecutionState,
@@ -147,8 +153,12 @@ def _apply_JobStatusChanged(state: State, e: JobStatusChanged) -> None:
     elif job.status is JobStatus.RESTARTING:
         job.restart_at = None
     elif job.status is JobStatus.RUNNING:
-        # A checkpoint cannot complete once tasks stop (Flink aborts them on
-        # failover and cancel); the next RUNNING re-arms the periodic trigger.
+        # A checkpoint cannot complete once tasks stop: decide journals a
+        # CheckpointAborted for each before the job leaves RUNNING (journals
+        # written before it did left them pending: they end here, as failed).
+        # The next RUNNING re-arms the periodic trigger.
+        for pending in job.checkpoints.pending.values():
+            _checkpoint_failed(job, pending.checkpoint_id, e.event_time, "job left RUNNING", 0)
         job.checkpoints.pending.clear()
         job.checkpoints.next_trigger_at = None
     if target is JobStatus.CREATED:
@@ -188,6 +198,16 @@ def _apply_ExecutionGraphCreated(state: State, e: ExecutionGraphCreated) -> None
         executions[key] = Execution(t.attempt, ExecutionState.CREATED, e.event_time)
     job.executions = executions
     job.restart_count = e.restart_count
+    cps = job.checkpoints
+    # The new graph's tasks are deployed with the latest completed checkpoint
+    # (scheduler.deploy), or with the submission's savepoint on the first run.
+    if cps.latest_completed is not None:
+        cps.stats.latest_restored = RestoreRecord(cps.latest_completed, e.event_time, False)
+        cps.stats.restored += 1
+    elif e.restart_count == 0 and job.submission.savepoint_path is not None:
+        path = job.submission.savepoint_path
+        cps.stats.latest_restored = RestoreRecord(None, e.event_time, True, path)
+        cps.stats.restored += 1
 
 
 def _apply_TaskAssigned(state: State, e: TaskAssigned) -> None:
@@ -317,6 +337,16 @@ def _apply_CheckpointTriggered(state: State, e: CheckpointTriggered) -> None:
         e.request_event_id,
     )
     cps.next_checkpoint_id += 1
+    stats = cps.stats
+    stats.triggered += 1
+    stats.history.append(
+        CheckpointRecord(
+            e.checkpoint_id, e.kind, CheckpointStatus.IN_PROGRESS, e.event_time,
+            len(job.executions),
+        )
+    )  # fmt: skip
+    if len(stats.history) > CHECKPOINT_HISTORY_LIMIT:
+        del stats.history[0]
     interval = job.submission.checkpoint_config.interval_ms
     if e.kind is CheckpointKind.CHECKPOINT and interval > 0:
         cps.next_trigger_at = e.event_time + interval
@@ -340,6 +370,31 @@ def _after_checkpoint(job: Job, now: int) -> None:
         )
 
 
+def _record(job: Job, checkpoint_id: int, kind: CheckpointKind, at: int) -> CheckpointRecord:
+    """The history record of a checkpoint (one fallen out of the history: rebuilt)."""
+    found = job.checkpoints.stats.record(checkpoint_id)
+    if found is not None:
+        return found
+    return CheckpointRecord(checkpoint_id, kind, CheckpointStatus.IN_PROGRESS, at, 0)
+
+
+def _checkpoint_failed(
+    job: Job, checkpoint_id: int, at: int, reason: str, acknowledged: int
+) -> None:
+    stats = job.checkpoints.stats
+    pending = job.checkpoints.pending[checkpoint_id]
+    failed = dataclasses.replace(
+        _record(job, checkpoint_id, pending.kind, pending.triggered_at),
+        status=CheckpointStatus.FAILED,
+        num_acknowledged_subtasks=acknowledged,
+        finish_timestamp=at,
+        failure_message=reason,
+    )
+    stats.replace(failed)
+    stats.failed += 1
+    stats.latest_failed = failed
+
+
 def _apply_CheckpointCompleted(state: State, e: CheckpointCompleted) -> None:
     job, pending = _pending(state, e.job_id, e.checkpoint_id, e.event_id)
     cps = job.checkpoints
@@ -348,24 +403,75 @@ def _apply_CheckpointCompleted(state: State, e: CheckpointCompleted) -> None:
             raise InconsistentJournal(f"{e.event_id}: subsumes unknown checkpoints")
         cps.completed = [c for c in cps.completed if c not in e.subsumed]
         cps.completed.append(e.checkpoint_id)
+        for subsumed in e.subsumed:
+            cps.retained_handles.pop(subsumed, None)
+        cps.retained_handles[e.checkpoint_id] = tuple(h.state_handle for h in e.task_states)
         cps.latest_completed = e.checkpoint_id
         cps.restore_handles = {
             (h.task.vertex_id, h.task.subtask_index): h.state_handle for h in e.task_states
         }
         cps.consecutive_failures = 0
+    stats = cps.stats
+    done = dataclasses.replace(
+        _record(job, e.checkpoint_id, pending.kind, pending.triggered_at),
+        status=CheckpointStatus.COMPLETED,
+        num_acknowledged_subtasks=len(e.task_states),
+        end_to_end_duration=e.duration_ms,
+        state_size=e.state_size,
+        alignment_ms=max((h.alignment_ms for h in e.task_states), default=0),
+        finish_timestamp=e.event_time,
+    )
+    stats.replace(done)
+    stats.completed += 1
+    stats.end_to_end_duration = stats.end_to_end_duration.add(e.duration_ms)
+    stats.state_size = stats.state_size.add(e.state_size)
+    if pending.kind is CheckpointKind.CHECKPOINT:
+        stats.latest_completed = done
+    else:
+        stats.latest_savepoint = done
     _after_checkpoint(job, e.event_time)
 
 
 def _apply_CheckpointAborted(state: State, e: CheckpointAborted) -> None:
+    job = state.job_for_update(e.job_id)
+    if e.checkpoint_id in job.checkpoints.pending:
+        _checkpoint_failed(job, e.checkpoint_id, e.event_time, e.reason, e.acknowledged)
     job, pending = _pending(state, e.job_id, e.checkpoint_id, e.event_id)
-    if pending.kind is CheckpointKind.CHECKPOINT:
+    if pending.kind is CheckpointKind.CHECKPOINT and e.counted:
         job.checkpoints.consecutive_failures += 1
     _after_checkpoint(job, e.event_time)
+
+
+def _apply_CheckpointStateDiscarded(state: State, e: CheckpointStateDiscarded) -> None:
+    job = state.job_for_update(e.job_id)
+    cps = job.checkpoints
+    gone = set(e.checkpoint_ids)
+    if gone & set(cps.pending):
+        raise InconsistentJournal(f"{e.event_id}: discards the state of a pending checkpoint")
+    if cps.latest_completed in gone:
+        cps.latest_completed = None
+        cps.restore_handles = {}
+    cps.completed = [c for c in cps.completed if c not in gone]
+    for checkpoint_id in gone:
+        cps.retained_handles.pop(checkpoint_id, None)
+    stats = cps.stats
+    for i, r in enumerate(stats.history):
+        if r.checkpoint_id in gone:
+            stats.history[i] = dataclasses.replace(r, discarded=True)
+    if stats.latest_completed is not None and stats.latest_completed.checkpoint_id in gone:
+        stats.latest_completed = dataclasses.replace(stats.latest_completed, discarded=True)
 
 
 def _apply_SavepointCompleted(state: State, e: SavepointCompleted) -> None:
     job = state.job_for_update(e.job_id)
     job.checkpoints.last_savepoint_path = e.savepoint_path
+    stats = job.checkpoints.stats
+    latest = stats.latest_savepoint
+    if latest is not None and latest.checkpoint_id == e.checkpoint_id:
+        stats.latest_savepoint = dataclasses.replace(latest, external_path=e.savepoint_path)
+    found = stats.record(e.checkpoint_id)
+    if found is not None:
+        stats.replace(dataclasses.replace(found, external_path=e.savepoint_path))
 
 
 def _apply_JobArchived(state: State, e: JobArchived) -> None:
@@ -402,6 +508,7 @@ _HANDLERS: Final[dict[type[JournalEvent], Callable[[State, Any], None]]] = {
     CheckpointTriggered: _apply_CheckpointTriggered,
     CheckpointCompleted: _apply_CheckpointCompleted,
     CheckpointAborted: _apply_CheckpointAborted,
+    CheckpointStateDiscarded: _apply_CheckpointStateDiscarded,
     SavepointCompleted: _apply_SavepointCompleted,
     JobArchived: _apply_JobArchived,
     SnapshotTaken: _apply_SnapshotTaken,

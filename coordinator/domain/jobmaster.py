@@ -6,6 +6,7 @@ redeploys it", DESIGN.md): the restart strategy decides between RESTARTING
 attempts + 1) and FAILING -> FAILED.
 """
 
+from coordinator.domain import checkpoint_cleanup
 from coordinator.domain.planner import Planner
 from coordinator.domain.restart import plan_restart
 from coordinator.domain.scheduler import deploy, placement_for
@@ -142,7 +143,14 @@ def cancel_live_tasks(p: Planner, job_id: str) -> None:
 
 
 def _change(p: Planner, job: Job, to: JobStatus, cause: str | None = None) -> None:
+    """Journal a job status change; pending checkpoints are aborted before a job
+    leaves RUNNING, retained ones discarded when it ends (per its retention)."""
+    if job.status is JobStatus.RUNNING and job.checkpoints.pending:
+        why = f"job {to}" if cause is None else f"job {to}: {cause}"
+        checkpoint_cleanup.abort_all_pending(p, job.job_id, why)
     p.emit(JobStatusChanged, job_id=job.job_id, from_status=job.status, to_status=to, cause=cause)
+    if to.is_globally_terminal:
+        checkpoint_cleanup.on_job_ended(p, job.job_id)
 
 
 def on_failure(p: Planner, job_id: str, cause: str) -> None:

@@ -19,6 +19,7 @@ never comes from dict or set iteration of unsorted data: jobs carry an
 acceptance sequence number, workers are visited sorted by id.
 """
 
+import enum
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -50,6 +51,10 @@ LOST_WORKERS_KEPT: Final = 1_024
 #: A lost incarnation is forgotten this long (event time) after its worker's
 #: latest loss: a process declared lost comes back within seconds, not hours.
 LOST_WORKER_RETENTION_MS: Final = 3_600_000
+#: Checkpoints remembered per job in its statistics history (Flink's
+#: web.checkpoints.history); the latest completed, failed, savepoint and
+#: restore are kept beside it whatever their age.
+CHECKPOINT_HISTORY_LIMIT: Final = 10
 #: Ended (archived) job ids remembered, so a late duplicate submission is
 #: refused instead of running the job again; the oldest is forgotten first.
 ENDED_JOBS_KEPT: Final = 10_000
@@ -115,6 +120,123 @@ class PendingCheckpoint:
     request_event_id: str | None = None
 
 
+class CheckpointStatus(enum.StrEnum):
+    """Flink's CheckpointStatsStatus."""
+
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRecord:
+    """Statistics of one checkpoint or savepoint (Flink's CheckpointStatistics).
+
+    num_acknowledged_subtasks: what the journal knows: all of them once
+        COMPLETED (CheckpointCompleted.task_states), the count at abort time once
+        FAILED (CheckpointAborted.acknowledged), 0 while IN_PROGRESS (single
+        acknowledgements are not journaled; the leader keeps them in its view).
+    end_to_end_duration / state_size / alignment_ms: set once COMPLETED
+        (alignment_ms: the longest alignment of any subtask).
+    discarded: its state was deleted (subsumed, or the job ended without keeping it).
+    """
+
+    checkpoint_id: int
+    kind: CheckpointKind
+    status: CheckpointStatus
+    trigger_timestamp: int
+    num_subtasks: int
+    num_acknowledged_subtasks: int = 0
+    end_to_end_duration: int | None = None
+    state_size: int | None = None
+    alignment_ms: int | None = None
+    finish_timestamp: int | None = None
+    failure_message: str | None = None
+    external_path: str | None = None
+    discarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRecord:
+    """The checkpoint or savepoint an execution graph was started from."""
+
+    checkpoint_id: int | None
+    restore_timestamp: int
+    is_savepoint: bool
+    external_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MinMaxAvg:
+    """A running summary of completed checkpoints: avg = total // count."""
+
+    count: int = 0
+    total: int = 0
+    min: int = 0
+    max: int = 0
+
+    def add(self, value: int) -> "MinMaxAvg":
+        if self.count == 0:
+            return MinMaxAvg(1, value, value, value)
+        return MinMaxAvg(
+            self.count + 1, self.total + value, min(self.min, value), max(self.max, value)
+        )
+
+    @property
+    def avg(self) -> int:
+        return self.total // self.count if self.count else 0
+
+
+@dataclass(slots=True)
+class CheckpointStats:
+    """A job's checkpoint statistics (Flink's /jobs/{id}/checkpoints), folded from
+    the journal so a replica, a replay and a snapshot all show the same.
+
+    history: the latest CHECKPOINT_HISTORY_LIMIT checkpoints, oldest first.
+    In progress is the number of pending checkpoints (not stored twice).
+    """
+
+    triggered: int = 0
+    completed: int = 0
+    failed: int = 0
+    restored: int = 0
+    history: list[CheckpointRecord] = field(default_factory=list)
+    latest_completed: CheckpointRecord | None = None
+    latest_failed: CheckpointRecord | None = None
+    latest_savepoint: CheckpointRecord | None = None
+    latest_restored: RestoreRecord | None = None
+    end_to_end_duration: MinMaxAvg = field(default_factory=MinMaxAvg)
+    state_size: MinMaxAvg = field(default_factory=MinMaxAvg)
+
+    def clone(self) -> "CheckpointStats":
+        return CheckpointStats(
+            self.triggered,
+            self.completed,
+            self.failed,
+            self.restored,
+            list(self.history),
+            self.latest_completed,
+            self.latest_failed,
+            self.latest_savepoint,
+            self.latest_restored,
+            self.end_to_end_duration,
+            self.state_size,
+        )
+
+    def record(self, checkpoint_id: int) -> CheckpointRecord | None:
+        for r in reversed(self.history):
+            if r.checkpoint_id == checkpoint_id:
+                return r
+        return None
+
+    def replace(self, new: CheckpointRecord) -> None:
+        """Put `new` in place of the record of its checkpoint in the history, if there."""
+        for i in range(len(self.history) - 1, -1, -1):
+            if self.history[i].checkpoint_id == new.checkpoint_id:
+                self.history[i] = new
+                return
+
+
 @dataclass(slots=True)
 class CheckpointBookkeeping:
     """The CheckpointCoordinator's state for one job (kept minimal).
@@ -123,6 +245,9 @@ class CheckpointBookkeeping:
         periodic checkpoints are off or the job is not running.
     restore_handles: subtask -> state handle of `latest_completed`, used by
         DeployTask when the job restarts.
+    retained_handles: completed checkpoint id -> every state handle it holds,
+        for each id of `completed`: what is discarded when it is subsumed.
+    stats: the statistics shown by ``jm status``.
     """
 
     next_checkpoint_id: int = 1
@@ -133,6 +258,8 @@ class CheckpointBookkeeping:
     next_trigger_at: int | None = None
     consecutive_failures: int = 0
     last_savepoint_path: str | None = None
+    retained_handles: dict[int, tuple[str, ...]] = field(default_factory=dict)
+    stats: CheckpointStats = field(default_factory=CheckpointStats)
 
     def clone(self) -> "CheckpointBookkeeping":
         return CheckpointBookkeeping(
@@ -144,6 +271,8 @@ class CheckpointBookkeeping:
             self.next_trigger_at,
             self.consecutive_failures,
             self.last_savepoint_path,
+            dict(self.retained_handles),
+            self.stats.clone(),
         )
 
 

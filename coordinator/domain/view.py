@@ -8,7 +8,7 @@ are journaled, so replay never needs it.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from coordinator.domain.state import SubtaskKey, Worker
+from coordinator.domain.state import Job, SubtaskKey, Worker
 from schemas.events import CheckpointAcknowledged, TaskManagerHeartbeat
 
 
@@ -48,9 +48,11 @@ class LeaderView:
     last_heartbeat: (tm_id, incarnation) -> when its latest heartbeat was read;
         only registered incarnations, pruned of the others as they go (at
         most about twice the registered workers, plus a few).
-    checkpoint_acks: (job_id, checkpoint_id) -> subtask -> acknowledgement.
-        Acks are not journaled one by one; CheckpointCompleted carries them
-        all. A new leader aborts checkpoints it did not trigger.
+    checkpoint_acks: (job_id, checkpoint_id) -> subtask -> acknowledgement,
+        recorded by decide (checkpoints.on_acknowledged) once valid, forgotten
+        when the checkpoint completes or is aborted. Acks are not journaled one
+        by one; CheckpointCompleted carries them all. A new leader aborts
+        checkpoints it did not trigger.
     repeated_reports: task reports that repeated the state already journaled
         (counted, not journaled).
     ignored_heartbeats: heartbeats of no registered incarnation (a worker not
@@ -87,10 +89,21 @@ class LeaderView:
                 if (w := workers.get(k[0])) is not None and w.incarnation == k[1]
             }
 
-    def record_ack(self, ack: CheckpointAcknowledged) -> None:
-        """Remember an acknowledgement; decide validates it against the state."""
+    def record_ack(self, ack: CheckpointAcknowledged, jobs: Mapping[str, Job]) -> None:
+        """Remember a valid acknowledgement (decide's on_acknowledged validated it;
+        `jobs`: the state's). Acks of checkpoints no longer pending are dropped in
+        one pass now and then: the view holds about the pending checkpoints' acks."""
         acks = self.checkpoint_acks.setdefault((ack.task.job_id, ack.checkpoint_id), {})
         acks[(ack.task.vertex_id, ack.task.subtask_index)] = ack
+        if (
+            len(self.checkpoint_acks)
+            > 2 * sum(len(j.checkpoints.pending) for j in jobs.values()) + 16
+        ):
+            self.checkpoint_acks = {
+                k: v
+                for k, v in self.checkpoint_acks.items()
+                if (job := jobs.get(k[0])) is not None and k[1] in job.checkpoints.pending
+            }
 
     def forget_checkpoint(self, job_id: str, checkpoint_id: int) -> None:
         self.checkpoint_acks.pop((job_id, checkpoint_id), None)

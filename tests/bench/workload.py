@@ -329,5 +329,4 @@ class JournalGenerator:
                 state_handle=f"file:///ckpt/{task.job_id}/{trigger.checkpoint_id}/{key[0]}-{key[1]}",
                 state_size=4096, duration_ms=5,
             )  # fmt: skip
-            self.view.record_ack(ack)
             self._feed(ack)

@@ -22,6 +22,9 @@ from coordinator.domain import (
 )
 from schemas import codec
 from schemas.events import (
+    CheckpointAcknowledged,
+    CheckpointConfig,
+    CheckpointDeclined,
     ExecutionState,
     JobCancelRequested,
     JobGraph,
@@ -65,6 +68,7 @@ def submission(
     event_id: str | None = None,
     restart: RestartStrategy | None = None,
     name: str = "job",
+    checkpoints: CheckpointConfig | None = None,
 ) -> JobSubmitted:
     """A submission of `vertices` (id, operator, parallelism), chained by FORWARD edges
     when parallelisms match (else REBALANCE)."""
@@ -89,6 +93,7 @@ def submission(
         job_graph=JobGraph(vertices=vs, edges=edges),
         restart_strategy=restart
         or RestartStrategy(kind=RestartStrategyKind.FIXED_DELAY, attempts=3, delay_ms=1_000),
+        checkpoint_config=checkpoints or CheckpointConfig(),
     )
 
 
@@ -216,3 +221,36 @@ class Cluster:
     def run_all(self, job_id: str, state: ExecutionState = ExecutionState.RUNNING) -> None:
         for task in self.tasks(job_id):
             self.report(task, state)
+
+    def ack(
+        self, task: TaskRef, checkpoint_id: int, *, size: int = 64, alignment_ms: int = 0
+    ) -> Decision:
+        """The task acknowledges from the worker it is deployed on, as a worker would:
+        only the input; recording it is decide's business."""
+        x = self.state.jobs[task.job_id].executions[(task.vertex_id, task.subtask_index)]
+        return self.feed(
+            CheckpointAcknowledged(
+                event_id=self.next_id("ack"), event_time=self.now, tm_id=x.tm_id or "nobody",
+                incarnation=x.incarnation or "none", checkpoint_id=checkpoint_id, task=task,
+                state_handle=f"mem://{task.job_id}/{checkpoint_id}/{task.vertex_id}-"
+                f"{task.subtask_index}-{task.attempt}",
+                state_size=size, duration_ms=3, alignment_ms=alignment_ms,
+            )
+        )  # fmt: skip
+
+    def ack_all(self, job_id: str, checkpoint_id: int) -> Decision:
+        """Every subtask acknowledges; the decision of the last acknowledgement."""
+        decision = Decision()
+        for task in self.tasks(job_id):
+            decision = self.ack(task, checkpoint_id)
+        return decision
+
+    def decline(self, task: TaskRef, checkpoint_id: int, reason: str = "no") -> Decision:
+        x = self.state.jobs[task.job_id].executions[(task.vertex_id, task.subtask_index)]
+        return self.feed(
+            CheckpointDeclined(
+                event_id=self.next_id("decline"), event_time=self.now, tm_id=x.tm_id or "nobody",
+                incarnation=x.incarnation or "none", checkpoint_id=checkpoint_id, task=task,
+                reason=reason,
+            )
+        )  # fmt: skip

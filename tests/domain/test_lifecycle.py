@@ -368,7 +368,6 @@ def test_savepoint_round_trip() -> None:
             state_size=10,
             duration_ms=1,
         )
-        c.view.record_ack(ack)
         d = c.feed(ack)
     assert any(isinstance(e, SavepointCompleted) for e in d.events)
     assert c.state.jobs["job"].checkpoints.pending == {}

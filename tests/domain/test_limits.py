@@ -17,6 +17,7 @@ from schemas.events import (
     CheckpointAcknowledged,
     CheckpointCompleted,
     CheckpointDeclined,
+    CheckpointStateDiscarded,
     DeployTask,
     Edge,
     Event,
@@ -443,9 +444,26 @@ def test_the_worst_submission_within_limits_derives_records_well_under_1_mib(
                     task=dataclasses.replace(t, attempt=2**40),
                     state_handle="h" * lim.MAX_STATE_HANDLE_BYTES,
                     state_size=2**62,
+                    duration_ms=2**40,
+                    alignment_ms=2**40,
                 )
                 for t in c.tasks(s.job_id)
             ),
+        )
+    )
+    # The discard of a retained checkpoint of every subtask (job ended or subsumed).
+    largest["CheckpointStateDiscarded"] = _record_bytes(
+        CheckpointStateDiscarded(
+            event_id="e" * lim.MAX_EVENT_ID_BYTES + ":999999",
+            event_time=T0,
+            epoch=2**40,
+            job_id=s.job_id,
+            checkpoint_ids=(2**40,),
+            handles=tuple(
+                f"{i:08d}" + "h" * (lim.MAX_STATE_HANDLE_BYTES - 8)
+                for i in range(len(c.tasks(s.job_id)))
+            ),
+            reason="subsumed by checkpoint 1099511627776",
         )
     )
     assert isinstance(d.events[2], ExecutionGraphCreated)

@@ -140,7 +140,6 @@ def _run(c: Cluster, act: tuple[Any, ...]) -> None:
             c.feed(CheckpointDeclined(**common, reason="no"))
         else:
             ack = CheckpointAcknowledged(**common, state_handle="h", state_size=1, duration_ms=1)
-            c.view.record_ack(ack)
             c.feed(ack)
     elif kind == "progress":
         # The natural next report of a live task (or its failure): drives jobs forward.

@@ -22,7 +22,9 @@ from coordinator.domain import DomainConfig, decide, state_digest
 from schemas import codec
 from schemas.events import (
     CheckpointAcknowledged,
+    CheckpointConfig,
     ExecutionState,
+    ExternalizedRetention,
     JobCancelRequested,
     JobStatus,
     JobStatusChanged,
@@ -61,7 +63,6 @@ def happy_path_until_typo() -> Cluster:
             state_handle=f"mem://{task.vertex_id}/{task.subtask_index}", state_size=64,
             duration_ms=3,
         )  # fmt: skip
-        c.view.record_ack(ack)
         c.feed(ack)
     c.now += 1_000
     c.run_all("wordcount", E.FINISHED)
@@ -121,6 +122,74 @@ def failover() -> Cluster:
     return c
 
 
+def checkpoints() -> Cluster:
+    """Periodic checkpoints: completed, subsumed, declined (tolerated), aborted by
+    a task failure and by a new leader (not counted), expired (one failure more
+    than tolerated: the job fails over); canceled with DELETE_ON_CANCELLATION, so
+    the retained checkpoint's state is discarded."""
+    c = Cluster(config=DomainConfig(allow_checkpointing=True))
+    c.register("tm-a", slots=2)
+    c.register("tm-b", slots=2)
+    config = CheckpointConfig(
+        interval_ms=1_000, min_pause_ms=200, tolerable_failures=1, retained=1,
+        externalized_retention=ExternalizedRetention.DELETE_ON_CANCELLATION,
+    )  # fmt: skip
+    c.submit("counts", (("src", "map", 2), ("out", "sink", 1)), checkpoints=config)
+    c.run_all("counts")
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 1 triggered
+    c.now += 50
+    c.ack_all("counts", 1)  # completed
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 2
+    c.ack_all("counts", 2)  # completed, subsumes 1: its state is discarded
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 3
+    c.decline(c.tasks("counts")[0], 3)  # one failure: tolerated
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 4
+    c.ack(c.tasks("counts")[0], 4)
+    c.report(c.tasks("counts")[1], E.FAILED, error="Boom")  # aborts 4, not counted; restart
+    for task in (c.tasks("counts")[0], c.tasks("counts")[2]):
+        c.report(task, E.CANCELED)
+    c.now += 1_000
+    c.heartbeat_all()
+    c.tick()  # redeployed, restoring checkpoint 2
+    c.run_all("counts")
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 5
+    c.elect("replica-2")
+    c.register("tm-a", slots=2, running=_running(c, "counts", "tm-a"))
+    c.register("tm-b", slots=2, running=_running(c, "counts", "tm-b"))
+    c.heartbeat_all()
+    c.tick()  # 5 was triggered by the old leader: aborted, not counted
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 6
+    c.now += config.timeout_ms
+    c.heartbeat_all()
+    c.tick()  # 6 expires: the second counted failure in a row, one more than tolerated
+    c.run_all("counts", E.CANCELED)  # the job fails over
+    c.now += 1_000
+    c.heartbeat_all()
+    c.tick()  # redeployed, restoring checkpoint 2 again
+    c.run_all("counts")
+    c.heartbeat_all()
+    c.tick(1_000)  # checkpoint 7
+    c.ack_all("counts", 7)
+    c.cancel("counts")
+    c.run_all("counts", E.CANCELED)  # CANCELED: checkpoint 7's state is discarded
+    return c
+
+
+def _running(c: Cluster, job_id: str, tm_id: str) -> tuple[RunningTask, ...]:
+    job = c.state.jobs[job_id]
+    return tuple(
+        RunningTask(task=job.task_ref(k), slot_index=x.slot_index or 0, state=x.state)
+        for k, x in job.executions.items()
+        if x.tm_id == tm_id and x.is_live
+    )
+
+
 def status_from_wrong_status() -> list[bytes]:
     """The happy path plus a JobStatusChanged whose from_status is not the job's."""
     c = happy_path()
@@ -153,10 +222,15 @@ def read_journal(path: Path) -> list[bytes]:
 # Older versions still replay to their digests; decide now writes: v2, LeaderElected
 # ids in one format; happy_path.v3, a job naming an operator no worker offers waits
 # for one instead of being rejected; failover.v3, a lost worker is also told so with a
-# DisconnectTaskManager, whose id shifts the ids after it.
+# DisconnectTaskManager, whose id shifts the ids after it; happy_path.v4 and
+# failover.v4, the same decisions written with JobAccepted v2 and
+# CheckpointCompleted v2 (CheckpointConfig.externalized_retention, per-subtask
+# duration and alignment), so the bytes differ; checkpoints.v1, Flink's
+# checkpoint rules (acks recorded by decide itself, not by the harness).
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v3": happy_path_v3,
-    "failover.v3": failover,
+    "happy_path.v4": happy_path_v3,
+    "failover.v4": failover,
+    "checkpoints.v1": checkpoints,
 }
 REFUSED: dict[str, Callable[[], list[bytes]]] = {
     "status_from_wrong_status.refused.v1": status_from_wrong_status,

@@ -194,14 +194,19 @@ class ProtocolWorker:
     """A test TaskManager speaking the protocol over real Kafka (no task code runs)."""
 
     def __init__(self, stack: Stack, catalog: Catalog, tm_id: str, slots: int,
-                 operators: tuple[str, ...] = ("sequence",), finish_after_s: float | None = None
+                 operators: tuple[str, ...] = ("sequence",), finish_after_s: float | None = None,
+                 acknowledge_checkpoints: bool = False,
                  ) -> None:  # fmt: skip
+        """`acknowledge_checkpoints`: on a TriggerCheckpoint, acknowledge it for every
+        task of the job this worker runs (as if barriers had reached them)."""
         self.stack = stack
         self.catalog = catalog
         self.tm_id = tm_id
         self.slots = slots
         self.operators = operators
         self.finish_after_s = finish_after_s
+        self.acknowledge_checkpoints = acknowledge_checkpoints
+        self.notified: list[ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted] = []
         self.incarnation = uuid.uuid4().hex[:12]
         self.running: dict[tuple[str, str, int], ev.TaskRef] = {}
         self.deployed: list[ev.DeployTask] = []
@@ -299,10 +304,25 @@ class ProtocolWorker:
                 await self.report(command.task, state)
             if self.finish_after_s is not None:
                 self._tasks.append(asyncio.create_task(self._finish_later(key, command.task)))
+        elif isinstance(command, ev.TriggerCheckpoint) and self.acknowledge_checkpoints:
+            await self._acknowledge(command)
+        elif isinstance(command, ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted):
+            self.notified.append(command)
         elif isinstance(command, ev.CancelTask):
             key = (command.task.job_id, command.task.vertex_id, command.task.subtask_index)
             if self.running.pop(key, None) is not None:
                 await self.report(command.task, ev.ExecutionState.CANCELED)
+
+    async def _acknowledge(self, trigger: ev.TriggerCheckpoint) -> None:
+        for task in list(self.running.values()):
+            if task.job_id == trigger.task.job_id:
+                await self._producer.send(ev.CheckpointAcknowledged(
+                    event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+                    incarnation=self.incarnation, checkpoint_id=trigger.checkpoint_id, task=task,
+                    state_handle=f"test://{task.job_id}/{trigger.checkpoint_id}/"
+                    f"{task.vertex_id}-{task.subtask_index}",
+                    state_size=100 + task.subtask_index, duration_ms=2, alignment_ms=1,
+                ))  # fmt: skip
 
     async def _finish_later(self, key: tuple[str, str, int], task: ev.TaskRef) -> None:
         await asyncio.sleep(self.finish_after_s or 0)
