@@ -8,17 +8,11 @@ repeated here because ``worker`` never imports ``coordinator``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from schemas import timing
-from schemas.settings import ClusterSettings
-from worker.app import run_worker
-from worker.settings import WorkerSettings
+from schemas import timing  # standard library only; `jm --help` loads this module
 
 EXIT_USAGE = 2
 
@@ -75,6 +69,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from schemas.settings import ClusterSettings
+    from worker.app import run_worker
+    from worker.settings import WorkerSettings
+
     level = getattr(logging, args.log_level)
     logging.basicConfig(
         level=level,

@@ -10,10 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
-
-from aiokafka import TopicPartition
-from aiokafka.structs import ConsumerRecord
+from typing import TYPE_CHECKING, Any
 
 from coordinator.commands.common import (
     add_connection_flags,
@@ -24,11 +21,12 @@ from coordinator.commands.common import (
     run,
     settings_from,
 )
-from schemas import kafkaio
-from schemas.catalog import Catalog
-from schemas.codec import DecodeError, default_codec
-from schemas.events import Event
-from schemas.jsonview import summary, to_jsonable
+
+if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
+    from aiokafka.structs import ConsumerRecord
+
+    from schemas.catalog import Catalog
+    from schemas.events import Event
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,6 +71,8 @@ def matches(event: Event | None, headers: dict[str, str], args: argparse.Namespa
 
 def render(record: ConsumerRecord[bytes, bytes], event: Event | None, error: str | None,
            headers: dict[str, str], as_json: bool) -> str:  # fmt: skip
+    from schemas.jsonview import summary, to_jsonable
+
     key = record.key.decode(errors="replace") if record.key is not None else None
     if as_json:
         row: dict[str, Any] = {
@@ -93,6 +93,11 @@ def render(record: ConsumerRecord[bytes, bytes], event: Event | None, error: str
 
 
 async def _events(args: argparse.Namespace, follow: bool) -> int:
+    from aiokafka import TopicPartition
+
+    from schemas import kafkaio
+    from schemas.codec import DecodeError, default_codec
+
     settings = settings_from(args)
     name = resolve_topic(catalog_from(settings), args.topic)
     described = await kafkaio.describe_topics(settings.bootstrap_servers, [name])

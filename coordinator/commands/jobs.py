@@ -6,8 +6,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from coordinator import client
 from coordinator.commands.common import (
     add_connection_flags,
     fail,
@@ -15,10 +16,25 @@ from coordinator.commands.common import (
     run_value,
     settings_from,
 )
-from schemas import events as ev
-from schemas.jobgraph import JobGraphInvalid, load_job_file
-from schemas.jsonview import event_json, summary
-from schemas.validation import validate_job_submitted
+
+if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
+    from schemas import events as ev
+
+
+class _JobStatuses:
+    """The JobStatus values, as argparse choices, looked up only when an argument is
+    checked (building the parser for `jm --help` does not import the events)."""
+
+    def _values(self) -> list[str]:
+        from schemas import events as ev
+
+        return [s.value for s in ev.JobStatus]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--job-id", help="job id (default: the file's job_id, else a uuid)")
     submit.add_argument("--dry-run", action="store_true", help="print the event as JSON only")
     submit.add_argument("--wait", metavar="STATE", type=str.upper,
-                        choices=[s.value for s in ev.JobStatus],
+                        choices=_JobStatuses(),
                         help="wait until the job reaches STATE (or a terminal one)")  # fmt: skip
     submit.add_argument("--timeout", type=float, default=60.0, help="seconds for --wait")
     submit.set_defaults(handler=_submit)
@@ -42,6 +58,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _submit(args: argparse.Namespace) -> int:
+    from coordinator import client
+    from schemas import events as ev
+    from schemas.jobgraph import JobGraphInvalid, load_job_file
+    from schemas.jsonview import event_json
+    from schemas.validation import validate_job_submitted
+
     try:
         event = load_job_file(args.file, event_time=client.now_ms())
     except JobGraphInvalid as err:
@@ -70,6 +92,9 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    from coordinator import client
+    from schemas import events as ev
+
     settings = settings_from(args)
     request = client.cancel_request(args.job_id, requested_by="jm cancel")
     run_value(client.produce(settings, request))
@@ -80,6 +105,9 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace, job_id: str, target: ev.JobStatus, sub_id: str | None) -> int:
+    from coordinator import client
+    from schemas.jsonview import summary
+
     settings = settings_from(args)
 
     def progress(p: client.Progress) -> None:

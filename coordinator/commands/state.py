@@ -2,6 +2,12 @@
 
 Each command folds the journal (read_committed) itself, so it needs no running
 coordinator and shows exactly what the journal says, at any point in time.
+``jm list`` and ``jm status`` start from the latest snapshot and read only the
+journal after it (``--full-replay``: from offset 0, the same answer, slower);
+``jm replay`` and ``jm state digest`` always fold the whole journal, as audits.
+
+Only argparse is imported at module level: ``jm --help`` registers every
+command and must not pay for aiokafka, fastavro or the domain.
 """
 
 from __future__ import annotations
@@ -12,22 +18,18 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from coordinator.commands.common import (
-    add_connection_flags,
-    catalog_from,
-    fail,
-    format_ms,
-    parse_time_ms,
-    run,
-    settings_from,
-)
-from coordinator.domain import State, state_to_dict
-from coordinator.runtime import machine
-from coordinator.runtime.journal import JournalError, JournalFollower, StopAt
-from schemas import events as ev
-from schemas.jsonview import summary
+from coordinator.commands.common import add_connection_flags, fail, run
+
+if TYPE_CHECKING:
+    from coordinator.domain import State
+    from coordinator.runtime.journal import JournalFollower, StopAt
+    from schemas import events as ev
+
+#: How far before the snapshot ``jm status`` looks for a job's recent events
+#: (offsets; records of other jobs are skipped by key, undecoded).
+RECENT_LOOKBACK: Final = 20_000
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = sub.add_parser("list", help="jobs and their status")
     add_connection_flags(jobs)
     jobs.add_argument("--json", action="store_true")
+    add_full_replay_flag(jobs)
     jobs.set_defaults(handler=lambda a: run(_list(a)))
 
     status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
@@ -66,41 +69,80 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
     status.add_argument("--events", type=int, default=10, help="recent journal events to show")
+    add_full_replay_flag(status)
     status.set_defaults(handler=lambda a: run(_status(a)))
+
+
+def add_full_replay_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full-replay", action="store_true",
+        help="fold the whole journal from offset 0 instead of the latest snapshot + tail",
+    )  # fmt: skip
 
 
 @dataclass
 class Folded:
     state: State
     offset: int  # last journal offset applied, -1 if none
-    applied: int
+    applied: int  # events applied by this fold (the tail only, after a snapshot)
     seconds: float
+    snapshot_offset: int | None = None  # the last offset the snapshot used covers
 
 
 async def fold(
-    args: argparse.Namespace, stop: StopAt | None = None, job: str | None = None, recent: int = 0
+    args: argparse.Namespace,
+    stop: StopAt | None = None,
+    job: str | None = None,
+    recent: int = 0,
+    use_snapshot: bool = False,
 ) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
+    """The state at the journal's end (or `stop`): from the latest snapshot and the
+    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`."""
+    from coordinator.commands.common import catalog_from, settings_from
+    from coordinator.runtime import snapshots
+    from coordinator.runtime.journal import JournalFollower
+
     settings = settings_from(args)
+    catalog = catalog_from(settings)
     events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
 
     def keep(offset: int, event: ev.Event) -> None:
         if recent and job is not None and _job_of(event) == job:
             events.append((offset, event))
 
-    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings), on_event=keep)
+    follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep)
     started = time.perf_counter()
     await follower.start()
     try:
-        await follower.catch_up(stop)
+        loaded = await snapshots.restore(
+            follower, settings.bootstrap_servers, catalog, use_snapshot=use_snapshot, stop=stop
+        )
+        if loaded is not None and job is not None and len(events) < recent:
+            earlier = await _events_before(follower, job, loaded.covered_offset + 1)
+            events.extendleft(reversed(earlier[-(recent - len(events)) :]))
     finally:
         await follower.stop()
     folded = Folded(
-        follower.state, follower.last_offset, follower.applied, time.perf_counter() - started
-    )
+        follower.state, follower.last_offset, follower.applied, time.perf_counter() - started,
+        None if loaded is None else loaded.covered_offset,
+    )  # fmt: skip
     return folded, events
 
 
+async def _events_before(
+    follower: JournalFollower, job: str, end: int
+) -> list[tuple[int, ev.Event]]:
+    """`job`'s events in the RECENT_LOOKBACK offsets before `end` (a snapshot's
+    start), for the recent events of ``jm status``."""
+    from schemas import events as ev
+
+    found = await follower.read_range(max(0, end - RECENT_LOOKBACK), end, key=job.encode())
+    return [(o, e) for o, e in found if isinstance(e, ev.Event) and _job_of(e) == job]
+
+
 def _job_of(event: ev.Event) -> str | None:
+    from schemas import events as ev
+
     if isinstance(event, ev.JobAccepted):
         return event.submission.job_id
     task = getattr(event, "task", None)
@@ -111,6 +153,9 @@ def _job_of(event: ev.Event) -> str | None:
 
 
 def _stop_from(args: argparse.Namespace) -> StopAt | None:
+    from coordinator.commands.common import parse_time_ms
+    from coordinator.runtime.journal import StopAt
+
     if getattr(args, "to_offset", None) is not None:
         # Every offset jm prints is the last record included; so is the one it takes.
         return StopAt(offset=args.to_offset + 1)
@@ -120,6 +165,10 @@ def _stop_from(args: argparse.Namespace) -> StopAt | None:
 
 
 async def _replay(args: argparse.Namespace) -> int:
+    from coordinator.domain import state_to_dict
+    from coordinator.runtime import machine
+    from coordinator.runtime.journal import JournalError
+
     try:
         stop = _stop_from(args)
         folded, _ = await fold(args, stop)
@@ -147,6 +196,9 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 async def _digest(args: argparse.Namespace) -> int:
+    from coordinator.runtime import machine
+    from coordinator.runtime.journal import JournalError
+
     try:
         folded, _ = await fold(args, _stop_from(args))
     except JournalError as err:
@@ -156,6 +208,8 @@ async def _digest(args: argparse.Namespace) -> int:
 
 
 def job_row(job: Any) -> dict[str, Any]:
+    from schemas import events as ev
+
     executions = list(job.executions.values())
     running = sum(1 for e in executions if e.state == ev.ExecutionState.RUNNING)
     return {
@@ -171,8 +225,11 @@ def job_row(job: Any) -> dict[str, Any]:
 
 
 async def _list(args: argparse.Namespace) -> int:
+    from coordinator.commands.common import format_ms
+    from coordinator.runtime.journal import JournalError
+
     try:
-        folded, _ = await fold(args)
+        folded, _ = await fold(args, use_snapshot=not args.full_replay)
     except JournalError as err:
         return fail(str(err), 1)
     jobs = sorted(folded.state.jobs.values(), key=lambda j: j.accepted_seq)
@@ -190,8 +247,14 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from coordinator.commands.common import format_ms
+    from coordinator.runtime.journal import JournalError
+    from schemas.jsonview import summary
+
     try:
-        folded, recent = await fold(args, job=args.job_id, recent=args.events)
+        folded, recent = await fold(
+            args, job=args.job_id, recent=args.events, use_snapshot=not args.full_replay
+        )
     except JournalError as err:
         return fail(str(err), 1)
     job = folded.state.jobs.get(args.job_id)
