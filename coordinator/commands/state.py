@@ -88,6 +88,14 @@ class Folded:
     seconds: float
     snapshot_offset: int | None = None  # the last offset the snapshot used covers
 
+    @property
+    def source(self) -> str:
+        """Where the state came from, for stderr."""
+        if self.snapshot_offset is None:
+            return f"journal offset {self.offset}, replayed from offset 0"
+        return (f"journal offset {self.offset}, from the snapshot covering offset "
+                f"{self.snapshot_offset} and {self.applied} events after it")  # fmt: skip
+
 
 async def fold(
     args: argparse.Namespace,
@@ -242,7 +250,7 @@ async def _list(args: argparse.Namespace) -> int:
         tasks = f"{r['tasks_running']}/{r['tasks_total']}"
         print(f"{r['job_id']:24} {r['status']:12} {tasks:>9} {r['restarts']:>8}  "
               f"{format_ms(r['since']):25} {r['name']}")  # fmt: skip
-    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    print(f"({folded.source})", file=sys.stderr)
     return 0
 
 
@@ -298,5 +306,5 @@ async def _status(args: argparse.Namespace) -> int:
     print("  recent events")
     for r in info["recent_events"]:
         print(f"    @{r['offset']} {format_ms(r['time'])} {r['type']} {r['summary']}")
-    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    print(f"({folded.source})", file=sys.stderr)
     return 0
