@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from schemas import timing  # standard library only; `jm --help` loads this module
+from schemas import kafkalog, timing  # standard library only; `jm --help` loads this module
 
 EXIT_USAGE = 2
 
@@ -85,6 +85,7 @@ def handle(args: argparse.Namespace) -> int:
     )
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
     try:
         cluster = ClusterSettings.load(
             bootstrap_servers=args.bootstrap_servers,

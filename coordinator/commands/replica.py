@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Final
 
 from coordinator.commands.common import add_connection_flags, fail, run, settings_from
-from schemas import timing  # standard library only
+from schemas import kafkalog, timing  # standard library only
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
     from schemas import events as ev
@@ -61,6 +61,7 @@ def configure_logging(level: str, name: str) -> None:
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
 
 
 async def _coordinator(args: argparse.Namespace) -> int:
