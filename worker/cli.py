@@ -73,7 +73,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from schemas.settings import ClusterSettings
+    from schemas.settings import ClusterSettings, SettingsError
     from worker.app import run_worker
     from worker.settings import WorkerSettings
 
@@ -99,7 +99,7 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
         )
-    except ValidationError as err:
+    except (ValidationError, SettingsError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(run_worker(cluster, settings, level))

@@ -10,6 +10,9 @@
    ``jm --help``, ``jm list``, ``jm status JOB`` (a job of the final state),
    and ``jm list --full-replay`` (the whole journal from offset 0, for
    comparison). Nothing is cached between runs but what the OS caches.
+   Each sample also records the CPU the subprocess used (user + system, from
+   ``getrusage``) and the 1-minute load average: on a shared 2-core machine
+   wall time is CPU time stretched by whatever else runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,25 +72,40 @@ def _env(bootstrap: str, cluster_id: str) -> dict[str, str]:
             "PYTHONPATH": f"{REPO}{os.pathsep}{path}" if path else str(REPO)}  # fmt: skip
 
 
-def _time(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _time(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall s, CPU s, stdout) of one `jm` subprocess."""
+    cpu = _children_cpu()
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "coordinator", *args], env=env, check=False,
                           capture_output=True, text=True, timeout=600)  # fmt: skip
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"jm {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]}")
-    return elapsed, done.stdout
+    return elapsed, _children_cpu() - cpu, done.stdout
 
 
-def _stats(samples: list[float]) -> dict[str, Any]:
-    return {"median_s": round(statistics.median(samples), 3),
-            "min_s": round(min(samples), 3), "max_s": round(max(samples), 3),
-            "samples_s": [round(s, 3) for s in samples]}  # fmt: skip
+def _stats(args: list[str], env: dict[str, str], rounds: int) -> dict[str, Any]:
+    walls, cpus, loads = [], [], []
+    for _ in range(rounds):
+        wall, cpu, _ = _time(args, env)
+        walls.append(wall)
+        cpus.append(cpu)
+        loads.append(os.getloadavg()[0])
+    return {"median_s": round(statistics.median(walls), 3),
+            "min_s": round(min(walls), 3), "max_s": round(max(walls), 3),
+            "samples_s": [round(s, 3) for s in walls],
+            "cpu_median_s": round(statistics.median(cpus), 3),
+            "load_1m": [round(x, 1) for x in loads]}  # fmt: skip
 
 
 def measure(bootstrap: str, cluster_id: str, rounds: int = ROUNDS) -> dict[str, Any]:
     env = _env(bootstrap, cluster_id)
-    _, listed = _time(["list", "--json"], env)  # also warms the OS caches
+    _, _, listed = _time(["list", "--json"], env)  # also warms the OS caches
     jobs = json.loads(listed)["jobs"]
     job = jobs[-1]["job_id"] if jobs else "no-such-job"
     commands = {
@@ -97,7 +116,7 @@ def measure(bootstrap: str, cluster_id: str, rounds: int = ROUNDS) -> dict[str, 
     }
     out: dict[str, Any] = {"job": job, "jobs_listed": len(jobs)}
     for name, args in commands.items():
-        out[name] = _stats([_time(args, env)[0] for _ in range(rounds)])
+        out[name] = _stats(args, env, rounds)
     return out
 
 
