@@ -68,7 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(status)
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--events", type=int, default=10, help="recent journal events to show")
+    status.add_argument(
+        "--events", type=int, default=10,
+        help="recent journal events to show (from the tail and the 20,000 offsets before "
+        "the snapshot; with --full-replay, from anywhere)",
+    )  # fmt: skip
     add_full_replay_flag(status)
     status.set_defaults(handler=lambda a: run(_status(a)))
 
