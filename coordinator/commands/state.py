@@ -6,8 +6,8 @@ coordinator and shows exactly what the journal says, at any point in time.
 journal after it (``--full-replay``: from offset 0, the same answer, slower);
 ``jm replay`` and ``jm state digest`` always fold the whole journal, as audits.
 
-Only argparse is imported at module level: ``jm --help`` registers every
-command and must not pay for aiokafka, fastavro or the domain.
+Only the standard library is imported at module level: ``jm --help`` registers
+every command and must not pay for aiokafka, fastavro or the domain.
 """
 
 from __future__ import annotations

@@ -28,26 +28,16 @@ import time
 import uuid
 from typing import Any
 
-from coordinator.runtime.journal import JournalFollower
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from tests.bench import bench_replay
-from tests.bench.bench_ha import _write_snapshot
+from tests.bench.bench_ha import _end_offset, _write_snapshot
 from tests.bench.workload import JournalGenerator
 from tests.integration.harness import REPO
 
 ROUNDS = 5
 #: Offsets between the snapshot and the end of the journal (the snapshot policy's default).
 TAIL = 10_000
-
-
-async def _end_offset(bootstrap: str, catalog: Catalog) -> int:
-    follower = JournalFollower(bootstrap, catalog)
-    await follower.start()
-    try:
-        return await follower.end_offset()
-    finally:
-        await follower.stop()
 
 
 async def prepare(bootstrap: str, events: int, reuse: str | None = None) -> dict[str, Any]:
