@@ -181,6 +181,37 @@ def topic_problems(spec: TopicSpec, actual: TopicState | None) -> list[str]:
 
 
 MISSING_TOPIC_GRACE_S: Final = 5.0
+#: How long a topic created a moment ago may take to have a leader for every partition.
+LEADERS_TIMEOUT_S: Final = 30.0
+
+
+async def wait_for_leaders(
+    admin: AIOKafkaAdminClient, partitions: Mapping[str, int],
+    timeout_s: float = LEADERS_TIMEOUT_S,
+) -> None:  # fmt: skip
+    """Return once every topic of `partitions` ({topic: partition count}) has a leader for
+    each of its partitions, as the broker's metadata says.
+
+    ``CreateTopics`` answers before the new topic is in the metadata: a client that
+    produces or fetches at once meets UnknownTopicOrPartition or NotLeaderForPartition,
+    which aiokafka retries but logs as ERROR/WARNING. Waiting here avoids that race.
+    Raises TopicError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    missing = sorted(partitions)
+    while True:
+        described = await admin.describe_topics(missing)
+        ready = {
+            d["topic"] for d in described
+            if d["error_code"] == 0 and len(d["partitions"]) == partitions[d["topic"]]
+            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
+        }  # fmt: skip
+        missing = [t for t in missing if t not in ready]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TopicError(f"no leader for every partition of {', '.join(missing)} "
+                             f"within {timeout_s:.0f}s")  # fmt: skip
+        await asyncio.sleep(0.05)
 
 
 async def check_topics(bootstrap: str, catalog: Catalog, roles: list[str] | None = None) -> None:

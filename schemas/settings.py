@@ -1,39 +1,70 @@
 """Connection settings every process shares: one frozen object, passed in explicitly.
 
-Read from flags (the caller passes overrides), the environment and an optional
-``.env``-style file. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``,
-``REDIS_URL`` and ``JM_CLUSTER_ID`` (the same names the Docker image, the
-Makefile and the test fixtures use).
+Read from flags (the caller passes overrides), then the environment, then the
+defaults. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
+``JM_CLUSTER_ID`` (the same names the Docker image, the Makefile and the test
+fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and ``JM_REDIS_URL``), matched
+without regard to case.
+
+Standard library only, unlike the worker's pydantic settings: every ``jm``
+command loads this object, and importing pydantic-settings alone costs more CPU
+than the rest of ``jm list``'s imports together (issue 11, item 9).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+#: Where each field is looked up in the environment, first name found wins.
+ENVIRONMENT: Final = {
+    "cluster_id": ("JM_CLUSTER_ID",),
+    "bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "JM_BOOTSTRAP_SERVERS"),
+    "redis_url": ("REDIS_URL", "JM_REDIS_URL"),
+}
+CLUSTER_ID_PATTERN: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")  # fullmatch
 
 
-class ClusterSettings(BaseSettings):
-    """Where the cluster lives and what it is called."""
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used (the message says which and why)."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="JM_", env_file=None, frozen=True, extra="ignore", populate_by_name=True
+
+def _from_environment(name: str, default: str) -> str:
+    for key in ENVIRONMENT[name]:
+        if key in os.environ:
+            return os.environ[key]
+        for actual, value in os.environ.items():
+            if actual.upper() == key:
+                return value
+    return default
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSettings:
+    """Where the cluster lives and what it is called. A field not given is read from
+    the environment (``ENVIRONMENT``), else its default."""
+
+    #: namespaces topics, transactional id, consumer groups and Redis keys
+    cluster_id: str = field(default_factory=lambda: _from_environment("cluster_id", "jm"))
+    bootstrap_servers: str = field(
+        default_factory=lambda: _from_environment("bootstrap_servers", "127.0.0.1:9092")
+    )
+    redis_url: str = field(
+        default_factory=lambda: _from_environment("redis_url", "redis://127.0.0.1:6379/0")
     )
 
-    cluster_id: str = Field(
-        default="jm",
-        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}$",
-        description="namespaces topics, transactional id, consumer groups and Redis keys",
-    )
-    bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "JM_BOOTSTRAP_SERVERS"),
-    )
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0",
-        validation_alias=AliasChoices("REDIS_URL", "JM_REDIS_URL"),
-    )
+    def __post_init__(self) -> None:
+        for name in ENVIRONMENT:
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise SettingsError(f"{name} must be a string, not {type(value).__name__}")
+        if not CLUSTER_ID_PATTERN.fullmatch(self.cluster_id):
+            raise SettingsError(
+                f"cluster id {self.cluster_id!r} is not valid: 1-100 letters, digits, '.', '_' "
+                f"or '-', starting with a letter or digit"
+            )
 
     @classmethod
     def load(cls, **overrides: Any) -> ClusterSettings:

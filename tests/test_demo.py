@@ -26,6 +26,20 @@ from tests.conftest import Stack
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "compose" / "local" / "demo.py"
 KEYS = {str(k) for k in range(10)}  # compose/demo-job.yaml: mod_key with n=10
+# A log line at WARNING or above, in the formats of the coordinator ("time id LEVEL"),
+# the worker ("time LEVEL worker") and its slots ("time LEVEL slot-N").
+ALARM = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (?:\S+ )?(WARNING|ERROR|CRITICAL) ")
+
+
+def alarms(log_dir: Path) -> list[str]:
+    """Every line of the processes' logs that would alarm an operator: WARNING, ERROR,
+    CRITICAL, tracebacks. A healthy run has none (issue 11, item 10)."""
+    found = []
+    for log in sorted(log_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if ALARM.match(line) or line.startswith("Traceback"):
+                found.append(f"{log.name}: {line}")
+    return found
 
 
 def load_demo() -> ModuleType:
@@ -118,6 +132,7 @@ def test_demo_in_ci_mode_runs_the_sample_job_and_stops_everything(
     assert summary[0].endswith("job CANCELED"), summary
     for name in ("demo-1", "demo-2", "tm-1", "tm-2"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
+    assert alarms(tmp_path / "logs") == []
     assert processes_of(cluster) == []
 
 

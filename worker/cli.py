@@ -8,17 +8,11 @@ repeated here because ``worker`` never imports ``coordinator``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from schemas import timing
-from schemas.settings import ClusterSettings
-from worker.app import run_worker
-from worker.settings import WorkerSettings
+from schemas import kafkalog, timing  # standard library only; `jm --help` loads this module
 
 EXIT_USAGE = 2
 
@@ -75,6 +69,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from schemas.settings import ClusterSettings, SettingsError
+    from worker.app import run_worker
+    from worker.settings import WorkerSettings
+
     level = getattr(logging, args.log_level)
     logging.basicConfig(
         level=level,
@@ -83,6 +85,7 @@ def handle(args: argparse.Namespace) -> int:
     )
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
+    kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
     try:
         cluster = ClusterSettings.load(
             bootstrap_servers=args.bootstrap_servers,
@@ -96,7 +99,7 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
         )
-    except ValidationError as err:
+    except (ValidationError, SettingsError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(run_worker(cluster, settings, level))

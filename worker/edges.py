@@ -6,7 +6,8 @@ module is the aiokafka side:
 
 - ``create_edge_topics``: a task creates every edge topic it touches, input
   and output, idempotently (whoever comes first wins; TOPIC_ALREADY_EXISTS is
-  success), with as many partitions as the downstream vertex has subtasks.
+  success), with as many partitions as the downstream vertex has subtasks,
+  and waits until every partition has a leader before the task uses them.
 - ``EdgeWriter``: the output of a task with outgoing edges. Every record goes
   to every outgoing edge, to the partition(s) its partitioning picks, through
   one idempotent producer (acks=all). ``finish`` writes the end-of-stream
@@ -89,11 +90,17 @@ async def create_edge_topics(env: KafkaEnv, spec: TaskSpec) -> list[str]:
     await admin.start()
     try:
         response = await admin.create_topics(specs)
+        for name, code, message in response.topic_errors:
+            if code not in (0, kafkaio.TOPIC_ALREADY_EXISTS):
+                raise EdgeTopicError(f"creating edge topic {name} failed: error {code} {message}")
+        # Produce and fetch only once every partition has a leader: no "topic not
+        # found" / NotLeaderForPartition retries in the logs of a healthy deploy.
+        try:
+            await kafkaio.wait_for_leaders(admin, wanted)
+        except kafkaio.TopicError as err:
+            raise EdgeTopicError(str(err)) from err
     finally:
         await admin.close()
-    for name, code, message in response.topic_errors:
-        if code not in (0, kafkaio.TOPIC_ALREADY_EXISTS):
-            raise EdgeTopicError(f"creating edge topic {name} failed: error {code} {message}")
     return list(wanted)
 
 

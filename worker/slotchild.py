@@ -21,6 +21,7 @@ from collections import deque
 from multiprocessing.connection import Connection
 
 from schemas import events as ev
+from schemas import kafkalog
 from worker import slotmsg
 from worker.functions import FunctionRegistry
 from worker.operators.api import KafkaEnv, TaskSpec
@@ -57,6 +58,7 @@ def slot_main(
     )
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(log_level, logging.WARNING))
+    kafkalog.install()
     registry = OperatorRegistry.load()
     functions = FunctionRegistry.load()
     conn.send(slotmsg.Ready(os.getpid()))

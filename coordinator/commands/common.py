@@ -1,17 +1,22 @@
-"""What every ``jm`` command shares: connection flags, settings, time parsing."""
+"""What every ``jm`` command shares: connection flags, settings, time parsing.
+
+Imported by every command module when ``jm`` builds its parser, so it imports
+the heavy modules (pydantic settings, the catalog, asyncio) only when a command
+runs: ``jm --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import re
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from schemas.catalog import Catalog
-from schemas.settings import ClusterSettings
+if TYPE_CHECKING:
+    from schemas.catalog import Catalog
+    from schemas.settings import ClusterSettings
 
 T = TypeVar("T")
 
@@ -26,6 +31,8 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
+    from schemas.settings import ClusterSettings
+
     return ClusterSettings.load(
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
         redis_url=getattr(args, "redis_url", None),
@@ -34,11 +41,15 @@ def settings_from(args: argparse.Namespace) -> ClusterSettings:
 
 
 def catalog_from(settings: ClusterSettings) -> Catalog:
+    from schemas.catalog import Catalog
+
     return Catalog(settings.cluster_id)
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
     """Run an async command; Ctrl-C ends it quietly with 130."""
+    import asyncio
+
     try:
         return asyncio.run(coro)
     except KeyboardInterrupt:
@@ -47,6 +58,8 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
 
 def run_value(coro: Coroutine[Any, Any, T]) -> T:
     """Run an async step of a synchronous command."""
+    import asyncio
+
     return asyncio.run(coro)
 
 

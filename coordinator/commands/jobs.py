@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import sys
+from collections.abc import Iterator
 
-from coordinator import client
-from coordinator.commands import present
-from coordinator.commands.common import (
-    add_connection_flags,
-    fail,
-    format_ms,
-    run,
-    settings_from,
-)
-from schemas import events as ev
-from schemas.jobgraph import JobGraphInvalid, load_job_file
-from schemas.jsonview import event_json, summary
-from schemas.settings import ClusterSettings
-from schemas.validation import validate_job_submitted
+from coordinator.commands.common import add_connection_flags
+
+
+class _JobStatuses:
+    """The JobStatus values, as argparse choices, looked up only when an argument is
+    checked (building the parser for `jm --help` does not import the events)."""
+
+    def _values(self) -> list[str]:
+        from schemas import events as ev
+
+        return [s.value for s in ev.JobStatus]
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values())
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     submit.add_argument("--job-id", help="job id (default: the file's job_id, else a uuid)")
     submit.add_argument("--dry-run", action="store_true", help="print the event as JSON only")
     submit.add_argument("--wait", metavar="STATE", type=str.upper,
-                        choices=[s.value for s in ev.JobStatus],
+                        choices=_JobStatuses(),
                         help="once accepted, wait until the job reaches STATE "
                         "(or a terminal one)")  # fmt: skip
     submit.add_argument("--no-wait", action="store_true",
@@ -62,103 +63,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel.set_defaults(handler=_cancel)
 
 
+# The commands import Kafka, Avro and pydantic when they run, so `jm --help` stays fast.
 def _submit(args: argparse.Namespace) -> int:
-    try:
-        event = load_job_file(args.file, event_time=client.now_ms())
-    except JobGraphInvalid as err:
-        print(f"jm: {args.file} is not a valid job:", file=sys.stderr)
-        for problem in err.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return 1
-    except OSError as err:
-        return fail(f"cannot read {args.file}: {err}", 1)
-    if args.job_id:
-        event = dataclasses.replace(event, job_id=args.job_id)
-        problems = validate_job_submitted(event)
-        if problems:
-            return fail("invalid --job-id: " + "; ".join(problems), 1)
-    if args.dry_run:
-        print(json.dumps(event_json(event), indent=2))
-        return 0
-    if args.no_wait and args.wait:
-        return fail("--no-wait and --wait exclude each other")
-    return run(_send(args, event, ev.JobStatus(args.wait) if args.wait else None))
+    from coordinator.commands import jobrun
+
+    return jobrun.submit(args)
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    if args.no_wait and args.wait:
-        return fail("--no-wait and --wait exclude each other")
-    request = client.cancel_request(args.job_id, requested_by="jm cancel")
-    return run(_send(args, request, ev.JobStatus.CANCELED if args.wait else None))
+    from coordinator.commands import jobrun
 
-
-async def _send(
-    args: argparse.Namespace, command: ev.ClientCommand, target: ev.JobStatus | None
-) -> int:
-    """Produce `command`; unless --no-wait, print the coordinator's answer (and follow
-    the job to `target`). The watch opens first, so the answer cannot be missed."""
-    settings = settings_from(args)
-    job_id = getattr(command, "job_id", "")
-    what = "submitted" if isinstance(command, ev.JobSubmitted) else "cancel requested for"
-    if args.no_wait:
-        sent = await client.produce(settings, command)
-        _say_sent(settings, what, job_id, command, sent)
-        return 0
-    async with client.JobWatch(settings, job_id) as watch:
-        sent = await client.produce(settings, command)
-        _say_sent(settings, what, job_id, command, sent)
-        try:
-            answer = await watch.answer(command, sent, args.timeout)
-        except client.WaitTimeout as err:
-            return fail(str(err), 3)
-        if not answer.accepted:
-            return _refused(job_id, answer.reason or "")
-        _say_accepted(command, answer)
-        if target is None:
-            return 0
-        if answer.event is None:  # a no-op resubmission: the status comes from the history
-            await watch.rewind()
-        try:
-            status = await watch.until(target, args.timeout, _progress)
-        except client.WaitTimeout as err:
-            return fail(str(err), 3)
-    print(status.value)
-    return 0 if status == target else 1
-
-
-def _say_sent(
-    settings: ClusterSettings, what: str, job_id: str, command: ev.Event, sent: tuple[int, int]
-) -> None:
-    if isinstance(command, ev.JobSubmitted):
-        print(job_id)
-    where = f"{settings.cluster_id}.submissions[{sent[0]}]@{sent[1]}"
-    print(f"{what} {job_id} as {command.event_id} ({where})", file=sys.stderr)
-
-
-def _refused(job_id: str, reason: str) -> int:
-    items = present.reasons(reason)
-    if len(items) == 1:
-        return fail(items[0] if job_id in items[0] else f"{job_id}: {items[0]}", 1)
-    print(f"jm: job {job_id} rejected:", file=sys.stderr)
-    for item in items:
-        print(f"  - {item}", file=sys.stderr)
-    return 1
-
-
-def _say_accepted(command: ev.Event, answer: client.Answer) -> None:
-    job_id = getattr(command, "job_id", "")
-    if answer.event is None and isinstance(command, ev.JobSubmitted):
-        print(f"{job_id}: already submitted with the same content; this copy changed "
-              f"nothing (jm status {job_id})", file=sys.stderr)  # fmt: skip
-    elif answer.event is None:
-        print(f"{job_id}: the coordinator read the request and journaled nothing about it",
-              file=sys.stderr)  # fmt: skip
-    elif isinstance(command, ev.JobSubmitted):
-        print(f"accepted {job_id} (journal offset {answer.offset})", file=sys.stderr)
-    else:
-        print(f"cancelling {job_id} (journal offset {answer.offset})", file=sys.stderr)
-
-
-def _progress(p: client.Progress) -> None:
-    print(f"  {format_ms(p.event.event_time)} {type(p.event).__name__} {summary(p.event, 110)}",
-          file=sys.stderr)  # fmt: skip
+    return jobrun.cancel(args)

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import signal
 import socket
 import sys
 import time
-from typing import Final
-
-from aiokafka import AIOKafkaProducer
+from typing import TYPE_CHECKING, Final
 
 from coordinator.commands.common import add_connection_flags, fail, run, settings_from
-from coordinator.ha.lease import LeaseConfig
-from coordinator.runtime import machine
-from coordinator.runtime.journal import JournalError
-from coordinator.runtime.leader import LeaderConfig
-from coordinator.runtime.replica import Replica, ReplicaConfig
-from coordinator.runtime.snapshots import SnapshotPolicy
-from schemas import events as ev
-from schemas import kafkaio, timing
-from schemas.catalog import Catalog
-from schemas.codec import default_codec
-from schemas.jsonview import to_jsonable
-from schemas.settings import ClusterSettings
+from schemas import kafkalog, timing  # standard library only
+
+if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
+    from schemas import events as ev
+    from schemas.settings import ClusterSettings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,9 +67,20 @@ def configure_logging(level: str, name: str) -> None:
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
 
 
 async def _coordinator(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from coordinator.ha.lease import LeaseConfig
+    from coordinator.runtime import machine
+    from coordinator.runtime.journal import JournalError
+    from coordinator.runtime.leader import LeaderConfig
+    from coordinator.runtime.replica import Replica, ReplicaConfig
+    from coordinator.runtime.snapshots import SnapshotPolicy
+
     settings = settings_from(args)
     replica_id = args.replica_id or f"{socket.gethostname()}-{__import__('os').getpid()}"
     configure_logging(args.log_level, replica_id)
@@ -133,6 +133,8 @@ REPLICA_STALE_RETENTION_MS: Final = 3_600_000
 
 def is_gone(status: ev.ReplicaStatus, now: int) -> bool:
     """A status past its retention: stopped long enough ago, or silent for too long."""
+    from schemas import events as ev
+
     age = now - status.event_time
     if status.role is ev.ReplicaRole.STOPPED:
         return age > REPLICA_STOPPED_RETENTION_MS
@@ -144,6 +146,11 @@ async def read_replicas(
 ) -> dict[str, ev.ReplicaStatus]:
     """The latest status of every replica (the topic is compacted by replica id),
     without those past their retention (``is_gone``) unless `include_gone`."""
+    from schemas import events as ev
+    from schemas import kafkaio
+    from schemas.catalog import Catalog
+    from schemas.codec import default_codec
+
     catalog = Catalog(settings.cluster_id)
     now = int(time.time() * 1000) if now is None else now
     latest: dict[str, ev.ReplicaStatus] = {}
@@ -162,6 +169,10 @@ async def read_replicas(
 async def prune_replicas(settings: ClusterSettings, now: int | None = None) -> list[str]:
     """Write a tombstone for every replica past its retention (compaction then drops
     its records); returns their ids. Every coordinator does it as it starts."""
+    from aiokafka import AIOKafkaProducer
+
+    from schemas.catalog import Catalog
+
     now = int(time.time() * 1000) if now is None else now
     statuses = await read_replicas(settings, include_gone=True, now=now)
     gone = sorted(rid for rid, s in statuses.items() if is_gone(s, now))
@@ -179,6 +190,8 @@ async def prune_replicas(settings: ClusterSettings, now: int | None = None) -> l
 
 
 async def _replicas(args: argparse.Namespace) -> int:
+    from schemas.jsonview import to_jsonable
+
     statuses = await read_replicas(settings_from(args), include_gone=args.all)
     now = int(time.time() * 1000)
     rows = sorted(statuses.values(), key=lambda s: s.replica_id)

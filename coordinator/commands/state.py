@@ -2,6 +2,12 @@
 
 Each command folds the journal (read_committed) itself, so it needs no running
 coordinator and shows exactly what the journal says, at any point in time.
+``jm list`` and ``jm status`` start from the latest snapshot and read only the
+journal after it (``--full-replay``: from offset 0, the same answer, slower);
+``jm replay`` and ``jm state digest`` always fold the whole journal, as audits.
+
+Only the standard library is imported at module level: ``jm --help`` registers
+every command and must not pay for aiokafka, fastavro or the domain.
 """
 
 from __future__ import annotations
@@ -12,23 +18,18 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
-from coordinator.commands import present
-from coordinator.commands.common import (
-    add_connection_flags,
-    catalog_from,
-    fail,
-    format_ms,
-    parse_time_ms,
-    run,
-    settings_from,
-)
-from coordinator.domain import State, state_to_dict
-from coordinator.runtime import machine
-from coordinator.runtime.journal import JournalError, JournalFollower, StopAt
-from schemas import events as ev
-from schemas.jsonview import summary
+from coordinator.commands.common import add_connection_flags, fail, run
+
+if TYPE_CHECKING:
+    from coordinator.domain import State
+    from coordinator.runtime.journal import JournalFollower, StopAt
+    from schemas import events as ev
+
+#: How far before the snapshot ``jm status`` looks for a job's recent events
+#: (offsets; records of other jobs are skipped by key, undecoded).
+RECENT_LOOKBACK: Final = 20_000
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,32 +61,67 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = sub.add_parser("list", help="jobs and their status")
     add_connection_flags(jobs)
     jobs.add_argument("--json", action="store_true")
+    add_full_replay_flag(jobs)
     jobs.set_defaults(handler=lambda a: run(_list(a)))
 
     status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
     add_connection_flags(status)
     status.add_argument("job_id")
     status.add_argument("--json", action="store_true")
-    status.add_argument("--events", type=int, default=10, help="recent journal events to show")
+    status.add_argument(
+        "--events", type=int, default=10,
+        help="recent journal events to show (from the tail and the 20,000 offsets before "
+        "the snapshot; with --full-replay, from anywhere)",
+    )  # fmt: skip
+    add_full_replay_flag(status)
     status.set_defaults(handler=lambda a: run(_status(a)))
+
+
+def add_full_replay_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--full-replay", action="store_true",
+        help="fold the whole journal from offset 0 instead of the latest snapshot + tail",
+    )  # fmt: skip
 
 
 @dataclass
 class Folded:
     state: State
     offset: int  # last journal offset applied, -1 if none
-    applied: int
+    applied: int  # events applied by this fold (the tail only, after a snapshot)
     seconds: float
+    snapshot_offset: int | None = None  # the last offset the snapshot used covers
     # The JobRejected of the job asked about (a rejected job has no other trace).
     rejections: list[tuple[int, ev.JobRejected]] = field(default_factory=list)
 
+    @property
+    def source(self) -> str:
+        """Where the state came from, for stderr."""
+        if self.snapshot_offset is None:
+            return f"journal offset {self.offset}, replayed from offset 0"
+        return (f"journal offset {self.offset}, from the snapshot covering offset "
+                f"{self.snapshot_offset} and {self.applied} events after it")  # fmt: skip
+
 
 async def fold(
-    args: argparse.Namespace, stop: StopAt | None = None, job: str | None = None, recent: int = 0
+    args: argparse.Namespace,
+    stop: StopAt | None = None,
+    job: str | None = None,
+    recent: int = 0,
+    use_snapshot: bool = False,
 ) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
+    """The state at the journal's end (or `stop`): from the latest snapshot and the
+    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`."""
+    from coordinator.commands.common import catalog_from, settings_from
+    from coordinator.runtime import snapshots
+    from coordinator.runtime.journal import JournalFollower
+
     settings = settings_from(args)
+    catalog = catalog_from(settings)
     events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
     rejections: list[tuple[int, ev.JobRejected]] = []
+
+    from schemas import events as ev
 
     def keep(offset: int, event: ev.Event) -> None:
         if job is None or _job_of(event) != job:
@@ -95,24 +131,39 @@ async def fold(
         if isinstance(event, ev.JobRejected):
             rejections.append((offset, event))
 
-    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings), on_event=keep)
+    follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep)
     started = time.perf_counter()
     await follower.start()
     try:
-        await follower.catch_up(stop)
+        loaded = await snapshots.restore(
+            follower, settings.bootstrap_servers, catalog, use_snapshot=use_snapshot, stop=stop
+        )
+        if loaded is not None and job is not None and len(events) < recent:
+            earlier = await _events_before(follower, job, loaded.covered_offset + 1)
+            events.extendleft(reversed(earlier[-(recent - len(events)) :]))
     finally:
         await follower.stop()
     folded = Folded(
-        follower.state,
-        follower.last_offset,
-        follower.applied,
-        time.perf_counter() - started,
-        rejections,
-    )
+        follower.state, follower.last_offset, follower.applied, time.perf_counter() - started,
+        None if loaded is None else loaded.covered_offset, rejections,
+    )  # fmt: skip
     return folded, events
 
 
+async def _events_before(
+    follower: JournalFollower, job: str, end: int
+) -> list[tuple[int, ev.Event]]:
+    """`job`'s events in the RECENT_LOOKBACK offsets before `end` (a snapshot's
+    start), for the recent events of ``jm status``."""
+    from schemas import events as ev
+
+    found = await follower.read_range(max(0, end - RECENT_LOOKBACK), end, key=job.encode())
+    return [(o, e) for o, e in found if isinstance(e, ev.Event) and _job_of(e) == job]
+
+
 def _job_of(event: ev.Event) -> str | None:
+    from schemas import events as ev
+
     if isinstance(event, ev.JobAccepted):
         return event.submission.job_id
     task = getattr(event, "task", None)
@@ -123,6 +174,9 @@ def _job_of(event: ev.Event) -> str | None:
 
 
 def _stop_from(args: argparse.Namespace) -> StopAt | None:
+    from coordinator.commands.common import parse_time_ms
+    from coordinator.runtime.journal import StopAt
+
     if getattr(args, "to_offset", None) is not None:
         # Every offset jm prints is the last record included; so is the one it takes.
         return StopAt(offset=args.to_offset + 1)
@@ -132,6 +186,10 @@ def _stop_from(args: argparse.Namespace) -> StopAt | None:
 
 
 async def _replay(args: argparse.Namespace) -> int:
+    from coordinator.domain import state_to_dict
+    from coordinator.runtime import machine
+    from coordinator.runtime.journal import JournalError
+
     try:
         stop = _stop_from(args)
         folded, _ = await fold(args, stop)
@@ -159,6 +217,9 @@ async def _replay(args: argparse.Namespace) -> int:
 
 
 async def _digest(args: argparse.Namespace) -> int:
+    from coordinator.runtime import machine
+    from coordinator.runtime.journal import JournalError
+
     try:
         folded, _ = await fold(args, _stop_from(args))
     except JournalError as err:
@@ -168,6 +229,8 @@ async def _digest(args: argparse.Namespace) -> int:
 
 
 def job_row(job: Any) -> dict[str, Any]:
+    from schemas import events as ev
+
     executions = list(job.executions.values())
     running = sum(1 for e in executions if e.state == ev.ExecutionState.RUNNING)
     return {
@@ -183,8 +246,11 @@ def job_row(job: Any) -> dict[str, Any]:
 
 
 async def _list(args: argparse.Namespace) -> int:
+    from coordinator.commands.common import format_ms
+    from coordinator.runtime.journal import JournalError
+
     try:
-        folded, _ = await fold(args)
+        folded, _ = await fold(args, use_snapshot=not args.full_replay)
     except JournalError as err:
         return fail(str(err), 1)
     jobs = sorted(folded.state.jobs.values(), key=lambda j: j.accepted_seq)
@@ -197,17 +263,26 @@ async def _list(args: argparse.Namespace) -> int:
         tasks = f"{r['tasks_running']}/{r['tasks_total']}"
         print(f"{r['job_id']:24} {r['status']:12} {tasks:>9} {r['restarts']:>8}  "
               f"{format_ms(r['since']):25} {r['name']}")  # fmt: skip
-    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    print(f"({folded.source})", file=sys.stderr)
     return 0
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from coordinator.commands import present
+    from coordinator.commands.common import format_ms
+    from coordinator.runtime.journal import JournalError
+    from schemas.jsonview import summary
+
     try:
-        folded, recent = await fold(args, job=args.job_id, recent=args.events)
+        folded, recent = await fold(
+            args, job=args.job_id, recent=args.events, use_snapshot=not args.full_replay
+        )
     except JournalError as err:
         return fail(str(err), 1)
     job = folded.state.jobs.get(args.job_id)
     if job is None:
+        if args.job_id not in folded.state.ended_jobs and not folded.rejections:
+            folded.rejections = await _rejections_before(args, folded)
         return _status_without_job(args, folded)
     info = job_row(job)
     info["vertices"] = [
@@ -256,7 +331,7 @@ async def _status(args: argparse.Namespace) -> int:
     print("  recent events")
     for r in info["recent_events"]:
         print(f"    @{r['offset']} {format_ms(r['time'])} {r['type']} {r['summary']}")
-    print(f"(journal offset {folded.offset})", file=sys.stderr)
+    print(f"({folded.source})", file=sys.stderr)
     return 0
 
 
@@ -267,8 +342,33 @@ def _rejections(folded: Folded) -> list[dict[str, Any]]:
     ]
 
 
+async def _rejections_before(
+    args: argparse.Namespace, folded: Folded
+) -> list[tuple[int, ev.JobRejected]]:
+    """A rejected job leaves no trace in the state, only JobRejected records: when
+    the fold started from a snapshot, look for them in the journal before it
+    (records of other jobs are skipped by key, undecoded)."""
+    from coordinator.commands.common import catalog_from, settings_from
+    from coordinator.runtime.journal import JournalFollower
+    from schemas import events as ev
+
+    if folded.snapshot_offset is None:
+        return []
+    settings = settings_from(args)
+    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings))
+    await follower.start()
+    try:
+        found = await follower.read_range(0, folded.snapshot_offset + 1, key=args.job_id.encode())
+    finally:
+        await follower.stop()
+    return [(o, e) for o, e in found if isinstance(e, ev.JobRejected) and e.job_id == args.job_id]
+
+
 def _status_without_job(args: argparse.Namespace, folded: Folded) -> int:
     """A job the state does not hold: rejected (its reasons), archived, or unknown."""
+    from coordinator.commands import present
+    from coordinator.commands.common import format_ms
+
     ended = folded.state.ended_jobs.get(args.job_id)
     rejections = _rejections(folded)
     if ended is None and not rejections:

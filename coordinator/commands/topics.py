@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from coordinator.commands.common import add_connection_flags, catalog_from, fail, run, settings_from
-from schemas import kafkaio
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def _create(args: argparse.Namespace) -> int:
+    from schemas import kafkaio  # here, not at the top: `jm --help` does not need aiokafka
+
     settings = settings_from(args)
     catalog = catalog_from(settings)
     try:
@@ -36,6 +37,8 @@ async def _create(args: argparse.Namespace) -> int:
 
 
 async def _describe(args: argparse.Namespace) -> int:
+    from schemas import kafkaio
+
     settings = settings_from(args)
     catalog = catalog_from(settings)
     actual = await kafkaio.describe_topics(

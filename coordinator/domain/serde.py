@@ -85,35 +85,67 @@ def _encoder(tp: type) -> Callable[[Any], Any]:
 
 
 def from_plain(tp: Any, data: Any) -> Any:
+    decode = _DECODERS.get(tp)
+    if decode is None:
+        decode = _DECODERS[tp] = _decoder(tp)
+    return decode(data)
+
+
+# One decoder per type hint, built on first use (as the encoders): restoring a
+# snapshot decodes every subtask of every job, and deriving the decoder from the
+# hint again for each value made that the slow part of `jm list`.
+_DECODERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _decoder(tp: Any) -> Callable[[Any], Any]:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        if data is None:
-            return None
         (inner,) = [a for a in get_args(tp) if a is not type(None)]
-        return from_plain(inner, data)
+
+        def optional(data: Any) -> Any:
+            return None if data is None else from_plain(inner, data)
+
+        return optional
     if origin is tuple:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(from_plain(args[0], v) for v in data)
-        return tuple(from_plain(a, v) for a, v in zip(args, data, strict=True))
+            item = args[0]
+            return lambda data: tuple([from_plain(item, v) for v in data])
+        return lambda data: tuple(from_plain(a, v) for a, v in zip(args, data, strict=True))
     if origin is list:
         (arg,) = get_args(tp)
-        return [from_plain(arg, v) for v in data]
+        return lambda data: [from_plain(arg, v) for v in data]
     if origin is dict:
         key_tp, value_tp = get_args(tp)
-        items = data.items() if isinstance(data, dict) else data
-        return {from_plain(key_tp, k): from_plain(value_tp, v) for k, v in items}
+
+        def mapping(data: Any) -> Any:
+            items = data.items() if isinstance(data, dict) else data
+            return {from_plain(key_tp, k): from_plain(value_tp, v) for k, v in items}
+
+        return mapping
     if tp is float:
-        return float.fromhex(data)
+        return float.fromhex
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(data)
+        return tp
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         hints = _hints(tp)
-        return tp(
-            **{f.name: from_plain(hints[f.name], data[f.name]) for f in dataclasses.fields(tp)}
-        )
+        fields = tuple((f.name, hints[f.name]) for f in dataclasses.fields(tp))
+        cls = tp
+
+        def record(data: Any) -> Any:
+            return cls(**{name: from_plain(hint, data[name]) for name, hint in fields})
+
+        return record
     if tp in (int, str, bool):
-        if type(data) is not tp:
-            raise TypeError(f"expected {tp.__name__}, got {type(data).__name__}")
-        return data
-    raise TypeError(f"cannot decode {tp!r}")
+
+        def plain(data: Any) -> Any:
+            if type(data) is not tp:
+                raise TypeError(f"expected {tp.__name__}, got {type(data).__name__}")
+            return data
+
+        return plain
+
+    def refuse(data: Any) -> Any:
+        raise TypeError(f"cannot decode {tp!r}")
+
+    return refuse

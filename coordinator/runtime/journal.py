@@ -171,9 +171,13 @@ class JournalFollower:
             await self._poll(100, None)
         await self.catch_up()
 
-    async def read_range(self, start: int, end: int) -> list[tuple[int, Event | ForeignRecord]]:
+    async def read_range(
+        self, start: int, end: int, key: bytes | None = None
+    ) -> list[tuple[int, Event | ForeignRecord]]:
         """The committed records in [start, end) without applying them (the leader
-        inspects records it did not write). Restores the read position."""
+        inspects records it did not write; ``jm status`` looks back for a job's
+        events, `key` keeping only records with that key, undecoded otherwise).
+        Restores the read position."""
         here = self.position
         self._consumer.seek(self.tp, start)
         found: list[tuple[int, Event | ForeignRecord]] = []
@@ -183,6 +187,8 @@ class JournalFollower:
                 for record in batch.get(self.tp, []):
                     if record.offset >= end:
                         break
+                    if key is not None and record.key != key:
+                        continue
                     decoded = self._decode(record)
                     found.append((record.offset, decoded))
         finally:

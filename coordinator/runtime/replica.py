@@ -161,18 +161,14 @@ class Replica:
     async def rebuild(self) -> None:
         """Fresh state from the latest readable snapshot plus the journal tail (or a full
         replay): what a standby does at start and after stepping down."""
-        loaded = None
-        if self.config.use_snapshots:
-            loaded = await snapshots.load_latest(self.settings.bootstrap_servers, self.catalog)
-        if loaded is None:
-            self.snapshot_used = None
-            self.follower.reset()
-        else:
-            self.snapshot_used = loaded.snapshot_id
-            self.follower.reset(loaded.state, loaded.covered_offset + 1)
+        loaded = await snapshots.restore(
+            self.follower, self.settings.bootstrap_servers, self.catalog,
+            use_snapshot=self.config.use_snapshots,
+        )  # fmt: skip
+        self.snapshot_used = None if loaded is None else loaded.snapshot_id
+        if loaded is not None:
             log.info("%s: state from snapshot %s (covers offset %d)", self.replica_id,
                      loaded.snapshot_id, loaded.covered_offset)  # fmt: skip
-        await self.follower.catch_up()
 
     async def _lead(self) -> None:
         self.terms += 1

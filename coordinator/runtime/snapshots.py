@@ -18,6 +18,10 @@ the partition, so ``load_latest`` reads a window at the end (16 offsets, then
 start; it never loads the whole partition to use its end. Old snapshots are
 removed by compaction (fixed keys per chunk index, ``segment.ms`` in the
 catalog so that segments roll and compaction actually runs).
+
+``restore`` is recovery in one call, for every reader of the state (a replica
+rebuilding, ``jm list`` and ``jm status``): the latest readable snapshot into a
+``JournalFollower``, then only the journal after the offset it covers.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from coordinator.domain import (
     state_from_dict,
     state_to_dict,
 )
+from coordinator.runtime.journal import JournalFollower, StopAt
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import SNAPSHOT_CHUNK_BYTES, Catalog
@@ -190,3 +195,29 @@ async def _read_range(
         batch = (await reader.getmany(tp, timeout_ms=500)).get(tp, [])
         records.extend(r for r in batch if r.offset < end)
     return records
+
+
+async def restore(
+    follower: JournalFollower,
+    bootstrap: str,
+    catalog: Catalog,
+    *,
+    use_snapshot: bool = True,
+    stop: StopAt | None = None,
+) -> LoadedSnapshot | None:
+    """Reset `follower` to the latest readable snapshot (or to an empty state at
+    offset 0: no snapshot, `use_snapshot` false, or a snapshot past `stop`) and apply
+    the journal after it, up to its end or `stop`. Returns the snapshot used."""
+    loaded = await load_latest(bootstrap, catalog) if use_snapshot else None
+    past_stop = stop is not None and (
+        stop.until_ms is not None or (stop.offset is not None and loaded is not None
+                                      and loaded.covered_offset >= stop.offset)
+    )  # fmt: skip
+    if past_stop:
+        loaded = None  # the snapshot may hold events after the stop: replay instead
+    if loaded is None:
+        follower.reset()
+    else:
+        follower.reset(loaded.state, loaded.covered_offset + 1)
+    await follower.catch_up(stop)
+    return loaded

@@ -167,6 +167,7 @@ async def run(bootstrap: str, events: int, kafka_data: Path | None = None) -> di
     on_disk = _journal_bytes_on_disk(kafka_data, catalog.journal.name)
     return {
         "bench": "replay",
+        "cluster_id": catalog.cluster_id,  # the cli benchmark reuses this journal
         "events": n,
         "fetched": len(values),
         "applied": applied,

@@ -190,6 +190,30 @@ def _coldstart(r: Results) -> str:
     return "\n".join(rows)
 
 
+def _cli(r: Results) -> str:
+    snap = r["snapshot"]
+    tail = r["end_offset"] - 1 - snap["covered_offset"]
+    where = (f"{_n(r['events'])}-event journal (end offset {_n(r['end_offset'])}), snapshot "
+             f"covering offset {_n(snap['covered_offset'])} ({_n(snap['bytes'])} bytes "
+             f"compressed, {snap['jobs_in_state']} jobs), tail of {_n(tail)} offsets")  # fmt: skip
+    rows = [
+        _row("command", "target", "median wall", "min / max wall", "median CPU",
+             "load (1 min) while measured"),
+        _row("---", "---", "---", "---", "---", "---"),
+    ]  # fmt: skip
+    for key, label, target in (
+        ("help", "`jm --help`", "< 0.3 s"),
+        ("list", "`jm list`", "< 1 s"),
+        ("status", f"`jm status {r['job']}`", "< 1 s"),
+        ("list_full_replay", "`jm list --full-replay`", "-"),
+    ):
+        s = r[key]
+        rows.append(_row(label, target, f"**{s['median_s']} s**",
+                         f"{s['min_s']} / {s['max_s']} s", f"{s['cpu_median_s']} s",
+                         ", ".join(str(x) for x in s["load_1m"])))  # fmt: skip
+    return "\n".join(rows) + f"\n\nJournal: {where}."
+
+
 def _workerkill(r: Results) -> str:
     target = r["coordinator_heartbeat_timeout_ms"] + r["restart_delay_ms"] + 1000
     rows = [
@@ -238,6 +262,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     handover = _handover(results["handover"][0]) if "handover" in results else missing
     coldstart = _coldstart(results["coldstart"][0]) if "coldstart" in results else missing
     workerkill = _workerkill(results["workerkill"][0]) if "workerkill" in results else missing
+    cli = _cli(results["cli"][0]) if "cli" in results else missing
     heartbeats = _heartbeats(results["heartbeats"]) if "heartbeats" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
@@ -358,6 +383,20 @@ in one transaction to the snapshots topic as the leader does). The empty
 journal row is a replica of an empty cluster: the start-up cost in both.
 
 {coldstart}
+
+## The `jm` command line
+
+`tests/bench/bench_cli.py`: the replay benchmark's journal (reused when this
+run wrote it) with a snapshot of its state 10,000 offsets before its end (the
+leader writes one every 10,000 events: the longest tail a healthy cluster
+leaves), written as the leader does. Each command is a real subprocess
+(`python -m coordinator ...`, what the `jm` script runs) timed from spawn to
+exit, 5 times; CPU is the subprocess's user + system time. `jm list` and
+`jm status` load the latest snapshot and fold only the journal after it;
+`jm list --full-replay` folds all of it, for comparison. Wall time is CPU time
+stretched by the rest of the machine: the load column says how busy it was.
+
+{cli}
 
 ## Worker `kill -9` to the job RUNNING again
 

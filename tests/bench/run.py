@@ -1,7 +1,7 @@
 """The benchmark suite (``make bench``): measures, prints JSON lines, rewrites docs/benchmarks.md.
 
     python -m tests.bench.run [--only codec|replay|txn|latency|takeover|handover|coldstart|
-                               workerkill|heartbeats ...] [--quick] [--no-docs]
+                               workerkill|heartbeats|cli ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -26,6 +26,7 @@ from typing import Any
 
 from schemas.codec import default_codec
 from tests.bench import (
+    bench_cli,
     bench_codec,
     bench_ha,
     bench_latency,
@@ -41,7 +42,7 @@ LAUNCHER = [sys.executable, str(REPO / "compose" / "local" / "launcher.py"),
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "replay", "txn", "latency", "takeover", "handover", "coldstart", "workerkill",
-         "heartbeats")  # fmt: skip
+         "heartbeats", "cli")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -175,6 +176,11 @@ def main() -> int:
                 )
                 for r in results["heartbeats"]:
                     emit(r)
+            if "cli" in args.only:
+                # The replay benchmark's journal when this run wrote one: no second 1M write.
+                reuse = results["replay"][0]["cluster_id"] if "replay" in results else None
+                results["cli"] = [bench_cli.run(stack.bootstrap, events, reuse)]
+                emit(results["cli"][0])
         finally:
             stop_stack()
     total = time.monotonic() - started

@@ -1,0 +1,38 @@
+"""``jm --help`` starts without the heavy modules (issue 11, item 9): every command
+group registers itself, and none may import Kafka, Avro, pydantic or Redis to do it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("aiokafka", "fastavro", "pydantic", "pydantic_settings", "redis", "yaml", "asyncio")
+
+# What `jm --help` runs, then the modules it left loaded, on stderr.
+PROBE = """
+import contextlib, io, json, sys
+from coordinator.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+    main(["--help"])
+print(json.dumps({"help": out.getvalue(), "modules": sorted(sys.modules)}))
+"""
+
+
+def test_jm_help_imports_no_heavy_module() -> None:
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": path}, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert "list" in seen["help"] and "worker" in seen["help"]  # every group registered
+    modules = set(seen["modules"])
+    assert "coordinator.commands.state" in modules
+    assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
+    assert "schemas.events" not in modules
