@@ -15,9 +15,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
+if TYPE_CHECKING:  # `jm --help` loads no Kafka module: aiokafka is imported by the commands
+    from aiokafka.errors import KafkaError
 
 CLI_ENTRY_POINTS = "kafka_jobmanager.cli"
 
@@ -77,7 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `jm events dump | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KafkaError as err:
+    except Exception as err:
+        if "aiokafka" not in sys.modules:  # a Kafka error needs aiokafka loaded first
+            raise
+        from aiokafka.errors import KafkaError
+
+        if not isinstance(err, KafkaError):
+            raise
         print(f"jm: {kafka_failure(args, err)}", file=sys.stderr)
     _collect_quietly()
     return 4
@@ -88,6 +95,8 @@ def kafka_failure(args: argparse.Namespace, err: KafkaError) -> str:
     servers = getattr(args, "bootstrap_servers", None) or os.environ.get(
         "KAFKA_BOOTSTRAP_SERVERS", "the default bootstrap servers"
     )
+    from aiokafka.errors import KafkaConnectionError
+
     if isinstance(err, KafkaConnectionError):
         return (
             f"cannot reach Kafka at {servers} (is it running? "
