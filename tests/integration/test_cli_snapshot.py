@@ -28,6 +28,8 @@ async def test_list_and_status_from_snapshot_equal_full_replay(cluster: Cluster)
     stack, catalog = cluster.stack, cluster.catalog
     async with ProtocolWorker(stack, catalog, "tm-1", slots=10), \
             Producer(stack, catalog) as client, Journal(stack, catalog) as journal:  # fmt: skip
+        # Rejected before any snapshot: it leaves only JobRejected in the journal.
+        await client.send(job_submitted("snap-bad", parallelism=0))
         for n in range(4):
             await client.send(job_submitted(f"snap-{n}", parallelism=2))
         await journal.wait_until(
@@ -58,5 +60,11 @@ async def test_list_and_status_from_snapshot_equal_full_replay(cluster: Cluster)
         assert fast.returncode == full.returncode == 0, fast.stderr + full.stderr
         assert json.loads(fast.stdout) == json.loads(full.stdout)
         assert json.loads(fast.stdout)["recent_events"], job
+    fast = jm(stack, catalog, "status", "snap-bad", "--json")
+    full = jm(stack, catalog, "status", "snap-bad", "--json", "--full-replay")
+    assert fast.returncode == full.returncode == 0, fast.stderr + full.stderr
+    rejected = json.loads(fast.stdout)
+    assert rejected == json.loads(full.stdout)
+    assert rejected["status"] == "REJECTED" and rejected["rejections"], rejected
     text = jm(stack, catalog, "status", "snap-0")
     assert text.returncode == 0 and "RUNNING" in text.stdout, text.stderr
