@@ -168,7 +168,7 @@ async def test_frozen_leader_is_fenced_and_commits_nothing_of_its_epoch(
     await frozen.wait_for_line("role LEADER")
     await frozen.wait_for_line("leads with epoch 1")
     async with Producer(stack, catalog) as client, Journal(stack, catalog) as journal:
-        sub = job_submitted("during-freeze", operator="nobody")
+        sub = job_submitted("during-freeze", parallelism=0)  # invalid: rejected
         await client.send(sub)
         await frozen.wait_for_line("holding an open transaction")
         frozen.kill(signal.SIGSTOP)

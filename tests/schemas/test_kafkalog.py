@@ -72,15 +72,33 @@ def test_other_records_pass_unchanged(other: logging.LogRecord) -> None:
     assert (other.levelno, other.getMessage()) == (level, text)
 
 
-def test_install_once_on_the_sender_logger(caplog: pytest.LogCaptureFixture) -> None:
-    logger = logging.getLogger(kafkalog.SENDER_LOGGER)
-    calm = kafkalog.install()
+def test_offset_lookups_on_a_partition_without_leader_are_calmed() -> None:
+    calm = kafkalog.CalmRetries(clock=Clock(), rule=kafkalog.OFFSET_RETRIES)
+    failed = logging.LogRecord(
+        kafkalog.FETCHER_LOGGER, logging.ERROR, __file__, 1, "Failed fetch offsets from %s: %s",
+        (1, "[Error 6] NotLeaderForPartitionError: TopicPartition(topic='e', partition=1)"), None,
+    )  # fmt: skip
+    assert calm.filter(failed)
+    assert failed.levelno == logging.INFO
+    assert "NotLeaderForPartition to 1 offset lookup(s)" in failed.getMessage()
+    other = logging.LogRecord(
+        kafkalog.FETCHER_LOGGER, logging.ERROR, __file__, 1, "Failed fetch offsets from %s: %s",
+        (1, "[Error 29] TopicAuthorizationFailedError"), None,
+    )  # fmt: skip
+    assert calm.filter(other) and other.levelno == logging.ERROR  # a real problem stays loud
+
+
+def test_install_once_on_each_logger(caplog: pytest.LogCaptureFixture) -> None:
+    installed = kafkalog.install()
     try:
-        assert kafkalog.install() is calm
-        assert logger.filters.count(calm) == 1
+        assert kafkalog.install() == installed
+        for calm in installed:
+            assert logging.getLogger(calm.rule.logger).filters.count(calm) == 1
+        logger = logging.getLogger(kafkalog.SENDER_LOGGER)
         with caplog.at_level(logging.INFO):
             for _ in range(5):
                 logger.warning(RETRY, "tp", "<class 'aiokafka.errors.NotEnoughReplicasError'>")
         assert [r.levelname for r in caplog.records] == ["INFO"]
     finally:
-        logger.removeFilter(calm)
+        for calm in installed:
+            logging.getLogger(calm.rule.logger).removeFilter(calm)
