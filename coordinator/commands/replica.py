@@ -49,6 +49,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=3_600_000,
         help="an ended job leaves memory after this long (its id stays taken)",
     )
+    p.add_argument(
+        "--allow-checkpointing",
+        action="store_true",
+        help="accept jobs that enable checkpointing (off until checkpoints are complete: "
+        "docs/checkpoints.md)",
+    )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
@@ -96,6 +102,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
             heartbeat_timeout_ms=args.heartbeat_timeout_ms,
             slot_wait_timeout_ms=args.slot_wait_timeout_ms,
             archive_after_ms=args.archive_after_ms,
+            allow_checkpointing=args.allow_checkpointing,
         ),
     )
     try:
