@@ -18,6 +18,7 @@ from schemas.catalog import Catalog
 from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
 from schemas.statestore import DirectoryStore
 from tests.conftest import Stack
+from tests.worker.conftest import StartCluster
 from tests.worker.dataplane import read_topic
 from worker.checkpointing import Acked, CheckpointControl, CheckpointReport, state_name
 from worker.edges import create_edge_topics, edge_topic
@@ -237,3 +238,21 @@ async def test_sequence_source_injects_a_barrier_at_its_snapshot_position(
     assert emitted == {"emitted": barrier_at}  # the position matches the barrier's place
     assert 0 < barrier_at < 400
     assert [v["value"] for kind, v in out if kind == "data"] == list(range(400))
+
+
+async def test_the_worker_declines_a_trigger_for_a_task_it_does_not_run(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = await start_cluster()
+    leader = cluster.leader
+    task = ev.TaskRef(job_id="j", vertex_id="src", subtask_index=0, attempt=0)
+    trigger = ev.TriggerCheckpoint(
+        event_id=uuid.uuid4().hex, event_time=0, epoch=leader.epoch, tm_id=leader.tm_id,
+        incarnation=leader.incarnation, task=task, checkpoint_id=3,
+    )  # fmt: skip
+    await leader.send(trigger)
+    declined = await cluster.reports.wait_for(
+        lambda e: isinstance(e, ev.CheckpointDeclined), what="CheckpointDeclined"
+    )
+    assert (declined.task, declined.checkpoint_id) == (task, 3)
+    assert "task not running on this worker" in declined.reason
