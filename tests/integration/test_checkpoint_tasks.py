@@ -32,20 +32,20 @@ def submitted(job_id: str, vertices: tuple[ev.Vertex, ...], edges: tuple[ev.Edge
     )  # fmt: skip
 
 
-def vertex(id: str, operator: str, **config: str) -> ev.Vertex:
-    return ev.Vertex(id=id, name=id, operator=operator, parallelism=1, max_parallelism=8,
-                     config=config)  # fmt: skip
+def vertex(id: str, operator: str, parallelism: int = 1, **config: str) -> ev.Vertex:
+    return ev.Vertex(id=id, name=id, operator=operator, parallelism=parallelism,
+                     max_parallelism=8, config=config)  # fmt: skip
 
 
 async def test_every_task_acknowledges_with_a_handle_in_the_store(cluster: Cluster) -> None:
     await cluster.coordinator("c1", "--allow-checkpointing").wait_for_line("role LEADER")
-    worker = cluster.worker("tm-1", 4)
+    worker = cluster.worker("tm-1", 6)
     job = submitted(
         "ckpt",
         (
-            vertex("numbers", "sequence", rate="200"),
-            vertex("keyed", "map", function="mod_key", n="3"),
-            vertex("count", "keyed_count", key_field="key"),
+            vertex("numbers", "sequence", 2, rate="200"),
+            vertex("keyed", "map", 2, function="mod_key", n="5"),
+            vertex("count", "keyed_count", 2, key_field="key"),
         ),
         (
             ev.Edge(source="numbers", target="keyed", partitioning=P.FORWARD),
@@ -64,32 +64,35 @@ async def test_every_task_acknowledges_with_a_handle_in_the_store(cluster: Clust
             events = await journal.wait_until(
                 lambda es: any(isinstance(e, ev.CheckpointTriggered) for _, e in es), seconds=60
             )
-        # One checkpoint acknowledged by all three tasks (every vertex aligned and
-        # forwarded the barrier), each with state that reads back from the store.
-        acks: dict[int, dict[str, ev.CheckpointAcknowledged]] = {}
+        # One checkpoint acknowledged by all six tasks (the counters aligned the
+        # barriers of both map subtasks on their HASH input), each with state
+        # that reads back from the store.
+        acks: dict[int, dict[tuple[str, int], ev.CheckpointAcknowledged]] = {}
 
-        def all_three(e: ev.Event) -> bool:
+        def all_six(e: ev.Event) -> bool:
             if isinstance(e, ev.CheckpointDeclined):
                 raise AssertionError(f"declined: {e}")
             if isinstance(e, ev.CheckpointAcknowledged):
-                acks.setdefault(e.checkpoint_id, {})[e.task.vertex_id] = e
-                return len(acks[e.checkpoint_id]) == 3
+                subtask = (e.task.vertex_id, e.task.subtask_index)
+                acks.setdefault(e.checkpoint_id, {})[subtask] = e
+                return len(acks[e.checkpoint_id]) == 6
             return False
 
-        await reports.wait_for(all_three, within=60, what="acks of all three tasks")
-        (done,) = [by_vertex for by_vertex in acks.values() if len(by_vertex) == 3]
-        states = {v: decode_snapshot(await store.get(a.state_handle)) for v, a in done.items()}
-        for v, a in done.items():
+        await reports.wait_for(all_six, within=60, what="acks of all six tasks")
+        (done,) = [by_task for by_task in acks.values() if len(by_task) == 6]
+        states = {k: decode_snapshot(await store.get(a.state_handle)) for k, a in done.items()}
+        for k, a in done.items():
             assert a.state_handle.startswith("kafka:")
             assert a.task.job_id == "ckpt"
-            assert a.state_size > 0, v
-        emitted = states["numbers"].operator_state
-        counts = states["count"].operator_state
-        assert isinstance(emitted, dict) and isinstance(counts, dict)
-        # What the source had emitted before its barrier is exactly what the
-        # counter had counted before the same barrier.
-        assert emitted["emitted"] == sum(counts["counts"].values()) > 0
-        assert set(counts["counts"]) <= {"0", "1", "2"}
+            assert a.state_size > 0, k
+        emitted = [states[("numbers", i)].operator_state for i in (0, 1)]
+        counts = [states[("count", i)].operator_state for i in (0, 1)]
+        # What the sources had emitted before their barriers is exactly what the
+        # counters had counted before the same barriers: a consistent cut.
+        total_emitted = sum(e["emitted"] for e in emitted if isinstance(e, dict))
+        keyed = [c["counts"] for c in counts if isinstance(c, dict)]
+        assert total_emitted == sum(n for k in keyed for n in k.values()) > 0
+        assert not set(keyed[0]) & set(keyed[1])  # each key on one counter
         assert any(isinstance(e, ev.CheckpointTriggered) for _, e in events)
     finally:
         await reports.close()
