@@ -18,7 +18,9 @@ separator and the prefix of one job is never the prefix of another's.
 
 Records carry their origin in headers (``jm-vertex``, ``jm-subtask``,
 ``jm-attempt``) and their kind in ``jm-kind``: ``data`` (value = the record as
-compact JSON) or ``end`` (an end-of-stream marker, empty value). Each upstream
+compact JSON), ``end`` (an end-of-stream marker, empty value) or ``barrier`` (a
+checkpoint barrier, empty value, its checkpoint id in ``jm-checkpoint``; written
+to the same partitions as the end markers, docs/checkpoints.md). Each upstream
 subtask ends its output with one marker on every partition it may write to
 (``writable_partitions``); a downstream subtask is done with an edge once it
 has a marker from every upstream subtask that may write to its partition
@@ -47,6 +49,8 @@ HEADER_ATTEMPT: Final = "jm-attempt"
 HEADER_KIND: Final = "jm-kind"
 KIND_DATA: Final = b"data"
 KIND_END: Final = b"end"
+KIND_BARRIER: Final = b"barrier"
+HEADER_CHECKPOINT: Final = "jm-checkpoint"
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -160,12 +164,14 @@ Headers = list[tuple[str, bytes]]
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Who wrote an edge record, and whether it is an end-of-stream marker."""
+    """Who wrote an edge record, and whether it is an end-of-stream marker or
+    the barrier of a checkpoint (`barrier`: its id; None for data and markers)."""
 
     vertex: str
     subtask: int
     attempt: int
     end: bool
+    barrier: int | None = None
 
 
 def edge_headers(vertex: str, subtask: int, attempt: int, *, end: bool = False) -> Headers:
@@ -177,18 +183,31 @@ def edge_headers(vertex: str, subtask: int, attempt: int, *, end: bool = False) 
     ]
 
 
+def barrier_headers(vertex: str, subtask: int, attempt: int, checkpoint_id: int) -> Headers:
+    """The headers of the barrier of checkpoint `checkpoint_id` (empty value)."""
+    return [
+        (HEADER_VERTEX, vertex.encode()),
+        (HEADER_SUBTASK, str(subtask).encode()),
+        (HEADER_ATTEMPT, str(attempt).encode()),
+        (HEADER_KIND, KIND_BARRIER),
+        (HEADER_CHECKPOINT, str(checkpoint_id).encode()),
+    ]
+
+
 def parse_edge_headers(headers: Iterable[tuple[str, bytes]]) -> Origin:
     """The origin of an edge record; ValueError if it is not one."""
     found = dict(headers)
     try:
         kind = found[HEADER_KIND]
-        if kind not in (KIND_DATA, KIND_END):
+        if kind not in (KIND_DATA, KIND_END, KIND_BARRIER):
             raise ValueError(f"unknown {HEADER_KIND} {kind!r}")
+        barrier = int(found[HEADER_CHECKPOINT]) if kind == KIND_BARRIER else None
         return Origin(
             vertex=found[HEADER_VERTEX].decode(),
             subtask=int(found[HEADER_SUBTASK]),
             attempt=int(found[HEADER_ATTEMPT]),
             end=kind == KIND_END,
+            barrier=barrier,
         )
     except KeyError as missing:
         raise ValueError(f"edge record without header {missing}") from None

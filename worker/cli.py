@@ -47,6 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S:g})",
     )
     parser.add_argument(
+        "--state-checkpoints-dir",
+        dest="state_checkpoints_dir",
+        metavar="URL",
+        help="state.checkpoints.dir: where tasks write checkpoint state, kafka:// (the "
+        "cluster's state topic) or file:///dir (default $JM_WORKER_STATE_CHECKPOINTS_DIR "
+        "or kafka)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     group = parser.add_argument_group("cluster")
@@ -73,7 +81,9 @@ def handle(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from schemas.catalog import Catalog
     from schemas.settings import ClusterSettings, SettingsError
+    from schemas.statestore import StateStoreError, open_store
     from worker.app import run_worker
     from worker.settings import WorkerSettings
 
@@ -98,9 +108,16 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_interval_s=args.heartbeat_interval_s,
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
+            state_checkpoints_dir=args.state_checkpoints_dir,
         )
+        # Refuse a bad storage URL at start, not at the first checkpoint.
+        open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),
+                   bootstrap=cluster.bootstrap_servers)  # fmt: skip
     except (ValidationError, SettingsError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except StateStoreError as err:
+        print(f"jm worker: state.checkpoints.dir: {err}", file=sys.stderr)
         return EXIT_USAGE
     return asyncio.run(run_worker(cluster, settings, level))
 

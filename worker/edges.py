@@ -15,7 +15,11 @@ module is the aiokafka side:
 - ``EdgeReader``: the input of a task with incoming edges. It reads partition
   = its subtask index of every input topic, read_committed, from the
   beginning, and returns once every upstream subtask that may write there has
-  sent its end-of-stream marker.
+  sent its end-of-stream marker. It aligns checkpoint barriers: once barrier n
+  came from an upstream subtask, that subtask's later records wait (held in
+  memory, and the partition is paused once every writer of it is blocked)
+  until barrier n came from every upstream subtask that has not ended; then
+  the task snapshots and forwards the barrier (docs/checkpoints.md).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import edges, kafkaio
@@ -133,7 +139,7 @@ class EdgeWriter:
                     markers=edges.writable_partitions(edge.partitioning, self._subtask, n),
                 )
             )
-        t = spec.task
+        t = self._task = spec.task
         self._data_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt)
         self._end_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt, end=True)
         self._producer = AIOKafkaProducer(
@@ -210,6 +216,20 @@ class EdgeWriter:
         if self._error is not None:
             raise self._error
 
+    async def barrier(self, checkpoint_id: int) -> None:
+        """The barrier of `checkpoint_id` on every partition this subtask may write
+        to, behind every record sent before it (one idempotent producer)."""
+        if self._error is not None:
+            raise self._error
+        t = self._task
+        headers = edges.barrier_headers(t.vertex_id, t.subtask_index, t.attempt, checkpoint_id)
+        for ch in self._channels:
+            for partition in ch.markers:
+                future = await self._producer.send(
+                    ch.topic, b"", partition=partition, headers=headers
+                )
+                future.add_done_callback(self._delivered)
+
     async def close(self) -> None:
         if self._started:
             self._started = False
@@ -219,7 +239,15 @@ class EdgeWriter:
 @dataclass(slots=True)
 class _Input:
     edge: ev.Edge
-    waiting_for: set[int]
+    waiting_for: set[int]  # upstream subtasks that have not ended
+    blocked: dict[int, int] = field(default_factory=dict)  # upstream -> barrier it waits at
+    held: deque[tuple[edges.Origin, ConsumerRecord[bytes, bytes]]] = field(default_factory=deque)
+
+
+#: Called once barrier n came from every live upstream: (n, when alignment began).
+OnAligned = Callable[[int, float], Awaitable[None]]
+#: Called when the alignment of barrier n is given up: (n, why).
+OnAbandoned = Callable[[int, str], None]
 
 
 class EdgeReader:
@@ -237,6 +265,15 @@ class EdgeReader:
         self._consumer = kafkaio.consumer(env.bootstrap, max_poll_records=2000)
         self._started = False
         self.records = 0
+        self._aligning: int | None = None  # the barrier being aligned
+        self._align_began = 0.0
+        self._paused: set[TopicPartition] = set()
+        self._released = False  # inputs were unblocked: held records to replay
+        self._process: Callable[[Record], Awaitable[None]] | None = None
+        self._on_aligned: OnAligned | None = None
+        self._on_abandoned: OnAbandoned | None = None
+        #: checkpoint ids aligned so far, in order (tests and logs).
+        self.aligned: list[int] = []
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -244,30 +281,103 @@ class EdgeReader:
         self._consumer.assign(list(self._inputs))
         await self._consumer.seek_to_beginning(*self._inputs)
 
-    async def run(self, process: Callable[[Record], Awaitable[None]]) -> None:
-        """Feed every data record to `process`; return once every input has ended."""
+    async def run(
+        self,
+        process: Callable[[Record], Awaitable[None]],
+        on_aligned: OnAligned | None = None,
+        on_abandoned: OnAbandoned | None = None,
+    ) -> None:
+        """Feed every data record to `process` and every aligned barrier to
+        `on_aligned`; return once every input has ended."""
+        self._process, self._on_aligned, self._on_abandoned = process, on_aligned, on_abandoned
         open_inputs = {tp for tp, i in self._inputs.items() if i.waiting_for}
         while open_inputs:
-            fetched = await self._consumer.getmany(*open_inputs, timeout_ms=200)
+            readable = open_inputs - self._paused
+            fetched = await self._consumer.getmany(*readable, timeout_ms=200)
             for tp, records in fetched.items():
                 state = self._inputs[tp]
                 for record in records:
-                    origin = self._origin(tp, state, record.headers)
-                    if origin.end:
-                        state.waiting_for.discard(origin.subtask)
-                        continue
-                    if origin.subtask not in state.waiting_for:
-                        raise EdgeProtocolError(
-                            f"{tp.topic}[{tp.partition}]: record from subtask {origin.subtask} "
-                            "after its end-of-stream (or from a subtask that may not write here)"
-                        )
-                    if record.value is None:
-                        raise EdgeProtocolError(f"{tp.topic}: data record without a value")
-                    self.records += 1
-                    await process(json.loads(record.value))
-                if not state.waiting_for:
+                    await self._handle(tp, state, self._origin(tp, state, record.headers), record)
+            for tp in list(open_inputs):
+                if not self._inputs[tp].waiting_for:
                     open_inputs.discard(tp)
                     self._consumer.pause(tp)
+
+    async def _handle(
+        self,
+        tp: TopicPartition,
+        state: _Input,
+        origin: edges.Origin,
+        record: ConsumerRecord[bytes, bytes],
+    ) -> None:
+        upstream = origin.subtask
+        if upstream in state.blocked:  # past its barrier: waits for the others
+            state.held.append((origin, record))
+            return
+        if upstream not in state.waiting_for:
+            raise EdgeProtocolError(
+                f"{tp.topic}[{tp.partition}]: record from subtask {upstream} "
+                "after its end-of-stream (or from a subtask that may not write here)"
+            )
+        if origin.end:
+            state.waiting_for.discard(upstream)  # an ended input counts as aligned
+        elif origin.barrier is not None:
+            self._block(tp, state, upstream, origin.barrier)
+        else:
+            if record.value is None:
+                raise EdgeProtocolError(f"{tp.topic}: data record without a value")
+            self.records += 1
+            assert self._process is not None
+            await self._process(json.loads(record.value))
+            return
+        await self._check_aligned()
+
+    def _block(self, tp: TopicPartition, state: _Input, upstream: int, checkpoint_id: int) -> None:
+        """Barrier `checkpoint_id` came from `upstream` on `tp`."""
+        if self._aligning is not None and checkpoint_id < self._aligning:
+            return  # an older checkpoint that some upstream skipped: superseded, dropped
+        if self._aligning is not None and checkpoint_id > self._aligning:
+            # A newer barrier overtook the one being aligned: give that one up.
+            old = self._aligning
+            if self._on_abandoned is not None:
+                self._on_abandoned(old, f"barrier {checkpoint_id} arrived before {old} aligned")
+            self._unblock()
+        if self._aligning is None:
+            self._aligning, self._align_began = checkpoint_id, time.monotonic()
+        state.blocked[upstream] = checkpoint_id
+        if state.blocked.keys() >= state.waiting_for:
+            self._paused.add(tp)  # every live writer of the partition waits: stop reading it
+            self._consumer.pause(tp)
+
+    def _unblock(self) -> None:
+        self._aligning = None
+        for state in self._inputs.values():
+            state.blocked.clear()
+        self._released = True
+
+    async def _check_aligned(self) -> None:
+        n = self._aligning
+        if n is not None and all(s.blocked.keys() >= s.waiting_for for s in self._inputs.values()):
+            began = self._align_began
+            self._unblock()
+            self.aligned.append(n)
+            if self._on_aligned is not None:
+                await self._on_aligned(n, began)
+        if self._released:
+            self._released = False
+            await self._replay_held()
+
+    async def _replay_held(self) -> None:
+        """Resume the paused partitions and handle the held records of the upstreams
+        no longer blocked, in their order (one may block again at a later barrier)."""
+        for tp, state in self._inputs.items():
+            if tp in self._paused and not state.blocked.keys() >= state.waiting_for:
+                self._paused.discard(tp)
+                self._consumer.resume(tp)
+            if any(o.subtask not in state.blocked for o, _ in state.held):
+                held, state.held = state.held, deque()
+                for origin, record in held:
+                    await self._handle(tp, state, origin, record)
 
     def _origin(
         self, tp: TopicPartition, state: _Input, headers: Sequence[tuple[str, bytes]]

@@ -40,6 +40,9 @@ class WorkerSettings(BaseSettings):
     # Flink's task.cancellation.timeout is 180 s and then kills the whole
     # TaskManager; we kill only the slot process, so we can afford to be quick.
     cancel_timeout_s: float = Field(default=timing.DEFAULT_WORKER_CANCEL_TIMEOUT_S, gt=0)
+    # The cluster setting state.checkpoints.dir: where tasks write their checkpoint
+    # state (schemas/statestore.py): kafka (the cluster's state topic) or a directory.
+    state_checkpoints_dir: str = Field(default="kafka", min_length=1)
 
     @model_validator(mode="after")
     def _timeout_above_interval(self) -> WorkerSettings:

@@ -22,7 +22,9 @@ from multiprocessing.connection import Connection
 
 from schemas import events as ev
 from schemas import kafkalog
+from schemas.statestore import StateStore, open_store
 from worker import slotmsg
+from worker.checkpointing import CheckpointControl, CheckpointReport, Declined
 from worker.functions import FunctionRegistry
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
@@ -44,7 +46,11 @@ def _die_with_parent() -> None:
 
 
 def slot_main(
-    conn: Connection, slot_index: int, log_level: int, kafka: KafkaEnv | None = None
+    conn: Connection,
+    slot_index: int,
+    log_level: int,
+    kafka: KafkaEnv | None = None,
+    state_url: str | None = None,
 ) -> None:
     """Entry point of the slot process (multiprocessing target)."""
     _die_with_parent()
@@ -75,11 +81,13 @@ def slot_main(
                 except EOFError:
                     return  # the TaskManager is gone
             if isinstance(message, slotmsg.RunTask):
-                runner = _run(conn, message.spec, registry, functions, kafka, backlog)
+                runner = _run(conn, message.spec, registry, functions, kafka, state_url, backlog)
                 if not asyncio.run(runner):
                     return
             elif isinstance(message, slotmsg.Shutdown):
                 return
+            elif isinstance(message, slotmsg.TriggerRun):  # its task already ended
+                conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
             # A CancelRun for a task that already ended: nothing to do.
     finally:
         conn.close()
@@ -91,6 +99,7 @@ async def _run(
     registry: OperatorRegistry,
     functions: FunctionRegistry,
     kafka: KafkaEnv | None,
+    state_url: str | None,
     backlog: deque[slotmsg.ToSlot],
 ) -> bool:
     """Run one task; False when the TaskManager went away or said to shut down."""
@@ -102,7 +111,17 @@ async def _run(
     ) -> None:
         conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack, fatal))
 
-    runner = asyncio.create_task(run_task(spec, registry, report, kafka=kafka, functions=functions))
+    def report_checkpoint(message: CheckpointReport) -> None:
+        conn.send(message)
+
+    # Per task: each task runs in its own event loop, which a Kafka client is bound to.
+    store = _open_store(state_url, kafka)
+    checkpoints = CheckpointControl(
+        spec, store, report_checkpoint, logging.getLogger(f"worker.task.{spec.describe()}")
+    )
+    runner = asyncio.create_task(
+        run_task(spec, registry, report, kafka=kafka, functions=functions, checkpoints=checkpoints)
+    )
 
     def on_message() -> None:
         nonlocal keep_going
@@ -113,6 +132,11 @@ async def _run(
         if isinstance(message, slotmsg.CancelRun):
             if message.task == spec.task:
                 runner.cancel()
+        elif isinstance(message, slotmsg.TriggerRun):
+            if message.task == spec.task:
+                checkpoints.trigger(message.checkpoint_id)
+            else:
+                conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
         elif isinstance(message, slotmsg.Shutdown):
             keep_going = False
             loop.remove_reader(conn.fileno())
@@ -127,4 +151,14 @@ async def _run(
     finally:
         if keep_going:
             loop.remove_reader(conn.fileno())
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.close()
     return keep_going
+
+
+def _open_store(url: str | None, kafka: KafkaEnv | None) -> StateStore | None:
+    """The worker's checkpoint storage (``state.checkpoints.dir``), or None without one."""
+    if url is None or kafka is None:  # without Kafka, no catalog (cluster id) either
+        return None
+    return open_store(url, catalog=kafka.catalog, bootstrap=kafka.bootstrap)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas import events as ev
+from worker.checkpointing import Acked, Declined
 from worker.operators.api import TaskSpec
 
 # TaskManager -> slot process
@@ -25,11 +26,19 @@ class CancelRun:
 
 
 @dataclass(frozen=True, slots=True)
+class TriggerRun:
+    """Checkpoint `checkpoint_id` at this (source) task; answered by Acked or Declined."""
+
+    task: ev.TaskRef
+    checkpoint_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Exit once the current task (if any) is gone."""
 
 
-ToSlot = RunTask | CancelRun | Shutdown
+ToSlot = RunTask | CancelRun | TriggerRun | Shutdown
 
 # slot process -> TaskManager
 
@@ -50,4 +59,4 @@ class StateUpdate:
     non_recoverable: bool = False
 
 
-FromSlot = Ready | StateUpdate
+FromSlot = Ready | StateUpdate | Acked | Declined

@@ -39,9 +39,11 @@ class SlotProcess:
         on_exit: OnExit,
         log_level: int = logging.INFO,
         kafka: KafkaEnv | None = None,
+        state_url: str | None = None,
     ) -> None:
         self.index = index
         self._kafka = kafka
+        self._state_url = state_url
         self._on_message = on_message
         self._on_exit = on_exit
         self._log_level = log_level
@@ -63,7 +65,7 @@ class SlotProcess:
         ours, theirs = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=slot_main,
-            args=(theirs, self.index, self._log_level, self._kafka),
+            args=(theirs, self.index, self._log_level, self._kafka, self._state_url),
             name=f"jm-slot-{self.index}",
         )
         process.start()

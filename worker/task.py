@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from schemas import events as ev
+from worker.checkpointing import CheckpointControl
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import NonRecoverableError, TaskError
 from worker.failures import describe
@@ -94,10 +95,14 @@ async def run_task(
     *,
     kafka: KafkaEnv | None = None,
     functions: FunctionRegistry | None = None,
+    checkpoints: CheckpointControl | None = None,
 ) -> None:
     """Run `spec` to its end, reporting every state; never raises except
-    CancelledError (after reporting CANCELED)."""
+    CancelledError (after reporting CANCELED). `checkpoints` takes the task's
+    snapshots and restores it (without one: no state store, nothing to report)."""
     log = logging.getLogger(f"worker.task.{spec.describe()}")
+    if checkpoints is None:
+        checkpoints = CheckpointControl(spec, None, lambda _report: None, log)
     resources = _Resources(log)
     output: EdgeWriter | CountingSink = CountingSink()
     began = time.monotonic()
@@ -132,9 +137,13 @@ async def run_task(
             await reader.start()
         resources.push(operator.close)
         await operator.open(ctx)
+        await checkpoints.restore(operator)
+        resources.push(checkpoints.close)
+        checkpoints.attach(operator, output)
         report(ES.RUNNING, None, None, False)
         if isinstance(operator, SourceOperator):
-            await operator.run(ctx, output)
+            await operator.run(ctx, checkpoints.source_output(output))
+            await checkpoints.source_done()
         else:
             assert reader is not None
             sink = output
@@ -142,10 +151,11 @@ async def run_task(
             async def process(record: Record) -> None:
                 await operator.process(record, sink)
 
-            await reader.run(process)
+            await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
             await operator.end_of_input(output)
         if isinstance(output, EdgeWriter):
             await output.finish()
+        await checkpoints.drain()  # acknowledgements go before FINISHED
     except asyncio.CancelledError:
         log.info("canceled after %d records", output.records)
         await resources.close()

@@ -21,7 +21,7 @@ from importlib import metadata
 
 from schemas import events as ev
 from schemas import timing
-from worker import errors, slotmsg, slots
+from worker import checkpointing, errors, slotmsg, slots
 from worker.epochs import CommandFilter, LeaderWatch
 from worker.failures import MAX_STACK_BYTES, clip_middle
 from worker.hooks import WorkerTestHooks
@@ -100,7 +100,14 @@ class TaskManager:
         self.leader = LeaderWatch(settings.heartbeat_timeout_s)
         self.table = slots.SlotTable(settings.slots)
         self._slots = [
-            SlotProcess(i, self._on_slot_message, self._on_slot_exit, log_level, kafka)
+            SlotProcess(
+                i,
+                self._on_slot_message,
+                self._on_slot_exit,
+                log_level,
+                kafka,
+                settings.state_checkpoints_dir,
+            )
             for i in range(settings.slots)
         ]
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}
@@ -244,17 +251,7 @@ class TaskManager:
             case ev.CancelTask():
                 self._cancel(command.task)
             case ev.TriggerCheckpoint():
-                self._report(
-                    ev.CheckpointDeclined(
-                        event_id=_new_id(),
-                        event_time=_now_ms(),
-                        tm_id=self.tm_id,
-                        incarnation=self.incarnation,
-                        checkpoint_id=command.checkpoint_id,
-                        task=command.task,
-                        reason="checkpoints are not supported by this worker yet",
-                    )
-                )
+                self._trigger(command)
             case _:
                 pass  # keepalives; checkpoint notifications have nothing to act on yet
 
@@ -325,6 +322,38 @@ class TaskManager:
                 log.warning("DeployTask for %s rejected: %s", slots.task_name(task), rejection)
                 self._report_state(task, ES.FAILED, rejection)
 
+    def _trigger(self, command: ev.TriggerCheckpoint) -> None:
+        """A source task checkpoints (its slot process injects the barriers)."""
+        index = self.table.slot_of(command.task)
+        entry = self.table.entry(index) if index is not None else None
+        if index is None or entry is None or entry.state is not ES.RUNNING:
+            state = "not here" if entry is None else str(entry.state)
+            why = f"task not running on this worker ({state})"
+            self._checkpoint_report(
+                checkpointing.Declined(command.task, command.checkpoint_id, why)
+            )
+            return
+        self._slots[index].send(slotmsg.TriggerRun(command.task, command.checkpoint_id))
+
+    def _checkpoint_report(self, report: checkpointing.CheckpointReport) -> None:
+        incarnation = self._accepted_by.get(report.task, self.incarnation)
+        event: ev.WorkerReport
+        if isinstance(report, checkpointing.Acked):
+            # alignment_ms is logged by the task; CheckpointAcknowledged has no field for it.
+            event = ev.CheckpointAcknowledged(
+                event_id=_new_id(), event_time=_now_ms(), tm_id=self.tm_id,
+                incarnation=incarnation, checkpoint_id=report.checkpoint_id, task=report.task,
+                state_handle=report.handle, state_size=report.state_size,
+                duration_ms=report.duration_ms,
+            )  # fmt: skip
+        else:
+            event = ev.CheckpointDeclined(
+                event_id=_new_id(), event_time=_now_ms(), tm_id=self.tm_id,
+                incarnation=incarnation, checkpoint_id=report.checkpoint_id, task=report.task,
+                reason=report.reason,
+            )  # fmt: skip
+        self._report(event)
+
     def _cancel(self, task: ev.TaskRef) -> None:
         match self.table.cancel(task):
             case slots.CancelRunning(slot_index=index):
@@ -368,6 +397,9 @@ class TaskManager:
     def _on_slot_message(self, index: int, message: slotmsg.FromSlot) -> None:
         if isinstance(message, slotmsg.Ready):
             log.debug("slot %d ready (pid %d)", index, message.pid)
+            return
+        if isinstance(message, (checkpointing.Acked, checkpointing.Declined)):
+            self._checkpoint_report(message)
             return
         report = self.table.record(index, message.task, message.state)
         if report is not None:

@@ -78,3 +78,18 @@ def test_importing_every_worker_module_loads_no_coordinator_module() -> None:
                           check=False, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert int(done.stdout.split()[0]) >= 10  # it really walked the package
+
+
+def test_a_state_storage_url_the_stores_refuse_stops_the_worker_at_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JM_WORKER_STATE_CHECKPOINTS_DIR", "s3://bucket/x")
+    assert WorkerSettings.load().state_checkpoints_dir == "s3://bucket/x"
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", "--state-checkpoints-dir", "relative/dir",
+         "--bootstrap-servers", "127.0.0.1:1"],
+        check=False, capture_output=True, text=True, cwd=WORKER.parent, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "state.checkpoints.dir" in done.stderr
+    assert "file:///absolute/path" in done.stderr

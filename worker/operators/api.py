@@ -30,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 
 from schemas import events as ev
 from schemas.catalog import Catalog
+from schemas.snapshot import TaskSnapshot
 from worker.errors import OperatorConfigError, TaskError
 from worker.functions import FunctionRegistry
 
@@ -162,33 +163,50 @@ class Output(Protocol):
     async def emit(self, record: Record) -> None: ...
 
 
-class SourceOperator(ABC):
+class Stateful:
+    """Checkpoint hooks shared by both kinds of operator (docs/checkpoints.md).
+
+    ``snapshot_state`` is called between two records (never while the operator
+    is inside ``process`` or an ``emit``) and must return a copy: processing
+    goes on while the snapshot is written. ``restore_state`` is called once,
+    after ``open``, when the task restores from a checkpoint. The defaults
+    (nothing to keep, nothing to restore) suit stateless operators.
+    """
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        return TaskSnapshot()
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        """Take back what ``snapshot_state`` returned in an earlier attempt."""
+
+
+class SourceOperator(ABC, Stateful):
     """Produces records: returns when its input is exhausted (the task then
     FINISHES), raises to fail the task, is cancelled at an ``await``."""
 
-    async def open(self, ctx: TaskContext) -> None:  # noqa: B027 -- an optional hook
+    async def open(self, ctx: TaskContext) -> None:
         """Set up (connections, restored state). The task is INITIALIZING meanwhile."""
 
     @abstractmethod
     async def run(self, ctx: TaskContext, out: Output) -> None: ...
 
-    async def close(self) -> None:  # noqa: B027 -- an optional hook
+    async def close(self) -> None:
         """Release resources; called however the task ends."""
 
 
-class RecordOperator(ABC):
+class RecordOperator(ABC, Stateful):
     """Transforms records one at a time (map, filter, keyed aggregations)."""
 
-    async def open(self, ctx: TaskContext) -> None:  # noqa: B027 -- an optional hook
+    async def open(self, ctx: TaskContext) -> None:
         """Set up. The task is INITIALIZING meanwhile."""
 
     @abstractmethod
     async def process(self, record: Record, out: Output) -> None: ...
 
-    async def end_of_input(self, out: Output) -> None:  # noqa: B027 -- an optional hook
+    async def end_of_input(self, out: Output) -> None:
         """Every input has ended (bounded input): emit what is buffered."""
 
-    async def close(self) -> None:  # noqa: B027 -- an optional hook
+    async def close(self) -> None:
         """Release resources; called however the task ends."""
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from schemas.edges import key_string
+from schemas.snapshot import TaskSnapshot
 from worker.errors import TaskError
 from worker.operators import kafka_io
 from worker.operators.api import (
@@ -39,26 +40,54 @@ class InjectedFault(Exception):
     """Raised by ``fault`` after ``fail_after`` records: a stand-in for a user bug."""
 
 
+def _emitted_of(snapshot: TaskSnapshot, operator: str) -> int:
+    state = snapshot.operator_state
+    emitted = state.get("emitted") if not isinstance(state, bytes) else None
+    if not isinstance(emitted, int) or emitted < 0:
+        raise TaskError(f"{operator}: restored state has no valid 'emitted' position: {state!r}")
+    return emitted
+
+
+class _Counted:
+    """Counts what reaches `out` into the source's position (after each emit)."""
+
+    def __init__(self, source: Sequence | Fault, out: Output) -> None:
+        self.source, self.out = source, out
+
+    async def emit(self, record: Record) -> None:
+        await self.out.emit(record)
+        self.source.emitted += 1
+
+
 class Sequence(SourceOperator):
     """Emits the integers start, start + 1, ... (count of them; absent or 0:
     unbounded), split across the vertex's subtasks: subtask i of p emits
     start + i, start + i + p, ... At `rate` records per second per subtask
-    (0: as fast as possible)."""
+    (0: as fast as possible). Its checkpointed state is how many it emitted:
+    a restored subtask goes on with the next number."""
 
     async def open(self, ctx: TaskContext) -> None:
         self.start = ctx.config_int("start", 0)
         self.count = ctx.config_int("count", 0)
         self.rate = ctx.config_float("rate", 0.0)
+        self.emitted = 0
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        return TaskSnapshot(operator_state={"emitted": self.emitted})
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        self.emitted = _emitted_of(snapshot, "sequence")
 
     async def run(self, ctx: TaskContext, out: Output) -> None:
         p, i = ctx.spec.parallelism, ctx.spec.task.subtask_index
         if self.count > 0:
-            mine = max(0, (self.count - i + p - 1) // p)
-            if mine == 0:
+            mine = max(0, (self.count - i + p - 1) // p) - self.emitted
+            if mine <= 0:
                 return
         else:
             mine = 0
-        await emit_sequence(out, self.start + i, mine, self.rate, step=p)
+        first = self.start + i + self.emitted * p
+        await emit_sequence(_Counted(self, out), first, mine, self.rate, step=p)
 
 
 class Fault(SourceOperator):
@@ -89,6 +118,13 @@ class Fault(SourceOperator):
         self.start = ctx.config_int("start", 0)
         self.count = ctx.config_int("count", 0)
         self.rate = ctx.config_float("rate", 0.0)
+        self.emitted = 0
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        return TaskSnapshot(operator_state={"emitted": self.emitted})
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        self.emitted = _emitted_of(snapshot, "fault")
 
     def _fail(self, message: str) -> None:
         padding = self.fail_message_bytes - len(message)
@@ -101,22 +137,19 @@ class Fault(SourceOperator):
             ctx.log.info("fault: hanging, ignoring cancellation")
             while True:
                 time.sleep(3600)  # noqa: ASYNC251 -- blocking on purpose: ignores cancel
-        emitted = 0
-        n = self.start
-        while self.count <= 0 or emitted < self.count:
-            if emitted == self.fail_after:
-                self._fail(f"fault injected after {emitted} records")
+        counted = _Counted(self, out)
+        while self.count <= 0 or self.emitted < self.count:
+            if self.emitted == self.fail_after:
+                self._fail(f"fault injected after {self.emitted} records")
             if self.slow_s:
                 await asyncio.sleep(self.slow_s)
-            await out.emit({"value": n})
-            emitted += 1
-            n += 1
+            await counted.emit({"value": self.start + self.emitted})
             if self.rate > 0:
                 await asyncio.sleep(1 / self.rate)
-            elif emitted % _YIELD_EVERY == 0:
+            elif self.emitted % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-        if emitted == self.fail_after:
-            raise InjectedFault(f"fault injected after {emitted} records")
+        if self.emitted == self.fail_after:
+            raise InjectedFault(f"fault injected after {self.emitted} records")
 
 
 async def emit_sequence(out: Output, start: int, count: int, rate: float, step: int = 1) -> None:
@@ -191,14 +224,28 @@ class KeyBy(RecordOperator):
         await out.emit({**record, self.key_field: self.fn(record)})
 
 
+def _keyed_of(snapshot: TaskSnapshot, name: str, operator: str) -> dict[str, Any]:
+    state = snapshot.operator_state
+    keyed = state.get(name) if not isinstance(state, bytes) else None
+    if not isinstance(keyed, dict):
+        raise TaskError(f"{operator}: restored state has no {name!r} mapping: {state!r}")
+    return keyed
+
+
 class KeyedCount(RecordOperator):
     """Counts records per `key_field` (default ``key``) and emits
-    ``{key_field: key, "count": n}`` on every update. State is in memory: a
-    restart counts again from the sources' start (at-least-once)."""
+    ``{key_field: key, "count": n}`` on every update. The counts are its
+    checkpointed state: a task restored from a checkpoint counts on from them."""
 
     async def open(self, ctx: TaskContext) -> None:
         self.key_field = ctx.config_str("key_field", "key")
         self.counts: dict[str, int] = {}
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        return TaskSnapshot(operator_state={"counts": dict(self.counts)})
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        self.counts = dict(_keyed_of(snapshot, "counts", "keyed_count"))
 
     async def process(self, record: Record, out: Output) -> None:
         key = _get(record, self.key_field, "keyed_count")
@@ -218,6 +265,13 @@ class KeyedReduce(RecordOperator):
         self.key_field = ctx.config_str("key_field", "key")
         self.value_field = ctx.config_str("value_field", "value")
         self.state: dict[str, Any] = {}
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        # Values are JSON (they come from records); the envelope copies them.
+        return TaskSnapshot(operator_state={"state": dict(self.state)})
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        self.state = dict(_keyed_of(snapshot, "state", "keyed_reduce"))
 
     async def process(self, record: Record, out: Output) -> None:
         key = _get(record, self.key_field, "keyed_reduce")

@@ -16,6 +16,8 @@ kafka_source (config):
     when the task starts.)
   bounded: ``true`` reads up to the end offsets seen when the task starts,
     then finishes; ``false`` (default) reads until cancelled.
+  Checkpoints keep the next offset of every partition it reads (after the
+  last record it emitted); a restored task seeks there instead of `start`.
   The topic's partitions are split across the source's subtasks: partition p
   goes to subtask ``p % parallelism``. No consumer group: ``assign()`` only,
   read_committed, nothing committed (a restart reads from `start` again).
@@ -46,6 +48,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import kafkaio
 from schemas.edges import key_string
+from schemas.snapshot import TaskSnapshot
 from worker.errors import MissingTopicError, OperatorConfigError, TaskError
 from worker.operators.api import (
     KafkaEnv,
@@ -127,6 +130,7 @@ class KafkaSource(SourceOperator):
         if not self.mine:
             ctx.log.info("no partition of %s for this subtask (%d partitions)", self.topic, count)
             self.end: dict[TopicPartition, int] = {}
+            self.positions: dict[TopicPartition, int] = {}
             return
         self.consumer.assign(self.mine)
         if start == "earliest":
@@ -144,6 +148,8 @@ class KafkaSource(SourceOperator):
                 self.consumer.seek(tp, ends[tp] if at is None else at.offset)
         # Under read_committed these are the last stable offsets.
         self.end = await self.consumer.end_offsets(self.mine) if self.bounded else {}
+        # Next offset per partition after what was emitted: the checkpointed state.
+        self.positions = {tp: await self.consumer.position(tp) for tp in self.mine}
         partitions = [tp.partition for tp in self.mine]
         ctx.log.info("reading %s partitions %s from %s", self.topic, partitions, start)
 
@@ -152,6 +158,7 @@ class KafkaSource(SourceOperator):
             if self.bounded:
                 return
             await asyncio.Event().wait()  # nothing to read, ever: wait for the cancel
+        positions = self.positions
         remaining = set(self.mine)
         if self.bounded:
             await self._drop_finished(remaining)
@@ -163,8 +170,21 @@ class KafkaSource(SourceOperator):
                     if end is not None and record.offset >= end:
                         break
                     await out.emit(decode_value(record.value))
+                    positions[tp] = record.offset + 1  # at once: no await in between
             if self.bounded:
                 await self._drop_finished(remaining)
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        mine = {tp.partition: offset for tp, offset in self.positions.items()}
+        return TaskSnapshot(source_positions={self.topic: mine} if mine else {})
+
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        restored = snapshot.source_positions.get(self.topic, {})
+        for tp in self.mine:
+            offset = restored.get(tp.partition)
+            if offset is not None:  # a partition added since starts at `start`
+                self.consumer.seek(tp, offset)
+                self.positions[tp] = offset
 
     async def _drop_finished(self, remaining: set[TopicPartition]) -> None:
         for tp in list(remaining):
@@ -228,6 +248,14 @@ class KafkaSink(RecordOperator):
         error = future.exception()  # also marks it retrieved
         if error is not None and self.error is None:
             self.error = error
+
+    async def snapshot_state(self) -> TaskSnapshot:
+        # At-least-once: everything before the barrier is acknowledged by Kafka
+        # before the checkpoint counts (no state of its own).
+        await self.producer.flush()
+        if self.error is not None:
+            raise self.error
+        return TaskSnapshot()
 
     async def end_of_input(self, out: Output) -> None:
         await self.producer.flush()

@@ -1,0 +1,260 @@
+"""A task's side of checkpoints: barriers in and out, snapshots, acknowledgements.
+
+docs/checkpoints.md ("Barriers and alignment", "Restore") is the design; here:
+
+- ``CheckpointControl``: one per task attempt. The slot process hands it the
+  ``TriggerCheckpoint``\\ s of a source task (``trigger``); a non-source task's
+  ``EdgeReader`` calls ``aligned`` once a barrier has arrived on every input.
+  Either way the task captures its operator's snapshot at a record boundary,
+  forwards the barrier on every output partition, then writes the snapshot to
+  the state store in the background (processing goes on) and reports an
+  ``Acked`` (or a ``Declined`` with the reason) to the TaskManager, which turns
+  it into ``CheckpointAcknowledged`` / ``CheckpointDeclined``.
+- ``BarrierOutput``: what a source emits to. Each emit holds a lock, so a
+  checkpoint of a source is taken between two records: the position it
+  snapshots and the barrier it injects agree.
+- ``restore``: read a snapshot back from the store into a fresh operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas import events as ev
+from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
+from schemas.statestore import StateStore, StateStoreError
+from worker.errors import TaskError
+from worker.operators.api import Operator, Output, Record, TaskSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The task wrote its part of a checkpoint (slot process -> TaskManager)."""
+
+    task: ev.TaskRef
+    checkpoint_id: int
+    handle: str
+    state_size: int
+    duration_ms: int
+    alignment_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """The task cannot take part in a checkpoint, and why."""
+
+    task: ev.TaskRef
+    checkpoint_id: int
+    reason: str
+
+
+CheckpointReport = Acked | Declined
+
+
+class BarrierWriter(Protocol):
+    """An output that can carry barriers (``EdgeWriter``; a sink has nowhere to send them)."""
+
+    async def barrier(self, checkpoint_id: int) -> None: ...
+
+
+class RestoreError(TaskError):
+    """The task was deployed to restore state it cannot have."""
+
+
+def state_name(task: ev.TaskRef) -> str:
+    """The task's state name in a checkpoint (``schemas.statestore.NAME_PATTERN``)."""
+    return f"{task.vertex_id}-{task.subtask_index}"
+
+
+class BarrierOutput:
+    """A source's output: records and barriers never interleave mid-record."""
+
+    def __init__(self, inner: Output) -> None:
+        self.inner = inner
+        self.lock = asyncio.Lock()
+
+    async def emit(self, record: Record) -> None:
+        async with self.lock:
+            await self.inner.emit(record)
+
+
+def _ms_since(began: float) -> int:
+    return max(0, round((time.monotonic() - began) * 1000))
+
+
+class CheckpointControl:
+    """The checkpoints of one task attempt (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        store: StateStore | None,
+        send: Callable[[CheckpointReport], None],
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.spec = spec
+        self.store = store
+        self._send = send
+        self._log = log or logging.getLogger(__name__)
+        self._operator: Operator | None = None
+        self._output: object = None
+        self._source: BarrierOutput | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        #: ids acknowledged so far (tests and logs).
+        self.acked: list[int] = []
+
+    # ------------------------------------------------------------- wiring
+
+    def attach(self, operator: Operator, output: object) -> None:
+        """The task runs `operator` writing to `output` (an EdgeWriter or a sink)."""
+        self._operator, self._output = operator, output
+
+    def source_output(self, output: Output) -> BarrierOutput:
+        """Wrap a source's output; triggers are accepted from now until `source_done`."""
+        self._source = BarrierOutput(output)
+        return self._source
+
+    async def source_done(self) -> None:
+        """The source returned: the checkpoints already triggered send their
+        barriers (before the end markers), later triggers are declined (a
+        finished source takes no part in checkpoints; docs/checkpoints.md)."""
+        source = self._source
+        if source is not None:
+            async with source.lock:  # after the triggers queued before us
+                self._source = None
+
+    # ------------------------------------------------------------ sources
+
+    def trigger(self, checkpoint_id: int) -> None:
+        """A TriggerCheckpoint for this task (called on the task's event loop)."""
+        if self._source is None:
+            if self._operator is None:
+                why = "task not running yet"
+            elif self.spec.inputs:
+                why = "not a source task (its barriers come through its input edges)"
+            else:
+                why = "source finished"
+            self._decline(checkpoint_id, why)
+            return
+        task = asyncio.create_task(self._source_checkpoint(checkpoint_id, self._source))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _source_checkpoint(self, checkpoint_id: int, out: BarrierOutput) -> None:
+        began = time.monotonic()
+        try:
+            async with out.lock:  # between two records
+                data = await self._capture()
+                await self._forward(checkpoint_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._decline(checkpoint_id, f"snapshot failed: {type(err).__name__}: {err}")
+            return
+        await self._write(checkpoint_id, data, began, 0)
+
+    # -------------------------------------------------------- non-sources
+
+    async def aligned(self, checkpoint_id: int, alignment_began: float) -> None:
+        """Barrier `checkpoint_id` arrived on every input (EdgeReader): snapshot,
+        forward the barrier, write the snapshot in the background."""
+        alignment_ms = _ms_since(alignment_began)
+        try:
+            data = await self._capture()
+        except Exception as err:
+            self._decline(checkpoint_id, f"snapshot failed: {type(err).__name__}: {err}")
+            await self._forward(checkpoint_id)  # downstream must not wait for it
+            return
+        await self._forward(checkpoint_id)
+        task = asyncio.create_task(self._write(checkpoint_id, data, alignment_began, alignment_ms))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def abandoned(self, checkpoint_id: int, reason: str) -> None:
+        """An alignment given up (a newer barrier overtook it)."""
+        self._decline(checkpoint_id, reason)
+
+    # ------------------------------------------------------------- common
+
+    async def _capture(self) -> bytes:
+        assert self._operator is not None
+        snapshot = await self._operator.snapshot_state()
+        # Edges are per attempt (docs/checkpoints.md, "Restore"): a restored
+        # task reads fresh edge topics from their start, so input positions
+        # would never be used and are not stored.
+        return encode_snapshot(
+            TaskSnapshot(
+                operator_state=snapshot.operator_state,
+                source_positions=snapshot.source_positions,
+            )
+        )
+
+    async def _forward(self, checkpoint_id: int) -> None:
+        barrier = getattr(self._output, "barrier", None)
+        if barrier is not None:
+            await barrier(checkpoint_id)
+
+    async def _write(
+        self, checkpoint_id: int, data: bytes, began: float, alignment_ms: int
+    ) -> None:
+        task = self.spec.task
+        if self.store is None:
+            self._decline(checkpoint_id, "this worker has no state store")
+            return
+        try:
+            handle = await self.store.put(task.job_id, checkpoint_id, state_name(task), data)
+        except StateStoreError as err:
+            self._decline(checkpoint_id, f"writing state failed: {err.reason}")
+            return
+        except Exception as err:  # a broken store: the checkpoint fails, not the task
+            self._decline(checkpoint_id, f"writing state failed: {type(err).__name__}: {err}")
+            return
+        duration = _ms_since(began)
+        self._log.info(
+            "checkpoint %d: %d bytes at %s in %d ms (alignment %d ms)",
+            checkpoint_id, len(data), handle, duration, alignment_ms,
+        )  # fmt: skip
+        self.acked.append(checkpoint_id)
+        self._send(Acked(task, checkpoint_id, handle, len(data), duration, alignment_ms))
+
+    def _decline(self, checkpoint_id: int, reason: str) -> None:
+        self._log.info("checkpoint %d declined: %s", checkpoint_id, reason)
+        self._send(Declined(self.spec.task, checkpoint_id, reason))
+
+    async def drain(self) -> None:
+        """Wait for the snapshots still being written (before the task reports its end)."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop writing (the task is cancelled or failed)."""
+        for task in list(self._writes):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    # ------------------------------------------------------------ restore
+
+    async def restore(self, operator: Operator) -> TaskSnapshot | None:
+        """Restore `operator` from the DeployTask's state handle, if it has one."""
+        handle = self.spec.restore_state_handle
+        if handle is None:
+            return None
+        if self.store is None:
+            raise RestoreError(f"cannot restore {handle}: this worker has no state store")
+        try:
+            snapshot = decode_snapshot(await self.store.get(handle))
+        except StateStoreError as err:
+            raise RestoreError(
+                f"restoring checkpoint {self.spec.restore_checkpoint_id} from {handle}: "
+                f"{err.reason}"
+            ) from err
+        await operator.restore_state(snapshot)
+        self._log.info("restored checkpoint %s from %s", self.spec.restore_checkpoint_id, handle)
+        return snapshot
