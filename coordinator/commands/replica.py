@@ -44,12 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=3_600_000,
         help="an ended job leaves memory after this long (its id stays taken)",
     )
-    p.add_argument(
-        "--allow-checkpointing",
-        action="store_true",
-        help="accept jobs that enable checkpointing (off until checkpoints are complete: "
-        "docs/checkpoints.md)",
-    )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
