@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from schemas.limits import MAX_STATE_HANDLE_BYTES
 from schemas.statestore import (
     FRAME_OVERHEAD,
     SAVEPOINT_METADATA,
@@ -43,7 +44,12 @@ from schemas.statestore import (
     unframe,
     write_atomic,
 )
-from schemas.validation import ID_PATTERN
+from schemas.validation import (
+    ID_PATTERN,
+    SAVEPOINT_HANDLE_PREFIX,
+    savepoint_handle,
+    state_file_name,
+)
 
 SAVEPOINT_FORMAT_VERSION: Final = 1
 
@@ -100,10 +106,6 @@ class SavepointMetadata:
             },
             indent=1,
         )
-
-
-def state_file_name(vertex_id: str, subtask_index: int) -> str:
-    return f"{vertex_id}-{subtask_index}.state"
 
 
 def savepoint_dir_name(job_id: str, checkpoint_id: int) -> str:
@@ -323,3 +325,50 @@ def _parse_metadata(where: Path, raw: Any) -> SavepointMetadata:
     if len(set(listed)) != len(listed) or set(listed) != expected:
         raise bad("subtasks do not list each subtask of each vertex exactly once")
     return SavepointMetadata(job_id, checkpoint_id, dict(vertices), tuple(entries))
+
+
+def check_restorable(path: str, vertices: Mapping[str, int]) -> Savepoint:
+    """The savepoint at `path`, checked for a job of `vertices` (id -> parallelism):
+    an absolute path, readable, the same vertices with the same parallelism, and
+    handles that fit the journal. A SavepointError says what does not hold."""
+    if not path.startswith("/"):
+        raise SavepointError(path, "must be an absolute path (the leader and workers read it)")
+    savepoint = read_savepoint(path)
+    if str(savepoint.path) != path.rstrip("/"):
+        raise SavepointError(path, "must name the savepoint directory itself")
+    found = dict(savepoint.metadata.vertices)
+    if set(found) != set(vertices):
+        raise SavepointError(
+            path,
+            f"holds vertices {sorted(found)}, the job has {sorted(vertices)}: "
+            "a savepoint restores into a job with the same vertex ids",
+        )
+    for vertex_id, parallelism in sorted(vertices.items()):
+        if found[vertex_id] != parallelism:
+            raise SavepointError(
+                path,
+                f"vertex {vertex_id} has parallelism {found[vertex_id]} in the savepoint "
+                f"and {parallelism} in the job: parallelism must match",
+            )
+    longest = max((savepoint_handle(path, v, p - 1) for v, p in vertices.items()), key=len)
+    if len(longest.encode()) > MAX_STATE_HANDLE_BYTES:
+        raise SavepointError(path, f"path too long: handles are at most {MAX_STATE_HANDLE_BYTES}")
+    return savepoint
+
+
+async def read_state(store: StateStore | None, handle: str) -> bytes:
+    """The state a restore handle names: in a savepoint directory (SAVEPOINT_HANDLE_PREFIX)
+    or in `store`. A StateStoreError (a SavepointError for savepoints) if it cannot."""
+    if not handle.startswith(SAVEPOINT_HANDLE_PREFIX):
+        if store is None:
+            raise StateStoreError(f"cannot read {handle[:64]}: no state store configured")
+        return await store.get(handle)
+    directory, _, file = handle[len(SAVEPOINT_HANDLE_PREFIX) :].rpartition("/")
+    vertex_id, _, index = file.removesuffix(".state").rpartition("-")
+    if not directory or not vertex_id or not index.isdigit():
+        raise StateStoreError(f"malformed savepoint handle {handle[:64]!r}")
+
+    def load() -> bytes:
+        return read_savepoint(directory).load(vertex_id, int(index))
+
+    return await asyncio.to_thread(load)

@@ -23,6 +23,25 @@ from schemas.events import (
 )
 from schemas.limits import MAX_MAX_PARALLELISM, input_problems, quote
 
+#: A state handle naming a subtask's state in a savepoint directory:
+#: ``savepoint:<absolute savepoint dir>/<vertex_id>-<subtask>.state``. A job
+#: submitted with a savepoint path deploys its first tasks with these
+#: (schemas/savepoint.py reads them; here because the pure core derives them).
+SAVEPOINT_HANDLE_PREFIX: Final = "savepoint:"
+
+
+def state_file_name(vertex_id: str, subtask_index: int) -> str:
+    """A subtask's state file in a savepoint directory."""
+    return f"{vertex_id}-{subtask_index}.state"
+
+
+def savepoint_handle(path: str, vertex_id: str, subtask_index: int) -> str:
+    """The handle of one subtask's state in the savepoint at `path`."""
+    return (
+        f"{SAVEPOINT_HANDLE_PREFIX}{path.rstrip('/')}/{state_file_name(vertex_id, subtask_index)}"
+    )
+
+
 # Job and vertex ids end up in Kafka topic names (edge topics), headers and
 # Redis keys: keep them to characters all of those accept.
 # fullmatch, not match with ^...$: "$" also matches before a trailing newline.

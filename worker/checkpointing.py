@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from schemas import events as ev
+from schemas.savepoint import read_state
 from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
 from schemas.statestore import StateStore, StateStoreError
+from schemas.validation import SAVEPOINT_HANDLE_PREFIX
 from worker.errors import TaskError
 from worker.operators.api import Operator, Output, Record, TaskSpec
 
@@ -246,10 +248,11 @@ class CheckpointControl:
         handle = self.spec.restore_state_handle
         if handle is None:
             return None
-        if self.store is None:
+        if self.store is None and not handle.startswith(SAVEPOINT_HANDLE_PREFIX):
             raise RestoreError(f"cannot restore {handle}: this worker has no state store")
         try:
-            snapshot = decode_snapshot(await self.store.get(handle))
+            # A job submitted from a savepoint reads its first state from the savepoint.
+            snapshot = decode_snapshot(await read_state(self.store, handle))
         except StateStoreError as err:
             raise RestoreError(
                 f"restoring checkpoint {self.spec.restore_checkpoint_id} from {handle}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import sys
 import time
@@ -37,6 +38,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="accept jobs that enable checkpointing (experimental: checkpoints are "
         "being built, docs/checkpoints.md); without it such jobs are rejected",
+    )
+    p.add_argument(
+        "--state-checkpoints-dir",
+        dest="state_checkpoints_dir",
+        metavar="URL",
+        default=os.environ.get("JM_WORKER_STATE_CHECKPOINTS_DIR") or "kafka",
+        help="state.checkpoints.dir, as the workers have it: savepoints are exported from "
+        "it and discarded checkpoint state deleted from it (default "
+        "$JM_WORKER_STATE_CHECKPOINTS_DIR or kafka)",
     )
     p.add_argument(
         "--archive-after-ms",
@@ -96,6 +106,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
         leader=LeaderConfig(
             max_batch=args.max_batch,
             snapshots=SnapshotPolicy(args.snapshot_every_events, args.snapshot_every_ms),
+            state_checkpoints_dir=args.state_checkpoints_dir,
         ),
         use_snapshots=not args.no_snapshots,
         domain=machine.Config(

@@ -11,6 +11,7 @@ CheckpointCoordinator), ``restart`` (restart strategies); ``state``,
 ``evolve``, ``decide``, ``digest`` tie them together.
 """
 
+from coordinator.domain.checkpoints import SavepointWritten
 from coordinator.domain.decide import (
     Decision,
     Input,
@@ -49,6 +50,7 @@ __all__ = [
     "Job",
     "LeaderView",
     "NotLeader",
+    "SavepointWritten",
     "State",
     "Tick",
     "UnsupportedSnapshot",

@@ -17,8 +17,10 @@ do not count. Completed checkpoints beyond ``retained`` are subsumed; the
 state of subsumed and aborted checkpoints is discarded (CheckpointStateDiscarded).
 """
 
+from dataclasses import dataclass
+
 from coordinator.domain import checkpoint_cleanup
-from coordinator.domain.jobmaster import on_failure
+from coordinator.domain.jobmaster import on_failure, stop_with_savepoint
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import Job
 from schemas.events import (
@@ -28,6 +30,7 @@ from schemas.events import (
     CheckpointKind,
     CheckpointTriggered,
     ExecutionState,
+    InputRejected,
     JobStatus,
     NotifyCheckpointComplete,
     SavepointCompleted,
@@ -36,8 +39,25 @@ from schemas.events import (
     TaskStateHandle,
     TriggerCheckpoint,
 )
+from schemas.limits import MAX_REJECTION_REASON_BYTES, clip
 
 _E = ExecutionState
+
+
+@dataclass(frozen=True, slots=True)
+class SavepointWritten:
+    """The leader's runtime wrote (or failed to write) the directory of a completed
+    savepoint (state: ``savepoints_to_write``). Like a Tick, made by the loop and
+    never read from a topic; event_id: unique, e.g. ``savepoint:<epoch>:<job>:<id>``.
+
+    path: the savepoint directory written; None when it failed, `error` says why.
+    """
+
+    event_id: str
+    job_id: str
+    checkpoint_id: int
+    path: str | None
+    error: str | None = None
 
 
 def _not_running(job: Job) -> str | None:
@@ -155,15 +175,8 @@ def _complete(
         duration_ms=p.now - pending.triggered_at,
         subsumed=subsumed,
     )
-    if pending.kind is not CheckpointKind.CHECKPOINT:
-        directory = pending.target_directory or p.config.default_savepoint_dir
-        p.emit(
-            SavepointCompleted,
-            job_id=job.job_id,
-            checkpoint_id=checkpoint_id,
-            savepoint_path=f"{directory}/savepoint-{job.job_id}-{checkpoint_id}",
-            request_event_id=pending.request_event_id,
-        )
+    # A savepoint's directory is written by the leader's runtime from these handles
+    # (state: savepoints_to_write); SavepointCompleted follows on_savepoint_written.
     p.view.forget_checkpoint(job.job_id, checkpoint_id)
     checkpoint_cleanup.notify(p, job, checkpoint_id, NotifyCheckpointComplete)
     checkpoint_cleanup.discard(
@@ -216,3 +229,40 @@ def on_tick(p: Planner, job_id: str) -> None:
         and _not_running(job) is None
     ):
         trigger(p, job_id, CheckpointKind.CHECKPOINT)
+
+
+def on_savepoint_written(p: Planner, w: SavepointWritten) -> None:
+    """Journal SavepointCompleted with the directory the runtime wrote (and stop the
+    job for a stop with savepoint), or refuse the request with the reason."""
+    job = p.state.jobs.get(w.job_id)
+    todo = None if job is None else job.checkpoints.savepoints_to_write.get(w.checkpoint_id)
+    if job is None or todo is None:
+        return  # already answered (a leader before this one journaled it)
+    request_id = todo.request_event_id or f"savepoint:{w.job_id}:{w.checkpoint_id}"
+    if w.path is None:
+        request = (
+            StopWithSavepointRequested
+            if todo.kind is CheckpointKind.SYNC_SAVEPOINT
+            else SavepointRequested
+        )
+        p.emit(
+            InputRejected,
+            input_event_id=request_id,
+            input_event_type=request.__name__,
+            reason=clip(
+                f"savepoint {w.checkpoint_id} of job {w.job_id} could not be written: {w.error}",
+                MAX_REJECTION_REASON_BYTES,
+            ),
+            job_id=w.job_id,
+            tm_id=None,
+        )
+        return
+    p.emit(
+        SavepointCompleted,
+        job_id=w.job_id,
+        checkpoint_id=w.checkpoint_id,
+        savepoint_path=w.path,
+        request_event_id=todo.request_event_id,
+    )
+    if todo.kind is CheckpointKind.SYNC_SAVEPOINT and job.status is JobStatus.RUNNING:
+        stop_with_savepoint(p, w.job_id)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from coordinator.domain import admission, checkpoints, dispatcher, jobmaster, resource_manager
+from coordinator.domain.checkpoints import SavepointWritten
 from coordinator.domain.errors import NotLeader
 from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import schedule_waiting
@@ -70,6 +71,7 @@ Input = (
     | CheckpointAcknowledged
     | CheckpointDeclined
     | Tick
+    | SavepointWritten
 )
 
 
@@ -108,6 +110,7 @@ _DECIDERS: Final[dict[type[Any], Callable[[Planner, Any], None]]] = {
     CheckpointAcknowledged: checkpoints.on_acknowledged,
     CheckpointDeclined: checkpoints.on_declined,
     Tick: _on_tick,
+    SavepointWritten: checkpoints.on_savepoint_written,
 }
 
 
@@ -120,7 +123,9 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
         raise TypeError(f"decide takes no {type(input).__name__}")
     p = Planner(state, view, now, input.event_id)
     # Inputs come from outside (a Tick from the loop): over a limit, no decider sees them.
-    if isinstance(input, Tick) or not (refused := admission.problems(state, input)):
+    if isinstance(input, Tick | SavepointWritten) or not (
+        refused := admission.problems(state, input)
+    ):
         decider(p, input)
     else:
         admission.refuse(p, input, refused)
@@ -136,7 +141,7 @@ def refuse(state: State, view: LeaderView, input: Input, reason: str, now: int) 
     p = Planner(state, view, now, input.event_id)
     if isinstance(input, JobSubmitted):
         p.reject_job(input, input.job_id, reason)
-    elif not isinstance(input, Tick):
+    elif not isinstance(input, Tick | SavepointWritten):
         job_id = getattr(input, "job_id", None)
         tm_id = getattr(input, "tm_id", None)
         p.reject(

@@ -17,7 +17,8 @@ from coordinator.domain.state import State
 
 #: Format of state_to_dict; bump on any incompatible change of the state.
 STATE_FORMAT_VERSION: Final = (
-    3  # 2: lost_incarnations with times, ended_jobs; 3: checkpoint stats, retained handles
+    4  # 2: lost_incarnations with times, ended_jobs; 3: checkpoint stats, retained handles;
+    # 4: savepoints_to_write, stopping_after
 )
 
 

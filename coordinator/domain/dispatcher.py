@@ -66,6 +66,11 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
     if problems:
         p.reject_job(s, s.job_id, bounded_reason(problems))
         return
+    if s.savepoint_path is not None:
+        checked = p.view.savepoint_checks.get(s.event_id, "was not read by the leader")
+        if checked is not None:
+            p.reject_job(s, s.job_id, f"cannot restore from savepoint: {checked}")
+            return
     p.emit(JobAccepted, submission=s)
     placement = place(subtasks_of(s), p.state.workers)
     reason = placement if isinstance(placement, str) else None

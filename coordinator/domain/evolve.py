@@ -33,6 +33,7 @@ from coordinator.domain.state import (
     Job,
     PendingCheckpoint,
     RestoreRecord,
+    SavepointToWrite,
     State,
     Worker,
 )
@@ -125,6 +126,19 @@ def _apply_JobRejected(state: State, e: JobRejected) -> None:
 
 def _apply_InputRejected(state: State, e: InputRejected) -> None:
     state.rejected_inputs += 1
+    job_id = e.job_id
+    job = state.jobs.get(job_id) if job_id is not None else None
+    if job is None or job_id is None:
+        return
+    # A savepoint request is refused after its checkpoint completed when its
+    # directory could not be written (checkpoints.on_savepoint_written).
+    for checkpoint_id, todo in list(job.checkpoints.savepoints_to_write.items()):
+        if todo.request_event_id == e.input_event_id:
+            job = state.job_for_update(job_id)
+            del job.checkpoints.savepoints_to_write[checkpoint_id]
+            found = job.checkpoints.stats.record(checkpoint_id)
+            if found is not None:
+                job.checkpoints.stats.replace(dataclasses.replace(found, failure_message=e.reason))
 
 
 def _apply_JobStatusChanged(state: State, e: JobStatusChanged) -> None:
@@ -199,6 +213,7 @@ def _apply_ExecutionGraphCreated(state: State, e: ExecutionGraphCreated) -> None
     job.executions = executions
     job.restart_count = e.restart_count
     cps = job.checkpoints
+    cps.stopping_after = None  # a stop with savepoint that met a failover is off
     # The new graph's tasks are deployed with the latest completed checkpoint
     # (scheduler.deploy), or with the submission's savepoint on the first run.
     if cps.latest_completed is not None:
@@ -411,6 +426,13 @@ def _apply_CheckpointCompleted(state: State, e: CheckpointCompleted) -> None:
             (h.task.vertex_id, h.task.subtask_index): h.state_handle for h in e.task_states
         }
         cps.consecutive_failures = 0
+    else:
+        cps.savepoints_to_write[e.checkpoint_id] = SavepointToWrite(
+            pending.kind,
+            pending.target_directory or "savepoints",
+            pending.request_event_id,
+            {(h.task.vertex_id, h.task.subtask_index): h.state_handle for h in e.task_states},
+        )
     stats = cps.stats
     done = dataclasses.replace(
         _record(job, e.checkpoint_id, pending.kind, pending.triggered_at),
@@ -465,6 +487,9 @@ def _apply_CheckpointStateDiscarded(state: State, e: CheckpointStateDiscarded) -
 def _apply_SavepointCompleted(state: State, e: SavepointCompleted) -> None:
     job = state.job_for_update(e.job_id)
     job.checkpoints.last_savepoint_path = e.savepoint_path
+    written = job.checkpoints.savepoints_to_write.pop(e.checkpoint_id, None)
+    if written is not None and written.kind is CheckpointKind.SYNC_SAVEPOINT:
+        job.checkpoints.stopping_after = e.checkpoint_id
     stats = job.checkpoints.stats
     latest = stats.latest_savepoint
     if latest is not None and latest.checkpoint_id == e.checkpoint_id:

@@ -202,6 +202,13 @@ def cancel(p: Planner, job_id: str, cause: str) -> None:
     settle(p, job_id)
 
 
+def stop_with_savepoint(p: Planner, job_id: str) -> None:
+    """The savepoint of a stop is written: stop every task; the job stays RUNNING
+    (as in Flink) and ends FINISHED once none is live (``settle``)."""
+    cancel_live_tasks(p, job_id)
+    settle(p, job_id)
+
+
 def restart(p: Planner, job_id: str) -> None:
     """Build the next execution graph (attempts + 1) and deploy it if slots allow."""
     job = p.state.jobs[job_id]
@@ -228,7 +235,8 @@ def settle(p: Planner, job_id: str) -> None:
     job = p.state.jobs[job_id]
     status = job.status
     if status is JobStatus.RUNNING:
-        if all(x.state is _E.FINISHED for x in job.executions.values()):
+        stopped = job.checkpoints.stopping_after is not None and not job.live_keys()
+        if stopped or all(x.state is _E.FINISHED for x in job.executions.values()):
             _change(p, job, JobStatus.FINISHED)
         return
     if job.live_keys():

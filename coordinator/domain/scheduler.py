@@ -20,6 +20,7 @@ from schemas.events import (
     SlotRef,
     TaskAssigned,
 )
+from schemas.validation import savepoint_handle
 
 Placement = dict[SubtaskKey, tuple[str, int]]
 
@@ -81,6 +82,12 @@ def deploy(p: Planner, job_id: str, placement: Placement) -> None:
     parallelism = {v.id: v.parallelism for v in graph.vertices}
     handles = job.checkpoints.restore_handles
     restore_id = job.checkpoints.latest_completed
+    savepoint = job.submission.savepoint_path
+    if restore_id is None and savepoint is not None:
+        # No checkpoint of its own yet: the state is the submission's savepoint,
+        # read by the tasks from its directory (checkpoint id 0 in DeployTask).
+        restore_id = 0
+        handles = {k: savepoint_handle(savepoint, k[0], k[1]) for k in job.executions}
     for key, (tm, slot) in placement.items():
         v = vertices[key[0]]
         p.command(

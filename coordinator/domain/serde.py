@@ -133,7 +133,10 @@ def _decoder(tp: Any) -> Callable[[Any], Any]:
         cls = tp
 
         def record(data: Any) -> Any:
-            return cls(**{name: from_plain(hint, data[name]) for name, hint in fields})
+            # A field missing from older data takes its default (a field added since).
+            return cls(
+                **{name: from_plain(hint, data[name]) for name, hint in fields if name in data}
+            )
 
         return record
     if tp in (int, str, bool):

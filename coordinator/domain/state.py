@@ -120,6 +120,22 @@ class PendingCheckpoint:
     request_event_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SavepointToWrite:
+    """A completed savepoint whose directory the leader's runtime still has to write.
+
+    kind: SAVEPOINT or SYNC_SAVEPOINT (stop with savepoint).
+    directory: the target directory the savepoint goes under.
+    request_event_id: the client request it answers.
+    handles: subtask -> state handle, from the CheckpointCompleted.
+    """
+
+    kind: CheckpointKind
+    directory: str
+    request_event_id: str | None
+    handles: dict[SubtaskKey, str]
+
+
 class CheckpointStatus(enum.StrEnum):
     """Flink's CheckpointStatsStatus."""
 
@@ -248,6 +264,11 @@ class CheckpointBookkeeping:
     retained_handles: completed checkpoint id -> every state handle it holds,
         for each id of `completed`: what is discarded when it is subsumed.
     stats: the statistics shown by ``jm status``.
+    savepoints_to_write: completed savepoints (checkpoint id -> what to write)
+        whose directory is not written yet: the leader's runtime exports them and
+        feeds the outcome back (decide's SavepointWritten), see docs/checkpoints.md.
+    stopping_after: the stop-with-savepoint whose savepoint is written: the
+        job's tasks are being stopped and it ends FINISHED once none is live.
     """
 
     next_checkpoint_id: int = 1
@@ -260,6 +281,8 @@ class CheckpointBookkeeping:
     last_savepoint_path: str | None = None
     retained_handles: dict[int, tuple[str, ...]] = field(default_factory=dict)
     stats: CheckpointStats = field(default_factory=CheckpointStats)
+    savepoints_to_write: dict[int, SavepointToWrite] = field(default_factory=dict)
+    stopping_after: int | None = None
 
     def clone(self) -> "CheckpointBookkeeping":
         return CheckpointBookkeeping(
@@ -273,6 +296,8 @@ class CheckpointBookkeeping:
             self.last_savepoint_path,
             dict(self.retained_handles),
             self.stats.clone(),
+            dict(self.savepoints_to_write),
+            self.stopping_after,
         )
 
 

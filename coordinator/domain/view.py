@@ -53,6 +53,9 @@ class LeaderView:
         when the checkpoint completes or is aborted. Acks are not journaled one
         by one; CheckpointCompleted carries them all. A new leader aborts
         checkpoints it did not trigger.
+    savepoint_checks: submission event id -> why its savepoint_path cannot be
+        restored, or None when it can: the leader's runtime reads the savepoint
+        (I/O) before deciding a submission that names one, and drops the entry after.
     repeated_reports: task reports that repeated the state already journaled
         (counted, not journaled).
     ignored_heartbeats: heartbeats of no registered incarnation (a worker not
@@ -68,6 +71,7 @@ class LeaderView:
     checkpoint_acks: dict[tuple[str, int], dict[SubtaskKey, CheckpointAcknowledged]] = field(
         default_factory=dict
     )
+    savepoint_checks: dict[str, str | None] = field(default_factory=dict)
     repeated_reports: int = 0
     ignored_heartbeats: int = 0
 

@@ -55,6 +55,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
+from coordinator.domain import SavepointWritten
 from coordinator.ha.lease import Progress
 from coordinator.runtime import machine, snapshots
 from coordinator.runtime.clock import Clock, LeaderClock, SystemClock
@@ -66,6 +67,7 @@ from coordinator.runtime.keepalive import KeepaliveInfo, KeepaliveSender, keepal
 from coordinator.runtime.outbox import Outbox, Record, RecordTooLarge
 from coordinator.runtime.ratelog import RateLimitedLog
 from coordinator.runtime.snapshots import SnapshotPolicy
+from coordinator.runtime.stateio import StateIO
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -102,6 +104,9 @@ class LeaderConfig:
     step_timeout_ms: int = 10_000
     retry_backoff_ms: int = 5
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
+    # Where checkpoint state is (the workers' setting): savepoints are exported
+    # from it, discarded state is deleted from it (coordinator/runtime/stateio.py).
+    state_checkpoints_dir: str = "kafka"
 
 
 @dataclass
@@ -167,6 +172,7 @@ class Leader:
         self._keepalives: KeepaliveSender | None = None
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
+        self.state_io: StateIO | None = None
 
     @property
     def unknown_heartbeats(self) -> int:
@@ -242,6 +248,10 @@ class Leader:
         self._last_snapshot_ms = now
         self.edges.start()
         self.edges.sweep(self.holder.state)
+        self.state_io = StateIO(
+            self.config.state_checkpoints_dir, self.catalog, self.bootstrap, self.epoch
+        )
+        self.state_io.scan(self.holder.state)  # savepoints an older leader left unwritten
         self._keepalives = KeepaliveSender(
             self.bootstrap, self.catalog, self.codec, self._keepalive_info(), self.clock,
             alive=self._alive,
@@ -294,12 +304,19 @@ class Leader:
         while True:
             self._check_lease()
             step = await self._poll()
+            assert self.state_io is not None and self._view is not None
+            await self.state_io.check_submissions(
+                (e for _, e in step.batch.events), self.holder.state, self._view
+            )
             tick_id = None
             if step.now - last_tick >= self.config.tick_interval_ms:
                 last_tick = step.now
                 ticks += 1
                 tick_id = f"tick:{self.epoch}:{ticks}"
             out = self._decide(step, tick_id)
+            for written in self.state_io.take_results():
+                self._decide_input(written, step.now, out)
+            self._view.savepoint_checks.clear()
             out.dead_letters.extend(self.outbox.dead_letter(d) for d in self._take_foreign())
             if out:
                 await self._commit(out)
@@ -347,7 +364,7 @@ class Leader:
                           tick_id, type(err).__name__, err, exc_info=True)  # fmt: skip
         return out
 
-    def _decide_input(self, event: ev.Event, now: int, out: Outgoing) -> None:
+    def _decide_input(self, event: ev.Event | SavepointWritten, now: int, out: Outgoing) -> None:
         """Decide one input; a decision that fails or does not fit becomes its rejection."""
         view = self._view
         assert view is not None
@@ -457,6 +474,9 @@ class Leader:
         for record in out.journal:
             assert isinstance(record.event, ev.JournalEvent)
             self.edges.observe(record.event)
+        if self.state_io is not None:
+            self.state_io.discard(record.event for record in out.journal)
+            self.state_io.scan(self.holder.state)
 
     async def _confirm(
         self, sent: list[asyncio.Future[RecordMetadata]], snapshot: bool = False
@@ -545,6 +565,8 @@ class Leader:
             raise StepDown("lease lost")
 
     async def _close(self) -> None:
+        if self.state_io is not None:
+            await self.state_io.close()
         if self._keepalives is not None:
             await asyncio.to_thread(self._keepalives.stop)
         await self.edges.stop()

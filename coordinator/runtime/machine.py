@@ -11,6 +11,7 @@ from coordinator.domain import (
     DomainConfig,
     InconsistentJournal,
     LeaderView,
+    SavepointWritten,
     State,
     Tick,
     evolve,
@@ -75,12 +76,14 @@ def note_heartbeat(view: View, heartbeat: ev.TaskManagerHeartbeat, now: int, sta
     view.record_heartbeat(heartbeat, now, state.workers)
 
 
-def decide(state: State, view: View, event: ev.Event, now: int) -> Decision:
+def decide(state: State, view: View, event: ev.Event | SavepointWritten, now: int) -> Decision:
     decision = _decide(state, view, event, now)  # type: ignore[arg-type]
     return decision.events, decision.commands
 
 
-def refuse(state: State, view: View, event: ev.Event, reason: str, now: int) -> Decision:
+def refuse(
+    state: State, view: View, event: ev.Event | SavepointWritten, reason: str, now: int
+) -> Decision:
     """The journaled rejection of `event`, whose own decision failed (see the leader)."""
     decision = _refuse(state, view, event, reason, now)  # type: ignore[arg-type]
     return decision.events, decision.commands

@@ -1,6 +1,8 @@
 """Job and worker lifecycles, driven through decide + codec + evolve."""
 
-from coordinator.domain import DomainConfig, Tick, decide, state_digest
+import dataclasses
+
+from coordinator.domain import DomainConfig, SavepointWritten, Tick, decide, state_digest
 from coordinator.domain.invariants import violations
 from schemas.events import (
     CancelTask,
@@ -8,6 +10,7 @@ from schemas.events import (
     DeployTask,
     DisconnectTaskManager,
     ExecutionState,
+    InputRejected,
     JobRejected,
     JobStatus,
     JobStatusChanged,
@@ -17,6 +20,7 @@ from schemas.events import (
     RunningTask,
     SavepointCompleted,
     SavepointRequested,
+    StopWithSavepointRequested,
     TaskManagerDeregistered,
     TaskManagerLost,
     TriggerCheckpoint,
@@ -369,10 +373,79 @@ def test_savepoint_round_trip() -> None:
             duration_ms=1,
         )
         d = c.feed(ack)
-    assert any(isinstance(e, SavepointCompleted) for e in d.events)
-    assert c.state.jobs["job"].checkpoints.pending == {}
-    assert c.state.jobs["job"].checkpoints.last_savepoint_path == "savepoints/savepoint-job-1"
+    # Complete: the leader's runtime writes the directory, then SavepointCompleted.
+    assert not any(isinstance(e, SavepointCompleted) for e in d.events)
+    cps = c.state.jobs["job"].checkpoints
+    assert cps.pending == {}
+    assert cps.savepoints_to_write[1].handles == {("src", 0): "h-src", ("out", 0): "h-out"}
+    d = c.feed(SavepointWritten("w1", "job", 1, "/sp/savepoint-job-1-abc"))
+    (done,) = [e for e in d.events if isinstance(e, SavepointCompleted)]
+    assert done.request_event_id == "sp"
+    cps = c.state.jobs["job"].checkpoints
+    assert cps.last_savepoint_path == "/sp/savepoint-job-1-abc"
+    assert cps.savepoints_to_write == {}
+    assert c.feed(SavepointWritten("w2", "job", 1, "/sp/again")).events == []  # answered
     _check(c)
+
+
+def test_a_savepoint_not_written_refuses_its_request() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 1),))
+    c.run_all("job")
+    c.feed(StopWithSavepointRequested(event_id="stop", event_time=c.now, job_id="job"))
+    (task,) = c.tasks("job")
+    x = c.state.jobs["job"].executions[("src", 0)]
+    c.feed(
+        CheckpointAcknowledged(
+            event_id="ack", event_time=c.now, tm_id=x.tm_id or "", incarnation=x.incarnation or "",
+            checkpoint_id=1, task=task, state_handle="h", state_size=1, duration_ms=1,
+        )
+    )  # fmt: skip
+    d = c.feed(SavepointWritten("w", "job", 1, None, "disk full"))
+    (rejected,) = d.events
+    assert isinstance(rejected, InputRejected) and rejected.input_event_id == "stop"
+    assert "disk full" in rejected.reason
+    job = c.state.jobs["job"]
+    assert job.checkpoints.savepoints_to_write == {} and job.status is JobStatus.RUNNING
+    _check(c)
+
+
+def test_stop_with_savepoint_stops_the_tasks_and_finishes_the_job() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 1), ("out", "sink", 1)))
+    c.run_all("job")
+    c.feed(StopWithSavepointRequested(event_id="stop", event_time=c.now, job_id="job"))
+    for task in c.tasks("job"):
+        x = c.state.jobs["job"].executions[(task.vertex_id, task.subtask_index)]
+        c.feed(
+            CheckpointAcknowledged(
+                event_id=c.next_id("ack"), event_time=c.now, tm_id=x.tm_id or "",
+                incarnation=x.incarnation or "", checkpoint_id=1, task=task,
+                state_handle=f"h-{task.vertex_id}", state_size=1, duration_ms=1,
+            )
+        )  # fmt: skip
+    assert c.state.jobs["job"].status is JobStatus.RUNNING  # not before the directory exists
+    d = c.feed(SavepointWritten("w", "job", 1, "/sp/savepoint-job-1-abc"))
+    assert sum(isinstance(x, CancelTask) for x in d.commands) == 2
+    c.run_all("job", E.CANCELED)
+    stopped = c.state.jobs["job"]
+    assert stopped.status is JobStatus.FINISHED
+    _check(c)
+
+
+def test_a_submission_from_a_savepoint_deploys_its_handles_or_is_rejected() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    d = c.feed(dataclasses.replace(submission("bad", (("src", "map", 1),)), savepoint_path="/x"))
+    assert isinstance(d.events[0], JobRejected) and "savepoint" in d.events[0].reason
+    s = dataclasses.replace(submission("good", (("src", "map", 1),)), savepoint_path="/sp/x")
+    c.view.savepoint_checks[s.event_id] = None
+    d = c.feed(s)
+    (deploy,) = [x for x in d.commands if isinstance(x, DeployTask)]
+    assert deploy.restore_state_handle == "savepoint:/sp/x/src-0.state"
+    assert deploy.restore_checkpoint_id == 0
 
 
 def test_decide_never_mutates_the_state() -> None:

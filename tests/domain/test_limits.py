@@ -248,6 +248,7 @@ def test_each_limit_is_accepted_and_one_more_is_refused(
     if isinstance(at_limit, JobSubmitted):
         offered = tuple(sorted({v.operator for v in at_limit.job_graph.vertices}))
         c.register("tm-a", slots=lim.MAX_SLOTS_PER_WORKER, operators=offered)
+        c.view.savepoint_checks[at_limit.event_id] = None  # the leader read it: restorable
         d = c.feed(at_limit)
         assert type(d.events[0]) is JobAccepted, d.events
     over = make(limit + 1)
@@ -401,6 +402,7 @@ def test_the_worst_submission_within_limits_derives_records_well_under_1_mib(
     workers = lim.MAX_SUBTASKS_PER_JOB // lim.MAX_SLOTS_PER_WORKER
     for w in range(workers):
         c.register(f"{w:03d}" + "t" * 97, slots=lim.MAX_SLOTS_PER_WORKER, operators=operators)
+    c.view.savepoint_checks[s.event_id] = None  # the leader read the savepoint: restorable
     d = c.feed(s)
     assert c.state.jobs[s.job_id].status is JobStatus.RUNNING
     # A worker with every registration limit at its maximum (its tasks unknown: cancelled).

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from coordinator.domain import DomainConfig, decide, state_digest
+from coordinator.domain import DomainConfig, SavepointWritten, decide, state_digest
 from schemas import codec
 from schemas.events import (
     CheckpointAcknowledged,
@@ -64,6 +64,9 @@ def happy_path_until_typo() -> Cluster:
             duration_ms=3,
         )  # fmt: skip
         c.feed(ack)
+    # v5: the leader's runtime writes the directory, then SavepointCompleted.
+    written = "/savepoints/savepoint-wordcount-1-0a1b2c3d"
+    c.feed(SavepointWritten("savepoint:1:wordcount:1", "wordcount", 1, written))
     c.now += 1_000
     c.run_all("wordcount", E.FINISHED)
     c.submit("idle", (("src", "map", 1),))
@@ -228,7 +231,7 @@ def read_journal(path: Path) -> list[bytes]:
 # duration and alignment), so the bytes differ; checkpoints.v1, Flink's
 # checkpoint rules (acks recorded by decide itself, not by the harness).
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v4": happy_path_v3,
+    "happy_path.v5": happy_path_v3,
     "failover.v4": failover,
     "checkpoints.v1": checkpoints,
 }
