@@ -55,6 +55,17 @@ def cancel_request(job_id: str, requested_by: str | None = None) -> ev.JobCancel
     )
 
 
+def savepoint_request(
+    job_id: str, target_directory: str | None, *, stop: bool = False
+) -> ev.SavepointRequested | ev.StopWithSavepointRequested:
+    """A savepoint request (with `stop`: stop with savepoint) for `job_id`."""
+    cls = ev.StopWithSavepointRequested if stop else ev.SavepointRequested
+    return cls(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id,
+        target_directory=target_directory,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Progress:
     """One journal fact about the awaited job."""
@@ -181,6 +192,35 @@ class JobWatch:
             if not consumed and now >= next_check:
                 consumed = await self._consumed(sent)
                 next_check = now + CONSUMED_CHECK_S
+
+    async def savepoint(
+        self, command: ev.SavepointRequested | ev.StopWithSavepointRequested, timeout_s: float
+    ) -> Answer:
+        """How a savepoint request ended: accepted with its SavepointCompleted (the
+        path), or refused with the reason (InputRejected, or the CheckpointAborted
+        of the checkpoint it triggered). WaitTimeout after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        checkpoint_id: int | None = None
+        while time.monotonic() < deadline:
+            for offset, event in await self._next(100):
+                self._see(event)
+                if isinstance(event, ev.InputRejected) and event.input_event_id == command.event_id:
+                    return Answer(accepted=False, reason=event.reason, event=event, offset=offset)
+                if (
+                    isinstance(event, ev.CheckpointTriggered)
+                    and event.request_event_id == command.event_id
+                ):
+                    checkpoint_id = event.checkpoint_id
+                if isinstance(event, ev.CheckpointAborted) and event.checkpoint_id == checkpoint_id:
+                    reason = f"savepoint {checkpoint_id} aborted: {event.reason}"
+                    return Answer(accepted=False, reason=reason, event=event, offset=offset)
+                if (
+                    isinstance(event, ev.SavepointCompleted)
+                    and event.request_event_id == command.event_id
+                ):
+                    return Answer(accepted=True, event=event, offset=offset)
+        where = "no leader answered" if checkpoint_id is None else "the savepoint did not complete"
+        raise WaitTimeout(f"{where} within {timeout_s:g}s (job {self.job_id})")
 
     async def _consumed(self, sent: tuple[int, int]) -> bool:
         from coordinator.runtime.leader import committed_offsets  # heavy: only when needed

@@ -1,11 +1,12 @@
-"""What `jm submit` and `jm cancel` do once they run (coordinator/commands/jobs.py
-registers them)."""
+"""What `jm submit`, `jm cancel`, `jm savepoint` and `jm stop` do once they run
+(coordinator/commands/jobs.py registers them)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import os
 import sys
 
 from coordinator import client
@@ -33,6 +34,8 @@ def submit(args: argparse.Namespace) -> int:
         return 1
     except OSError as err:
         return fail(f"cannot read {args.file}: {err}", 1)
+    if args.from_savepoint:
+        event = dataclasses.replace(event, savepoint_path=os.path.abspath(args.from_savepoint))
     if args.job_id:
         event = dataclasses.replace(event, job_id=args.job_id)
         problems = validate_job_submitted(event)
@@ -51,6 +54,46 @@ def cancel(args: argparse.Namespace) -> int:
         return fail("--no-wait and --wait exclude each other")
     request = client.cancel_request(args.job_id, requested_by="jm cancel")
     return run(_send(args, request, ev.JobStatus.CANCELED if args.wait else None))
+
+
+def savepoint(args: argparse.Namespace, *, stop: bool) -> int:
+    """`jm savepoint` / `jm stop --savepoint`."""
+    if args.no_wait and args.wait:
+        return fail("--no-wait and --wait exclude each other")
+    target = os.path.abspath(args.target) if args.target else None
+    request = client.savepoint_request(args.job_id, target, stop=stop)
+    return run(_savepoint(args, request, stop))
+
+
+async def _savepoint(
+    args: argparse.Namespace,
+    request: ev.SavepointRequested | ev.StopWithSavepointRequested,
+    stop: bool,
+) -> int:
+    settings = settings_from(args)
+    what = "stop with savepoint requested for" if stop else "savepoint requested for"
+    if args.no_wait:
+        sent = await client.produce(settings, request)
+        _say_sent(settings, what, args.job_id, request, sent)
+        return 0
+    async with client.JobWatch(settings, args.job_id) as watch:
+        sent = await client.produce(settings, request)
+        _say_sent(settings, what, args.job_id, request, sent)
+        try:
+            answer = await watch.savepoint(request, args.timeout)
+        except client.WaitTimeout as err:
+            return fail(str(err), 3)
+        if not answer.accepted or not isinstance(answer.event, ev.SavepointCompleted):
+            return _refused(args.job_id, answer.reason or "")
+        print(answer.event.savepoint_path, flush=True)
+        if not stop:
+            return 0
+        try:
+            status = await watch.until(ev.JobStatus.FINISHED, args.timeout, _progress)
+        except client.WaitTimeout as err:
+            return fail(str(err), 3)
+    print(status.value)
+    return 0 if status == ev.JobStatus.FINISHED else 1
 
 
 async def _send(

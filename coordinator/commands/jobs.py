@@ -1,4 +1,5 @@
-"""``jm submit``, ``jm cancel``: client commands produced to the submissions topic."""
+"""``jm submit``, ``jm cancel``, ``jm savepoint``, ``jm stop``: client commands
+produced to the submissions topic."""
 
 from __future__ import annotations
 
@@ -44,7 +45,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         help="send and return: do not wait for the answer")  # fmt: skip
     submit.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to wait for the answer (and --wait STATE)")  # fmt: skip
+    submit.add_argument("--from-savepoint", metavar="PATH",
+                        help="restore the job's state from this savepoint directory (same "
+                        "vertex ids and parallelism; the leader reads it and rejects the job, "
+                        "saying why, if it cannot)")  # fmt: skip
     submit.set_defaults(handler=_submit)
+
+    savepoint = sub.add_parser(
+        "savepoint",
+        help="take a savepoint of a running job and print its path",
+        description="Produces SavepointRequested and waits until the savepoint directory is "
+        "written: prints its path and exits 0; exit 1 when it failed (the reason is "
+        "printed), 3 when it did not complete within --timeout.",
+    )
+    _savepoint_flags(savepoint)
+    savepoint.set_defaults(handler=_savepoint)
+
+    stop = sub.add_parser(
+        "stop",
+        help="stop a job with a savepoint: print the savepoint's path, the job ends FINISHED",
+        description="Produces StopWithSavepointRequested: the job's tasks stop once its "
+        "savepoint is written, and the job ends FINISHED. Prints the savepoint's path, then "
+        "waits for FINISHED (unless --no-wait). Exit 0 when stopped, 1 when the savepoint "
+        "failed (the job keeps running; the reason is printed), 3 on timeout.",
+    )
+    _savepoint_flags(stop)
+    stop.add_argument("--savepoint", action="store_true", required=True,
+                      help="take a savepoint before stopping (required: `jm cancel` stops "
+                      "without one)")  # fmt: skip
+    stop.set_defaults(handler=_stop)
 
     cancel = sub.add_parser(
         "cancel",
@@ -63,6 +92,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel.set_defaults(handler=_cancel)
 
 
+def _savepoint_flags(p: argparse.ArgumentParser) -> None:
+    add_connection_flags(p)
+    p.add_argument("job_id")
+    p.add_argument("--target", metavar="DIR",
+                   help="directory the savepoint is written under, made absolute here; the "
+                   "leader must be able to write it (default: the coordinator's "
+                   "--default-savepoint-dir)")  # fmt: skip
+    p.add_argument("--wait", action="store_true",
+                   help="wait for the outcome (the default)")  # fmt: skip
+    p.add_argument("--no-wait", action="store_true",
+                   help="send and return: do not wait for the savepoint")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="seconds to wait for the savepoint (and for FINISHED)")  # fmt: skip
+
+
 # The commands import Kafka, Avro and pydantic when they run, so `jm --help` stays fast.
 def _submit(args: argparse.Namespace) -> int:
     from coordinator.commands import jobrun
@@ -74,3 +118,15 @@ def _cancel(args: argparse.Namespace) -> int:
     from coordinator.commands import jobrun
 
     return jobrun.cancel(args)
+
+
+def _savepoint(args: argparse.Namespace) -> int:
+    from coordinator.commands import jobrun
+
+    return jobrun.savepoint(args, stop=False)
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from coordinator.commands import jobrun
+
+    return jobrun.savepoint(args, stop=True)

@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "$JM_WORKER_STATE_CHECKPOINTS_DIR or kafka)",
     )
     p.add_argument(
+        "--default-savepoint-dir",
+        metavar="DIR",
+        default="savepoints",
+        help="where a savepoint request naming no --target is written (relative: to the "
+        "coordinator's working directory)",
+    )
+    p.add_argument(
         "--archive-after-ms",
         type=int,
         default=3_600_000,
@@ -114,6 +121,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
             slot_wait_timeout_ms=args.slot_wait_timeout_ms,
             archive_after_ms=args.archive_after_ms,
             allow_checkpointing=args.allow_checkpointing,
+            default_savepoint_dir=args.default_savepoint_dir,
         ),
     )
     try:
