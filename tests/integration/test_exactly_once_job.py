@@ -10,6 +10,7 @@ import re
 import signal
 import uuid
 from collections import defaultdict
+from typing import Any
 
 import pytest
 
@@ -47,7 +48,7 @@ def eos_job(topic: str, total: int, keys: int, rate: int = 800) -> ev.JobSubmitt
 
 
 def committed_counts(
-    records: dict[int, list[tuple[object, dict[str, int], object]]],
+    records: dict[int, list[tuple[bytes | None, Any, Any]]],
 ) -> dict[int, list[int]]:
     counts: dict[int, list[int]] = defaultdict(list)
     for partition in records.values():
