@@ -243,6 +243,10 @@ async def test_a_new_attempt_fences_the_old_producer(stack: Stack, catalog: Cata
         await new.start()  # fences `old`
         with pytest.raises(KafkaError):
             await old.commit(1)
+        # Its outcome unknown to it, the old attempt commits nothing more.
+        assert old.broken is not None
+        with pytest.raises(KafkaError):
+            await old.commit(1)
         new.add(("k", '{"key":"new"}'))
         await new.commit(0, final=True)
     finally:

@@ -177,6 +177,10 @@ class TransactionalWriter:
         #: records committed by this attempt (tests, logs).
         self.records_committed = 0
         self.producer: AIOKafkaProducer | None = None
+        #: a transaction that failed: its outcome may be unknown (a commit that timed
+        #: out may have gone through), so this attempt commits nothing more; the next
+        #: attempt learns from the marker what was committed.
+        self.broken: BaseException | None = None
 
     async def start(self) -> None:
         """Create the marker topic if needed, fence older attempts, read the marker."""
@@ -241,6 +245,8 @@ class TransactionalWriter:
         """One transaction: the pending intervals up to `upto` (and, `final`, the
         current one) plus the marker. Raises when the transaction fails."""
         async with self.lock:
+            if self.broken is not None:
+                raise self.broken
             if self.dropping:
                 return
             ids = sorted(cid for cid in self.pending if cid <= upto)
@@ -284,7 +290,8 @@ class TransactionalWriter:
             )
             await asyncio.gather(*futures)
             await producer.commit_transaction()
-        except BaseException:
+        except BaseException as err:
+            self.broken = err
             await self._abort()
             raise
         finally:
