@@ -108,6 +108,7 @@ class CheckpointControl:
         self._output: object = None
         self._source: BarrierOutput | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._notified: asyncio.Task[None] | None = None  # the latest notification
         #: ids acknowledged so far (tests and logs).
         self.acked: list[int] = []
 
@@ -152,7 +153,7 @@ class CheckpointControl:
         began = time.monotonic()
         try:
             async with out.lock:  # between two records
-                data = await self._capture()
+                data = await self._capture(checkpoint_id)
                 await self._forward(checkpoint_id)
         except asyncio.CancelledError:
             raise
@@ -168,7 +169,7 @@ class CheckpointControl:
         forward the barrier, write the snapshot in the background."""
         alignment_ms = _ms_since(alignment_began)
         try:
-            data = await self._capture()
+            data = await self._capture(checkpoint_id)
         except Exception as err:
             self._decline(checkpoint_id, f"snapshot failed: {type(err).__name__}: {err}")
             await self._forward(checkpoint_id)  # downstream must not wait for it
@@ -182,11 +183,42 @@ class CheckpointControl:
         """An alignment given up (a newer barrier overtook it)."""
         self._decline(checkpoint_id, reason)
 
+    # ------------------------------------------------------ notifications
+
+    def notify(self, checkpoint_id: int, *, completed: bool) -> None:
+        """NotifyCheckpointComplete / NotifyCheckpointAborted for this task (called on
+        the task's event loop): passed on to the operator in the background, in the
+        order they arrive. A failing hook is logged; the operator fails its task
+        itself (the exactly-once sink raises at its next record or at the end)."""
+        if self._operator is None:
+            self._log.info("checkpoint %d outcome before the task runs: ignored", checkpoint_id)
+            return
+        operator = self._operator
+        previous = self._notified
+
+        async def run() -> None:
+            if previous is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await previous
+            try:
+                if completed:
+                    await operator.notify_checkpoint_complete(checkpoint_id)
+                else:
+                    await operator.notify_checkpoint_aborted(checkpoint_id)
+            except Exception:
+                what = "complete" if completed else "aborted"
+                self._log.exception("checkpoint %d %s: the operator failed", checkpoint_id, what)
+
+        task = asyncio.create_task(run())
+        self._notified = task
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     # ------------------------------------------------------------- common
 
-    async def _capture(self) -> bytes:
+    async def _capture(self, checkpoint_id: int) -> bytes:
         assert self._operator is not None
-        snapshot = await self._operator.snapshot_state()
+        snapshot = await self._operator.snapshot_state_at(checkpoint_id)
         # Edges are per attempt (docs/checkpoints.md, "Restore"): a restored
         # task reads fresh edge topics from their start, so input positions
         # would never be used and are not stored.

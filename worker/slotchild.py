@@ -88,7 +88,7 @@ def slot_main(
                 return
             elif isinstance(message, slotmsg.TriggerRun):  # its task already ended
                 conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
-            # A CancelRun for a task that already ended: nothing to do.
+            # A CancelRun or NotifyRun for a task that already ended: nothing to do.
     finally:
         conn.close()
 
@@ -137,6 +137,9 @@ async def _run(
                 checkpoints.trigger(message.checkpoint_id)
             else:
                 conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
+        elif isinstance(message, slotmsg.NotifyRun):
+            if message.task == spec.task:
+                checkpoints.notify(message.checkpoint_id, completed=message.completed)
         elif isinstance(message, slotmsg.Shutdown):
             keep_going = False
             loop.remove_reader(conn.fileno())

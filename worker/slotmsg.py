@@ -34,11 +34,21 @@ class TriggerRun:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyRun:
+    """Checkpoint `checkpoint_id` completed (or, `completed` false, was aborted):
+    the task passes it on to its operator (an exactly-once sink commits then)."""
+
+    task: ev.TaskRef
+    checkpoint_id: int
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Exit once the current task (if any) is gone."""
 
 
-ToSlot = RunTask | CancelRun | TriggerRun | Shutdown
+ToSlot = RunTask | CancelRun | TriggerRun | NotifyRun | Shutdown
 
 # slot process -> TaskManager
 

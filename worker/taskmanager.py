@@ -252,8 +252,10 @@ class TaskManager:
                 self._cancel(command.task)
             case ev.TriggerCheckpoint():
                 self._trigger(command)
+            case ev.NotifyCheckpointComplete() | ev.NotifyCheckpointAborted():
+                self._notify(command)
             case _:
-                pass  # keepalives; checkpoint notifications have nothing to act on yet
+                pass  # keepalives
 
     def _rejoin(self, why: str) -> None:
         """Become a new incarnation (the old one was declared lost) and register it."""
@@ -335,16 +337,31 @@ class TaskManager:
             return
         self._slots[index].send(slotmsg.TriggerRun(command.task, command.checkpoint_id))
 
+    def _notify(self, command: ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted) -> None:
+        """Pass a checkpoint's outcome to the task's slot process (its operator may
+        commit, e.g. an exactly-once sink); a task that is not running here ignores it."""
+        completed = isinstance(command, ev.NotifyCheckpointComplete)
+        index = self.table.slot_of(command.task)
+        entry = self.table.entry(index) if index is not None else None
+        if index is None or entry is None or entry.state is not ES.RUNNING:
+            log.debug(
+                "checkpoint %d %s: %s not running here",
+                command.checkpoint_id,
+                "complete" if completed else "aborted",
+                slots.task_name(command.task),
+            )
+            return
+        self._slots[index].send(slotmsg.NotifyRun(command.task, command.checkpoint_id, completed))
+
     def _checkpoint_report(self, report: checkpointing.CheckpointReport) -> None:
         incarnation = self._accepted_by.get(report.task, self.incarnation)
         event: ev.WorkerReport
         if isinstance(report, checkpointing.Acked):
-            # alignment_ms is logged by the task; CheckpointAcknowledged has no field for it.
             event = ev.CheckpointAcknowledged(
                 event_id=_new_id(), event_time=_now_ms(), tm_id=self.tm_id,
                 incarnation=incarnation, checkpoint_id=report.checkpoint_id, task=report.task,
                 state_handle=report.handle, state_size=report.state_size,
-                duration_ms=report.duration_ms,
+                duration_ms=report.duration_ms, alignment_ms=report.alignment_ms,
             )  # fmt: skip
         else:
             event = ev.CheckpointDeclined(

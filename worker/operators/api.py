@@ -179,6 +179,19 @@ class Stateful:
     async def restore_state(self, snapshot: TaskSnapshot) -> None:
         """Take back what ``snapshot_state`` returned in an earlier attempt."""
 
+    async def snapshot_state_at(self, checkpoint_id: int) -> TaskSnapshot:
+        """``snapshot_state`` for checkpoint `checkpoint_id`: for an operator that
+        needs the id (the exactly-once ``kafka_sink`` names its pending output by it)."""
+        return await self.snapshot_state()
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Checkpoint `checkpoint_id` completed (every task acknowledged it): the
+        place to commit what was pre-committed up to it. Called between records."""
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        """Checkpoint `checkpoint_id` was aborted. Its records were still processed:
+        whatever was pending for it waits for the next completed checkpoint."""
+
 
 class SourceOperator(ABC, Stateful):
     """Produces records: returns when its input is exhausted (the task then

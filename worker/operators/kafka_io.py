@@ -32,9 +32,14 @@ kafka_sink (config):
     existing topic is used as it is. Absent or 0: the topic must exist.
   key_field: the record field whose string form (``schemas.edges.key_string``)
     is the Kafka key; absent: no key.
-  Values are the record as compact JSON. An idempotent producer (acks=all);
-  the end of input flushes it and a failed delivery fails the task, so a
-  FINISHED sink has had everything acknowledged.
+  delivery: ``at_least_once`` (default) or ``exactly_once``.
+  Values are the record as compact JSON.
+  at_least_once: an idempotent producer (acks=all); a checkpoint and the end
+  of input flush it and a failed delivery fails the task, so a FINISHED sink
+  has had everything acknowledged; a restart may write records again.
+  exactly_once: each checkpoint interval's records are committed in one Kafka
+  transaction on ``NotifyCheckpointComplete`` (worker/operators/exactly_once.py,
+  docs/checkpoints.md "Exactly-once sink"); read the topic read_committed.
 """
 
 from __future__ import annotations
@@ -43,13 +48,13 @@ import asyncio
 import json
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
 
 from schemas import kafkaio
 from schemas.edges import key_string
 from schemas.snapshot import TaskSnapshot
 from worker.errors import MissingTopicError, OperatorConfigError, TaskError
+from worker.operators import exactly_once
 from worker.operators.api import (
     KafkaEnv,
     Output,
@@ -90,16 +95,7 @@ async def _partitions(bootstrap: str, topic: str, fix: str) -> int:
 async def _create_topic(env: KafkaEnv, topic: str, partitions: int) -> None:
     """Create `topic` with `partitions` (broker defaults otherwise); an existing one is kept
     as it is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=env.bootstrap)
-    await admin.start()
-    try:
-        rf = env.catalog.replication_factor
-        response = await admin.create_topics([NewTopic(topic, partitions, rf)])
-    finally:
-        await admin.close()
-    for name, code, message in response.topic_errors:
-        if code not in (0, kafkaio.TOPIC_ALREADY_EXISTS):
-            raise MissingTopicError(f"creating topic {name!r} failed: error {code} {message}")
+    await exactly_once.create_topic(env, topic, partitions)
 
 
 class KafkaSource(SourceOperator):
@@ -211,21 +207,26 @@ class KafkaSink(RecordOperator):
             raise OperatorConfigError(f"config partitions={partitions} must be >= 1")
         if partitions:
             await _create_topic(env, self.topic, partitions)
-        await _partitions(
-            env.bootstrap,
-            self.topic,
-            "create it, or give the kafka_sink vertex config `partitions: N` to create it",
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=env.bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=5,
-            max_batch_size=256 * 1024,
-        )
-        await self.producer.start()
+        fix = "create it, or give the kafka_sink vertex config `partitions: N` to create it"
+        # A topic just created may take a moment to appear in the metadata.
+        for wait in (0.1, 0.2, 0.5, 1.0, 2.0) if partitions else ():
+            try:
+                await _partitions(env.bootstrap, self.topic, fix)
+                break
+            except MissingTopicError:
+                await asyncio.sleep(wait)
+        await _partitions(env.bootstrap, self.topic, fix)
         self.error: BaseException | None = None
         self.records = 0
+        self.restore_id = ctx.spec.restore_checkpoint_id
+        delivery = exactly_once.delivery_of(ctx.config_str("delivery", exactly_once.AT_LEAST_ONCE))
+        self.writer: exactly_once.TransactionalWriter | None = None
+        if delivery == exactly_once.EXACTLY_ONCE:
+            self.writer = exactly_once.TransactionalWriter(env, ctx.spec, self.topic, ctx.log)
+            await self.writer.start()
+            return
+        self.producer = exactly_once.sink_producer(env.bootstrap)
+        await self.producer.start()
 
     async def process(self, record: Record, out: Output) -> None:
         if self.error is not None:
@@ -236,11 +237,16 @@ class KafkaSink(RecordOperator):
                 raise MissingKeyFieldError(
                     f"kafka_sink: record has no key field {self.key_field!r}: {record}"
                 )
-            key = key_string(record[self.key_field]).encode()
-        value = json.dumps(record, separators=(",", ":"), default=str).encode()
-        future = await self.producer.send(self.topic, value, key=key)
-        future.add_done_callback(self._delivered)
+            key = key_string(record[self.key_field])
+        value = json.dumps(record, separators=(",", ":"), default=str)
         self.records += 1
+        if self.writer is not None:
+            self.writer.add((key, value))
+            return
+        future = await self.producer.send(
+            self.topic, value.encode(), key=None if key is None else key.encode()
+        )
+        future.add_done_callback(self._delivered)
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
@@ -249,7 +255,11 @@ class KafkaSink(RecordOperator):
         if error is not None and self.error is None:
             self.error = error
 
-    async def snapshot_state(self) -> TaskSnapshot:
+    async def snapshot_state_at(self, checkpoint_id: int) -> TaskSnapshot:
+        if self.error is not None:
+            raise self.error
+        if self.writer is not None:  # pre-commit: the interval's records in the snapshot
+            return self.writer.snapshot(checkpoint_id)
         # At-least-once: everything before the barrier is acknowledged by Kafka
         # before the checkpoint counts (no state of its own).
         await self.producer.flush()
@@ -257,12 +267,42 @@ class KafkaSink(RecordOperator):
             raise self.error
         return TaskSnapshot()
 
+    async def restore_state(self, snapshot: TaskSnapshot) -> None:
+        if self.writer is not None and self.restore_id is not None:
+            await self.writer.restore(self.restore_id, snapshot.operator_state)
+
+    async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        if self.writer is None:
+            return
+        try:
+            await self.writer.commit(checkpoint_id)
+        except Exception as err:  # fails the task at its next record or at the end
+            if self.error is None:
+                self.error = err
+            raise
+
+    async def notify_checkpoint_aborted(self, checkpoint_id: int) -> None:
+        if self.writer is not None:
+            pending = sorted(self.writer.pending)
+            self.writer.log.info(
+                "checkpoint %d aborted: pending %s wait for the next completed one",
+                checkpoint_id, pending,
+            )  # fmt: skip
+
     async def end_of_input(self, out: Output) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.writer is not None:
+            await self.writer.commit(2**62, final=True)
+            return
         await self.producer.flush()
         if self.error is not None:
             raise self.error
 
     async def close(self) -> None:
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            await writer.close()
         producer = getattr(self, "producer", None)
         if producer is not None:
             await producer.stop()
