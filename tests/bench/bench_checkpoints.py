@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -272,11 +273,15 @@ async def demo(stack: Stack, checkpoints: int) -> dict[str, Any]:
         sink = f"{s.catalog.cluster_id}.counts"
         await create_topic(stack.bootstrap, sink, 2)
         spec = load_document(REPO / "compose" / "demo-job.yaml")
-        spec["checkpoint_config"] = {"interval_ms": 1000}
         for v in spec["vertices"]:
             if v["operator"] == "kafka_sink":
                 v["config"]["topic"] = sink
         submission = to_job_submitted(parse_job_spec(spec), event_time=now_ms())
+        # Added after the file's validation, which still rejects checkpoint_config (the CLI's
+        # guard until issue 12 lands); the coordinator runs with --allow-checkpointing.
+        submission = dataclasses.replace(
+            submission, checkpoint_config=ev.CheckpointConfig(interval_ms=1_000)
+        )
         s.worker("tm-a", 4)
         s.worker("tm-b", 4)
         await s.joined(2)
@@ -323,8 +328,8 @@ async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> 
                 "finished", 900)  # fmt: skip
     final = status(s.seen, job_id)
     done_t = of(s.seen, ev.JobStatusChanged, job_id)[-1][0]
-    running_t = next((t for t, e in of(s.seen, ev.JobStatusChanged, job_id)
-                      if e.to_status is ev.JobStatus.RUNNING), accepted)  # fmt: skip
+    started = [t for _, _, t in placement(s.seen, job_id).values()]
+    running_t = max((t for t in started if t is not None), default=accepted)
     elapsed = done_t - accepted
     figures = s.checkpoint_figures(job_id) if interval_ms else {}
     return {
@@ -332,7 +337,7 @@ async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> 
         "status": final.name if final else None,
         "seconds": round(elapsed, 2),
         "records_per_s": round(records / elapsed),
-        "running_to_finished_s": round(done_t - running_t, 2),
+        "all_running_to_finished_s": round(done_t - running_t, 2),
         "checkpoints_completed": figures.get("completed", 0),
         "checkpoints_aborted": figures.get("aborted", 0),
         "abort_reasons": figures.get("abort_reasons", []),
@@ -438,16 +443,6 @@ async def kill(stack: Stack, rounds: int) -> dict[str, Any]:
             "every 1,000 ms", "load_before": load_before, "load_after": load(),
             "running_again": pct(measured), "running_again_ms": [round(x) for x in measured],
             "restores": restores}  # fmt: skip
-
-
-async def run(stack: Stack, quick: bool) -> list[dict[str, Any]]:
-    """All four, in order; each result as soon as it is known (printed by the caller)."""
-    out = [await trigger_protocol(stack, 256, 20 if quick else 60)]
-    out.append(await trigger_real(stack, 16, 20 if quick else 40))
-    out.append(await demo(stack, 10 if quick else 20))
-    out.append(await throughput(stack, 100_000 if quick else 200_000, 1 if quick else 2))
-    out.append(await kill(stack, 1 if quick else 2))
-    return out
 
 
 if __name__ == "__main__":
