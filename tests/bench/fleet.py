@@ -8,7 +8,8 @@ INITIALIZING, RUNNING as soon as they get DeployTask, and FINISHED after
 ``--finish-after`` seconds; ``--finish-after 0``: never) until SIGTERM. Prints ``ready``
 once registered. ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowledged at once
 for the triggered task (trivial state: a fake 16-byte handle, nothing stored), the way a
-source subtask with nothing downstream would (the checkpoint benchmark).
+source subtask with nothing downstream would (the checkpoint benchmark), and a line
+``ack CHECKPOINT_ID EVENT_TIME_MS`` printed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class AckingWorker(ProtocolWorker):
             self.catalog.topic_for(type(ack)).name, value, key=self.catalog.key_for(ack),
             headers=headers,
         )  # fmt: skip
+        print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
 
 
 async def main(args: argparse.Namespace) -> None:
