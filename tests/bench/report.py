@@ -254,7 +254,7 @@ def _heartbeats(rows: list[Results]) -> str:
 def _pct(st: Results) -> str:
     if not st or not st.get("n"):
         return "-"
-    return f"{_n(st['p50_ms'])} / {_n(st['p95_ms'])} / {_n(st['max_ms'])} ms"
+    return " / ".join(_n(round(st[k])) for k in ("p50_ms", "p95_ms", "max_ms")) + " ms"
 
 
 def _ckpt_trigger(rows: list[Results]) -> str:
@@ -323,8 +323,8 @@ def _ckpt_kill(r: Results) -> str:
         for x in r["restores"]
     )
     rows.append(_row("worker `kill -9` -> every subtask RUNNING again, state restored",
-                     f"**{_n(r['running_again']['p50_ms'])} ms**",
-                     f"**{_n(r['running_again']['max_ms'])} ms**",
+                     f"**{_n(round(r['running_again']['p50_ms']))} ms**",
+                     f"**{_n(round(r['running_again']['max_ms']))} ms**",
                      ", ".join(_n(x) for x in r["running_again_ms"]) + " ms", restored,
                      ))  # fmt: skip
     rows.append("")
@@ -621,6 +621,8 @@ above was measured with them.
     .venv/bin/python -m tests.bench.run --quick --only replay latency   # smaller, no docs
     .venv/bin/python -m tests.bench.run --quick --only takeover handover coldstart \\
         workerkill heartbeats                   # the HA and fleet benchmarks, smaller
+    .venv/bin/python -m tests.bench.run --only ckpt-trigger ckpt-demo ckpt-throughput ckpt-kill \\
+        --no-docs                               # the checkpoint benchmarks (~11 min here)
     .venv/bin/python -m tests.bench.profile_replay 127.0.0.1:9092 100000   # where replay time goes
 
 `make bench` starts its own Kafka + Redis (`compose/local/launcher.py --name
