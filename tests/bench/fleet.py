@@ -5,7 +5,11 @@
 
 Runs ``tests.integration.harness.ProtocolWorker``s (they report DEPLOYING,
 INITIALIZING, RUNNING as soon as they get DeployTask, and FINISHED after
-``--finish-after`` seconds) until SIGTERM. Prints ``ready`` once registered.
+``--finish-after`` seconds; ``--finish-after 0``: never) until SIGTERM. Prints ``ready``
+once registered. ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowledged at once
+for the triggered task (trivial state: a fake 16-byte handle, nothing stored), the way a
+source subtask with nothing downstream would (the checkpoint benchmark), and a line
+``ack CHECKPOINT_ID EVENT_TIME_MS`` printed.
 """
 
 from __future__ import annotations
@@ -15,9 +19,31 @@ import asyncio
 import contextlib
 import signal
 
+from schemas import events as ev
 from schemas.catalog import Catalog
+from schemas.codec import default_codec
 from tests.conftest import Stack
-from tests.integration.harness import ProtocolWorker
+from tests.integration.harness import ProtocolWorker, now_ms
+
+
+class AckingWorker(ProtocolWorker):
+    """Acknowledges each trigger for the triggered task only (not every task of its job)."""
+
+    async def _acknowledge(self, trigger: ev.TriggerCheckpoint) -> None:
+        task = trigger.task
+        ack = ev.CheckpointAcknowledged(
+            event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+            incarnation=self.incarnation, checkpoint_id=trigger.checkpoint_id, task=task,
+            state_handle=f"bench://{trigger.checkpoint_id}/{task.subtask_index}",
+            state_size=16, duration_ms=0,
+        )  # fmt: skip
+        # Not waiting for the broker's ack of each one: a worker's acks go out batched.
+        value, headers = default_codec().encode(ack)
+        await self._producer.producer.send(
+            self.catalog.topic_for(type(ack)).name, value, key=self.catalog.key_for(ack),
+            headers=headers,
+        )  # fmt: skip
+        print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -30,8 +56,9 @@ async def main(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as workers:
         for i in range(args.workers):
             await workers.enter_async_context(
-                ProtocolWorker(stack, catalog, f"bench-tm-{i}", args.slots,
-                               operators=("sequence",), finish_after_s=args.finish_after)
+                AckingWorker(stack, catalog, f"bench-tm-{i}", args.slots,
+                             operators=("sequence",), finish_after_s=args.finish_after or None,
+                             acknowledge_checkpoints=args.ack_checkpoints)
             )  # fmt: skip
         print("ready", flush=True)
         await stop.wait()
@@ -45,4 +72,5 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--finish-after", type=float, default=0.2)
+    parser.add_argument("--ack-checkpoints", action="store_true")
     asyncio.run(main(parser.parse_args()))

@@ -251,6 +251,150 @@ def _heartbeats(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
+def _pct(st: Results) -> str:
+    if not st or not st.get("n"):
+        return "-"
+    return " / ".join(_n(round(st[k])) for k in ("p50_ms", "p95_ms", "max_ms")) + " ms"
+
+
+def _ckpt_trigger(rows: list[Results]) -> str:
+    out = [_row("workers", "subtasks", "target", "checkpoints", "leader's duration p50 / p95 / "
+                "max", "observed trigger -> complete p50 / p95 / max", "aborted", "load avg "
+                "before / after"),
+           _row(*["---"] * 8)]  # fmt: skip
+    for r in rows:
+        out.append(_row(r["workers"], r["subtasks"], "<= 100 ms" if r["subtasks"] >= 256 else "-",
+                        r["completed"], f"**{_pct(r['duration'])}**", _pct(r["observed"]),
+                        r["aborted"], f"{r['load_before']} / {r['load_after']}"))  # fmt: skip
+    for r in rows:
+        if "breakdown" in r:
+            b = r["breakdown"]
+            out.append("")
+            out.append(f"Where the {r['subtasks']} subtasks' time goes (p50 / p95 / max, wall "
+                       "clocks of this machine): the leader's trigger to the fleet handling the "
+                       f"last trigger command {_pct(b['trigger_to_last_trigger_handled'])}; the "
+                       "last acknowledgement sent to the leader journaling the completion "
+                       f"{_pct(b['last_ack_sent_to_completed'])}.")  # fmt: skip
+    return "\n".join(out)
+
+
+def _ckpt_demo(r: Results) -> str:
+    size = r["size_bytes"]
+    by_vertex = ", ".join(f"{v} {_n(b)}" for v, b in r["last_size_by_vertex"].items())
+    return "\n".join([
+        _row("what", "p50 / p95 / max", "notes"),
+        _row("---", "---", "---"),
+        _row("checkpoint duration (leader: trigger -> complete)", f"**{_pct(r['duration'])}**",
+             f"{r['completed']} checkpoints of {r['subtasks']} subtasks, {r['aborted']} aborted"),
+        _row("a task's trigger/barrier -> acknowledgement", _pct(r["task_duration"]),
+             "`duration_ms` of the acknowledgements"),
+        _row("checkpoint size", f"**{_n(size.get('min'))} - {_n(size.get('max'))} bytes**",
+             f"last: {by_vertex} (bytes per vertex, snapshot envelopes included)"),
+        _row("load average before / after", f"{r['load_before']} / {r['load_after']}", ""),
+    ])  # fmt: skip
+
+
+def _ckpt_throughput(r: Results) -> str:
+    out = [_row("checkpoints", "status", "records/s", "submit -> FINISHED", "all RUNNING -> "
+                "FINISHED", "completed / aborted checkpoints", "checkpoint duration p50 / p95 "
+                "/ max", "last size"), _row(*["---"] * 8)]  # fmt: skip
+    for x in r["runs"]:
+        every = f"every {_n(x['checkpoints_every_ms'])} ms" if x["checkpoints_every_ms"] else "off"
+        out.append(_row(every, x["status"], _n(x["records_per_s"]), f"{x['seconds']} s",
+                        f"{x['all_running_to_finished_s']} s",
+                        f"{x['checkpoints_completed']} / {x['checkpoints_aborted']}",
+                        _pct(x["checkpoint_duration"] or {}),
+                        f"{_n(x['last_size_bytes'])} bytes" if x["last_size_bytes"] else "-",
+                        ))  # fmt: skip
+    out.append("")
+    out.append(f"Mean: {_n(r['mean_records_per_s_without'])} records/s without checkpoints, "
+               f"{_n(r['mean_records_per_s_with'])} with: **{r['slower_pct']}% slower** "
+               f"(target: at most 10%). Load average before / after: {r['load_before']} / "
+               f"{r['load_after']}.")  # fmt: skip
+    return "\n".join(out)
+
+
+def _ckpt_kill(r: Results) -> str:
+    rows = [_row("what", "p50", "max", "each", "restored from"), _row(*["---"] * 5)]
+    restored = "; ".join(
+        f"latest completed before the kill #{x['latest_completed_before_kill']}, new attempts "
+        + ", ".join(f"{k} #{c}" for k, c in x["restored"].items())
+        + (" (all from a checkpoint)" if x["all_from_checkpoint"] else " (**not all**)")
+        for x in r["restores"]
+    )
+    rows.append(_row("worker `kill -9` -> every subtask RUNNING again, state restored",
+                     f"**{_n(round(r['running_again']['p50_ms']))} ms**",
+                     f"**{_n(round(r['running_again']['max_ms']))} ms**",
+                     ", ".join(_n(x) for x in r["running_again_ms"]) + " ms", restored,
+                     ))  # fmt: skip
+    rows.append("")
+    rows.append(f"Load average before / after: {r['load_before']} / {r['load_after']}.")
+    return "\n".join(rows)
+
+
+CHECKPOINTS_DOC = """## Checkpoints
+
+`tests/bench/bench_checkpoints.py` (`--only ckpt-trigger ckpt-demo ckpt-throughput
+ckpt-kill`). A real coordinator (`python -m coordinator coordinator
+--allow-checkpointing`) on a fresh cluster per benchmark; the benchmark reads the
+journal (read_committed, fetch wait 5 ms) and stamps events on arrival. Checkpoint
+durations are the leader's `CheckpointCompleted.duration_ms` (trigger to completion on
+its clock), "observed" is `CheckpointTriggered` to `CheckpointCompleted` arriving at the
+reader. Real workers write their snapshots to the Kafka state store (the worker's
+default). The machine's two cores are shared with the broker and, in this run, with
+other work: the load averages (1 / 5 / 15 min) are given.
+
+**Trigger to complete, trivial state.** 256 subtasks: a `sequence` vertex of parallelism
+256 on **protocol workers** (`tests.bench.fleet --ack-checkpoints`: 8 simulated
+TaskManagers x 32 slots in one process, no task code; each `TriggerCheckpoint` is
+acknowledged at once for its subtask, nothing is stored). 256 real subtasks would be 256
+slot processes, more than this machine runs; the real-worker row is 16 subtasks (2
+`python -m worker --slots 8`, `sequence` at 20 records/s each, snapshots of the source
+position written to the Kafka store). Checkpoints every 500 ms; the first one is left out.
+
+{trigger}
+
+**The demo job** (compose/demo-job.yaml: sequence 200/s -> map -> keyed_count(2) ->
+kafka_sink(2)), `checkpoint_config: {{interval_ms: 1000}}` added to the submission (the
+job file's validation still rejects it, the coordinator accepts it with
+`--allow-checkpointing`), on 2 real workers with 4 slots each:
+
+{demo}
+
+**Throughput of the keyed job with and without checkpoints**: the data-plane bench's
+job (sequence(1, `count` N) -HASH(value)-> keyed_count(2) -FORWARD-> kafka_sink(2), every
+key distinct, so the keyed state grows with N) submitted to the coordinator, on one real
+worker (`--slots 5`); runs alternate (without, with, with, without). The checkpointed
+runs set `tolerable_failures: 1000`: a checkpoint still in flight when the bounded source
+finishes is declined (FLIP-147 is not built yet), which with Flink's default of 0 would
+fail the job over. Barriers travel behind the data already in the edge topics, so a
+checkpoint of a source running flat out takes as long as the backlog does.
+
+{throughput}
+
+**Worker `kill -9` with state restored**: 3 real workers (`--slots 2`, default timings:
+the coordinator declares a silent worker lost after 12,000 ms), an unbounded keyed job
+(sequence 100/s -HASH-> keyed_count(2)) checkpointed every 1,000 ms, FIXED_DELAY restart
+after 1,000 ms. Once checkpoints complete, `kill -9` of the worker running
+`keyed_count[0]`; measured until every subtask's latest attempt is RUNNING on a live
+worker (journal). The restore is read from the workers' `restored checkpoint N from
+kafka:...` lines of the new attempts. The killed worker is replaced before the next round.
+
+{kill}
+"""
+
+
+def _checkpoints(results: dict[str, list[Results]]) -> str:
+    missing = "_not measured in this run_"
+    return CHECKPOINTS_DOC.format(
+        trigger=_ckpt_trigger(results["ckpt-trigger"]) if "ckpt-trigger" in results else missing,
+        demo=_ckpt_demo(results["ckpt-demo"][0]) if "ckpt-demo" in results else missing,
+        throughput=_ckpt_throughput(results["ckpt-throughput"][0])
+        if "ckpt-throughput" in results else missing,
+        kill=_ckpt_kill(results["ckpt-kill"][0]) if "ckpt-kill" in results else missing,
+    )  # fmt: skip
+
+
 def render(info: dict[str, str], results: dict[str, list[Results]], total_s: float,
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
@@ -431,6 +575,7 @@ machine's two cores.
 
 {heartbeats}
 
+{_checkpoints(results)}
 ## What limits it
 
 **Replay** (`python -m tests.bench.profile_replay BOOTSTRAP 100000`: cProfile
@@ -476,6 +621,8 @@ above was measured with them.
     .venv/bin/python -m tests.bench.run --quick --only replay latency   # smaller, no docs
     .venv/bin/python -m tests.bench.run --quick --only takeover handover coldstart \\
         workerkill heartbeats                   # the HA and fleet benchmarks, smaller
+    .venv/bin/python -m tests.bench.run --only ckpt-trigger ckpt-demo ckpt-throughput ckpt-kill \\
+        --no-docs                               # the checkpoint benchmarks (~11 min here)
     .venv/bin/python -m tests.bench.profile_replay 127.0.0.1:9092 100000   # where replay time goes
 
 `make bench` starts its own Kafka + Redis (`compose/local/launcher.py --name

@@ -1,7 +1,8 @@
 """The benchmark suite (``make bench``): measures, prints JSON lines, rewrites docs/benchmarks.md.
 
     python -m tests.bench.run [--only codec|replay|txn|latency|takeover|handover|coldstart|
-                               workerkill|heartbeats|cli ...] [--quick] [--no-docs]
+                               workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
+                               ckpt-throughput|ckpt-kill ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -26,6 +27,7 @@ from typing import Any
 
 from schemas.codec import default_codec
 from tests.bench import (
+    bench_checkpoints,
     bench_cli,
     bench_codec,
     bench_ha,
@@ -42,7 +44,8 @@ LAUNCHER = [sys.executable, str(REPO / "compose" / "local" / "launcher.py"),
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "replay", "txn", "latency", "takeover", "handover", "coldstart", "workerkill",
-         "heartbeats", "cli")  # fmt: skip
+         "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
+         "ckpt-kill")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -181,6 +184,29 @@ def main() -> int:
                 reuse = results["replay"][0]["cluster_id"] if "replay" in results else None
                 results["cli"] = [bench_cli.run(stack.bootstrap, events, reuse)]
                 emit(results["cli"][0])
+            if "ckpt-trigger" in args.only:
+                n = 20 if args.quick else 60
+                results["ckpt-trigger"] = [
+                    asyncio.run(bench_checkpoints.trigger_protocol(stack, 256, n)),
+                    asyncio.run(bench_checkpoints.trigger_real(stack, 16, n)),
+                ]
+                for r in results["ckpt-trigger"]:
+                    emit(r)
+            if "ckpt-demo" in args.only:
+                n = 10 if args.quick else 20
+                results["ckpt-demo"] = [asyncio.run(bench_checkpoints.demo(stack, n))]
+                emit(results["ckpt-demo"][0])
+            if "ckpt-throughput" in args.only:
+                records, pairs = (50_000, 1) if args.quick else (100_000, 2)
+                results["ckpt-throughput"] = [
+                    asyncio.run(bench_checkpoints.throughput(stack, records, pairs))
+                ]
+                emit(results["ckpt-throughput"][0])
+            if "ckpt-kill" in args.only:
+                results["ckpt-kill"] = [
+                    asyncio.run(bench_checkpoints.kill(stack, 1 if args.quick else 2))
+                ]
+                emit(results["ckpt-kill"][0])
         finally:
             stop_stack()
     total = time.monotonic() - started
