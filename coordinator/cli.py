@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:
+        settings = sys.modules.get("schemas.settings")
+        if settings is not None and isinstance(err, settings.SettingsError):
+            print(f"jm: {err}", file=sys.stderr)  # a setting that cannot be used: usage
+            return 2
         if "aiokafka" not in sys.modules:  # a Kafka error needs aiokafka loaded first
             raise
         from aiokafka.errors import KafkaError

@@ -36,3 +36,16 @@ def test_jm_help_imports_no_heavy_module() -> None:
     assert "coordinator.commands.state" in modules
     assert sorted(m for m in modules if m.split(".")[0] in HEAVY) == []
     assert "schemas.events" not in modules
+
+
+def test_a_bad_cluster_id_is_one_line_and_exit_2() -> None:
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator", "list", "--cluster-id", "bad id!",
+         "--bootstrap-servers", "127.0.0.1:1"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, cwd=REPO,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("jm: cluster id 'bad id!' is not valid"), done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
