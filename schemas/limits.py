@@ -37,6 +37,10 @@ MAX_NAME_BYTES: Final = 256
 MAX_PATH_BYTES: Final = 1_024
 #: a checkpoint state handle (CheckpointCompleted carries one per subtask).
 MAX_STATE_HANDLE_BYTES: Final = 256
+#: The state handle of a task that had FINISHED when its checkpoint completed
+#: (docs/checkpoints.md, "Finished tasks"): no state behind it and no store's
+#: own; a task deployed with it is restored as finished. Stores skip it on discard.
+FINISHED_TASK_HANDLE: Final = "finished"
 #: the snapshot one task writes for one checkpoint (schemas/statestore.py refuses more):
 #: bounds what a restore holds in memory and the chunks of one Kafka-stored state.
 MAX_TASK_STATE_BYTES: Final = 67_108_864

@@ -46,7 +46,7 @@ from aiokafka.errors import KafkaError
 from schemas import kafkaio
 from schemas.catalog import STATE_CHUNK_BYTES, Catalog, murmur2
 from schemas.errors import SchemaError
-from schemas.limits import MAX_STATE_HANDLE_BYTES, MAX_TASK_STATE_BYTES
+from schemas.limits import FINISHED_TASK_HANDLE, MAX_STATE_HANDLE_BYTES, MAX_TASK_STATE_BYTES
 from schemas.validation import ID_PATTERN
 
 #: A state's name within its checkpoint (the worker uses "<vertex_id>-<subtask>"):
@@ -203,7 +203,7 @@ class DirectoryStore:
         return unframe(framed, str(path))
 
     async def discard(self, handles: Sequence[str]) -> None:
-        paths = [self._path(h) for h in handles]
+        paths = [self._path(h) for h in handles if h != FINISHED_TASK_HANDLE]
         await asyncio.to_thread(self._remove, paths)
 
     def _remove(self, paths: list[Path]) -> None:
@@ -401,7 +401,7 @@ class KafkaStore:
         return chunks, discarded
 
     async def discard(self, handles: Sequence[str]) -> None:
-        parsed = [KafkaHandle.parse(h) for h in handles]
+        parsed = [KafkaHandle.parse(h) for h in handles if h != FINISHED_TASK_HANDLE]
         if not parsed:
             return
         producer = await self._started()

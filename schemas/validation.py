@@ -195,11 +195,11 @@ def check_checkpoint_config(c: CheckpointConfig, where: str = "checkpoint_config
     yield from _at_least(where, "retained", c.retained, 1)
 
 
-#: Why a job that enables checkpointing is refused (until checkpoints exist, workers
-#: decline every checkpoint, so such a job would fail after its tolerable failures).
+#: Why a job that enables checkpointing is refused by a coordinator started with
+#: checkpointing turned off (``--no-allow-checkpointing``).
 CHECKPOINTING_UNSUPPORTED: Final = (
-    "checkpoint_config.interval_ms: checkpointing is not supported yet (workers decline "
-    "every checkpoint); leave checkpoint_config out or set interval_ms: 0"
+    "checkpoint_config.interval_ms: checkpointing is turned off on this coordinator "
+    "(--no-allow-checkpointing); leave checkpoint_config out or set interval_ms: 0"
 )
 
 
@@ -207,14 +207,14 @@ def validate_job_submitted(
     event: JobSubmitted,
     known_operators: Collection[str] | None = None,
     *,
-    allow_checkpointing: bool = False,
+    allow_checkpointing: bool = True,
 ) -> list[str]:
     """Every problem of a submission, with its location; [] if it is valid.
 
     `known_operators`: operators some worker offers; None skips that check
     (a client validating a file offline does not know them).
-    `allow_checkpointing`: accept a job with checkpointing enabled (a benchmark
-    of the coordinator's checkpoint bookkeeping); off, such a job is refused.
+    `allow_checkpointing`: accept a job with checkpointing enabled (the
+    default); off (a coordinator's ``--no-allow-checkpointing``), it is refused.
     """
     problems = input_problems(event)
     if problems:

@@ -115,3 +115,17 @@ def test_checkpoint_statistics_in_flinks_shape_and_as_text() -> None:
     assert "triggered 7, in progress 0, completed 3, failed 4, restored 2" in text
     assert "latest restored  checkpoint #2" in text
     assert "#6 FAILED" in text and "expired before completing" in text
+
+
+def test_status_says_which_checkpoint_the_current_run_restored() -> None:
+    from coordinator.domain.state import CheckpointStats, RestoreRecord
+
+    assert present.run_restore(CheckpointStats(), 0) is None
+    assert "sources' configured start" in present.run_restore_line(None)
+    stats = CheckpointStats(restored=1, latest_restored=RestoreRecord(7, 1_000, False))
+    restored = present.run_restore(stats, 2)
+    assert restored is not None and restored["checkpoint_id"] == 7
+    assert present.run_restore_line(restored) == "  restored from checkpoint 7 (run 2)"
+    savepoint = CheckpointStats(restored=1, latest_restored=RestoreRecord(None, 1, True, "/sp/a"))
+    assert "savepoint /sp/a (run 0)" in present.run_restore_line(present.run_restore(savepoint, 0))
+    assert present.run_restore(savepoint, 1) is None  # a restart without a checkpoint

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from schemas import events as ev
+from schemas.limits import FINISHED_TASK_HANDLE
 from schemas.savepoint import read_state
 from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
 from schemas.statestore import StateStore, StateStoreError
@@ -109,6 +110,7 @@ class CheckpointControl:
         self._source: BarrierOutput | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self._notified: asyncio.Task[None] | None = None  # the latest notification
+        self._returned = False
         #: ids acknowledged so far (tests and logs).
         self.acked: list[int] = []
 
@@ -125,29 +127,44 @@ class CheckpointControl:
 
     async def source_done(self) -> None:
         """The source returned: the checkpoints already triggered send their
-        barriers (before the end markers), later triggers are declined (a
-        finished source takes no part in checkpoints; docs/checkpoints.md)."""
+        barriers (before the end markers), later triggers are acknowledged as
+        finished (docs/checkpoints.md, "Finished tasks")."""
         source = self._source
         if source is not None:
             async with source.lock:  # after the triggers queued before us
                 self._source = None
+                self._returned = True
 
     # ------------------------------------------------------------ sources
 
     def trigger(self, checkpoint_id: int) -> None:
         """A TriggerCheckpoint for this task (called on the task's event loop)."""
+        if self._source is None and self._finished():
+            self.finished(checkpoint_id)
+            return
         if self._source is None:
             if self._operator is None:
                 why = "task not running yet"
-            elif self.spec.inputs:
-                why = "not a source task (its barriers come through its input edges)"
             else:
-                why = "source finished"
+                why = "not a source task (its barriers come through its input edges)"
             self._decline(checkpoint_id, why)
             return
         task = asyncio.create_task(self._source_checkpoint(checkpoint_id, self._source))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    def _finished(self) -> bool:
+        """A source that returned, or a task restored as finished."""
+        return self._returned or self.spec.restore_state_handle == FINISHED_TASK_HANDLE
+
+    def finished(self, checkpoint_id: int) -> None:
+        """Acknowledge a trigger that reached a finished task (FLIP-147): it emits
+        no barrier (its end markers follow, or went out, after its last record),
+        so the downstream tasks align without it and their snapshots hold all of
+        its output; its state is FINISHED_TASK_HANDLE, restored as finished."""
+        self._log.info("checkpoint %d: task finished, acknowledged as finished", checkpoint_id)
+        self.acked.append(checkpoint_id)
+        self._send(Acked(self.spec.task, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0))
 
     async def _source_checkpoint(self, checkpoint_id: int, out: BarrierOutput) -> None:
         began = time.monotonic()

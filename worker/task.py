@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from schemas import events as ev
+from schemas.limits import FINISHED_TASK_HANDLE
 from worker.checkpointing import CheckpointControl
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import NonRecoverableError, TaskError
@@ -88,6 +89,42 @@ class _Resources:
                 self._log.exception("close failed")
 
 
+async def _run_operator(
+    spec: TaskSpec,
+    ctx: TaskContext,
+    operator: Operator,
+    output: EdgeWriter | CountingSink,
+    resources: _Resources,
+    checkpoints: CheckpointControl,
+    report: Report,
+) -> EdgeReader | None:
+    """Open, restore and run the operator to the end of its input (or of its source)."""
+    reader: EdgeReader | None = None
+    if spec.inputs:
+        reader = EdgeReader(ctx.kafka, spec)
+        resources.push(reader.close)
+        await reader.start()
+    resources.push(operator.close)
+    await operator.open(ctx)
+    await checkpoints.restore(operator)
+    resources.push(checkpoints.close)
+    checkpoints.attach(operator, output)
+    report(ES.RUNNING, None, None, False)
+    if isinstance(operator, SourceOperator):
+        await operator.run(ctx, checkpoints.source_output(output))
+        await checkpoints.source_done()
+    else:
+        assert reader is not None
+        sink = output
+
+        async def process(record: Record) -> None:
+            await operator.process(record, sink)
+
+        await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
+        await operator.end_of_input(output)
+    return reader
+
+
 async def run_task(
     spec: TaskSpec,
     registry: OperatorRegistry,
@@ -131,28 +168,15 @@ async def run_task(
             output = EdgeWriter(ctx.kafka, spec)
             resources.push(output.close)
             await output.start()
-        if spec.inputs:
-            reader = EdgeReader(ctx.kafka, spec)
-            resources.push(reader.close)
-            await reader.start()
-        resources.push(operator.close)
-        await operator.open(ctx)
-        await checkpoints.restore(operator)
-        resources.push(checkpoints.close)
-        checkpoints.attach(operator, output)
-        report(ES.RUNNING, None, None, False)
-        if isinstance(operator, SourceOperator):
-            await operator.run(ctx, checkpoints.source_output(output))
-            await checkpoints.source_done()
+        if spec.restore_state_handle == FINISHED_TASK_HANDLE:
+            # It had finished when its checkpoint was taken: everything it read
+            # and wrote is in the other tasks' state. It only ends its outputs.
+            log.info("restored as finished (checkpoint %s)", spec.restore_checkpoint_id)
+            report(ES.RUNNING, None, None, False)
         else:
-            assert reader is not None
-            sink = output
-
-            async def process(record: Record) -> None:
-                await operator.process(record, sink)
-
-            await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
-            await operator.end_of_input(output)
+            reader = await _run_operator(
+                spec, ctx, operator, output, resources, checkpoints, report
+            )
         if isinstance(output, EdgeWriter):
             await output.finish()
         await checkpoints.drain()  # acknowledgements go before FINISHED

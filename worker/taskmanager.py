@@ -21,6 +21,7 @@ from importlib import metadata
 
 from schemas import events as ev
 from schemas import timing
+from schemas.limits import FINISHED_TASK_HANDLE
 from worker import checkpointing, errors, slotmsg, slots
 from worker.epochs import CommandFilter, LeaderWatch
 from worker.failures import MAX_STACK_BYTES, clip_middle
@@ -328,6 +329,14 @@ class TaskManager:
         """A source task checkpoints (its slot process injects the barriers)."""
         index = self.table.slot_of(command.task)
         entry = self.table.entry(index) if index is not None else None
+        if entry is not None and entry.state is ES.FINISHED:
+            # Reported FINISHED already (FLIP-147): it counts with no state.
+            self._checkpoint_report(
+                checkpointing.Acked(
+                    command.task, command.checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0
+                )
+            )
+            return
         if index is None or entry is None or entry.state is not ES.RUNNING:
             state = "not here" if entry is None else str(entry.state)
             why = f"task not running on this worker ({state})"

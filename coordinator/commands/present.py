@@ -116,6 +116,39 @@ def checkpoint_statistics(stats: CheckpointStats, in_progress: int) -> dict[str,
     }
 
 
+def run_restore(stats: CheckpointStats, restart_count: int) -> dict[str, Any] | None:
+    """What the current run (execution graph `restart_count`) restored, or None when
+    it started from its sources' configured start.
+
+    Every execution graph created while the job has a completed checkpoint
+    restores the latest one and records it (``latest_restored``), and a running
+    job never loses its latest completed checkpoint; so a checkpoint record is
+    the current run's. A savepoint is restored by the first run only.
+    """
+    r = stats.latest_restored
+    if r is None or (r.is_savepoint and restart_count > 0):
+        return None
+    return {
+        "run": restart_count,
+        "checkpoint_id": r.checkpoint_id,
+        "is_savepoint": r.is_savepoint,
+        "external_path": r.external_path,
+        "restore_timestamp": r.restore_timestamp,
+    }
+
+
+def run_restore_line(restored: dict[str, Any] | None) -> str:
+    """``jm status``: which checkpoint the current run restored."""
+    if restored is None:
+        return "  restored nothing: this run started from its sources' configured start"
+    what = (
+        f"savepoint {restored['external_path']}"
+        if restored["is_savepoint"]
+        else f"checkpoint {restored['checkpoint_id']}"
+    )
+    return f"  restored from {what} (run {restored['run']})"
+
+
 def _size(n: int | None) -> str:
     return "-" if n is None else f"{n} B"
 

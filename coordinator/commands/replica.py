@@ -35,9 +35,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
     p.add_argument(
         "--allow-checkpointing",
-        action="store_true",
-        help="accept jobs that enable checkpointing (experimental: checkpoints are "
-        "being built, docs/checkpoints.md); without it such jobs are rejected",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="accept jobs that enable checkpointing (default; docs/checkpoints.md); "
+        "--no-allow-checkpointing rejects them",
     )
     p.add_argument(
         "--state-checkpoints-dir",

@@ -302,6 +302,7 @@ async def _status(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     cps = job.checkpoints
     info["checkpoints"] = present.checkpoint_statistics(cps.stats, len(cps.pending))
+    info["restored_from"] = present.run_restore(cps.stats, job.restart_count)
     info["rejections"] = _rejections(folded)
     info["recent_events"] = [
         {"offset": o, "type": type(e).__name__, "time": e.event_time, "summary": summary(e, 120)}
@@ -315,6 +316,8 @@ async def _status(args: argparse.Namespace) -> int:
           f"{format_ms(job.status_since)}, restarts {job.restart_count}")  # fmt: skip
     if job.waiting_reason:
         print(f"  waiting  {job.waiting_reason}")
+    if job.submission.checkpoint_config.interval_ms or info["restored_from"] is not None:
+        print(present.run_restore_line(info["restored_from"]))
     print("  subtasks")
     for s in info["subtasks"]:
         where = f"{s['tm_id']}#{s['slot']}" if s["tm_id"] else "-"

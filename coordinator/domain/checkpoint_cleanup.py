@@ -21,7 +21,7 @@ from schemas.events import (
     NotifyCheckpointComplete,
     TriggerCheckpoint,
 )
-from schemas.limits import MAX_REASON_BYTES, clip
+from schemas.limits import FINISHED_TASK_HANDLE, MAX_REASON_BYTES, clip
 
 TaskCommand = TriggerCheckpoint | NotifyCheckpointComplete | NotifyCheckpointAborted
 
@@ -69,7 +69,7 @@ def abort(p: Planner, job_id: str, checkpoint_id: int, reason: str, *, counted: 
     task drops it on NotifyCheckpointAborted.
     """
     acks = p.view.checkpoint_acks.get((job_id, checkpoint_id), {})
-    handles = tuple(a.state_handle for a in acks.values())
+    handles = tuple(a.state_handle for a in acks.values() if a.state_handle != FINISHED_TASK_HANDLE)
     p.emit(
         CheckpointAborted,
         job_id=job_id,

@@ -15,11 +15,19 @@ than ``tolerable_failures`` in a row fail the job over (a completion resets
 the count); aborts caused by a task failure, failover, cancel or a new leader
 do not count. Completed checkpoints beyond ``retained`` are subsumed; the
 state of subsumed and aborted checkpoints is discarded (CheckpointStateDiscarded).
+
+Finished tasks (FLIP-147, simplified; docs/checkpoints.md "Finished tasks"):
+periodic checkpoints go on once some tasks have FINISHED. Triggers go to the
+RUNNING sources only; a task that has FINISHED without acknowledging counts
+as acknowledged with FINISHED_TASK_HANDLE (it processed all its input and
+emitted all its output, so every later snapshot downstream contains it), and
+a job restored from that checkpoint redeploys it as finished. Savepoints
+still need every task RUNNING.
 """
 
 from dataclasses import dataclass
 
-from coordinator.domain import checkpoint_cleanup
+from coordinator.domain import checkpoint_cleanup, jobmaster
 from coordinator.domain.jobmaster import on_failure, stop_with_savepoint
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import Job
@@ -36,10 +44,11 @@ from schemas.events import (
     SavepointCompleted,
     SavepointRequested,
     StopWithSavepointRequested,
+    TaskStateChanged,
     TaskStateHandle,
     TriggerCheckpoint,
 )
-from schemas.limits import MAX_REJECTION_REASON_BYTES, clip
+from schemas.limits import FINISHED_TASK_HANDLE, MAX_REJECTION_REASON_BYTES, clip
 
 _E = ExecutionState
 
@@ -68,6 +77,25 @@ def _not_running(job: Job) -> str | None:
     return None
 
 
+def _cannot_checkpoint(job: Job) -> str | None:
+    """Why no periodic checkpoint can start now: tasks may have FINISHED (FLIP-147),
+    but every other task must be RUNNING, and one source at least."""
+    if job.status is not JobStatus.RUNNING:
+        return f"job is {job.status}, not RUNNING"
+    states = {key: x.state for key, x in job.executions.items()}
+    if any(s not in (_E.RUNNING, _E.FINISHED) for s in states.values()):
+        return "not all tasks are RUNNING or FINISHED"
+    if not any(states[key] is _E.RUNNING for key in _source_keys(job)):
+        return "every source has finished"
+    return None
+
+
+def _source_keys(job: Job) -> list[tuple[str, int]]:
+    graph = job.submission.job_graph
+    sources = {v.id for v in graph.vertices} - {e.target for e in graph.edges}
+    return [key for key in job.executions if key[0] in sources]
+
+
 def trigger(
     p: Planner,
     job_id: str,
@@ -87,12 +115,11 @@ def trigger(
         target_directory=target_directory,
         request_event_id=request_event_id,
     )
-    graph = job.submission.job_graph
-    sources = {v.id for v in graph.vertices} - {e.target for e in graph.edges}
     checkpoint_cleanup.send_to_tasks(
         p,
         job,
-        [key for key in job.executions if key[0] in sources],
+        # Finished sources have sent their end markers: they take no trigger.
+        [key for key in _source_keys(job) if job.executions[key].state is not _E.FINISHED],
         TriggerCheckpoint,
         checkpoint_id=checkpoint_id,
         kind=kind,
@@ -135,24 +162,56 @@ def on_acknowledged(p: Planner, r: CheckpointAcknowledged) -> None:
     if problem is not None:
         p.reject(r, problem, job_id=r.task.job_id, tm_id=r.tm_id)
         return
-    job = p.state.jobs[r.task.job_id]
     p.view.record_ack(r, p.state.jobs)
-    acks = p.view.checkpoint_acks.get((job.job_id, r.checkpoint_id), {})
+    _complete_if_acknowledged(p, r.task.job_id, r.checkpoint_id)
+
+
+def _complete_if_acknowledged(p: Planner, job_id: str, checkpoint_id: int) -> None:
+    """Complete the checkpoint once each subtask has acknowledged it or has FINISHED
+    without acknowledging it (an acknowledgement wins: its state is the one at the
+    barrier, and the task's later records are not in the downstream snapshots)."""
+    job = p.state.jobs[job_id]
+    acks = p.view.checkpoint_acks.get((job_id, checkpoint_id), {})
     handles = []
     for key, x in job.executions.items():
         ack = acks.get(key)
-        if ack is None or ack.task.attempt != x.attempt:
-            return  # still waiting for other subtasks
-        handles.append(
-            TaskStateHandle(
-                task=ack.task,
-                state_handle=ack.state_handle,
-                state_size=ack.state_size,
-                duration_ms=ack.duration_ms,
-                alignment_ms=ack.alignment_ms,
+        if ack is not None and ack.task.attempt == x.attempt:
+            handles.append(
+                TaskStateHandle(
+                    task=ack.task,
+                    state_handle=ack.state_handle,
+                    state_size=ack.state_size,
+                    duration_ms=ack.duration_ms,
+                    alignment_ms=ack.alignment_ms,
+                )
             )
-        )
-    _complete(p, job, r.checkpoint_id, tuple(handles))
+        elif x.state is _E.FINISHED and job.checkpoints.pending[checkpoint_id].kind is (
+            CheckpointKind.CHECKPOINT
+        ):
+            handles.append(
+                TaskStateHandle(
+                    task=job.task_ref(key),
+                    state_handle=FINISHED_TASK_HANDLE,
+                    state_size=0,
+                    duration_ms=0,
+                    alignment_ms=0,
+                )
+            )
+        else:
+            return  # still waiting for other subtasks
+    _complete(p, job, checkpoint_id, tuple(handles))
+
+
+def on_task_state_changed(p: Planner, r: TaskStateChanged) -> None:
+    """The JobMaster records the report; a task that FINISHED may be the last one
+    a pending checkpoint was waiting for."""
+    jobmaster.on_task_state_changed(p, r)
+    job = p.state.jobs.get(r.task.job_id)
+    if r.state is not _E.FINISHED or job is None or job.status is not JobStatus.RUNNING:
+        return
+    for checkpoint_id in sorted(job.checkpoints.pending):
+        if checkpoint_id in p.state.jobs[job.job_id].checkpoints.pending:
+            _complete_if_acknowledged(p, job.job_id, checkpoint_id)
 
 
 def _complete(
@@ -199,6 +258,11 @@ def on_declined(p: Planner, r: CheckpointDeclined) -> None:
         p.reject(r, problem, job_id=r.task.job_id, tm_id=r.tm_id)
         return
     task = r.task
+    job = p.state.jobs[task.job_id]
+    if job.executions[(task.vertex_id, task.subtask_index)].state is _E.FINISHED:
+        # The trigger crossed the task's FINISHED report: it counts as finished.
+        _complete_if_acknowledged(p, task.job_id, r.checkpoint_id)
+        return
     abort(
         p,
         task.job_id,
@@ -226,7 +290,7 @@ def on_tick(p: Planner, job_id: str) -> None:
         cps.next_trigger_at is not None
         and cps.next_trigger_at <= p.now
         and len(cps.pending) < config.max_concurrent
-        and _not_running(job) is None
+        and _cannot_checkpoint(job) is None
     ):
         trigger(p, job_id, CheckpointKind.CHECKPOINT)
 

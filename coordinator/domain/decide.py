@@ -106,7 +106,7 @@ _DECIDERS: Final[dict[type[Any], Callable[[Planner, Any], None]]] = {
     StopWithSavepointRequested: checkpoints.on_savepoint_requested,
     TaskManagerRegistered: resource_manager.on_registered,
     TaskManagerDeregistered: resource_manager.on_deregistered,
-    TaskStateChanged: jobmaster.on_task_state_changed,
+    TaskStateChanged: checkpoints.on_task_state_changed,
     CheckpointAcknowledged: checkpoints.on_acknowledged,
     CheckpointDeclined: checkpoints.on_declined,
     Tick: _on_tick,

@@ -66,7 +66,7 @@ from schemas.events import (
     TaskManagerLost,
     TaskStateRecorded,
 )
-from schemas.limits import clip_trace
+from schemas.limits import FINISHED_TASK_HANDLE, clip_trace
 
 
 def evolve(state: State, event: JournalEvent) -> None:
@@ -420,7 +420,9 @@ def _apply_CheckpointCompleted(state: State, e: CheckpointCompleted) -> None:
         cps.completed.append(e.checkpoint_id)
         for subsumed in e.subsumed:
             cps.retained_handles.pop(subsumed, None)
-        cps.retained_handles[e.checkpoint_id] = tuple(h.state_handle for h in e.task_states)
+        cps.retained_handles[e.checkpoint_id] = tuple(
+            h.state_handle for h in e.task_states if h.state_handle != FINISHED_TASK_HANDLE
+        )
         cps.latest_completed = e.checkpoint_id
         cps.restore_handles = {
             (h.task.vertex_id, h.task.subtask_index): h.state_handle for h in e.task_states

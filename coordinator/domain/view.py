@@ -20,10 +20,8 @@ class DomainConfig:
     slot_wait_timeout_ms: a CREATED job waiting this long for slots (or for a
         worker offering one of its operators) fails, like Flink's
         slot.request.timeout; a submission is never rejected for want of workers.
-    allow_checkpointing: accept jobs that enable checkpointing. Off (the
-        default) until checkpoints exist: workers decline every checkpoint, so
-        such a job is rejected with the reason instead of failing later. The
-        benchmarks of the checkpoint bookkeeping turn it on.
+    allow_checkpointing: accept jobs that enable checkpointing (the default;
+        ``--no-allow-checkpointing`` refuses them with the reason).
     archive_after_ms: a globally terminal job leaves memory this long after
         it ended (it stays in the log); None keeps every job.
     default_savepoint_dir: savepoint location when a request names none.
@@ -31,7 +29,7 @@ class DomainConfig:
 
     heartbeat_timeout_ms: int = 5_000
     slot_wait_timeout_ms: int = 300_000
-    allow_checkpointing: bool = False
+    allow_checkpointing: bool = True
     archive_after_ms: int | None = 3_600_000
     default_savepoint_dir: str = "savepoints"
 

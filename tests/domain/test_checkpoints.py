@@ -8,6 +8,7 @@ the leader's view itself, as the live leader does.
 from typing import TypeVar
 
 from coordinator.domain import DomainConfig, state_digest
+from coordinator.domain.decide import Decision
 from coordinator.domain.digest import state_from_dict, state_to_dict
 from coordinator.domain.invariants import violations
 from coordinator.domain.state import CHECKPOINT_HISTORY_LIMIT, CheckpointStatus
@@ -18,6 +19,7 @@ from schemas.events import (
     CheckpointConfig,
     CheckpointStateDiscarded,
     CheckpointTriggered,
+    DeployTask,
     ExecutionState,
     ExternalizedRetention,
     JobStatus,
@@ -30,6 +32,7 @@ from schemas.events import (
     SavepointRequested,
     TriggerCheckpoint,
 )
+from schemas.limits import FINISHED_TASK_HANDLE
 from tests.domain.cluster import Cluster, replay
 
 J = TypeVar("J")
@@ -334,3 +337,104 @@ def test_the_view_holds_only_acks_of_pending_checkpoints() -> None:
     c.ack(c.tasks("job")[0], 40)
     assert list(c.view.checkpoint_acks) == [("job", 40)]
     assert len(_events(c, CheckpointTriggered)) == 40
+
+
+# Finished tasks (FLIP-147, simplified; docs/checkpoints.md "Finished tasks")
+
+
+def _finish(c: Cluster, vertex: str, index: int) -> Decision:
+    (task,) = [t for t in c.tasks("job") if (t.vertex_id, t.subtask_index) == (vertex, index)]
+    return c.report(task, E.FINISHED)
+
+
+def test_after_a_source_finished_triggers_go_on_to_the_running_sources() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _finish(c, "src", 0)
+    d = c.tick(1_000)
+    assert [type(e).__name__ for e in d.events] == ["CheckpointTriggered"]
+    triggers = [x for x in d.commands if isinstance(x, TriggerCheckpoint)]
+    assert [(t.task.vertex_id, t.task.subtask_index) for t in triggers] == [("src", 1)]
+    _check(c)
+
+
+def test_a_finished_task_counts_as_acknowledged_with_the_finished_handle() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _finish(c, "src", 0)
+    _tick(c, 1_000)
+    src1, out = c.tasks("job")[1], c.tasks("job")[2]
+    c.ack(src1, 1)
+    c.ack(out, 1)
+    handles = {
+        (h.task.vertex_id, h.task.subtask_index): h.state_handle
+        for h in _completed(c, 1).task_states
+    }
+    assert handles[("src", 0)] == FINISHED_TASK_HANDLE
+    assert handles[("src", 1)] != FINISHED_TASK_HANDLE
+    cps = c.state.jobs["job"].checkpoints
+    assert cps.restore_handles[("src", 0)] == FINISHED_TASK_HANDLE
+    assert FINISHED_TASK_HANDLE not in cps.retained_handles[1]  # nothing to discard
+    _check(c)
+
+
+def test_an_acknowledgement_before_finishing_wins_over_the_finished_handle() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _tick(c, 1_000)
+    src0 = c.tasks("job")[0]
+    c.ack(src0, 1)
+    _finish(c, "src", 0)  # its records after the barrier are not in the snapshots
+    c.ack(c.tasks("job")[1], 1)
+    c.ack(c.tasks("job")[2], 1)
+    (state,) = [h for h in _completed(c, 1).task_states if h.task == src0]
+    assert state.state_handle != FINISHED_TASK_HANDLE
+    _check(c)
+
+
+def test_the_last_missing_task_finishing_completes_the_checkpoint() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _tick(c, 1_000)
+    c.ack(c.tasks("job")[1], 1)
+    c.ack(c.tasks("job")[2], 1)
+    assert not _events(c, CheckpointCompleted)
+    d = _finish(c, "src", 0)
+    assert [type(e).__name__ for e in d.events][-1] == "CheckpointCompleted"
+    _check(c)
+
+
+def test_a_decline_from_a_task_that_finished_meanwhile_is_not_a_failure() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))  # tolerable_failures 0
+    _tick(c, 1_000)
+    src0 = c.tasks("job")[0]
+    _finish(c, "src", 0)  # the trigger crossed this report
+    c.decline(src0, 1, "task not running on this worker (not here)")
+    assert not _events(c, CheckpointAborted)
+    c.ack_all("job", 1)
+    assert _completed(c, 1) is not None
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    _check(c)
+
+
+def test_no_trigger_once_every_source_finished() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _finish(c, "src", 0)
+    _finish(c, "src", 1)
+    assert "CheckpointTriggered" not in _tick(c, 5_000)
+
+
+def test_a_restart_deploys_finished_tasks_with_the_finished_handle() -> None:
+    c = _running(CheckpointConfig(interval_ms=1_000))
+    _finish(c, "src", 0)
+    _tick(c, 1_000)
+    c.ack(c.tasks("job")[1], 1)
+    c.ack(c.tasks("job")[2], 1)
+    c.report(c.tasks("job")[2], E.FAILED, error="Boom")
+    c.report(c.tasks("job")[1], E.CANCELED)
+    d = c.tick(1_000)
+    deploys = {
+        (x.task.vertex_id, x.task.subtask_index): x for x in d.commands
+        if isinstance(x, DeployTask)
+    }  # fmt: skip
+    assert set(deploys) == {("src", 0), ("src", 1), ("out", 0)}
+    assert all(x.restore_checkpoint_id == 1 for x in deploys.values())
+    assert deploys[("src", 0)].restore_state_handle == FINISHED_TASK_HANDLE
+    assert deploys[("src", 1)].restore_state_handle not in (None, FINISHED_TASK_HANDLE)
+    _check(c)

@@ -46,6 +46,7 @@ class Outcome:
     check: Check  # on the output topics, once FINISHED (or until true while RUNNING)
     inputs: dict[str, Records] = dataclasses.field(default_factory=dict)
     restarts: int = 0
+    checkpointed: bool = False  # at least one checkpoint completes
 
 
 def last_per_key(records: Records, key: str, value: str) -> dict[str, Any]:
@@ -63,6 +64,14 @@ OUTCOMES: dict[str, Outcome] = {
             last_per_key(out("numbers.counts"), "key", "count")
             == {str(k): 10_000 for k in range(10)}
         ),
+    ),
+    "checkpointed-count.yaml": Outcome(
+        ev.JobStatus.FINISHED,
+        lambda out: (
+            last_per_key(out("numbers.checkpointed"), "key", "count")
+            == {str(k): 2_500 for k in range(8)}
+        ),
+        checkpointed=True,
     ),
     "fan-out.yaml": Outcome(
         ev.JobStatus.FINISHED,
@@ -270,3 +279,5 @@ async def test_example_runs_to_its_documented_outcome(
             assert outcome.check(out), {t: out(t)[-10:] for t in outputs}
     restarts = sum(isinstance(e, ev.RestartScheduled) for _, e in events)
     assert restarts == outcome.restarts
+    completed = any(isinstance(e, ev.CheckpointCompleted) for _, e in events)
+    assert completed or not outcome.checkpointed

@@ -187,12 +187,32 @@ async def test_a_job_no_worker_arrives_for_fails_after_the_slot_wait_timeout(
     assert "waiting for a worker offering 'sequence'" in cause
 
 
-async def test_a_job_that_enables_checkpointing_is_rejected_with_the_reason(
+async def test_a_job_that_enables_checkpointing_is_accepted_and_checkpointed_by_default(
     cluster: Cluster,
 ) -> None:
-    """Until checkpoints exist workers decline every one: such a job is refused at once
-    (it used to run and end FAILED after its tolerable checkpoint failures)."""
+    """Checkpoints work end to end: a coordinator started without any flag accepts
+    a checkpointed job and completes its checkpoints; --no-allow-checkpointing
+    refuses such a job with the reason."""
     await cluster.coordinator("c1").wait_for_line("role LEADER")
+    cluster.worker("tm-1", 2)
+    job = dataclasses.replace(
+        pipeline("ckpt", ("sequence", {"count": "6000", "rate": "100"})),
+        checkpoint_config=ev.CheckpointConfig(interval_ms=300),
+    )
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        await journal.wait_until(lambda es: joined(es, "tm-1"))
+        await client.send(job)
+        events = await journal.wait_until(
+            lambda es: any(isinstance(e, ev.CheckpointCompleted) for _, e in es), seconds=60
+        )
+    assert not any(isinstance(e, ev.JobRejected) for _, e in events)
+
+
+async def test_no_allow_checkpointing_rejects_a_checkpointed_job_with_the_reason(
+    cluster: Cluster,
+) -> None:
+    await cluster.coordinator("c1", "--no-allow-checkpointing").wait_for_line("role LEADER")
     job = dataclasses.replace(
         pipeline("ckpt", ("sequence", {"count": "10"})),
         checkpoint_config=ev.CheckpointConfig(interval_ms=10_000),
@@ -204,5 +224,5 @@ async def test_a_job_that_enables_checkpointing_is_rejected_with_the_reason(
             lambda es: any(isinstance(e, ev.JobRejected) and e.job_id == "ckpt" for _, e in es)
         )
     (rejected,) = [e for _, e in events if isinstance(e, ev.JobRejected)]
-    assert "checkpointing is not supported yet" in rejected.reason
+    assert "checkpointing is turned off on this coordinator" in rejected.reason
     assert not any(isinstance(e, ev.JobAccepted) for _, e in events)

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import edges
 from schemas import events as ev
 from schemas.catalog import Catalog
+from schemas.limits import FINISHED_TASK_HANDLE
 from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
 from schemas.statestore import DirectoryStore
 from tests.conftest import Stack
@@ -227,11 +228,12 @@ async def test_sequence_source_injects_a_barrier_at_its_snapshot_position(
     await asyncio.sleep(0.1)  # some records out before the barrier
     control.trigger(1)
     await asyncio.wait_for(runner, 60)
-    control.trigger(2)  # after the source finished: declined, not taken
+    control.trigger(2)  # after the source finished: acknowledged as finished (FLIP-147)
     assert states[-1] is ES.FINISHED
-    ack, declined = reports
+    ack, finished = reports
     assert isinstance(ack, Acked) and ack.checkpoint_id == 1
-    assert declined.checkpoint_id == 2
+    assert isinstance(finished, Acked) and finished.checkpoint_id == 2
+    assert finished.handle == FINISHED_TASK_HANDLE and finished.state_size == 0
     emitted = decode_snapshot(await store.get(ack.handle)).operator_state
     out = await output_of(stack, edge_topic(env, spec, spec.outputs[0]))
     barrier_at = out.index(("barrier", 1))
