@@ -197,10 +197,4 @@ async def test_kill_9_during_a_checkpointed_keyed_count_loses_and_repeats_nothin
     # No repeat: exactly 1, 2, ..., expected per key.
     exact = list(range(1, expected + 1))
     repeated = {k: len(seq) - expected for k, seq in updates.items() if seq != exact}
-    if repeated and kill == "workers":
-        # A known defect, not yet found: after several worker kills, one sink
-        # subtask's keys were seen once with about one checkpoint interval's updates
-        # committed twice (seed 3453543529: {5: 220, 0: 219, 2: 219, 6: 219}). The
-        # counts and the no-gap checks above still hold; CHANGELOG "Known issues".
-        pytest.xfail(f"seed {seed}: repeated updates per key {repeated} (known defect)")
     assert not repeated, f"seed {seed}: repeated updates per key {repeated}"

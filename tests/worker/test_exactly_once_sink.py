@@ -264,3 +264,51 @@ async def test_a_new_attempt_fences_the_old_producer(stack: Stack, catalog: Cata
         await later.close()
     assert await committed(stack, topic) == ["new"]
     assert Marker.decode(Marker(4, True).encode()).checkpoint == 4
+
+
+async def test_a_new_attempt_reads_its_marker_past_another_subtasks_open_transaction(
+    stack: Stack, catalog: Catalog
+) -> None:
+    """The marker topic is shared by the sink subtasks. Sink 0's worker dies between
+    writing its marker and committing (its transaction stays open), then sink 1
+    commits checkpoint 2. Sink 1's next attempt, restoring checkpoint 2, must read
+    marker 2, not stop at the open transaction (a read_committed consumer's end)
+    and commit interval 2 again (the correctness test's repeat, seed 3453543529)."""
+    env = KafkaEnv(stack.bootstrap, catalog)
+    job_id, topic = f"j{uuid.uuid4().hex[:8]}", f"out-{uuid.uuid4().hex[:8]}"
+
+    def spec(subtask: int, attempt: int) -> TaskSpec:
+        task = ev.TaskRef(job_id=job_id, vertex_id="sink", subtask_index=subtask, attempt=attempt)
+        return TaskSpec(task=task, operator="kafka_sink", vertex_name="sink", parallelism=2,
+                        max_parallelism=8)  # fmt: skip
+
+    await _create_topic(env, topic, 1)
+    log = logging.getLogger("test.eos")
+    sink0, sink1 = (TransactionalWriter(env, spec(i, 0), topic, log) for i in (0, 1))
+    later0, later1 = (TransactionalWriter(env, spec(i, 1), topic, log) for i in (0, 1))
+    try:
+        await sink0.start()
+        await sink1.start()
+        sink1.add(("k", '{"key":"one"}'))
+        sink1.snapshot(1)
+        await sink1.commit(1)
+        # Sink 0 commits checkpoint 2: its marker is written, its commit never sent.
+        producer = sink0.producer
+        assert producer is not None
+        await producer.begin_transaction()
+        key = sink0.transactional_id.encode()
+        await (await producer.send(sink0.marker_topic, Marker(2).encode(), key=key))
+        sink1.add(("k", '{"key":"two"}'))
+        state = sink1.snapshot(2).operator_state
+        await sink1.commit(2)
+        reading = asyncio.create_task(later1.start())
+        await asyncio.sleep(1.0)  # let it read first (before the fix it ended here)
+        await later0.start()  # sink 0's next attempt fences its open transaction
+        await reading
+        assert later1.committed.checkpoint == 2, later1.committed
+        await later1.restore(2, state)
+        assert later1.records_committed == 0
+    finally:
+        for writer in (sink0, sink1, later0, later1):
+            await writer.close()
+    assert await committed(stack, topic) == ["one", "two"]

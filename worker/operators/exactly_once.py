@@ -16,8 +16,9 @@ write-ahead two-phase commit:
   again): they are committed with the next completed checkpoint.
 - The producer's ``transactional.id`` is ``<cluster>-<job>-<vertex>-<subtask>``,
   the same for every attempt: a new attempt's producer fences the previous
-  one and aborts its open transaction, then reads its marker (read_committed)
-  to learn which checkpoint the sink committed last.
+  one and aborts its open transaction, then reads its marker (read_committed, up to
+  the high watermark: see ``read_marker``) to learn which checkpoint the sink
+  committed last.
 - On restore from checkpoint n, the pending intervals of the snapshot that
   are later than the marker are written and committed (marker n): a
   checkpoint that completed but was not committed before a crash is neither
@@ -47,7 +48,9 @@ from worker.operators.api import KafkaEnv, TaskSpec
 
 #: Role of the commit-marker topic: ``<prefix>.sink-commits``.
 MARKER_ROLE: Final = "sink-commits"
-_READ_TIMEOUT_S: Final = 60.0
+#: Longer than the producers' transaction timeout (aiokafka's default, 60 s): a
+#: transaction left open by a dead producer has ended by then.
+_READ_TIMEOUT_S: Final = 120.0
 
 AT_LEAST_ONCE: Final = "at_least_once"
 EXACTLY_ONCE: Final = "exactly_once"
@@ -136,20 +139,42 @@ class Marker:
         return f"Marker(checkpoint={self.checkpoint}, final={self.final})"
 
 
+async def _high_watermark(bootstrap: str, tp: TopicPartition) -> int:
+    consumer = kafkaio.consumer(bootstrap, isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
 async def read_marker(env: KafkaEnv, key: str) -> Marker:
-    """The latest committed marker of `key`, read_committed up to the end."""
+    """The latest committed marker of `key`, read_committed up to the end.
+
+    The end is the partition's high watermark when the reading starts, once every
+    transaction below it has ended: a read_committed consumer's end is the last
+    stable offset, which stops at the first record of a transaction still open. The
+    marker topic is shared by every sink subtask, so another subtask's transaction
+    left open (its worker killed between writing its marker and committing) would
+    hide this subtask's later markers, and an interval committed already would be
+    committed again. The open transaction ends when that subtask's next attempt
+    fences it, or at the latest when the broker aborts it (transaction timeout)."""
     topic = marker_topic(env)
+    tp = TopicPartition(topic, 0)
+    high = await _high_watermark(env.bootstrap, tp)
     consumer = kafkaio.consumer(env.bootstrap)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        marker = Marker()
-        wanted = key.encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _READ_TIMEOUT_S
+        while (end := (await consumer.end_offsets([tp]))[tp]) < high:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{topic}: a transaction below offset {high} stays open")
+            await asyncio.sleep(0.1)
+        marker = Marker()
+        wanted = key.encode()
         while await consumer.position(tp) < end:
             if loop.time() > deadline:
                 raise TimeoutError(f"reading {topic} did not reach offset {end}")
