@@ -49,7 +49,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas import events as ev
@@ -58,6 +57,7 @@ from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.jobgraph import load_document, parse_job_spec, to_job_submitted
 from tests.bench.bench_ha import end, until
+from tests.bench.journal import arrivals
 from tests.conftest import Stack
 from tests.integration.harness import REPO, CoordinatorProcess, Producer, now_ms
 from tests.worker.harness import WorkerProcess
@@ -87,19 +87,9 @@ def load() -> str:
 async def watch(bootstrap: str, catalog: Catalog, seen: Seen) -> None:
     """Every journal event, decoded, with its arrival time."""
     codec = default_codec()
-    consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
-    tp = TopicPartition(catalog.journal.name, 0)
-    await consumer.start()
-    consumer.assign([tp])
-    consumer.seek(tp, 0)
-    try:
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=100)
-            now = time.perf_counter()
-            for record in batch.get(tp, []):
-                seen.append((now, codec.decode(record.value or b"")))
-    finally:
-        await consumer.stop()
+    async for now, records in arrivals(bootstrap, catalog):
+        for record in records:
+            seen.append((now, codec.decode(record.value or b"")))
 
 
 def of(seen: Seen, kind: type[Any], job_id: str | None = None) -> list[tuple[float, Any]]:

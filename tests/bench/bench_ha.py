@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from coordinator.runtime import machine, snapshots
@@ -46,6 +46,7 @@ from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from tests.bench import bench_replay
+from tests.bench.journal import arrivals
 from tests.bench.workload import JournalGenerator
 from tests.conftest import Stack
 from tests.integration.harness import REPO, CoordinatorProcess, job_submitted
@@ -109,35 +110,25 @@ TASK_EVENTS = {b"TaskAssigned", b"TaskStateRecorded"}
 
 async def watch(bootstrap: str, catalog: Catalog, w: Watch) -> None:
     codec = default_codec()
-    consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
-    tp = TopicPartition(catalog.journal.name, 0)
-    await consumer.start()
-    consumer.assign([tp])
-    consumer.seek(tp, 0)
-    try:
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=100)
-            now = time.perf_counter()
-            for record in batch.get(tp, []):
-                kind = dict(record.headers).get("event-type")
-                if kind in TASK_EVENTS and w.keep_tasks:
-                    w.task_events.append((now, codec.decode(record.value or b"")))
-                    continue
-                if kind not in WANTED:
-                    continue
-                event = codec.decode(record.value or b"")
-                if isinstance(event, ev.JobAccepted):
-                    w.decided.setdefault(event.submission.event_id, now)
-                elif isinstance(event, ev.JobRejected):
-                    w.decided.setdefault(event.input_event_id, now)
-                elif isinstance(event, ev.LeaderElected):
-                    w.elected.append((now, event.epoch, event.replica_id))
-                elif isinstance(event, ev.TaskManagerLost):
-                    w.lost.append((now, event.tm_id))
-                elif isinstance(event, ev.TaskManagerJoined):
-                    w.joined.add(event.tm_id)
-    finally:
-        await consumer.stop()
+    async for now, records in arrivals(bootstrap, catalog):
+        for record in records:
+            kind = dict(record.headers).get("event-type")
+            if kind in TASK_EVENTS and w.keep_tasks:
+                w.task_events.append((now, codec.decode(record.value or b"")))
+                continue
+            if kind not in WANTED:
+                continue
+            event = codec.decode(record.value or b"")
+            if isinstance(event, ev.JobAccepted):
+                w.decided.setdefault(event.submission.event_id, now)
+            elif isinstance(event, ev.JobRejected):
+                w.decided.setdefault(event.input_event_id, now)
+            elif isinstance(event, ev.LeaderElected):
+                w.elected.append((now, event.epoch, event.replica_id))
+            elif isinstance(event, ev.TaskManagerLost):
+                w.lost.append((now, event.tm_id))
+            elif isinstance(event, ev.TaskManagerJoined):
+                w.joined.add(event.tm_id)
 
 
 async def until(check: Any, what: str, seconds: float) -> None:

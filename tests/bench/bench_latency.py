@@ -32,12 +32,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
+from tests.bench.journal import arrivals
 from tests.conftest import Stack
 from tests.integration.harness import REPO, CoordinatorProcess, job_submitted
 
@@ -86,42 +87,32 @@ class Watch:
 
 async def _watch(bootstrap: str, catalog: Catalog, w: Watch) -> None:
     codec = default_codec()
-    consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
-    tp = TopicPartition(catalog.journal.name, 0)
-    await consumer.start()
-    consumer.assign([tp])
-    consumer.seek(tp, 0)
     wanted = {b"JobAccepted", b"TaskStateRecorded", b"TaskManagerJoined", b"LeaderElected"}
-    try:
-        while True:
-            batch = await consumer.getmany(tp, timeout_ms=100)
-            now = time.perf_counter()
-            wall_ms = time.time() * 1000
-            for record in batch.get(tp, []):
-                if w.record_offsets:
-                    w.offsets.append(record.offset)
-                kind = dict(record.headers).get("event-type")
-                if kind not in wanted:
-                    continue
-                event = codec.decode(record.value or b"")
-                if isinstance(event, ev.JobAccepted):
-                    job_id = event.submission.job_id
-                    w.accepted.setdefault(job_id, now)
-                    w.to_decision[job_id] = event.event_time - event.submission.event_time
-                    w.to_visible[job_id] = wall_ms - event.event_time
-                elif isinstance(event, ev.TaskStateRecorded):
-                    t = event.task
-                    if event.state is ev.ExecutionState.RUNNING and t.attempt == 0:
-                        seen = w.running.setdefault(t.job_id, set())
-                        seen.add(t.subtask_index)
-                        if len(seen) == PARALLELISM:
-                            w.all_running.setdefault(t.job_id, now)
-                elif isinstance(event, ev.TaskManagerJoined):
-                    w.joined.add(event.tm_id)
-                elif isinstance(event, ev.LeaderElected):
-                    w.elected = True
-    finally:
-        await consumer.stop()
+    async for now, records in arrivals(bootstrap, catalog):
+        wall_ms = time.time() * 1000
+        for record in records:
+            if w.record_offsets:
+                w.offsets.append(record.offset)
+            kind = dict(record.headers).get("event-type")
+            if kind not in wanted:
+                continue
+            event = codec.decode(record.value or b"")
+            if isinstance(event, ev.JobAccepted):
+                job_id = event.submission.job_id
+                w.accepted.setdefault(job_id, now)
+                w.to_decision[job_id] = event.event_time - event.submission.event_time
+                w.to_visible[job_id] = wall_ms - event.event_time
+            elif isinstance(event, ev.TaskStateRecorded):
+                t = event.task
+                if event.state is ev.ExecutionState.RUNNING and t.attempt == 0:
+                    seen = w.running.setdefault(t.job_id, set())
+                    seen.add(t.subtask_index)
+                    if len(seen) == PARALLELISM:
+                        w.all_running.setdefault(t.job_id, now)
+            elif isinstance(event, ev.TaskManagerJoined):
+                w.joined.add(event.tm_id)
+            elif isinstance(event, ev.LeaderElected):
+                w.elected = True
 
 
 async def _until(check: Any, what: str, seconds: float) -> None:
