@@ -38,7 +38,6 @@ from schemas.events import (
     CheckpointKind,
     CheckpointTriggered,
     ExecutionState,
-    InputRejected,
     JobStatus,
     NotifyCheckpointComplete,
     SavepointCompleted,
@@ -48,7 +47,7 @@ from schemas.events import (
     TaskStateHandle,
     TriggerCheckpoint,
 )
-from schemas.limits import FINISHED_TASK_HANDLE, MAX_REJECTION_REASON_BYTES, clip
+from schemas.limits import FINISHED_TASK_HANDLE
 
 _E = ExecutionState
 
@@ -309,16 +308,11 @@ def on_savepoint_written(p: Planner, w: SavepointWritten) -> None:
             if todo.kind is CheckpointKind.SYNC_SAVEPOINT
             else SavepointRequested
         )
-        p.emit(
-            InputRejected,
-            input_event_id=request_id,
-            input_event_type=request.__name__,
-            reason=clip(
-                f"savepoint {w.checkpoint_id} of job {w.job_id} could not be written: {w.error}",
-                MAX_REJECTION_REASON_BYTES,
-            ),
+        p.reject_input(
+            request_id,
+            request.__name__,
+            f"savepoint {w.checkpoint_id} of job {w.job_id} could not be written: {w.error}",
             job_id=w.job_id,
-            tm_id=None,
         )
         return
     p.emit(

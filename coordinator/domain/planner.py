@@ -64,10 +64,22 @@ class Planner:
     def reject(
         self, event: Event, reason: str, *, job_id: str | None = None, tm_id: str | None = None
     ) -> None:
+        self.reject_input(event.event_id, type(event).__name__, reason, job_id=job_id, tm_id=tm_id)
+
+    def reject_input(
+        self,
+        input_event_id: str,
+        input_event_type: str,
+        reason: str,
+        *,
+        job_id: str | None = None,
+        tm_id: str | None = None,
+    ) -> None:
+        """An InputRejected for an input known only by its id and type."""
         self.emit(
             InputRejected,
-            input_event_id=clip_id(event.event_id, MAX_EVENT_ID_BYTES),
-            input_event_type=type(event).__name__,
+            input_event_id=clip_id(input_event_id, MAX_EVENT_ID_BYTES),
+            input_event_type=input_event_type,
             reason=clip(reason, MAX_REJECTION_REASON_BYTES),
             job_id=_clip_optional(job_id),
             tm_id=_clip_optional(tm_id),
