@@ -20,6 +20,7 @@ Standard library only: the pure domain imports this module.
 
 import dataclasses
 import enum
+import functools
 import hashlib
 from collections.abc import Iterator
 from typing import Any, Final
@@ -189,14 +190,24 @@ def bounded_reason(problems: list[str]) -> str:
     return clip(text, MAX_REJECTION_REASON_BYTES)
 
 
-def _string_problem(where: str, value: str, limit: int) -> str | None:
-    if len(value) > limit or utf8_len(value) > limit:
-        return f"{where}: {utf8_len(value)} bytes, at most {limit} allowed"
-    return None
+def _where(path: tuple[str, ...]) -> str:
+    """A location as problems name it: ``job_graph`` is left out (a job file has the
+    graph's keys at its top), fields are joined by dots, indexes are appended."""
+    where = ""
+    for part in path:
+        where += part if part.startswith("[") or not where else f".{part}"
+    return where
 
 
-def _walk(where: str, name: str, value: Any) -> Iterator[str]:
-    """Problems of one field value (recursing into records, sequences and maps)."""
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _walk(path: tuple[str, ...], name: str, value: Any, out: list[str]) -> None:
+    """Append the problems of one field value to `out` (recursing into records,
+    sequences and maps). Locations are only spelled out for a problem: the walk runs
+    on every input the leader reads."""
     if isinstance(value, enum.Enum):
         return
     if isinstance(value, str):
@@ -204,39 +215,45 @@ def _walk(where: str, name: str, value: Any) -> Iterator[str]:
             return
         limit = STRING_LIMITS.get(name)
         if limit is None:
-            raise KeyError(f"no limit for string field {name!r} ({where})")
-        if (p := _string_problem(where, value, limit)) is not None:
-            yield p
-    elif isinstance(value, bool) or value is None or isinstance(value, float):
+            raise KeyError(f"no limit for string field {name!r} ({_where(path)})")
+        if (p := _string_problem(path, value, limit)) is not None:
+            out.append(p)
+    elif value is None or isinstance(value, (bool, float)):
         return
     elif isinstance(value, int):
         bounds = INT_RANGES.get(name)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
-            yield f"{where}: must be between {bounds[0]} and {bounds[1]}, got {value}"
+            out.append(f"{_where(path)}: must be between {bounds[0]} and {bounds[1]}, got {value}")
     elif isinstance(value, (tuple, list, dict)):
         limit = COLLECTION_LIMITS.get(name)
         if limit is not None and len(value) > limit:
-            yield f"{where}: {len(value)} entries, at most {limit} allowed"
+            out.append(f"{_where(path)}: {len(value)} entries, at most {limit} allowed")
             return
         if isinstance(value, dict):
             for k, v in value.items():
-                yield from _config_entry(where, k, v)
+                _config_entry(path, k, v, out)
         else:
             for i, item in enumerate(value):
-                yield from _walk(f"{where}[{i}]", name, item)
-    elif dataclasses.is_dataclass(value):
-        for f in dataclasses.fields(value):
-            # A job file has the graph's keys at its top: locations read the same.
-            at = where if f.name == "job_graph" else f"{where}.{f.name}" if where else f.name
-            yield from _walk(at, f.name, getattr(value, f.name))
+                _walk((*path, f"[{i}]"), name, item, out)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls: type = type(value)
+        for field_name in _field_names(cls):
+            at = path if field_name == "job_graph" else (*path, field_name)
+            _walk(at, field_name, getattr(value, field_name), out)
 
 
-def _config_entry(where: str, key: str, value: str) -> Iterator[str]:
-    at = f"{where}[{quote(key)}]"
-    if (p := _string_problem(f"{at} (key)", key, MAX_CONFIG_KEY_BYTES)) is not None:
-        yield p
+def _string_problem(path: tuple[str, ...], value: str, limit: int, suffix: str = "") -> str | None:
+    if len(value) > limit or utf8_len(value) > limit:
+        return f"{_where(path)}{suffix}: {utf8_len(value)} bytes, at most {limit} allowed"
+    return None
+
+
+def _config_entry(path: tuple[str, ...], key: str, value: str, out: list[str]) -> None:
+    at = (*path, f"[{quote(key)}]")
+    if (p := _string_problem(at, key, MAX_CONFIG_KEY_BYTES, " (key)")) is not None:
+        out.append(p)
     if (p := _string_problem(at, value, MAX_CONFIG_VALUE_BYTES)) is not None:
-        yield p
+        out.append(p)
 
 
 def _submission_problems(s: ev.JobSubmitted) -> Iterator[str]:
@@ -257,7 +274,8 @@ def _submission_problems(s: ev.JobSubmitted) -> Iterator[str]:
 
 def input_problems(event: ev.Event) -> list[str]:
     """Every limit `event` exceeds, with its location; [] when it is within them all."""
-    problems = list(_walk("", "", event))
+    problems: list[str] = []
+    _walk((), "", event, problems)
     if isinstance(event, ev.JobSubmitted) and not problems:
         problems.extend(_submission_problems(event))
     return problems

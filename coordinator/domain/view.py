@@ -69,6 +69,9 @@ class LeaderView:
     checkpoint_acks: dict[tuple[str, int], dict[SubtaskKey, CheckpointAcknowledged]] = field(
         default_factory=dict
     )
+    # Per pending checkpoint: how many subtasks, in execution order, are known to be
+    # acknowledged or FINISHED (decide's completion check resumes there).
+    checkpoint_cursors: dict[tuple[str, int], int] = field(default_factory=dict)
     savepoint_checks: dict[str, str | None] = field(default_factory=dict)
     repeated_reports: int = 0
     ignored_heartbeats: int = 0
@@ -93,19 +96,27 @@ class LeaderView:
 
     def record_ack(self, ack: CheckpointAcknowledged, jobs: Mapping[str, Job]) -> None:
         """Remember a valid acknowledgement (decide's on_acknowledged validated it;
-        `jobs`: the state's). Acks of checkpoints no longer pending are dropped in
-        one pass now and then: the view holds about the pending checkpoints' acks."""
-        acks = self.checkpoint_acks.setdefault((ack.task.job_id, ack.checkpoint_id), {})
+        `jobs`: the state's). When the first ack of a checkpoint arrives, those of
+        checkpoints no longer pending are dropped if they have piled up (one pass per
+        checkpoint at most, not per ack): the view holds about the pending ones."""
+        key = (ack.task.job_id, ack.checkpoint_id)
+        acks = self.checkpoint_acks.get(key)
+        if acks is None:
+            if (
+                len(self.checkpoint_acks)
+                > 2 * sum(len(j.checkpoints.pending) for j in jobs.values()) + 16
+            ):
+                self.checkpoint_acks = {
+                    k: v
+                    for k, v in self.checkpoint_acks.items()
+                    if (job := jobs.get(k[0])) is not None and k[1] in job.checkpoints.pending
+                }
+                self.checkpoint_cursors = {
+                    k: i for k, i in self.checkpoint_cursors.items() if k in self.checkpoint_acks
+                }
+            acks = self.checkpoint_acks[key] = {}
         acks[(ack.task.vertex_id, ack.task.subtask_index)] = ack
-        if (
-            len(self.checkpoint_acks)
-            > 2 * sum(len(j.checkpoints.pending) for j in jobs.values()) + 16
-        ):
-            self.checkpoint_acks = {
-                k: v
-                for k, v in self.checkpoint_acks.items()
-                if (job := jobs.get(k[0])) is not None and k[1] in job.checkpoints.pending
-            }
 
     def forget_checkpoint(self, job_id: str, checkpoint_id: int) -> None:
         self.checkpoint_acks.pop((job_id, checkpoint_id), None)
+        self.checkpoint_cursors.pop((job_id, checkpoint_id), None)

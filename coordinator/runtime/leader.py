@@ -103,6 +103,13 @@ class LeaderConfig:
     # within this; a step that does not ends the term (the state is tainted).
     step_timeout_ms: int = 10_000
     retry_backoff_ms: int = 5
+    # Input offsets of steps that decided nothing (acknowledgements of a checkpoint
+    # still waiting for others, repeated reports) ride the next transaction that
+    # carries something, or are committed alone once they are this old: a transaction
+    # per such step would keep the leader committing while the inputs it waits for
+    # arrive. A new leader re-reads at most this much of them, to the same effect
+    # (nothing; an acknowledgement of an older term's checkpoint is refused anyway).
+    offset_commit_delay_ms: int = 100
     snapshots: SnapshotPolicy = field(default_factory=SnapshotPolicy)
     # Where checkpoint state is (the workers' setting): savepoints are exported
     # from it, discarded state is deleted from it (coordinator/runtime/stateio.py).
@@ -169,6 +176,8 @@ class Leader:
         self._last_snapshot_ms = 0
         self._next_journal_offset = -1  # where our next journal record should land
         self._foreign_letters: list[ev.DeadLetter] = []
+        self._deferred_offsets: dict[TopicPartition, int] = {}
+        self._deferred_since: int | None = None
         self._keepalives: KeepaliveSender | None = None
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
@@ -318,7 +327,7 @@ class Leader:
                 self._decide_input(written, step.now, out)
             self._view.savepoint_checks.clear()
             out.dead_letters.extend(self.outbox.dead_letter(d) for d in self._take_foreign())
-            if out:
+            if self._ready_to_commit(out, step.now):
                 await self._commit(out)
                 await self._maybe_snapshot(step.now)
             self.progress.beat("step")
@@ -407,6 +416,24 @@ class Leader:
                 self._said("rejected %s: %s", machine.clip(decoded.input_event_id, 80),
                            machine.clip(decoded.reason, 300))  # fmt: skip
         out.commands.extend(commands)
+
+    def _ready_to_commit(self, out: Outgoing, now: int) -> bool:
+        """True when `out` is to be committed now; input offsets of a step that decided
+        nothing are kept back (``LeaderConfig.offset_commit_delay_ms``) and merged into
+        the transaction that commits them."""
+        if out.offsets:
+            self._deferred_offsets.update(out.offsets)  # offsets only grow per partition
+            if self._deferred_since is None:
+                self._deferred_since = now
+        if not self._deferred_offsets:
+            return bool(out)
+        since = self._deferred_since if self._deferred_since is not None else now
+        carries = bool(out.journal or out.commands or out.dead_letters)
+        if carries or now - since >= self.config.offset_commit_delay_ms:
+            out.offsets, self._deferred_offsets = self._deferred_offsets, {}
+            self._deferred_since = None
+            return True
+        return False
 
     def _block_loop_for_tests(self) -> None:
         """Test hook: block the event loop (a stuck leader) once, right after the first step."""

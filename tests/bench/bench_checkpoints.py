@@ -6,8 +6,8 @@ every batch with ``time.perf_counter()`` as it arrives.
 
 - ``trigger``: trigger-to-complete of checkpoints with trivial state. (a) 256 subtasks:
   one ``sequence`` vertex of parallelism 256 on the protocol workers of
-  ``tests.bench.fleet --ack-checkpoints`` (8 simulated TaskManagers x 32 slots in one
-  process; each ``TriggerCheckpoint`` is acknowledged at once for its subtask, no state is
+  ``tests.bench.fleet --ack-checkpoints`` (8 simulated TaskManagers x 32 slots, one process
+  each; each ``TriggerCheckpoint`` is acknowledged at once for its subtask, no state is
   written). 256 real subtasks are 256 slot processes: more than this 2-core machine runs.
   (b) Real workers: 2 ``python -m worker`` with 8 slots, ``sequence`` (``rate`` 20/s) of
   parallelism 16 (each snapshot is the source position, written to the Kafka state store).
@@ -205,12 +205,16 @@ async def trigger_protocol(stack: Stack, subtasks: int, checkpoints: int) -> dic
     async with Setup(stack, "ck256") as s:
         workers, slots = 8, -(-subtasks // 8)
         fleet_log = open(f"/tmp/jm-bench-{s.catalog.cluster_id}-fleet.log", "w")  # noqa: SIM115, ASYNC230
-        fleet = subprocess.Popen(  # noqa: ASYNC220 - started before anything is measured
-            [sys.executable, "-m", "tests.bench.fleet", stack.bootstrap, stack.redis_url,
-             s.catalog.cluster_id, "--workers", str(workers), "--slots", str(slots),
-             "--finish-after", "0", "--ack-checkpoints"],
-            cwd=REPO, stdout=fleet_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        # One process per simulated TaskManager, as real TaskManagers are processes of
+        # their own (they share the 2 cores with the coordinator, the broker and Redis).
+        fleet = []
+        for i in range(workers):
+            fleet.append(subprocess.Popen(  # noqa: ASYNC220 - started before anything is measured
+                [sys.executable, "-m", "tests.bench.fleet", stack.bootstrap, stack.redis_url,
+                 s.catalog.cluster_id, "--workers", "1", "--first-index", str(i),
+                 "--slots", str(slots), "--finish-after", "0", "--ack-checkpoints"],
+                cwd=REPO, stdout=fleet_log, stderr=subprocess.STDOUT,
+            ))  # fmt: skip
         try:
             await s.joined(workers)
             config = ev.CheckpointConfig(interval_ms=500)
@@ -221,12 +225,14 @@ async def trigger_protocol(stack: Stack, subtasks: int, checkpoints: int) -> dic
             out = s.checkpoint_figures("wide", skip=1)  # the first one warms up
             await s.cancel("wide")
         finally:
-            end(fleet)
+            for proc in fleet:
+                end(proc)
             fleet_log.close()
         out["breakdown"] = _breakdown(
             s.seen, await asyncio.to_thread(Path(fleet_log.name).read_text)
         )
-    return {"bench": "ckpt_trigger", "workers": "protocol (tests.bench.fleet --ack-checkpoints)",
+    return {"bench": "ckpt_trigger",
+            "workers": "protocol (tests.bench.fleet --ack-checkpoints, 8 processes)",
             "subtasks": subtasks, "interval_ms": 500, "load_before": load_before,
             "load_after": load(), **out}  # fmt: skip
 

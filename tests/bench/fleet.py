@@ -1,12 +1,14 @@
 """Protocol workers for the latency benchmark, in a process of their own.
 
     python -m tests.bench.fleet BOOTSTRAP REDIS_URL CLUSTER_ID [--workers 4] [--slots 8]
-        [--finish-after 0.2]
+        [--finish-after 0.2] [--first-index 0]
 
 Runs ``tests.integration.harness.ProtocolWorker``s (they report DEPLOYING,
 INITIALIZING, RUNNING as soon as they get DeployTask, and FINISHED after
 ``--finish-after`` seconds; ``--finish-after 0``: never) until SIGTERM. Prints ``ready``
-once registered. ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowledged at once
+once registered. Workers are named ``bench-tm-N`` from N = ``--first-index`` on (several
+fleets of one cluster, one process per simulated TaskManager as real ones would be, use
+distinct ranges). ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowledged at once
 for the triggered task (trivial state: a fake 16-byte handle, nothing stored), the way a
 source subtask with nothing downstream would (the checkpoint benchmark), and a line
 ``ack CHECKPOINT_ID EVENT_TIME_MS`` printed.
@@ -56,7 +58,7 @@ async def main(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as workers:
         for i in range(args.workers):
             await workers.enter_async_context(
-                AckingWorker(stack, catalog, f"bench-tm-{i}", args.slots,
+                AckingWorker(stack, catalog, f"bench-tm-{args.first_index + i}", args.slots,
                              operators=("sequence",), finish_after_s=args.finish_after or None,
                              acknowledge_checkpoints=args.ack_checkpoints)
             )  # fmt: skip
@@ -73,4 +75,5 @@ if __name__ == "__main__":
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--finish-after", type=float, default=0.2)
     parser.add_argument("--ack-checkpoints", action="store_true")
+    parser.add_argument("--first-index", type=int, default=0)
     asyncio.run(main(parser.parse_args()))
