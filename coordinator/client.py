@@ -35,15 +35,16 @@ def now_ms() -> int:
 async def produce(settings: ClusterSettings, event: ev.ClientCommand) -> tuple[int, int]:
     """Produce a client command to the submissions topic; returns (partition, offset)."""
     catalog = Catalog(settings.cluster_id)
+    keys = settings.keyring("client")
     value, headers = default_codec().encode(event)
+    topic, key = catalog.submissions.name, catalog.key_for(event)
+    headers = keys.sign("submissions", topic, key, value, headers)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
     )
     await producer.start()
     try:
-        meta = await producer.send_and_wait(
-            catalog.submissions.name, value, key=catalog.key_for(event), headers=headers
-        )
+        meta = await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
     return meta.partition, meta.offset

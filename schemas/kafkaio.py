@@ -7,6 +7,8 @@
   reports, heartbeats). A record that does not decode, or does not belong on
   its topic, becomes a ``DeadLetter`` (original bytes, topic, partition,
   offset, reason) for the caller to produce to ``deadletter``; reading goes on.
+  With a key ring, a record that decodes but whose signature is missing or not
+  valid for its topic is dead-lettered the same way (``SignatureError``).
   The journal is never dead-lettered: ``JournalDecoder`` raises instead.
 - Consumer and producer settings that are safe here (read_committed, no
   auto-commit, small fetch wait on control topics).
@@ -30,6 +32,7 @@ from aiokafka.structs import ConsumerRecord
 from schemas import events as ev
 from schemas.catalog import Catalog, TopicSpec
 from schemas.codec import Codec, DecodeError, default_codec
+from schemas.signing import KeyRing, SignatureError
 
 TOPIC_ALREADY_EXISTS: Final = 36
 
@@ -242,10 +245,16 @@ class InputDecoder:
     transaction as its offsets, for the leader) and carries on.
     """
 
-    def __init__(self, catalog: Catalog, codec: Codec | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, codec: Codec | None = None, keys: KeyRing | None = None
+    ) -> None:
+        """`keys`: verify signatures with them (None: a tool that only looks)."""
         self.codec = codec or default_codec()
+        self.keys = keys
         self._allowed = {t.name: t.allowed for t in catalog.topics}
+        self._roles = {t.name: t.role for t in catalog.topics}
         self.dead_letters = 0
+        self.bad_signatures = 0
 
     def decode(
         self, record: ConsumerRecord[bytes, bytes]
@@ -256,8 +265,15 @@ class InputDecoder:
                 raise DecodeError("record has no value (tombstone)")
             if allowed is None:
                 raise DecodeError(f"{record.topic} is not a topic of this cluster")
-            return self.codec.decode(record.value, allowed), None
-        except DecodeError as err:
+            event = self.codec.decode(record.value, allowed)
+            if self.keys is not None:
+                problem = self.keys.problem(self._roles[record.topic], record.topic,
+                                            record.key, record.value, record.headers)  # fmt: skip
+                if problem is not None:
+                    self.bad_signatures += 1
+                    raise SignatureError(problem)
+            return event, None
+        except (DecodeError, SignatureError) as err:
             self.dead_letters += 1
             return None, dead_letter(record, err)
 

@@ -1,10 +1,10 @@
 """Connection settings every process shares: one frozen object, passed in explicitly.
 
 Read from flags (the caller passes overrides), then the environment, then the
-defaults. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
-``JM_CLUSTER_ID`` (the same names the Docker image, the Makefile and the test
-fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and ``JM_REDIS_URL``), matched
-without regard to case.
+defaults. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``,
+``JM_CLUSTER_ID`` and ``JM_SIGNING_KEYS_FILE`` (the same names the Docker image,
+the Makefile and the test fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and
+``JM_REDIS_URL``), matched without regard to case.
 
 Standard library only, unlike the worker's pydantic settings: every ``jm``
 command loads this object, and importing pydantic-settings alone costs more CPU
@@ -16,13 +16,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from schemas.signing import KeyRing
 
 #: Where each field is looked up in the environment, first name found wins.
 ENVIRONMENT: Final = {
     "cluster_id": ("JM_CLUSTER_ID",),
     "bootstrap_servers": ("KAFKA_BOOTSTRAP_SERVERS", "JM_BOOTSTRAP_SERVERS"),
     "redis_url": ("REDIS_URL", "JM_REDIS_URL"),
+    "signing_keys": ("JM_SIGNING_KEYS_FILE",),
 }
 CLUSTER_ID_PATTERN: Final = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{0,99}")  # fullmatch
 
@@ -55,6 +59,11 @@ class ClusterSettings:
         default_factory=lambda: _from_environment("redis_url", "redis://127.0.0.1:6379/0")
     )
 
+    #: the key file of signed records (schemas/signing.py); empty: none given
+    signing_keys: str = field(default_factory=lambda: _from_environment("signing_keys", ""))
+    #: run without signing or verifying records (--insecure-unsigned): never the default
+    insecure_unsigned: bool = False
+
     def __post_init__(self) -> None:
         for name in ENVIRONMENT:
             value = getattr(self, name)
@@ -70,3 +79,9 @@ class ClusterSettings:
     def load(cls, **overrides: Any) -> ClusterSettings:
         """Environment first, then explicit overrides (flags) that are not None."""
         return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+    def keyring(self, process: str) -> KeyRing:
+        """The signing keys a process of this kind runs with (schemas/signing.py)."""
+        from schemas.signing import keyring_for
+
+        return keyring_for(self.signing_keys, self.insecure_unsigned, process)

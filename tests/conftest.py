@@ -8,6 +8,11 @@ Where they come from, in order:
 
 When none of them gives a broker the tests that need it ERROR with the reason.
 Nothing here ever skips: a run without Kafka is a failed run.
+
+Records are signed in tests as in production: ``signing_keys`` generates one key
+file for the run and points ``JM_SIGNING_KEYS_FILE`` at it, so every coordinator,
+worker and ``jm`` the tests start, and every test producer (``run_keys()``),
+signs and verifies with the same keys.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas import signing
 from schemas.catalog import Catalog
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,6 +104,30 @@ def _local_launcher() -> Iterator[Stack]:
         yield Stack(info["bootstrap"], info["redis_url"], f"local launcher ({home / name})")
     finally:
         subprocess.run([*base, "down", "--purge"], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys() -> Iterator[Path]:
+    """One generated key file (every role) for the whole run, in the environment."""
+    home = Path(tempfile.mkdtemp(prefix="jm-keys-"))
+    path = home / "keys.json"
+    signing.write_key_file(path, signing.generate())
+    before = os.environ.get(signing.ENV_FILE)
+    os.environ[signing.ENV_FILE] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(signing.ENV_FILE, None)
+        else:
+            os.environ[signing.ENV_FILE] = before
+        path.unlink(missing_ok=True)
+        home.rmdir()
+
+
+def run_keys() -> signing.KeyRing:
+    """Every role's keys of this run (test producers sign what they send with them)."""
+    return signing.KeyRing.load(os.environ[signing.ENV_FILE])
 
 
 @pytest.fixture(scope="session")

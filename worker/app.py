@@ -9,6 +9,7 @@ import signal
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.settings import ClusterSettings
+from schemas.signing import KeyRing
 from worker.kafka import KafkaCommands, KafkaReports
 from worker.operators.api import KafkaEnv
 from worker.operators.registry import OperatorRegistry
@@ -23,8 +24,9 @@ EXIT_TIMING = 2  # timeouts unsafe against the leader's: a usage error, see sche
 
 
 async def run_worker(
-    cluster: ClusterSettings, settings: WorkerSettings, log_level: int = logging.INFO
-) -> int:
+    cluster: ClusterSettings, settings: WorkerSettings, keys: KeyRing,
+    log_level: int = logging.INFO,
+) -> int:  # fmt: skip
     """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0."""
     catalog = Catalog(cluster.cluster_id)
     bootstrap = cluster.bootstrap_servers
@@ -34,8 +36,9 @@ async def run_worker(
         log.error("%s", err)
         return EXIT_TOPICS
     registry = OperatorRegistry.load()
-    commands = KafkaCommands(bootstrap, catalog, settings.tm_id)
-    reports = KafkaReports(bootstrap, catalog)
+    log.info("signing keys %s", keys.describe())
+    commands = KafkaCommands(bootstrap, catalog, settings.tm_id, keys)
+    reports = KafkaReports(bootstrap, catalog, keys)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -63,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
     )
+    group.add_argument(
+        "--signing-keys", metavar="FILE",
+        help="key file of signed records, worker and command roles (default "
+        "$JM_SIGNING_KEYS_FILE)",
+    )  # fmt: skip
+    group.add_argument(
+        "--insecure-unsigned", action="store_true",
+        help="run without signing reports or verifying commands",
+    )  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -101,7 +110,10 @@ def handle(args: argparse.Namespace) -> int:
             bootstrap_servers=args.bootstrap_servers,
             redis_url=args.redis_url,
             cluster_id=args.cluster_id,
+            signing_keys=args.signing_keys,
+            insecure_unsigned=args.insecure_unsigned,
         )
+        keys = cluster.keyring("worker")  # refuses to start without keys (or the flag)
         settings = WorkerSettings.load(
             tm_id=args.tm_id,
             slots=args.slots,
@@ -119,7 +131,7 @@ def handle(args: argparse.Namespace) -> int:
     except StateStoreError as err:
         print(f"jm worker: state.checkpoints.dir: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(run_worker(cluster, settings, level))
+    return asyncio.run(run_worker(cluster, settings, keys, level))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

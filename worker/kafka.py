@@ -4,9 +4,12 @@
   tm id to, with ``assign()`` (no group: no rebalance delay, no committed
   offsets to go stale), read_committed (a fenced leader's aborted writes are
   never acted on), from the END: commands written before this incarnation
-  started are not for it. Records that do not decode are logged and skipped.
+  started are not for it. Records that do not decode, or whose ``command``
+  signature is missing or wrong (schemas/signing.py), are logged, counted and
+  skipped.
 - ``KafkaReports`` is a plain idempotent producer (acks=all): reports and
-  heartbeats are keyed by tm id, so one worker's reports stay in order. A
+  heartbeats are keyed by tm id, so one worker's reports stay in order, and
+  signed with the ``worker`` key. A
   report Kafka refuses for good (too large, ...) is dropped, logged and
   counted; it never stops the others nor the worker. Other failures raise, and
   the TaskManager retries.
@@ -25,6 +28,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import DecodeError, default_codec
+from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +48,15 @@ class Reports(Protocol):
 class KafkaCommands:
     """Reads this worker's jm.commands partition from its end."""
 
-    def __init__(self, bootstrap: str, catalog: Catalog, tm_id: str) -> None:
+    def __init__(self, bootstrap: str, catalog: Catalog, tm_id: str, keys: KeyRing) -> None:
+        self.keys = keys
         self.partition = catalog.commands_partition(tm_id)
         self._tp = TopicPartition(catalog.commands.name, self.partition)
         self._allowed = catalog.commands.allowed
         # Control topic: a small fetch wait keeps deploy latency in milliseconds.
         self._consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=10)
         self.undecodable = 0
+        self.unverified = 0  # commands with a missing or bad signature, ignored
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -76,6 +82,13 @@ class KafkaCommands:
                 self.undecodable += 1
                 log.warning("skipped undecodable command at offset %d: %s", record.offset, err)
                 continue
+            problem = self.keys.problem("commands", record.topic, record.key, record.value,
+                                        record.headers)  # fmt: skip
+            if problem is not None:
+                self.unverified += 1
+                log.error("ignored %s at offset %d (%d so far): %s", type(event).__name__,
+                          record.offset, self.unverified, problem)  # fmt: skip
+                continue
             assert isinstance(event, ev.WorkerCommand)
             out.append(event)
         return out
@@ -84,8 +97,9 @@ class KafkaCommands:
 class KafkaReports:
     """Sends reports to jm.reports and heartbeats to jm.heartbeats, keyed by tm id."""
 
-    def __init__(self, bootstrap: str, catalog: Catalog) -> None:
+    def __init__(self, bootstrap: str, catalog: Catalog, keys: KeyRing) -> None:
         self._catalog = catalog
+        self._keys = keys
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
         )
@@ -105,8 +119,10 @@ class KafkaReports:
         for event in events:
             try:
                 value, headers = default_codec().encode(event)
-                topic = self._catalog.topic_for(type(event)).name
+                spec = self._catalog.topic_for(type(event))
                 key = self._catalog.key_for(event)
+                headers = self._keys.sign(spec.role, spec.name, key, value, headers)
+                topic = spec.name
                 future = await self._producer.send(topic, value, key=key, headers=headers)
             except Exception as err:
                 self._refused(event, err)

@@ -28,6 +28,20 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
     )
+    add_signing_flags(group)
+
+
+def add_signing_flags(group: argparse._ArgumentGroup) -> None:
+    """The signed-records flags (schemas/signing.py), shared with ``jm worker``."""
+    group.add_argument(
+        "--signing-keys", metavar="FILE",
+        help="key file of signed records (default $JM_SIGNING_KEYS_FILE; `jm keys generate`)",
+    )  # fmt: skip
+    group.add_argument(
+        "--insecure-unsigned", action="store_true",
+        help="run without signing or verifying records: anyone who can write the topics "
+        "controls the cluster",
+    )  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
@@ -37,6 +51,8 @@ def settings_from(args: argparse.Namespace) -> ClusterSettings:
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
         redis_url=getattr(args, "redis_url", None),
         cluster_id=getattr(args, "cluster_id", None),
+        signing_keys=getattr(args, "signing_keys", None),
+        insecure_unsigned=getattr(args, "insecure_unsigned", None),
     )
 
 

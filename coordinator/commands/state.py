@@ -115,6 +115,7 @@ async def fold(
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime import snapshots
     from coordinator.runtime.journal import JournalFollower
+    from schemas.signing import reader_keyring
 
     settings = settings_from(args)
     catalog = catalog_from(settings)
@@ -131,12 +132,18 @@ async def fold(
         if isinstance(event, ev.JobRejected):
             rejections.append((offset, event))
 
-    follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep)
+    keys = reader_keyring(settings.signing_keys)
+    follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep, keys=keys)
     started = time.perf_counter()
     await follower.start()
     try:
         loaded = await snapshots.restore(
-            follower, settings.bootstrap_servers, catalog, use_snapshot=use_snapshot, stop=stop
+            follower,
+            settings.bootstrap_servers,
+            catalog,
+            use_snapshot=use_snapshot,
+            stop=stop,
+            keys=keys,
         )
         if loaded is not None and job is not None and len(events) < recent:
             earlier = await _events_before(follower, job, loaded.covered_offset + 1)
@@ -354,11 +361,13 @@ async def _rejections_before(
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime.journal import JournalFollower
     from schemas import events as ev
+    from schemas.signing import reader_keyring
 
     if folded.snapshot_offset is None:
         return []
     settings = settings_from(args)
-    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings))
+    follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings),
+                               keys=reader_keyring(settings.signing_keys))  # fmt: skip
     await follower.start()
     try:
         found = await follower.read_range(0, folded.snapshot_offset + 1, key=args.job_id.encode())

@@ -14,6 +14,12 @@ does not carry, or stamped with an epoch no leader held at that point, was
 written by someone else. Every replica applies the same rule to the same
 bytes, so skipping it forks nothing. A record of an unknown schema version
 still stops the reader: a newer leader may have written it.
+
+With a key ring (every replica has one), a record without a valid signature of
+the ``journal`` role is foreign too, whatever it says: only coordinator
+replicas hold that key (schemas/signing.py). Skipped records are counted,
+logged as errors and shown by ``jm replicas``; the leader copies the ones it
+finds between its own writes to the dead letters.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import Codec, DecodeError, UnknownFingerprintError, default_codec
 from schemas.events import Event, JournalEvent, LeaderElected
+from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +87,12 @@ class JournalFollower:
         codec: Codec | None = None,
         on_event: Callable[[int, Event], None] | None = None,
         holder: StateHolder | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
+        """`keys`: verify every record's journal signature (None: read unverified,
+        for tools without the journal key)."""
         self.catalog = catalog
+        self.keys = keys
         self.codec = codec or default_codec()
         self.tp = TopicPartition(catalog.journal.name, 0)
         self._consumer: AIOKafkaConsumer = kafkaio.consumer(
@@ -230,7 +241,7 @@ class JournalFollower:
         try:
             if value is None:
                 raise DecodeError("journal record without value")
-            return self.codec.decode(value, self._allowed)
+            event = self.codec.decode(value, self._allowed)
         except UnknownFingerprintError as err:
             raise JournalError(
                 f"journal record at offset {offset} has a schema version unknown here "
@@ -242,6 +253,14 @@ class JournalFollower:
                 offset, value, record.key, tuple((k, bytes(v)) for k, v in record.headers),
                 f"{type(err).__name__}: {err}",
             )  # fmt: skip
+        if self.keys is not None:
+            problem = self.keys.problem("journal", record.topic, record.key, value, record.headers)
+            if problem is not None:
+                return ForeignRecord(
+                    offset, value, record.key, tuple((k, bytes(v)) for k, v in record.headers),
+                    f"SignatureError: {problem}",
+                )  # fmt: skip
+        return event
 
     def _epoch_problem(self, event: Event) -> str | None:
         """Why no leader could have stamped `event` here (None: one could)."""
@@ -274,5 +293,5 @@ class JournalFollower:
     def _skip(self, foreign: ForeignRecord) -> None:
         self.foreign_count += 1
         self.foreign = [*self.foreign[-(FOREIGN_KEPT - 1) :], foreign]
-        log.warning("journal record at offset %d skipped: no leader wrote it (%s)",
+        log.error("journal record at offset %d skipped: no leader wrote it (%s)",
                     foreign.offset, foreign.reason[:500])  # fmt: skip

@@ -26,7 +26,6 @@ from coordinator.runtime.clock import LeaderClock
 from coordinator.runtime.outbox import Outbox
 from schemas import events as ev
 from schemas.catalog import Catalog
-from schemas.codec import Codec
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +57,13 @@ class KeepaliveSender:
         self,
         bootstrap: str,
         catalog: Catalog,
-        codec: Codec,
+        outbox: Outbox,
         info: KeepaliveInfo,
         clock: LeaderClock,
         alive: Callable[[], bool],
     ) -> None:
         self.bootstrap = bootstrap
-        self.outbox = Outbox(catalog, codec)
+        self.outbox = outbox  # the leader's: keepalives are signed like every command
         self.partitions = catalog.commands.partitions
         self.info = info
         self.interval_s = info.keepalive_interval_ms / 1000

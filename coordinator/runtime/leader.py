@@ -72,6 +72,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import Codec, default_codec
+from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ class Leader:
         clock: Clock | None = None,
         progress: Progress | None = None,
         hooks: TestHooks | None = None,
+        keys: KeyRing,
     ) -> None:
         self.bootstrap = bootstrap
         self.catalog = catalog
@@ -165,8 +167,9 @@ class Leader:
         self.clock = LeaderClock(self.system_clock)
         self.progress = progress or Progress()
         self.hooks = hooks or TestHooks.from_env()
-        self.decoder = kafkaio.InputDecoder(catalog, self.codec)
-        self.outbox = Outbox(catalog, self.codec)
+        self.keys = keys
+        self.decoder = kafkaio.InputDecoder(catalog, self.codec, keys)
+        self.outbox = Outbox(catalog, self.codec, keys)
         self.counters = Counters()
         self.epoch = 0
         self.elected = asyncio.Event()
@@ -262,7 +265,7 @@ class Leader:
         )
         self.state_io.scan(self.holder.state)  # savepoints an older leader left unwritten
         self._keepalives = KeepaliveSender(
-            self.bootstrap, self.catalog, self.codec, self._keepalive_info(), self.clock,
+            self.bootstrap, self.catalog, self.outbox, self._keepalive_info(), self.clock,
             alive=self._alive,
         )  # fmt: skip
         self._keepalives.start()

@@ -5,7 +5,9 @@ framing a record batch adds) while the decision that made it can still be
 refused: a record that would not fit raises ``RecordTooLarge`` here, in the
 decide step, never in a transaction, where it would end the term. Dead letters
 keep the original record; one too large even for the dead-letter topic keeps
-the start of the value and says so.
+the start of the value and says so. Every record is signed here with the key of
+the role that writes its topic (schemas/signing.py): the one produce point of the
+leader, so nothing it sends goes out unsigned.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Final
 from schemas import events as ev
 from schemas.catalog import Catalog, TopicSpec
 from schemas.codec import Codec, Headers
+from schemas.signing import KeyRing
 
 #: Bytes a record batch of one record adds around key, value and headers, with margin.
 RECORD_OVERHEAD: Final = 1_024
@@ -40,9 +43,10 @@ class Record:
 
 
 class Outbox:
-    def __init__(self, catalog: Catalog, codec: Codec) -> None:
+    def __init__(self, catalog: Catalog, codec: Codec, keys: KeyRing) -> None:
         self.catalog = catalog
         self.codec = codec
+        self.keys = keys
         #: The producer's max_request_size: the largest record any topic takes.
         self.max_request_size = max(t.max_message_bytes for t in catalog.topics) + RECORD_OVERHEAD
 
@@ -52,6 +56,7 @@ class Outbox:
     ) -> Record:  # fmt: skip
         value, headers = self.codec.encode(event)
         headers.extend(extra_headers or ())
+        headers = self.keys.sign(spec.role, spec.name, key, value, headers)
         record = Record(spec.name, partition, key, value, headers, event)
         limit = spec.max_message_bytes - RECORD_OVERHEAD
         if record.size > limit:

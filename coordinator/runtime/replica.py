@@ -72,7 +72,10 @@ class Replica:
         self.clock = clock or SystemClock()
         self.refused_inputs = 0  # over all terms
         self.unknown_heartbeats = 0  # over all terms
-        self.follower = JournalFollower(settings.bootstrap_servers, self.catalog)
+        # Raises SigningKeysError without keys unless told to run unsigned.
+        self.keys = settings.keyring("coordinator")
+        log.info("%s: signing keys %s", replica_id, self.keys.describe())
+        self.follower = JournalFollower(settings.bootstrap_servers, self.catalog, keys=self.keys)
         self._stopping = asyncio.Event()
         self._on_role = on_role
         self._status = StatusPublisher(settings.bootstrap_servers, self.catalog, self)
@@ -163,7 +166,7 @@ class Replica:
         replay): what a standby does at start and after stepping down."""
         loaded = await snapshots.restore(
             self.follower, self.settings.bootstrap_servers, self.catalog,
-            use_snapshot=self.config.use_snapshots,
+            use_snapshot=self.config.use_snapshots, keys=self.keys,
         )  # fmt: skip
         self.snapshot_used = None if loaded is None else loaded.snapshot_id
         if loaded is not None:
@@ -184,6 +187,7 @@ class Replica:
             self.config.domain,
             clock=self.clock,
             progress=progress,
+            keys=self.keys,
         )
         self.leader = leader
         renewer = LeaseRenewer(self.lease, self.settings.redis_url, progress)
@@ -323,7 +327,7 @@ class StatusPublisher:
             unknown_heartbeats=unknown_heartbeats,
         )
         value, headers = default_codec().encode(status)
-        await self._producer.send_and_wait(
-            self.catalog.replicas.name, value, key=self.catalog.key_for(status), headers=headers
-        )
+        topic, key = self.catalog.replicas.name, self.catalog.key_for(status)
+        headers = replica.keys.sign("replicas", topic, key, value, headers)
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
         self.published += 1

@@ -47,6 +47,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import SNAPSHOT_CHUNK_BYTES, Catalog
 from schemas.codec import DecodeError, default_codec
+from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,11 @@ def assemble(found: list[ev.SnapshotChunk]) -> LoadedSnapshot | None:
     return None
 
 
-async def load_latest(bootstrap: str, catalog: Catalog) -> LoadedSnapshot | None:
-    """The newest readable snapshot, read from the end of the partition backwards."""
+async def load_latest(
+    bootstrap: str, catalog: Catalog, keys: KeyRing | None = None
+) -> LoadedSnapshot | None:
+    """The newest readable snapshot, read from the end of the partition backwards.
+    With `keys`, chunks without a valid journal signature are skipped (logged)."""
     tp = TopicPartition(catalog.snapshots.name, 0)
     reader = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=FETCH_BYTES)
     await reader.start()
@@ -172,6 +176,8 @@ async def load_latest(bootstrap: str, catalog: Catalog) -> LoadedSnapshot | None
         while True:
             start = max(begin, end - window)
             records = await _read_range(reader, tp, start, end)
+            if keys is not None:
+                records = _signed(records, keys)
             loaded = assemble(decode_chunks(records, catalog))
             if loaded is not None or start == begin:
                 break
@@ -183,6 +189,19 @@ async def load_latest(bootstrap: str, catalog: Catalog) -> LoadedSnapshot | None
         for reason in loaded.skipped:
             log.warning("snapshot skipped: %s", reason)
     return loaded
+
+
+def _signed(
+    records: list[ConsumerRecord[bytes, bytes]], keys: KeyRing
+) -> list[ConsumerRecord[bytes, bytes]]:
+    kept = []
+    for r in records:
+        problem = keys.problem("snapshots", r.topic, r.key, r.value, r.headers)
+        if problem is None:
+            kept.append(r)
+        else:
+            log.error("snapshot record at offset %d skipped: %s", r.offset, problem)
+    return kept
 
 
 async def _read_range(
@@ -204,11 +223,12 @@ async def restore(
     *,
     use_snapshot: bool = True,
     stop: StopAt | None = None,
+    keys: KeyRing | None = None,
 ) -> LoadedSnapshot | None:
     """Reset `follower` to the latest readable snapshot (or to an empty state at
     offset 0: no snapshot, `use_snapshot` false, or a snapshot past `stop`) and apply
     the journal after it, up to its end or `stop`. Returns the snapshot used."""
-    loaded = await load_latest(bootstrap, catalog) if use_snapshot else None
+    loaded = await load_latest(bootstrap, catalog, keys) if use_snapshot else None
     past_stop = stop is not None and (
         stop.until_ms is not None or (stop.offset is not None and loaded is not None
                                       and loaded.covered_offset >= stop.offset)

@@ -31,7 +31,8 @@ from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.jsonview import summary
-from tests.conftest import Stack
+from schemas.signing import KeyRing
+from tests.conftest import Stack, run_keys
 from tests.worker.harness import WorkerProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,8 +170,10 @@ def job_submitted(job_id: str, parallelism: int = 2, operator: str = "sequence")
 class Producer:
     """A plain idempotent producer of client commands and worker reports."""
 
-    def __init__(self, stack: Stack, catalog: Catalog) -> None:
+    def __init__(self, stack: Stack, catalog: Catalog, keys: KeyRing | None = None) -> None:
+        """`keys`: what to sign with (default: the run's keys, every role)."""
         self.catalog = catalog
+        self.keys = keys or run_keys()
         self.producer = AIOKafkaProducer(
             bootstrap_servers=stack.bootstrap, enable_idempotence=True, acks="all", linger_ms=0
         )
@@ -183,11 +186,12 @@ class Producer:
         await self.producer.stop()
 
     async def send(self, event: ev.Event) -> None:
+        """Send `event`, signed with the key of the role that writes its topic."""
         value, headers = default_codec().encode(event)
-        topic = self.catalog.topic_for(type(event)).name
-        await self.producer.send_and_wait(
-            topic, value, key=self.catalog.key_for(event), headers=headers
-        )
+        spec = self.catalog.topic_for(type(event))
+        key = self.catalog.key_for(event)
+        headers = self.keys.sign(spec.role, spec.name, key, value, headers)
+        await self.producer.send_and_wait(spec.name, value, key=key, headers=headers)
 
 
 class ProtocolWorker:

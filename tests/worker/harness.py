@@ -26,6 +26,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
+from tests.conftest import run_keys
 
 ES = ev.ExecutionState
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +95,7 @@ class Leader:
         self.tm_id = tm_id
         self.epoch = epoch
         self.incarnation = ""  # the worker's, learnt from its registration
+        self.keys = run_keys()
         self.partition = catalog.commands_partition(tm_id)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -116,12 +118,10 @@ class Leader:
         async with self._lock, self._producer.transaction():
             for command in commands:
                 value, headers = default_codec().encode(command)
+                topic, key = self.catalog.commands.name, self.catalog.key_for(command)
+                headers = self.keys.sign("commands", topic, key, value, headers)
                 await self._producer.send(
-                    self.catalog.commands.name,
-                    value,
-                    key=self.catalog.key_for(command),
-                    partition=self.partition,
-                    headers=headers,
+                    topic, value, key=key, partition=self.partition, headers=headers
                 )
         self.last_sent = time.monotonic()
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas import events as ev
 from schemas.catalog import Catalog
-from tests.conftest import Stack
+from tests.conftest import Stack, run_keys
 from tests.worker.harness import Reports, now_ms
 from worker.kafka import KafkaReports
 
@@ -23,7 +23,7 @@ def registered(tm_id: str, host: str) -> ev.TaskManagerRegistered:
 async def test_a_report_kafka_refuses_is_dropped_and_counted_the_rest_go_out(
     stack: Stack, catalog: Catalog
 ) -> None:
-    sender = KafkaReports(stack.bootstrap, catalog)
+    sender = KafkaReports(stack.bootstrap, catalog, run_keys())
     reader = Reports(stack.bootstrap, catalog, "tm-big")
     await sender.start()
     await reader.start()
