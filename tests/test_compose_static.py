@@ -185,3 +185,16 @@ def test_the_jm_cli_accepts_the_compose_commands() -> None:
     for name in JM_SERVICES:
         args = parser.parse_args(compose()["services"][name]["command"])
         assert callable(args.handler), name
+
+
+def test_compose_generates_the_signing_keys_once_and_every_jm_service_reads_them() -> None:
+    services = compose()["services"]
+    keys = services["keys"]
+    assert keys["command"][:3] == ["keys", "generate", "/keys/signing-keys.json"]
+    assert "--if-missing" in keys["command"]  # a restart keeps the keys the cluster signs with
+    assert "jm-keys:/keys" in keys["volumes"] and "jm-keys" in compose()["volumes"]
+    for name in JM_SERVICES[1:]:
+        assert services[name]["environment"]["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"
+        assert "jm-keys:/keys:ro" in services[name]["volumes"], name
+        assert services[name]["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+    assert "chown jm /keys" in DOCKERFILE.read_text()

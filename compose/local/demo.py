@@ -57,7 +57,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from coordinator import client
 from coordinator.runtime.journal import JournalFollower
 from schemas import events as ev
-from schemas import kafkaio
+from schemas import kafkaio, signing
 from schemas.catalog import Catalog
 from schemas.jobgraph import JobGraphInvalid, load_job_file
 from schemas.settings import ClusterSettings
@@ -438,6 +438,7 @@ class Demo:
     async def platform(self) -> None:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         redis_url = os.environ.get("REDIS_URL")
+        keys_file = os.environ.get(signing.ENV_FILE)
         if bootstrap and redis_url:
             self.stack_note = (
                 f"Kafka ({bootstrap}) and Redis ({redis_url}) come from the environment: "
@@ -454,19 +455,27 @@ class Demo:
                 raise DemoFailure(f"the local launcher failed (exit {done.returncode})")
             info = json.loads(done.stdout.strip().splitlines()[-1])
             bootstrap, redis_url = str(info["bootstrap"]), str(info["redis_url"])
+            keys_file = keys_file or str(info["signing_keys"])
             self.stack_note = (
                 f"Kafka ({bootstrap}) and Redis ({redis_url}) are still running, with the "
                 "demo's topics: `make down` stops them."
             )
             say(f"{stamp()} Kafka {bootstrap} and Redis {redis_url} ready in {info['seconds']}s")
+        if not keys_file:  # records are signed in the demo too: keys of its own
+            keys_file = str(self.log_dir / "signing-keys.json")
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            signing.write_key_file(keys_file, signing.generate())
+        say(f"{stamp()} signing keys {keys_file}")
         cluster = os.environ.get("JM_CLUSTER_ID") or DEFAULT_CLUSTER
         self.settings = ClusterSettings.load(
-            bootstrap_servers=bootstrap, redis_url=redis_url, cluster_id=cluster
-        )
+            bootstrap_servers=bootstrap, redis_url=redis_url, cluster_id=cluster,
+            signing_keys=keys_file,
+        )  # fmt: skip
         self.catalog = Catalog(self.settings.cluster_id)
         self.env = dict(
             os.environ, KAFKA_BOOTSTRAP_SERVERS=bootstrap, REDIS_URL=redis_url,
             JM_CLUSTER_ID=self.settings.cluster_id, PYTHONUNBUFFERED="1",
+            JM_SIGNING_KEYS_FILE=keys_file,
         )  # fmt: skip
 
     @property

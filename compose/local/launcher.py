@@ -433,6 +433,22 @@ def port_arg(value: str | None, env: str, default: int, auto: bool) -> int:
     return free_port() if auto else default
 
 
+SIGNING_ROLES = ("client", "worker", "command", "journal")  # schemas/signing.py ROLES
+
+
+def signing_keys(home: Path) -> Path:
+    """The instance's key file of signed records, made once (one random key per role,
+    the format of `jm keys generate`; standard library only, like the rest here)."""
+    path = home / "signing-keys.json"
+    if not path.exists():
+        keys = {r: [{"id": "k1", "secret": base64.b64encode(os.urandom(32)).decode()}]
+                for r in SIGNING_ROLES}  # fmt: skip
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(keys, indent=2) + "\n")
+    return path
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     home = home_dir(args)
     inst = load_instance(args)
@@ -460,6 +476,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     inst = wanted
     home.mkdir(parents=True, exist_ok=True)
     (home / "instance.json").write_text(json.dumps(asdict(inst), indent=2) + "\n")
+    keys = signing_keys(home)
     started = time.monotonic()
     if not args.no_redis:
         start_redis(inst, args.timeout)
@@ -467,11 +484,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     if args.json:
         print(json.dumps({"bootstrap": inst.bootstrap, "redis_url": inst.redis_url,
-                          "home": inst.home, "seconds": round(elapsed, 2)}))  # fmt: skip
+                          "home": inst.home, "seconds": round(elapsed, 2),
+                          "signing_keys": str(keys)}))  # fmt: skip
     else:
         print(f"Kafka  {inst.bootstrap}   (logs: {home / 'kafka' / 'logs' / 'server.log'})")
         if not args.no_redis:
             print(f"Redis  {inst.redis_url}   (log: {home / 'redis' / 'redis.log'})")
+        print(f"signing keys {keys}")
         print(f"ready in {elapsed:.1f}s; `make down` stops them")
     return 0
 
@@ -506,6 +525,7 @@ def cmd_env(args: argparse.Namespace) -> int:
         raise LauncherError(f"no local instance '{args.name}': run `make up` first")
     print(f"export KAFKA_BOOTSTRAP_SERVERS={inst.bootstrap}")
     print(f"export REDIS_URL={inst.redis_url}")
+    print(f"export JM_SIGNING_KEYS_FILE={signing_keys(Path(inst.home))}")
     return 0
 
 

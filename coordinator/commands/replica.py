@@ -100,6 +100,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
     from coordinator.runtime.snapshots import SnapshotPolicy
 
     settings = settings_from(args)
+    settings.keyring("coordinator")  # no keys (nor --insecure-unsigned): refuse at once
     replica_id = args.replica_id or f"{socket.gethostname()}-{__import__('os').getpid()}"
     configure_logging(args.log_level, replica_id)
     problems = timing.coordinator_problems(
