@@ -381,6 +381,28 @@ class Cluster:
         return proc
 
 
+async def both_report_foreign_records(
+    cluster: Cluster, first: str, second: str
+) -> tuple[ev.ReplicaStatus, ev.ReplicaStatus]:
+    """The two replicas' statuses once both count skipped foreign journal records and
+    have applied the journal to the same offset (generous bound: it happens)."""
+    from coordinator.commands.replica import read_replicas
+    from schemas.settings import ClusterSettings
+
+    settings = ClusterSettings(
+        bootstrap_servers=cluster.stack.bootstrap, cluster_id=cluster.catalog.cluster_id
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        statuses = await read_replicas(settings)
+        a, b = statuses.get(first), statuses.get(second)
+        if (a and b and a.foreign_records and b.foreign_records
+                and a.applied_offset == b.applied_offset):  # fmt: skip
+            return a, b
+        assert time.monotonic() < deadline, f"not reported: {statuses}"
+        await asyncio.sleep(0.3)
+
+
 def decided(events: list[tuple[int, ev.Event]]) -> dict[str, int]:
     """submission event id -> how many journal decisions name it (accepted or rejected)."""
     seen: dict[str, int] = {}

@@ -23,6 +23,7 @@ from tests.integration.harness import (
     Cluster,
     CoordinatorProcess,
     Producer,
+    both_report_foreign_records,
     job_submitted,
 )
 
@@ -117,18 +118,7 @@ async def test_a_journal_record_no_leader_wrote_is_reported_not_fatal(cluster: C
         await leader.wait_for_line("was not written by this leader", seconds=20)
         standby = cluster.coordinator("c2")  # replays through the garbage
         await standby.wait_for_line("role STANDBY", seconds=30)
-    settings = ClusterSettings(
-        bootstrap_servers=cluster.stack.bootstrap, cluster_id=cluster.catalog.cluster_id
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        statuses = await read_replicas(settings)
-        c1, c2 = statuses.get("c1"), statuses.get("c2")
-        if (c1 and c2 and c1.foreign_records and c2.foreign_records
-                and c1.applied_offset == c2.applied_offset):  # fmt: skip
-            break
-        assert time.monotonic() < deadline, f"not reported: {statuses}"
-        await asyncio.sleep(0.3)
+    c1, c2 = await both_report_foreign_records(cluster, "c1", "c2")
     assert c1.digest == c2.digest
     assert any("ALERT" in line for line in replica_alerts(c2))
     letters = [
