@@ -22,6 +22,14 @@ def _codec(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
+def _signing(rows: list[Results]) -> str:
+    out = ["| event | value bytes | operation | measured |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| `{r['event']}` | {r['value_bytes']} | {r['op']} | "
+                   f"**{_n(r['per_second'])}/s** ({r['us_per_op']} us/op) |")  # fmt: skip
+    return "\n".join(out)
+
+
 def _row(*cells: object) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
@@ -399,6 +407,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
     codec = _codec(results["codec"]) if "codec" in results else missing
+    signed = _signing(results["signing"]) if "signing" in results else missing
     replay = _replay(results["replay"][0]) if "replay" in results else missing
     latency = _latency(results["latency"]) if "latency" in results else missing
     txn = _txn(results["txn"]) if "txn" in results else missing
@@ -436,6 +445,14 @@ cores, so latency figures include that contention.
 thread.
 
 {codec}
+
+## Signed records
+
+`tests/bench/bench_signing.py`: what HMAC-SHA256 signing (schemas/signing.py)
+adds to encoding and decoding, for a small report and a large submission: sign
+and verify alone, and with the codec; best of five rounds, one thread.
+
+{signed}
 
 ## Replay throughput
 

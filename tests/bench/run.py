@@ -1,6 +1,6 @@
 """The benchmark suite (``make bench``): measures, prints JSON lines, rewrites docs/benchmarks.md.
 
-    python -m tests.bench.run [--only codec|replay|txn|latency|takeover|handover|coldstart|
+    python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
                                ckpt-throughput|ckpt-kill ...] [--quick] [--no-docs]
 
@@ -33,6 +33,7 @@ from tests.bench import (
     bench_ha,
     bench_latency,
     bench_replay,
+    bench_signing,
     bench_txn,
     bench_workers,
 )
@@ -43,8 +44,8 @@ LAUNCHER = [sys.executable, str(REPO / "compose" / "local" / "launcher.py"),
             "--name", "bench", "--home", "/tmp/jm-bench"]  # fmt: skip
 DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
-NAMES = ("codec", "replay", "txn", "latency", "takeover", "handover", "coldstart", "workerkill",
-         "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
+NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
+         "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
          "ckpt-kill")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
@@ -130,7 +131,11 @@ def main() -> int:
         results["codec"] = codec(1.5 if args.quick else 3.0)
         for r in results["codec"]:
             emit(r)
-    kafka_needed = [n for n in args.only if n != "codec"]
+    if "signing" in args.only:
+        results["signing"] = bench_signing.measure(1.5 if args.quick else 3.0)
+        for r in results["signing"]:
+            emit(r)
+    kafka_needed = [n for n in args.only if n not in ("codec", "signing")]
     if kafka_needed:
         stack = start_stack()
         emit({"bench": "stack", "bootstrap": stack.bootstrap, "redis_url": stack.redis_url})

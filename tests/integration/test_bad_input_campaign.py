@@ -53,6 +53,7 @@ from schemas.limits import (
     clip_id,
 )
 from schemas.settings import ClusterSettings
+from tests.conftest import run_keys
 from tests.integration.campaign import (
     RECORD_BUDGET,
     UNIQUE_PREFIX,
@@ -92,6 +93,7 @@ class Sender:
 
     def __init__(self, bootstrap: str, catalog_topics: dict[str, str]) -> None:
         self.topics = catalog_topics
+        self.keys = run_keys()
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -107,9 +109,13 @@ class Sender:
         await self.producer.stop()
 
     async def send(self, probe: Probe) -> None:
+        """Signed as its role's writer would sign it: what is probed is what lies behind
+        the signature check (tests/integration/test_signed_records.py probes that)."""
+        topic = self.topics[probe.role]
+        headers = self.keys.sign(probe.role, topic, probe.key, probe.value, probe.headers)
         try:
             meta = await self.producer.send_and_wait(
-                self.topics[probe.role], probe.value, key=probe.key, headers=probe.headers
+                topic, probe.value, key=probe.key, headers=headers
             )
         except Exception as err:  # not an input then: counted apart
             probe.refused = f"{type(err).__name__}: {err}"

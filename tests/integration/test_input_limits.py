@@ -33,8 +33,9 @@ async def _send_bare(client: Producer, catalog: Catalog, event: ev.Event) -> Non
     """Send without the informative id headers (a huge id would not fit them too)."""
     value, headers = default_codec().encode(event)
     bare = [(k, v) for k, v in headers if k not in ("event-id", "job-id", "tm-id")]
-    topic = catalog.topic_for(type(event)).name
-    await client.producer.send_and_wait(topic, value, key=catalog.key_for(event), headers=bare)
+    spec, key = catalog.topic_for(type(event)), catalog.key_for(event)
+    bare = client.keys.sign(spec.role, spec.name, key, value, bare)
+    await client.producer.send_and_wait(spec.name, value, key=key, headers=bare)
 
 
 def _rejections(events: list[tuple[int, ev.Event]]) -> list[ev.JobRejected | ev.InputRejected]:

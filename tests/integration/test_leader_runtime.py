@@ -23,7 +23,7 @@ from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.settings import ClusterSettings
-from tests.conftest import Stack
+from tests.conftest import Stack, run_keys
 from tests.integration.harness import (
     Journal,
     Producer,
@@ -103,9 +103,11 @@ async def write_journal(stack: Stack, catalog: Catalog, events: list[ev.Event]) 
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
     await producer.start()
     try:
-        for event in events:
+        for event in events:  # as a leader writes them: signed with the journal key
             value, headers = default_codec().encode(event)
-            await producer.send_and_wait(catalog.journal.name, value, headers=headers, partition=0)
+            topic = catalog.journal.name
+            headers = run_keys().sign("journal", topic, None, value, headers)
+            await producer.send_and_wait(topic, value, headers=headers, partition=0)
     finally:
         await producer.stop()
 
