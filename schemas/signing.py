@@ -251,12 +251,13 @@ def write_key_file(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Non
 
 
 def keyring_for(path: str | None, insecure_unsigned: bool, process: str) -> KeyRing:
-    """The key ring a process of kind `process` (``PROCESS_ROLES``) runs with: the
-    key file's roles it needs; unsigned only when told so; else SigningKeysError."""
-    if path:
-        return KeyRing.load(path, PROCESS_ROLES[process])
+    """The key ring a process of kind `process` (``PROCESS_ROLES``) runs with: unsigned
+    when told so (the flag wins over a key file in the environment: it is explicit),
+    else the key file's roles it needs; neither: SigningKeysError."""
     if insecure_unsigned:
         return KeyRing.insecure()
+    if path:
+        return KeyRing.load(path, PROCESS_ROLES[process])
     raise SigningKeysError(
         f"no signing keys: give --signing-keys FILE or ${ENV_FILE} (make one with "
         "`jm keys generate FILE`), or run with --insecure-unsigned (records are then "

@@ -49,7 +49,7 @@ from tests.bench import bench_replay
 from tests.bench.journal import arrivals
 from tests.bench.workload import JournalGenerator
 from tests.conftest import Stack
-from tests.integration.harness import REPO, CoordinatorProcess, job_submitted
+from tests.integration.harness import REPO, CoordinatorProcess, job_submitted, signed_record
 
 
 def stats_ms(values: list[float]) -> dict[str, Any]:
@@ -159,11 +159,8 @@ class Client:
     async def submit(self, job_id: str) -> str:
         """Send (without waiting for the ack); returns the submission's event id."""
         submission = job_submitted(job_id, parallelism=1)
-        value, headers = self.codec.encode(submission)
-        await self.producer.send(
-            self.catalog.submissions.name, value, key=self.catalog.key_for(submission),
-            headers=headers,
-        )  # fmt: skip
+        topic, key, value, headers = signed_record(self.catalog, submission)
+        await self.producer.send(topic, value, key=key, headers=headers)
         self.sent += 1
         return submission.event_id
 
@@ -426,15 +423,11 @@ async def _write_snapshot(bootstrap: str, catalog: Catalog, covered_until: int) 
         enable_idempotence=True, acks="all", max_request_size=4 * 1024 * 1024,
     )  # fmt: skip
     await producer.start()
-    codec = default_codec()
     try:
         async with producer.transaction():
             for part in parts:
-                value, headers = codec.encode(part)
-                await producer.send(
-                    catalog.snapshots.name, value, key=catalog.key_for(part), headers=headers,
-                    partition=0,
-                )  # fmt: skip
+                topic, key, value, headers = signed_record(catalog, part)
+                await producer.send(topic, value, key=key, headers=headers, partition=0)
     finally:
         await producer.stop()
     return {

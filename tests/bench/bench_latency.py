@@ -38,9 +38,10 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
+from schemas.signing import KeyRing
 from tests.bench.journal import arrivals
 from tests.conftest import Stack
-from tests.integration.harness import REPO, CoordinatorProcess, job_submitted
+from tests.integration.harness import REPO, CoordinatorProcess, job_submitted, signed_record
 
 PARALLELISM = 4
 
@@ -159,6 +160,7 @@ async def _phase(
     mode: str,
     jobs: int,
     rate: float,
+    keys: KeyRing | None = None,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     ids = [f"{mode}-{tag}-{i:04d}" for i in range(jobs)]
@@ -166,18 +168,14 @@ async def _phase(
     w.record_offsets = True
     cpu0, wall0 = _cpu_s(proc_pid), time.perf_counter()
     futures = []
-    codec = default_codec()
-    topic = catalog.submissions.name
     for i, job_id in enumerate(ids):
         if mode == "paced":
             await asyncio.sleep(max(0.0, wall0 + i / rate - time.perf_counter()))
         submission = job_submitted(job_id, parallelism=PARALLELISM)
-        value, headers = codec.encode(submission)
+        topic, key, value, headers = signed_record(catalog, submission, keys)
         w.job_of[job_id] = submission.event_id
         w.sent[job_id] = time.perf_counter()
-        futures.append(
-            await producer.send(topic, value, key=catalog.key_for(submission), headers=headers)
-        )
+        futures.append(await producer.send(topic, value, key=key, headers=headers))
     await asyncio.gather(*futures)
     sent_s = time.perf_counter() - wall0
     await _until(
@@ -203,12 +201,16 @@ async def _phase(
     }
 
 
-async def run(stack: Stack, jobs: int, rate: float) -> list[dict[str, Any]]:
+async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False) -> list[dict[str, Any]]:
+    """`unsigned`: the coordinator runs with --insecure-unsigned and the client does not
+    sign (the cost of signed records; the simulated workers sign either way)."""
     catalog = Catalog(f"bench-lat-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(stack.bootstrap, catalog)
     w = Watch()
     watcher = asyncio.create_task(_watch(stack.bootstrap, catalog, w))
-    coordinator = CoordinatorProcess(stack, catalog, "bench-1")
+    flags = ("--insecure-unsigned",) if unsigned else ()
+    coordinator = CoordinatorProcess(stack, catalog, "bench-1", *flags)
+    keys = KeyRing.insecure() if unsigned else None
     fleet_log = open(f"/tmp/jm-bench-{catalog.cluster_id}-fleet.log", "w")  # noqa: SIM115, ASYNC230
     fleet = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
         [sys.executable, "-m", "tests.bench.fleet", stack.bootstrap, stack.redis_url,
@@ -223,12 +225,13 @@ async def run(stack: Stack, jobs: int, rate: float) -> list[dict[str, Any]]:
         await _until(lambda: w.elected, "a leader elected", 60)
         await _until(lambda: len(w.joined) >= 4, "4 workers joined", 60)
         # Warm-up (imports, connections, first transactions): not measured.
-        await _phase(producer, catalog, w, coordinator.proc.pid, "paced", 20, rate)
+        await _phase(producer, catalog, w, coordinator.proc.pid, "paced", 20, rate, keys)
         await asyncio.sleep(1.0)
         out = []
         for mode in ("paced", "burst"):
-            result = await _phase(producer, catalog, w, coordinator.proc.pid, mode, jobs, rate)
-            out.append({"bench": "latency", **result})
+            result = await _phase(producer, catalog, w, coordinator.proc.pid, mode, jobs, rate,
+                                  keys)  # fmt: skip
+            out.append({"bench": "latency", "signed": not unsigned, **result})
             await asyncio.sleep(2.0)  # let the last tasks finish and slots free up
         return out
     finally:
@@ -248,6 +251,9 @@ if __name__ == "__main__":
     import json
 
     bootstrap, redis_url = sys.argv[1], sys.argv[2]
-    results = asyncio.run(run(Stack(bootstrap, redis_url, "bench"), int(sys.argv[3]), 20.0))
+    unsigned = sys.argv[4:5] == ["--insecure-unsigned"]
+    results = asyncio.run(
+        run(Stack(bootstrap, redis_url, "bench"), int(sys.argv[3]), 20.0, unsigned)
+    )
     for r in results:
         print(json.dumps(r))

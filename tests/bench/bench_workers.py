@@ -38,10 +38,9 @@ from aiokafka import AIOKafkaProducer
 from schemas import events as ev
 from schemas import kafkaio, timing
 from schemas.catalog import Catalog
-from schemas.codec import default_codec
 from tests.bench.bench_ha import Watch, cpu_s, end, stats_ms, until, watch
 from tests.conftest import Stack
-from tests.integration.harness import REPO, CoordinatorProcess, now_ms
+from tests.integration.harness import REPO, CoordinatorProcess, now_ms, signed_record
 from tests.worker.harness import WorkerProcess
 
 RESTART_DELAY_MS = 1_000
@@ -90,7 +89,6 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
     workers: dict[str, WorkerProcess] = {}
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=True)
     await producer.start()
-    codec = default_codec()
 
     def add_worker(i: int) -> str:
         tm_id = f"wk-tm-{i}"
@@ -105,9 +103,8 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
         ids = [add_worker(0), add_worker(1)]
         await until(lambda: set(ids) <= w.joined, "2 workers joined", 60)
         job = _job("endless")
-        value, headers = codec.encode(job)
-        await producer.send_and_wait(catalog.submissions.name, value,
-                                     key=catalog.key_for(job), headers=headers)  # fmt: skip
+        topic, key, value, headers = signed_record(catalog, job)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
         await until(lambda: all(r for _, _, r in _placement(w, "endless").values())
                     and len(_placement(w, "endless")) == 2, "job RUNNING", 60)  # fmt: skip
         for i in range(rounds):
@@ -166,7 +163,6 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
 async def _beat(args: argparse.Namespace) -> None:
     """The generator process: register N workers, then heartbeat each at 1 Hz."""
     catalog = Catalog(args.cluster_id)
-    codec = default_codec()
     producer = AIOKafkaProducer(
         bootstrap_servers=args.bootstrap, acks=1, linger_ms=5, max_batch_size=256 * 1024
     )
@@ -189,9 +185,8 @@ async def _beat(args: argparse.Namespace) -> None:
                 incarnation=incarnation, host="sim", slots=1, operators=("noop",),
                 version="bench", running_tasks=(),
             )  # fmt: skip
-            value, headers = codec.encode(reg)
-            futures.append(await producer.send(reports, value, key=tm_id.encode(),
-                                               headers=headers))  # fmt: skip
+            _, key, value, headers = signed_record(catalog, reg)
+            futures.append(await producer.send(reports, value, key=key, headers=headers))
         await asyncio.gather(*futures)
         slices = 20
         per = -(-n // slices)
@@ -218,9 +213,8 @@ async def _beat(args: argparse.Namespace) -> None:
                     incarnation=incarnation, sequence=seq, slots_free=1, running_tasks=0,
                     last_seen_epoch=1,
                 )  # fmt: skip
-                value, headers = codec.encode(beat)
-                futures.append(await producer.send(beats, value, key=tm_id.encode(),
-                                                   headers=headers))  # fmt: skip
+                _, key, value, headers = signed_record(catalog, beat)
+                futures.append(await producer.send(beats, value, key=key, headers=headers))
             await asyncio.gather(*futures)
             sent += len(part)
             tick += 1

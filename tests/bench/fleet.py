@@ -23,9 +23,8 @@ import signal
 
 from schemas import events as ev
 from schemas.catalog import Catalog
-from schemas.codec import default_codec
 from tests.conftest import Stack
-from tests.integration.harness import ProtocolWorker, now_ms
+from tests.integration.harness import ProtocolWorker, now_ms, signed_record
 
 
 class AckingWorker(ProtocolWorker):
@@ -40,11 +39,8 @@ class AckingWorker(ProtocolWorker):
             state_size=16, duration_ms=0,
         )  # fmt: skip
         # Not waiting for the broker's ack of each one: a worker's acks go out batched.
-        value, headers = default_codec().encode(ack)
-        await self._producer.producer.send(
-            self.catalog.topic_for(type(ack)).name, value, key=self.catalog.key_for(ack),
-            headers=headers,
-        )  # fmt: skip
+        topic, key, value, headers = signed_record(self.catalog, ack)
+        await self._producer.producer.send(topic, value, key=key, headers=headers)
         print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
 
 

@@ -98,6 +98,8 @@ def _latency(rows: list[Results]) -> str:
     for r in rows:
         a, b = r["accepted"], r["all_running"]
         rate = f"{r['rate_per_s']}/s" if r["mode"] == "paced" else f"~{_n(r['rate_per_s'])}/s"
+        if not r.get("signed", True):
+            rate += ", **unsigned** (`--insecure-unsigned`)"
         bd = r["accepted_breakdown_p50_ms"]
         out.append(
             f"| submission -> `JobAccepted` | {r['mode']}, {r['jobs']} jobs at {rate} | - | "

@@ -167,6 +167,18 @@ def job_submitted(job_id: str, parallelism: int = 2, operator: str = "sequence")
     )  # fmt: skip
 
 
+def signed_record(
+    catalog: Catalog, event: ev.Event, keys: KeyRing | None = None
+) -> tuple[str, bytes, bytes, list[tuple[str, bytes]]]:
+    """(topic, key, value, headers) of `event` as its writer sends it: encoded and signed
+    with the key of the role that writes its topic (default: the run's keys)."""
+    value, headers = default_codec().encode(event)
+    spec = catalog.topic_for(type(event))
+    key = catalog.key_for(event)
+    headers = (keys or run_keys()).sign(spec.role, spec.name, key, value, headers)
+    return spec.name, key, value, headers
+
+
 class Producer:
     """A plain idempotent producer of client commands and worker reports."""
 
@@ -187,11 +199,8 @@ class Producer:
 
     async def send(self, event: ev.Event) -> None:
         """Send `event`, signed with the key of the role that writes its topic."""
-        value, headers = default_codec().encode(event)
-        spec = self.catalog.topic_for(type(event))
-        key = self.catalog.key_for(event)
-        headers = self.keys.sign(spec.role, spec.name, key, value, headers)
-        await self.producer.send_and_wait(spec.name, value, key=key, headers=headers)
+        topic, key, value, headers = signed_record(self.catalog, event, self.keys)
+        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
 
 
 class ProtocolWorker:

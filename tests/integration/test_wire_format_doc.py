@@ -6,13 +6,16 @@ the journal with read_committed."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas.avrogen import AVRO_DIR
+from schemas.signing import ENV_FILE
 from tests.conftest import TopicFactory
 from tests.integration.harness import Cluster
 from tests.schemas.test_schemas_docs import doc_snippet, latest_avsc
@@ -20,10 +23,17 @@ from tests.schemas.test_schemas_docs import doc_snippet, latest_avsc
 pytestmark = pytest.mark.integration
 
 
+def signing_key(role: str) -> dict[str, str]:
+    """The role's signing key in the run's key file, as an outside client reads it."""
+    key: dict[str, str] = json.loads(Path(os.environ[ENV_FILE]).read_text())[role][0]
+    return key
+
+
 async def test_the_docs_snippets_submit_a_job_and_follow_it(
     cluster: Cluster, new_topic: TopicFactory
 ) -> None:
     make = doc_snippet("job_submitted_record")["job_submitted_record"]
+    sign = doc_snippet("jm_signature")["jm_signature"]  # the doc's, not schemas.signing
     reader = doc_snippet("decode_value")
     readers = reader["load_readers"](str(AVRO_DIR))
     source, sink = await new_topic("in"), await new_topic("out")
@@ -52,9 +62,10 @@ async def test_the_docs_snippets_submit_a_job_and_follow_it(
             await producer.send_and_wait(source, json.dumps({"n": n}).encode())
         await until("worker", lambda name, f: name == "TaskManagerJoined")
         key, value, headers = make(str(latest_avsc("JobSubmitted")), "doc-job", source, sink)
-        await producer.send_and_wait(
-            cluster.catalog.submissions.name, value, key=key, headers=headers
-        )
+        topic = cluster.catalog.submissions.name
+        client_key = signing_key("client")
+        headers.append(sign(client_key["id"], client_key["secret"], topic, key, value))
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
         await until(
             "end of doc-job",
             lambda name, f: name == "JobStatusChanged" and f["job_id"] == "doc-job"

@@ -99,6 +99,7 @@ def test_a_process_loads_only_its_roles_and_needs_keys_or_the_flag(tmp_path: Pat
     assert signing.keyring_for(str(path), False, "worker").roles() == ("worker", "command")
     assert signing.keyring_for(str(path), False, "client").roles() == ("client",)
     assert signing.keyring_for(None, True, "worker").unsigned
+    assert signing.keyring_for(str(path), True, "worker").unsigned  # the explicit flag wins
     with pytest.raises(SigningKeysError, match="--insecure-unsigned"):
         signing.keyring_for(None, False, "coordinator")
 
