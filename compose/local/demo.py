@@ -71,6 +71,14 @@ DEFAULT_CLUSTER = "demo"
 JOB_PREFIX = "demo-"
 SINK_SUFFIX = "counts"
 COORDINATORS = ("demo-1", "demo-2")
+#: Replica N serves its REST API and dashboard on this port + N - 1 (docs/rest.md).
+REST_BASE_PORT = 8081
+
+
+def rest_port(replica_number: int) -> int:
+    return REST_BASE_PORT + replica_number - 1
+
+
 WORKERS = ("tm-1", "tm-2")
 WORKER_SLOTS = 4
 EXIT_FAILED = 1
@@ -513,12 +521,24 @@ class Demo:
 
     async def start_coordinators(self) -> None:
         leader_id, standby_id = COORDINATORS
-        leader = self.spawn(leader_id, "coordinator", ["coordinator", "--id", leader_id])
+        leader = self.spawn(
+            leader_id,
+            "coordinator",
+            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1))],
+        )
         await self.until(lambda: "role LEADER" in leader.output(), f"{leader_id} to lead")
         say(f"{stamp()} coordinator {leader_id} is the leader (pid {leader.proc.pid})")
-        standby = self.spawn(standby_id, "coordinator", ["coordinator", "--id", standby_id])
+        standby = self.spawn(
+            standby_id,
+            "coordinator",
+            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2))],
+        )
         await self.until(lambda: "role STANDBY" in standby.output(), f"{standby_id} to stand by")
         say(f"{stamp()} coordinator {standby_id} is a hot standby (pid {standby.proc.pid})")
+        say(
+            f"{stamp()} REST API and dashboard: http://127.0.0.1:{rest_port(1)} (leader), "
+            f"http://127.0.0.1:{rest_port(2)} (standby)"
+        )
 
     async def cancel_stale_jobs(self) -> None:
         """Jobs an earlier demo run left unfinished (killed, not stopped) hold slots: cancel."""
