@@ -97,3 +97,127 @@ def api_from(args: argparse.Namespace) -> Api | None:
 
 def falling_back(err: Unreachable) -> None:
     print(f"jm: {err}; reading Kafka instead", file=sys.stderr)
+
+
+# ------------------------------------------------------------------ commands
+# Each returns the exit code, or None when the caller should read Kafka instead.
+
+
+def list_jobs(api: Api, as_json: bool) -> int | None:
+    """``jm list --url``: ``GET /jobs/overview``, printed as ``jm list`` prints the journal."""
+    from coordinator.commands.common import format_ms
+
+    try:
+        reply = api.call("GET", "/jobs/overview")
+    except Unreachable as err:
+        falling_back(err)
+        return None
+    if reply.status != 200:
+        return _failed(reply)
+    jobs = sorted(reply.body.get("jobs", []), key=lambda j: (j.get("start-time", 0), j["jid"]))
+    rows = [
+        {"job_id": j["jid"], "name": j.get("name", ""), "status": j.get("state", ""),
+         "since": j.get("last-modification", j.get("start-time", 0)),
+         "tasks_running": j.get("tasks", {}).get("running", 0),
+         "tasks_total": j.get("tasks", {}).get("total", 0),
+         "restarts": j.get("jm-restarts"), "waiting_reason": j.get("jm-waiting-reason")}
+        for j in jobs
+    ]  # fmt: skip
+    offset = _offset(reply)
+    if as_json:
+        print(json.dumps({"offset": offset, "jobs": rows}))
+        return 0
+    print(f"{'JOB':24} {'STATUS':12} {'TASKS':>9} {'RESTARTS':>8}  SINCE                     NAME")
+    for r in rows:
+        tasks = f"{r['tasks_running']}/{r['tasks_total']}"
+        restarts = "-" if r["restarts"] is None else r["restarts"]
+        print(f"{r['job_id']:24} {r['status']:12} {tasks:>9} {restarts:>8}  "
+              f"{format_ms(r['since']):25} {r['name']}")  # fmt: skip
+    print(f"(journal offset {offset}, from the REST API at {api.url})", file=sys.stderr)
+    return 0
+
+
+def job_status(api: Api, job_id: str, as_json: bool) -> int | None:
+    """``jm status --url``: ``GET /jobs/{id}``: status and vertices. A job the API
+    does not hold (404: rejected, archived, unknown) is looked up in Kafka."""
+    from coordinator.commands.common import format_ms
+
+    try:
+        reply = api.call("GET", f"/jobs/{urllib.parse.quote(job_id, safe='')}")
+    except Unreachable as err:
+        falling_back(err)
+        return None
+    if reply.status == 404:
+        print(f"jm: the REST API at {api.url} holds no job {job_id}; reading Kafka for "
+              "its history", file=sys.stderr)  # fmt: skip
+        return None
+    if reply.status != 200:
+        return _failed(reply)
+    job = reply.body
+    if as_json:
+        print(json.dumps(job))
+        return 0
+    since = job.get("timestamps", {}).get(job.get("state"), job.get("start-time", 0))
+    print(f"{job['jid']}  {job.get('name', '')}\n  status   {job.get('state')} since "
+          f"{format_ms(since)}")  # fmt: skip
+    if job.get("vertices"):
+        print("  vertices")
+    for v in job.get("vertices", []):
+        counts = " ".join(f"{k}={n}" for k, n in sorted(v.get("tasks", {}).items()) if n)
+        print(f"    {v.get('name', v.get('id'))} x{v.get('parallelism')} "
+              f"{v.get('status', '')} {counts}".rstrip())  # fmt: skip
+    print(f"(journal offset {_offset(reply)}, from the REST API at {api.url})", file=sys.stderr)
+    return 0
+
+
+#: How often ``jm cancel --url --wait`` asks for the job's status.
+POLL_S: Final = 0.2
+_TERMINAL: Final = frozenset({"FINISHED", "CANCELED", "FAILED"})
+
+
+def cancel(api: Api, job_id: str, wait: bool, timeout_s: float) -> int | None:
+    """``jm cancel --url``: ``PATCH /jobs/{id}?mode=cancel`` (202: the request is in
+    Kafka); with `wait`, ``GET /jobs/{id}`` until the job is CANCELED."""
+    import time
+
+    path = f"/jobs/{urllib.parse.quote(job_id, safe='')}"
+    try:
+        reply = api.call("PATCH", path, {"mode": "cancel"})
+    except Unreachable as err:
+        falling_back(err)
+        return None
+    if reply.status != 202:
+        return _failed(reply)
+    print(f"cancel requested for {job_id} (REST API at {api.url})", file=sys.stderr)
+    if not wait:
+        return 0
+    deadline = time.monotonic() + timeout_s
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            reply = api.call("GET", path)
+        except Unreachable as err:
+            print(f"jm: {err}", file=sys.stderr)
+            return 3
+        state = reply.body.get("state") if reply.status == 200 else None
+        if state in _TERMINAL:
+            print(state)
+            return 0 if state == "CANCELED" else 1
+        time.sleep(POLL_S)
+    print(f"jm: job {job_id} did not reach CANCELED within {timeout_s:g}s (last status: "
+          f"{state})", file=sys.stderr)  # fmt: skip
+    return 3
+
+
+def _offset(reply: Reply) -> str:
+    for name, value in reply.headers.items():
+        if name.lower() == "x-jm-journal-offset":
+            return value
+    return "?"
+
+
+def _failed(reply: Reply) -> int:
+    errors = reply.errors
+    print(f"jm: {errors[0]}" if len(errors) == 1 else "jm: " + "\n  - ".join(errors),
+          file=sys.stderr)  # fmt: skip
+    return 1

@@ -150,4 +150,3 @@ class SavepointOperations:
             done = [k for k, o in self._ops.items() if o.status == OperationStatus.COMPLETED]
             for old in done[:excess]:
                 del self._ops[old]
-
