@@ -115,27 +115,37 @@ class SavepointOperations:
         op: Operation,
     ) -> None:
         started = time.monotonic()
-        try:
-            async with watch:
-                answer = await watch.savepoint(request, self.timeout_s)
-                if not answer.accepted or not isinstance(answer.event, ev.SavepointCompleted):
-                    self._end(op, failure=answer.reason or "the savepoint failed")
-                    return
-                location = answer.event.savepoint_path
-                if op.stop:  # Flink's stop completes once the job has ended
-                    left = max(1.0, self.timeout_s - (time.monotonic() - started))
-                    status = await watch.until(ev.JobStatus.FINISHED, left)
-                    if status != ev.JobStatus.FINISHED:
-                        failure = f"the savepoint was written but the job ended {status}"
-                        self._end(op, location=location, failure=failure)
-                        return
-                self._end(op, location=location)
+        try:  # the watch was opened before the request was sent (trigger)
+            await self._outcome(watch, request, op, started)
         except client.WaitTimeout as err:
             self._end(op, failure=str(err))
         except Exception as err:  # Kafka gone: say so rather than stay IN_PROGRESS forever
             log.warning("savepoint operation %s of job %s: %s: %s", op.trigger_id, op.job_id,
                         type(err).__name__, err)  # fmt: skip
             self._end(op, failure=f"{type(err).__name__}: {err}")
+        finally:
+            await watch.__aexit__(None, None, None)
+
+    async def _outcome(
+        self,
+        watch: client.JobWatch,
+        request: ev.SavepointRequested | ev.StopWithSavepointRequested,
+        op: Operation,
+        started: float,
+    ) -> None:
+        answer = await watch.savepoint(request, self.timeout_s)
+        if not answer.accepted or not isinstance(answer.event, ev.SavepointCompleted):
+            self._end(op, failure=answer.reason or "the savepoint failed")
+            return
+        location = answer.event.savepoint_path
+        if op.stop:  # Flink's stop completes once the job has ended
+            left = max(1.0, self.timeout_s - (time.monotonic() - started))
+            status = await watch.until(ev.JobStatus.FINISHED, left)
+            if status != ev.JobStatus.FINISHED:
+                failure = f"the savepoint was written but the job ended {status}"
+                self._end(op, location=location, failure=failure)
+                return
+        self._end(op, location=location)
 
     def _end(self, op: Operation, location: str | None = None, failure: str | None = None) -> None:
         done = replace(op, status=OperationStatus.COMPLETED, location=location, failure=failure)
