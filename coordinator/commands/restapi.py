@@ -4,7 +4,7 @@ With ``--url`` (or ``$JM_REST_URL``) these commands ask that replica first: no
 journal to fold, the answer of a replica that has it folded already. When no
 API answers there (nothing listening, a timeout, a server error) they say so on
 stderr and read Kafka as they do without ``--url``. Standard library only
-(urllib): ``jm --help`` imports this module.
+(urllib, imported when a request is made): ``jm --help`` imports this module.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,6 +57,9 @@ class Api:
 
     def call(self, method: str, path: str, query: dict[str, str] | None = None) -> Reply:
         """One request; Unreachable when nothing (or a failing server) answers."""
+        import urllib.error  # only when a request is made: `jm --help` stays fast
+        import urllib.request
+
         target = f"{self.url}{path}"
         if query:
             target += "?" + urllib.parse.urlencode(query)

@@ -35,7 +35,7 @@ from coordinator.rest.triggers import (
     TooManyOperations,
 )
 from schemas import events as ev
-from schemas.limits import MAX_PATH_BYTES
+from schemas.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, clip
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -50,6 +50,7 @@ class Writes:
     def __init__(self, ctx: RestContext) -> None:
         self.ctx = ctx
         self.operations = SavepointOperations(ctx.settings)
+        self._by = clip(f"rest@{ctx.replica_id}", MAX_NAME_BYTES)  # submitted_by / requested_by
 
     def routes(self) -> list[Route]:
         return [
@@ -83,7 +84,7 @@ class Writes:
         try:
             event = parse_submission(
                 body, event_time=self.ctx.now_ms(), job_id=request.query.get("jobId"),
-                submitted_by=f"rest@{self.ctx.replica_id}"[:256],
+                submitted_by=self._by,
             )  # fmt: skip
         except SubmissionInvalid as err:
             raise bad_request(*err.errors) from None
@@ -115,7 +116,7 @@ class Writes:
                               "POST /jobs/{id}/stop to stop with a savepoint")  # fmt: skip
         job_id = request.match_info["job_id"]
         self._running_job(job_id, "cancelled")
-        command = client.cancel_request(job_id, requested_by=f"rest@{self.ctx.replica_id}")
+        command = client.cancel_request(job_id, requested_by=self._by)
         try:
             await client.produce(self.ctx.settings, command)
         except KafkaError as err:
