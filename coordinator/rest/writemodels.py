@@ -18,7 +18,7 @@ class Request(Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
 
-class JobSubmitted(Model):
+class JobSubmitResponse(Model):
     """``POST /jobs``, 202: the leader accepted the job (Flink's JobSubmitResponseBody
     and more)."""
 

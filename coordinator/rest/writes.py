@@ -35,6 +35,7 @@ from coordinator.rest.triggers import (
     TooManyOperations,
 )
 from schemas import events as ev
+from schemas.jobgraph import JobSpec
 from schemas.limits import MAX_NAME_BYTES, MAX_PATH_BYTES, clip
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,9 +57,9 @@ class Writes:
         return [
             Route("POST", "/jobs", self.submit,
                   "Submit a JSON job graph; answers once the leader accepted or rejected it",
-                  wm.JobSubmitted, {"timeout": "seconds to wait for the leader (default 30)",
+                  wm.JobSubmitResponse, {"timeout": "seconds to wait for the leader (default 30)",
                                     "jobId": "the job id (default: the body's job_id, else "
-                                    "32 hex digits)"}, status=202),
+                                    "32 hex digits)"}, request=JobSpec, status=202),
             Route("PATCH", "/jobs/{job_id}", self.cancel, "Cancel a job (?mode=cancel)",
                   None, {"mode": "cancel (the only mode)"}, status=202),
             Route("GET", "/jobs/{job_id}/yarn-cancel", self.cancel,
@@ -101,7 +102,7 @@ class Writes:
                 422, f"job {event.job_id} rejected by the leader", *reasons(answer.reason or "")
             )
         offset = answer.offset if answer.event is not None else None
-        found = wm.JobSubmitted(job_url=f"/jobs/{event.job_id}", jid=event.job_id,
+        found = wm.JobSubmitResponse(job_url=f"/jobs/{event.job_id}", jid=event.job_id,
                                 journal_offset=offset)  # fmt: skip
         return json_answer(found, 202)
 
