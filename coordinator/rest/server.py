@@ -100,13 +100,14 @@ def openapi(table: list[Route | web.RouteDef]) -> dict[str, Any]:
                 operation["parameters"] = params
             if route.request is not None:
                 models[route.request.__name__] = route.request
-                ref = {"$ref": f"#/components/schemas/{route.request.__name__}"}
-                operation["requestBody"] = {"content": {"application/json": {"schema": ref}}}
+                body = {"$ref": f"#/components/schemas/{route.request.__name__}"}
+                operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
             answer: dict[str, Any] = {"description": "OK"}
             if route.response is not None:
                 models[route.response.__name__] = route.response
-                ref = {"$ref": f"#/components/schemas/{route.response.__name__}"}
-                answer["content"] = {"application/json": {"schema": ref}}
+                ref: dict[str, Any] = {"$ref": f"#/components/schemas/{route.response.__name__}"}
+                schema = {"type": "array", "items": ref} if route.many else ref
+                answer["content"] = {"application/json": {"schema": schema}}
             operation["responses"] = {str(route.status): answer, "default": _ERROR_ANSWER}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
@@ -154,6 +155,7 @@ class RestServer:
     """A started server: where it listens, and how to stop it."""
 
     runner: web.AppRunner
+    context: RestContext
     host: str
     port: int
 
@@ -163,6 +165,7 @@ class RestServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        await self.context.close()
 
 
 async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
@@ -180,4 +183,4 @@ async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
         if isinstance(address, tuple) and len(address) >= 2:
             bound = int(address[1])
             break
-    return RestServer(runner, host, bound)
+    return RestServer(runner, ctx, host, bound)
