@@ -159,8 +159,11 @@ def job_status(api: Api, job_id: str, as_json: bool) -> int | None:
         print(json.dumps(job))
         return 0
     since = job.get("timestamps", {}).get(job.get("state"), job.get("start-time", 0))
+    restarts = "" if job.get("jm-restarts") is None else f", restarts {job['jm-restarts']}"
     print(f"{job['jid']}  {job.get('name', '')}\n  status   {job.get('state')} since "
-          f"{format_ms(since)}")  # fmt: skip
+          f"{format_ms(since)}{restarts}")  # fmt: skip
+    if job.get("jm-waiting-reason"):
+        print(f"  waiting  {job['jm-waiting-reason']}")
     if job.get("vertices"):
         print("  vertices")
     for v in job.get("vertices", []):

@@ -197,6 +197,9 @@ async def test_writes_on_leader_and_standby(cluster: Cluster, tmp_path: Path) ->
         assert status == 202, body
         await journal.wait_until(lambda es: status_of(es, "c") == ev.JobStatus.CANCELED)
 
+        for api in (on_leader, on_standby):  # nor shown by the configuration
+            status, body = await api.call("GET", "/jobmanager/config", token=None)
+            assert status == 200 and TOKEN not in json.dumps(body), body
     for proc in (leader, standby):  # the token is never logged
         assert TOKEN not in proc.output()
 
