@@ -12,8 +12,10 @@ route here needs ``Authorization: Bearer <token>`` (coordinator/rest/auth.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 import uuid
 from typing import Final, TypeVar
 
@@ -43,6 +45,8 @@ M = TypeVar("M", bound=BaseModel)
 #: How long ``POST /jobs`` waits for the leader's decision unless ``?timeout=`` says.
 SUBMIT_TIMEOUT_S: Final = 30
 MAX_SUBMIT_TIMEOUT_S: Final = 600
+#: How long a lagging replica waits to learn of a job a write names before a 404.
+CATCH_UP_S: Final = 2.0
 #: Savepoint and stop bodies are a few short fields.
 MAX_TRIGGER_BODY_BYTES: Final = 16_384
 
@@ -116,7 +120,7 @@ class Writes:
             raise bad_request(f"mode: {mode!r} is not supported: use mode=cancel, or "
                               "POST /jobs/{id}/stop to stop with a savepoint")  # fmt: skip
         job_id = request.match_info["job_id"]
-        self._running_job(job_id, "cancelled")
+        await self._running_job(job_id, "cancelled")
         command = client.cancel_request(job_id, requested_by=self._by)
         try:
             await client.produce(self.ctx.settings, command)
@@ -131,7 +135,7 @@ class Writes:
             return denied
         job_id = request.match_info["job_id"]
         body = await _model(request, wm.SavepointTrigger)
-        self._running_job(job_id, "savepointed")
+        await self._running_job(job_id, "savepointed")
         stop = body.cancel_job  # Flink's cancel-with-savepoint: here a stop with savepoint
         return await self._trigger(job_id, body.target_directory, body.trigger_id, stop=stop)
 
@@ -142,7 +146,7 @@ class Writes:
         body = await _model(request, wm.StopWithSavepoint)
         if body.drain:
             raise bad_request("drain: not supported: a stop emits no end of input first")
-        self._running_job(job_id, "stopped")
+        await self._running_job(job_id, "stopped")
         return await self._trigger(job_id, body.target_directory, body.trigger_id, stop=True)
 
     async def _trigger(
@@ -187,8 +191,17 @@ class Writes:
             status=401, headers={"WWW-Authenticate": f'{SCHEME} realm="jm"'},
         )  # fmt: skip
 
-    def _running_job(self, job_id: str, what: str) -> None:
-        """404 for a job this replica's state does not know, 409 for one that ended."""
+    async def _running_job(self, job_id: str, what: str) -> None:
+        """404 for a job this replica's state does not know, 409 for one that ended.
+
+        A standby a few records behind may not know a job just accepted (submitted
+        through another replica a moment ago): it waits up to CATCH_UP_S while it
+        lags before saying 404."""
+        deadline = time.monotonic() + CATCH_UP_S
+        while job_id not in self.ctx.state.jobs and time.monotonic() < deadline:
+            if await self.ctx.lag() <= 0:
+                break
+            await asyncio.sleep(0.05)  # the follower applies records meanwhile
         state = self.ctx.state
         job = state.jobs.get(job_id)
         if job is None:
