@@ -144,13 +144,20 @@ def vertex_status(counts: Counter[str], total: int) -> str:
 
 
 def _span(executions: list[Execution], now: int) -> tuple[int, int, int]:
-    """(start, end, duration) of a group of subtasks: -1 where not known yet."""
-    if not executions:
+    """(start, end, duration) of a group of subtasks: the first leaving CREATED, the
+    last ending once all did; -1 where not known yet (Flink's convention)."""
+    started = [e.since for e in executions if e.state is not ExecutionState.CREATED]
+    if not started:
         return -1, -1, -1
-    start = min(e.since for e in executions)
-    live = any(e.is_live for e in executions)
-    end = -1 if live else max(e.since for e in executions)
+    start = min(started)
+    ended = all(e.state.is_terminal for e in executions)
+    end = max(e.since for e in executions) if ended else -1
     return start, end, (now if end == -1 else end) - start
+
+
+def last_modification(job: Job) -> int:
+    """When anything of `job` last changed (its status or one of its subtasks)."""
+    return max((e.since for e in job.executions.values()), default=job.status_since)
 
 
 def _job_span(job: Job, now: int) -> tuple[int, int, int]:
@@ -172,9 +179,7 @@ def job_details(job: Job, now: int) -> m.JobDetails:
         end_time=end,
         duration=duration,
         state=job.status.value,
-        last_modification=max(job.status_since, *(e.since for e in job.executions.values()))
-        if job.executions
-        else job.status_since,
+        last_modification=max(job.status_since, last_modification(job)),
         tasks=task_counts(job),
     )
 
@@ -725,7 +730,10 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         folded = await ctx.journal.state_at(stop)
         job = folded.state.jobs.get(job_id)
         ended = folded.state.ended_jobs.get(job_id)
-        detail = None if job is None else job_detail(job, folded.offset, until_ms or 0, _NO_METRICS)
+        detail = None
+        if job is not None:  # durations count to the point asked for, not to now
+            at = until_ms if until_ms is not None else last_modification(job)
+            detail = job_detail(job, folded.offset, max(at, job.status_since), _NO_METRICS)
         return json_answer(
             m.JobStateAt(
                 job_id=job_id,
