@@ -8,6 +8,7 @@ point-in-time replay, asked for by name) read Kafka, through ``history``.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import resource
 import sys
@@ -38,6 +39,8 @@ from schemas.events import (
 VERSION: Final = "kafka-jobmanager-0.1"
 #: Flink's ExecutionState names, in Flink's order (the keys of a vertex's ``tasks``).
 EXECUTION_STATES: Final = tuple(s.value for s in ExecutionState)
+#: ``/readyz`` gives up reading the journal's end offset after this long (not ready).
+READY_CHECK_S: Final = 2.0
 #: ``/jobs/{id}/events`` without ``limit``, and the most one request returns.
 EVENTS_PAGE: Final = 100
 EVENTS_PAGE_MAX: Final = 1_000
@@ -381,11 +384,16 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
 
     async def readyz(request: web.Request) -> web.Response:
         role = ctx.role()
-        lag = await ctx.lag()
         reason = None
-        if role not in (ReplicaRole.LEADER, ReplicaRole.STANDBY):
+        try:  # a probe must answer even when Kafka does not
+            async with asyncio.timeout(READY_CHECK_S):
+                lag = await ctx.lag()
+        except Exception as err:
+            lag = -1
+            reason = f"the journal's end offset not read: {type(err).__name__}: {err}"
+        if reason is None and role not in (ReplicaRole.LEADER, ReplicaRole.STANDBY):
             reason = f"replica is {role.value}: not following the journal yet"
-        elif lag > ctx.ready_max_lag:
+        elif reason is None and lag > ctx.ready_max_lag:
             reason = f"{lag} journal offsets behind (ready within {ctx.ready_max_lag})"
         answer = m.Readiness(
             journal_offset=ctx.offset,
