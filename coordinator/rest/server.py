@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -168,11 +169,23 @@ class RestServer:
         await self.context.close()
 
 
-async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
-    """Listen on host:port (0: a free port, see ``RestServer.port``)."""
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket of host:port (0: a free port), bound before anything else
+    starts so a taken port stops the process at once (OSError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def start_rest(
+    ctx: RestContext, host: str, port: int, sock: socket.socket | None = None
+) -> RestServer:
+    """Listen on host:port (0: a free port, see ``RestServer.port``), or on `sock`
+    (from ``bind``)."""
     runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = (
+        web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
+    )
     try:
         await site.start()
     except OSError:
