@@ -170,6 +170,19 @@ async def _coordinator(args: argparse.Namespace) -> int:
     )
     if problems:
         return fail("coordinator: " + "; ".join(problems))
+    # Before anything starts: a bad token file or a taken port stops it at once.
+    from coordinator.rest.server import bind
+
+    try:
+        token = rest_token(args)
+    except (OSError, ValueError) as err:
+        return fail(f"coordinator {replica_id}: REST token not read: {err}", 1)
+    try:
+        sock = None if args.no_rest else bind(args.rest_host, args.rest_port)
+    except OSError as err:
+        return fail(f"coordinator {replica_id}: REST API not started on {args.rest_host}:"
+                    f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
+                    f"serves none)", 1)  # fmt: skip
     config = ReplicaConfig(
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
@@ -195,11 +208,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
     replica = Replica(
         settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True)
     )
-    try:
-        server = None if args.no_rest else await _start_rest(args, replica, settings)
-    except (OSError, ValueError) as err:
-        return fail(f"coordinator {replica_id}: REST API not started: {err} (--rest-port "
-                    f"chooses another port, --no-rest serves none)", 1)  # fmt: skip
+    server = None if sock is None else await _start_rest(args, replica, settings, token, sock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, replica.stop)
@@ -214,7 +223,11 @@ async def _coordinator(args: argparse.Namespace) -> int:
 
 
 async def _start_rest(
-    args: argparse.Namespace, replica: Replica, settings: ClusterSettings
+    args: argparse.Namespace,
+    replica: Replica,
+    settings: ClusterSettings,
+    token: str | None,
+    sock: socket.socket,
 ) -> RestServer:
     """Serve the REST API of `replica` (docs/rest.md); prints ``rest http://host:port``."""
     from coordinator.rest.context import LogTail, RestContext
@@ -226,10 +239,10 @@ async def _start_rest(
         tail.setFormatter(root.handlers[0].formatter)
     root.addHandler(tail)
     ctx = RestContext.of_replica(
-        replica, replica.metrics, token=rest_token(args), options=rest_options(args, settings),
+        replica, replica.metrics, token=token, options=rest_options(args, settings),
         log_tail=tail,
     )  # fmt: skip
-    server = await start_rest(ctx, args.rest_host, args.rest_port)
+    server = await start_rest(ctx, args.rest_host, args.rest_port, sock)
     logging.getLogger(__name__).info("REST API on %s", server.url)
     print(f"rest {server.url}", flush=True)
     return server

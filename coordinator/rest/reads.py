@@ -8,6 +8,7 @@ point-in-time replay, asked for by name) read Kafka, through ``history``.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import resource
 import sys
@@ -26,12 +27,20 @@ from coordinator.rest.context import RestContext
 from coordinator.rest.history import event_entry
 from coordinator.runtime.journal import StopAt
 from coordinator.runtime.metrics import MetricsStore, TaskMetrics
-from schemas.events import ExecutionState, JobStatus, ReplicaRole
+from schemas.events import (
+    ExecutionState,
+    JobStatus,
+    ReplicaRole,
+    RestartStrategy,
+    RestartStrategyKind,
+)
 
 #: What ``/config`` and ``/overview`` give as Flink's version fields.
 VERSION: Final = "kafka-jobmanager-0.1"
 #: Flink's ExecutionState names, in Flink's order (the keys of a vertex's ``tasks``).
 EXECUTION_STATES: Final = tuple(s.value for s in ExecutionState)
+#: ``/readyz`` gives up reading the journal's end offset after this long (not ready).
+READY_CHECK_S: Final = 2.0
 #: ``/jobs/{id}/events`` without ``limit``, and the most one request returns.
 EVENTS_PAGE: Final = 100
 EVENTS_PAGE_MAX: Final = 1_000
@@ -138,13 +147,20 @@ def vertex_status(counts: Counter[str], total: int) -> str:
 
 
 def _span(executions: list[Execution], now: int) -> tuple[int, int, int]:
-    """(start, end, duration) of a group of subtasks: -1 where not known yet."""
-    if not executions:
+    """(start, end, duration) of a group of subtasks: the first leaving CREATED, the
+    last ending once all did; -1 where not known yet (Flink's convention)."""
+    started = [e.since for e in executions if e.state is not ExecutionState.CREATED]
+    if not started:
         return -1, -1, -1
-    start = min(e.since for e in executions)
-    live = any(e.is_live for e in executions)
-    end = -1 if live else max(e.since for e in executions)
+    start = min(started)
+    ended = all(e.state.is_terminal for e in executions)
+    end = max(e.since for e in executions) if ended else -1
     return start, end, (now if end == -1 else end) - start
+
+
+def last_modification(job: Job) -> int:
+    """When anything of `job` last changed (its status or one of its subtasks)."""
+    return max((e.since for e in job.executions.values()), default=job.status_since)
 
 
 def _job_span(job: Job, now: int) -> tuple[int, int, int]:
@@ -166,11 +182,24 @@ def job_details(job: Job, now: int) -> m.JobDetails:
         end_time=end,
         duration=duration,
         state=job.status.value,
-        last_modification=max(job.status_since, *(e.since for e in job.executions.values()))
-        if job.executions
-        else job.status_since,
+        last_modification=max(job.status_since, last_modification(job)),
         tasks=task_counts(job),
     )
+
+
+def restart_description(r: RestartStrategy) -> str:
+    """A job's restart strategy in words, as Flink's job config shows it."""
+    if r.kind is RestartStrategyKind.FIXED_DELAY:
+        return f"Restart with fixed delay ({r.delay_ms} ms). #{r.attempts} restart attempts."
+    if r.kind is RestartStrategyKind.FAILURE_RATE:
+        return (f"Failure rate restart with maximum of {r.max_failures_per_interval} failures "
+                f"within interval {r.failure_rate_interval_ms} ms and fixed delay "
+                f"{r.delay_ms} ms.")  # fmt: skip
+    if r.kind is RestartStrategyKind.EXPONENTIAL_DELAY:
+        return (f"Restart with exponential delay: initial {r.initial_backoff_ms} ms, max "
+                f"{r.max_backoff_ms} ms, multiplier {r.backoff_multiplier}, jitter "
+                f"{r.jitter_factor}, reset after {r.reset_backoff_threshold_ms} ms.")  # fmt: skip
+    return "Restart deactivated."
 
 
 def plan(job: Job) -> m.Plan:
@@ -355,11 +384,16 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
 
     async def readyz(request: web.Request) -> web.Response:
         role = ctx.role()
-        lag = await ctx.lag()
         reason = None
-        if role not in (ReplicaRole.LEADER, ReplicaRole.STANDBY):
+        try:  # a probe must answer even when Kafka does not
+            async with asyncio.timeout(READY_CHECK_S):
+                lag = await ctx.lag()
+        except Exception as err:
+            lag = -1
+            reason = f"the journal's end offset not read: {type(err).__name__}: {err}"
+        if reason is None and role not in (ReplicaRole.LEADER, ReplicaRole.STANDBY):
             reason = f"replica is {role.value}: not following the journal yet"
-        elif lag > ctx.ready_max_lag:
+        elif reason is None and lag > ctx.ready_max_lag:
             reason = f"{lag} journal offsets behind (ready within {ctx.ready_max_lag})"
         answer = m.Readiness(
             journal_offset=ctx.offset,
@@ -443,7 +477,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 name=job.submission.name,
                 execution_config=m.ExecutionConfig(
                     execution_mode="PIPELINED",
-                    restart_strategy=f"{r.kind.value} {r}",
+                    restart_strategy=restart_description(r),
                     job_parallelism=max(
                         (v.parallelism for v in job.submission.job_graph.vertices), default=1
                     ),
@@ -704,7 +738,10 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         folded = await ctx.journal.state_at(stop)
         job = folded.state.jobs.get(job_id)
         ended = folded.state.ended_jobs.get(job_id)
-        detail = None if job is None else job_detail(job, folded.offset, until_ms or 0, _NO_METRICS)
+        detail = None
+        if job is not None:  # durations count to the point asked for, not to now
+            at = until_ms if until_ms is not None else last_modification(job)
+            detail = job_detail(job, folded.offset, max(at, job.status_since), _NO_METRICS)
         return json_answer(
             m.JobStateAt(
                 job_id=job_id,
@@ -771,6 +808,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "Metrics aggregated over a vertex's subtasks (Flink; a list)",
             m.AggregatedMetric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(get, vertex_path + "/watermarks", watermarks, "Watermarks (Flink; none here)"),
         Route(get, "/taskmanagers", taskmanagers, "TaskManagers (Flink)", m.TaskManagersInfo),
@@ -782,6 +820,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "A TaskManager's metrics (a list)",
             m.Metric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(
             get,
@@ -789,6 +828,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             jobmanager_config,
             "This replica's configuration (a list; no secrets)",
             m.ConfigEntry,
+            many=True,
         ),
         Route(
             get,
@@ -804,6 +844,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "This replica's metrics (a list)",
             m.Metric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(get, "/jobmanager/log", jobmanager_log, "This replica's latest log lines (text)"),
         Route(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -100,13 +101,14 @@ def openapi(table: list[Route | web.RouteDef]) -> dict[str, Any]:
                 operation["parameters"] = params
             if route.request is not None:
                 models[route.request.__name__] = route.request
-                ref = {"$ref": f"#/components/schemas/{route.request.__name__}"}
-                operation["requestBody"] = {"content": {"application/json": {"schema": ref}}}
+                body = {"$ref": f"#/components/schemas/{route.request.__name__}"}
+                operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
             answer: dict[str, Any] = {"description": "OK"}
             if route.response is not None:
                 models[route.response.__name__] = route.response
-                ref = {"$ref": f"#/components/schemas/{route.response.__name__}"}
-                answer["content"] = {"application/json": {"schema": ref}}
+                ref: dict[str, Any] = {"$ref": f"#/components/schemas/{route.response.__name__}"}
+                schema = {"type": "array", "items": ref} if route.many else ref
+                answer["content"] = {"application/json": {"schema": schema}}
             operation["responses"] = {str(route.status): answer, "default": _ERROR_ANSWER}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
@@ -167,11 +169,23 @@ class RestServer:
         await self.context.close()
 
 
-async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
-    """Listen on host:port (0: a free port, see ``RestServer.port``)."""
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket of host:port (0: a free port), bound before anything else
+    starts so a taken port stops the process at once (OSError)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family)
+
+
+async def start_rest(
+    ctx: RestContext, host: str, port: int, sock: socket.socket | None = None
+) -> RestServer:
+    """Listen on host:port (0: a free port, see ``RestServer.port``), or on `sock`
+    (from ``bind``)."""
     runner = web.AppRunner(build_app(ctx), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = (
+        web.TCPSite(runner, host, port) if sock is None else web.SockSite(runner, sock)
+    )
     try:
         await site.start()
     except OSError:

@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from schemas import events as ev
-from tests.integration.harness import Cluster, CoordinatorProcess, Producer, now_ms
+from tests.integration.harness import Cluster, CoordinatorProcess, Producer, now_ms, until
 
 pytestmark = pytest.mark.integration
 
@@ -283,3 +283,14 @@ async def _check_errors(api: Api) -> None:
     assert reason.startswith("until:")
     reasons = await api.error("/jobmanager/metrics?get=numRunningJobs,bogus,other", 400)
     assert reasons == ["get: unknown metric 'bogus'", "get: unknown metric 'other'"]
+
+
+async def test_a_taken_port_stops_the_replica_at_start(cluster: Cluster) -> None:
+    c1 = cluster.coordinator("c1")
+    await c1.wait_for_line("rest http://")
+    port = rest_url(c1).rsplit(":", 1)[1]
+    c2 = cluster.coordinator("c2", "--rest-port", port)
+    await until(lambda: c2.proc.poll() is not None, "c2 to exit", 60)
+    assert c2.proc.returncode == 1
+    assert f"REST API not started on 127.0.0.1:{port}" in c2.output()
+    assert "role" not in c2.output()  # it never joined the cluster
