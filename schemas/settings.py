@@ -84,8 +84,7 @@ def listed(values: list[str] | None, environment: str) -> tuple[str, ...]:
     else the comma-separated environment variable; blanks dropped, order kept."""
     raw = values if values is not None else [os.environ.get(environment, "")]
     found: list[str] = []
-    for text in raw:
-        for item in text.split(","):
-            if item.strip() and item.strip() not in found:
-                found.append(item.strip())
+    for item in (part.strip() for text in raw for part in text.split(",")):
+        if item and item not in found:
+            found.append(item)
     return tuple(found)
