@@ -70,3 +70,21 @@ class ClusterSettings:
     def load(cls, **overrides: Any) -> ClusterSettings:
         """Environment first, then explicit overrides (flags) that are not None."""
         return cls(**{k: v for k, v in overrides.items() if v is not None})
+
+
+#: Topic prefixes no job may name, besides the cluster's own (comma-separated);
+#: the coordinator, workers and ``jm submit`` read it (docs/security.md).
+PROTECTED_TOPIC_PREFIXES_ENV: Final = "JM_PROTECTED_TOPIC_PREFIXES"
+#: Worker ids the coordinator lets register (comma-separated); unset or empty: any.
+ALLOWED_WORKERS_ENV: Final = "JM_ALLOWED_WORKERS"
+
+
+def listed(values: list[str] | None, environment: str) -> tuple[str, ...]:
+    """A list setting: the flag's values when given (each may be comma-separated),
+    else the comma-separated environment variable; blanks dropped, order kept."""
+    raw = values if values is not None else [os.environ.get(environment, "")]
+    found: list[str] = []
+    for item in (part.strip() for text in raw for part in text.split(",")):
+        if item and item not in found:
+            found.append(item)
+    return tuple(found)

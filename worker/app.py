@@ -23,9 +23,15 @@ EXIT_TIMING = 2  # timeouts unsafe against the leader's: a usage error, see sche
 
 
 async def run_worker(
-    cluster: ClusterSettings, settings: WorkerSettings, log_level: int = logging.INFO
+    cluster: ClusterSettings,
+    settings: WorkerSettings,
+    log_level: int = logging.INFO,
+    protected_topic_prefixes: tuple[str, ...] = (),
 ) -> int:
-    """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0."""
+    """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0.
+
+    `protected_topic_prefixes`: topics no task may name besides the cluster's own
+    (``--protected-topic-prefix``, docs/security.md)."""
     catalog = Catalog(cluster.cluster_id)
     bootstrap = cluster.bootstrap_servers
     try:
@@ -49,7 +55,7 @@ async def run_worker(
             commands,
             reports,
             log_level=log_level,
-            kafka=KafkaEnv(bootstrap, catalog),
+            kafka=KafkaEnv(bootstrap, catalog, protected_topic_prefixes),
         )
         log.info(
             "worker %s incarnation %s: %d slot(s), commands partition %d, operators %s",

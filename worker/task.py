@@ -24,9 +24,10 @@ from collections.abc import Callable
 
 from schemas import events as ev
 from schemas.limits import FINISHED_TASK_HANDLE
+from schemas.validation import protected_topic_problems
 from worker.checkpointing import CheckpointControl
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
-from worker.errors import NonRecoverableError, TaskError
+from worker.errors import NonRecoverableError, ProtectedTopicError, TaskError
 from worker.failures import describe
 from worker.functions import FunctionRegistry
 from worker.metrics import TaskCounters
@@ -128,6 +129,18 @@ async def _run_operator(
     return reader
 
 
+def refuse_protected_topics(spec: TaskSpec, kafka: KafkaEnv | None) -> None:
+    """ProtectedTopicError when the task's config names a topic no job may use
+    (docs/security.md). The coordinator rejects such a job; this stops one deployed
+    by a coordinator older than that rule, or by another writer of the commands."""
+    if kafka is None:  # no Kafka, no topic to reach
+        return
+    where = f"vertex {spec.task.vertex_id!r} config"
+    found = list(protected_topic_problems(spec.config, kafka.protected_prefixes(), where))
+    if found:
+        raise ProtectedTopicError("; ".join(found))
+
+
 async def run_task(
     spec: TaskSpec,
     registry: OperatorRegistry,
@@ -153,6 +166,7 @@ async def run_task(
     reader: EdgeReader | None = None
     try:
         report(ES.INITIALIZING, None, None, False)
+        refuse_protected_topics(spec, kafka)
         operator: Operator = registry.factory(spec.operator)()
         ctx = TaskContext(spec, log, kafka, functions)
         if isinstance(operator, RecordOperator):

@@ -11,7 +11,7 @@ What it does, in order:
    (``compose/local/launcher.py up``, idempotent). They stay running afterwards:
    ``make down`` stops them.
 2. The cluster's topics (``jm topics create``) and the sample job's sink topic
-   ``<cluster id>.counts`` (kafka_sink creates a missing topic only when its
+   ``<cluster id>-counts`` (kafka_sink creates a missing topic only when its
    config sets ``partitions``, and the broker never creates one by itself).
 3. Child processes, each in its own process group, logs in ``.local/demo/``:
    coordinators ``demo-1`` (leader) and ``demo-2`` (hot standby), workers
@@ -480,7 +480,9 @@ class Demo:
     @property
     def sink_topic(self) -> str:
         assert self.settings is not None
-        return f"{self.settings.cluster_id}.{SINK_SUFFIX}"
+        # A '-', not a '.': topics under "<cluster id>." are the cluster's own, and
+        # no job may name them (docs/security.md).
+        return f"{self.settings.cluster_id}-{SINK_SUFFIX}"
 
     async def topics(self) -> None:
         assert self.settings is not None and self.catalog is not None

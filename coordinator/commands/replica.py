@@ -11,7 +11,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Final
 
-from coordinator.commands.common import add_connection_flags, fail, run, settings_from
+from coordinator.commands.common import (
+    add_connection_flags,
+    catalog_from,
+    fail,
+    run,
+    settings_from,
+)
 from schemas import kafkalog, timing  # standard library only
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
@@ -63,6 +69,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=int,
         default=3_600_000,
         help="an ended job leaves memory after this long (its id stays taken)",
+    )
+    p.add_argument(
+        "--protected-topic-prefix",
+        dest="protected_topic_prefixes",
+        action="append",
+        metavar="PREFIX",
+        help="reject jobs naming a topic under PREFIX, besides the cluster's own "
+        "'<cluster id>.' and Kafka's '__' (repeatable; default "
+        "$JM_PROTECTED_TOPIC_PREFIXES, comma-separated; docs/security.md)",
+    )
+    p.add_argument(
+        "--allowed-workers",
+        dest="allowed_workers",
+        action="append",
+        metavar="IDS",
+        help="only these worker ids may register (comma-separated, repeatable; default "
+        "$JM_ALLOWED_WORKERS; empty: any worker; docs/security.md)",
     )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
@@ -159,6 +182,8 @@ async def _coordinator(args: argparse.Namespace) -> int:
     from coordinator.runtime.leader import LeaderConfig
     from coordinator.runtime.replica import Replica, ReplicaConfig
     from coordinator.runtime.snapshots import SnapshotPolicy
+    from schemas.settings import ALLOWED_WORKERS_ENV, PROTECTED_TOPIC_PREFIXES_ENV, listed
+    from schemas.validation import protected_prefixes
 
     settings = settings_from(args)
     replica_id = args.replica_id or f"{socket.gethostname()}-{__import__('os').getpid()}"
@@ -197,7 +222,18 @@ async def _coordinator(args: argparse.Namespace) -> int:
             archive_after_ms=args.archive_after_ms,
             allow_checkpointing=args.allow_checkpointing,
             default_savepoint_dir=args.default_savepoint_dir,
+            protected_topic_prefixes=protected_prefixes(
+                catalog_from(settings).prefix,
+                listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV),
+            ),
+            allowed_workers=frozenset(listed(args.allowed_workers, ALLOWED_WORKERS_ENV)),
         ),
+    )
+    allowed = sorted(config.domain.allowed_workers)
+    logging.getLogger(__name__).info(
+        "jobs may name no topic under %s; workers allowed to register: %s",
+        ", ".join(repr(p) for p in config.domain.protected_topic_prefixes),
+        ", ".join(allowed) if allowed else "any",
     )
     try:
         pruned = await prune_replicas(settings)
