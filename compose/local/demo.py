@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,8 +76,15 @@ COORDINATORS = ("demo-1", "demo-2")
 REST_BASE_PORT = 8081
 
 
-def rest_port(replica_number: int) -> int:
-    return REST_BASE_PORT + replica_number - 1
+def rest_port(replica_number: int, base: int = REST_BASE_PORT) -> int:
+    """Replica N's REST port: base + N - 1 (base 0: a free port each)."""
+    return base + replica_number - 1 if base else 0
+
+
+def rest_url(output: str) -> str | None:
+    """The address a coordinator printed (``rest http://host:port``), if it did yet."""
+    match = re.search(r"^rest (http://\S+)$", output, re.MULTILINE)
+    return match.group(1) if match else None
 
 
 WORKERS = ("tm-1", "tm-2")
@@ -307,6 +315,7 @@ class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.ci: bool = args.ci
+        self.rest_base: int = args.rest_port
         self.log_dir = Path(args.log_dir)
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
@@ -526,20 +535,21 @@ class Demo:
         leader = self.spawn(
             leader_id,
             "coordinator",
-            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1))],
+            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1, self.rest_base))],
         )
         await self.until(lambda: "role LEADER" in leader.output(), f"{leader_id} to lead")
         say(f"{stamp()} coordinator {leader_id} is the leader (pid {leader.proc.pid})")
         standby = self.spawn(
             standby_id,
             "coordinator",
-            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2))],
+            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2, self.rest_base))],
         )
         await self.until(lambda: "role STANDBY" in standby.output(), f"{standby_id} to stand by")
         say(f"{stamp()} coordinator {standby_id} is a hot standby (pid {standby.proc.pid})")
+        await self.until(lambda: rest_url(standby.output()) is not None, "the REST addresses")
         say(
-            f"{stamp()} REST API and dashboard: http://127.0.0.1:{rest_port(1)} (leader), "
-            f"http://127.0.0.1:{rest_port(2)} (standby)"
+            f"{stamp()} REST API and dashboard: {rest_url(leader.output())} (leader), "
+            f"{rest_url(standby.output())} (standby)"
         )
 
     async def cancel_stale_jobs(self) -> None:
@@ -838,6 +848,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds for everything up to the results (default 120)")  # fmt: skip
     p.add_argument("--min-results", type=int, default=1000,
                    help="--ci: result records needed, and every key (default 1000)")  # fmt: skip
+    p.add_argument("--rest-port", type=int,
+                   default=int(os.environ.get("JM_DEMO_REST_PORT") or REST_BASE_PORT),
+                   help="replica N serves REST on this port + N - 1 (default "
+                   "$JM_DEMO_REST_PORT or 8081; 0: free ports)")  # fmt: skip
     p.add_argument("--job", type=Path, default=JOB_FILE, help=argparse.SUPPRESS)
     p.add_argument("--log-dir", default=os.environ.get("JM_DEMO_LOG_DIR") or REPO / ".local/demo",
                    help="where the children's logs go (default .local/demo)")  # fmt: skip

@@ -87,9 +87,11 @@ class RestContext:
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     ready_max_lag: int = READY_MAX_LAG
     log_tail: LogTail | None = None
-    _journal: JournalReader | None = field(default=None, repr=False)
-    _replicas: tuple[float, dict[str, ReplicaStatus]] | None = field(default=None, repr=False)
-    _replicas_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _journal: JournalReader | None = field(default=None, init=False, repr=False)
+    _replicas: tuple[float, dict[str, ReplicaStatus]] | None = field(
+        default=None, init=False, repr=False
+    )
+    _replicas_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def journal(self) -> JournalReader:
