@@ -1,0 +1,242 @@
+"""The web dashboard in headless Chromium against a running cluster of real processes.
+
+Two ``jm coordinator`` replicas serve the REST API and the dashboard, a real
+``jm worker`` runs a submitted three-vertex job. Selenium drives Debian's
+``chromium`` through ``chromium-driver``: every page is loaded and its content
+checked, the event timeline is scrubbed back to an earlier event, and the job
+is cancelled from the UI. A screenshot of every page lands in
+``$JM_SCREENSHOT_DIR`` (default ``.local/screenshots``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import events as ev
+from tests.integration.harness import (
+    REPO,
+    Cluster,
+    CoordinatorProcess,
+    Journal,
+    Producer,
+    joined,
+    now_ms,
+    status_of,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="the test extra installs selenium")
+from selenium.common.exceptions import (  # noqa: E402 - after the importorskip above
+    StaleElementReferenceException,
+    WebDriverException,
+)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+WAIT_S = 30.0
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+    "--window-size=1440,1000", "--hide-scrollbars", "--force-device-scale-factor=1",
+)  # fmt: skip
+
+
+def screenshot_dir() -> Path:
+    path = Path(os.environ.get("JM_SCREENSHOT_DIR") or REPO / ".local" / "screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium from Debian's packages (make deps installs chromium, chromium-driver)."""
+    binary = shutil.which("chromium")
+    driver_binary = shutil.which("chromedriver")
+    if not binary or not driver_binary:
+        pytest.fail("chromium and chromedriver are needed: make deps installs them")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=driver_binary)
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def dashboard_job(job_id: str) -> ev.JobSubmitted:
+    """numbers (an endless slow source) -> evens -> counts: three vertices, two edges."""
+    vertices = (
+        ev.Vertex(id="numbers", name="numbers", operator="sequence", parallelism=1,
+                  max_parallelism=8, config={"count": "0", "rate": "20"}),
+        ev.Vertex(id="evens", name="evens", operator="filter", parallelism=2,
+                  max_parallelism=8, config={"function": "even", "field": "value"}),
+        ev.Vertex(id="counts", name="counts", operator="keyed_count", parallelism=1,
+                  max_parallelism=8, config={"key_field": "value"}),
+    )  # fmt: skip
+    edges = (
+        ev.Edge(source="numbers", target="evens", partitioning=ev.Partitioning.REBALANCE),
+        ev.Edge(source="evens", target="counts", partitioning=ev.Partitioning.HASH,
+                key_field="value"),
+    )  # fmt: skip
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name="dashboard demo",
+        job_graph=ev.JobGraph(vertices=vertices, edges=edges),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+    )  # fmt: skip
+
+
+def rest_url(proc: CoordinatorProcess) -> str:
+    found = re.search(r"^rest (http://\S+)", proc.output(), re.MULTILINE)
+    assert found, f"{proc.replica_id} printed no REST address:\n{proc.output()[-2000:]}"
+    return found.group(1)
+
+
+def wait_for(what: str, check: Callable[[], Any], seconds: float = WAIT_S) -> Any:
+    """Poll `check` until it returns something truthy (the page refreshes itself)."""
+    deadline = time.monotonic() + seconds
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+            if found:
+                return found
+        except (StaleElementReferenceException, WebDriverException) as err:
+            last = err  # the page re-rendered under us: look again
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds}s: {what} (last error: {last})")
+
+
+class Dashboard:
+    """The browser on one replica's dashboard; saves a screenshot per page."""
+
+    def __init__(self, driver: Any, url: str) -> None:
+        self.driver = driver
+        self.url = url
+        self.shots = screenshot_dir()
+        self.saved: list[Path] = []
+
+    def open(self, route: str, page: str) -> None:
+        self.driver.get(f"{self.url}/#/{route}")
+        wait_for(f"page {page}", lambda: self.driver.find_element(By.TAG_NAME, "body")
+                 .get_attribute("data-page") == page)  # fmt: skip
+
+    def text(self, css: str = "#view") -> str:
+        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+
+    def shows(self, *needles: str, css: str = "#view") -> None:
+        wait_for(f"{needles} in {css}", lambda: all(n in self.text(css) for n in needles))
+
+    def find(self, css: str) -> list[Any]:
+        """The elements `css` selects, once there is at least one."""
+        found: list[Any] = wait_for(css, lambda: self.driver.find_elements(By.CSS_SELECTOR, css))
+        return found
+
+    def shot(self, name: str) -> None:
+        path = self.shots / f"{name}.png"
+        self.driver.save_screenshot(str(path))
+        self.saved.append(path)
+
+
+async def test_dashboard_pages_timeline_and_cancel(cluster: Cluster, browser: Any) -> None:
+    job_id = uuid.uuid4().hex
+    c1 = cluster.coordinator("c1")
+    await c1.wait_for_line("role LEADER")
+    c2 = cluster.coordinator("c2")
+    await c2.wait_for_line("role STANDBY")
+    await c1.wait_for_line("rest http://")
+    await c2.wait_for_line("rest http://")
+    tm_id = f"tm-{uuid.uuid4().hex[:6]}"
+    cluster.worker(tm_id, 6)
+    async with Journal(cluster.stack, cluster.catalog) as journal:
+        await journal.wait_until(lambda es: joined(es, tm_id))
+        async with Producer(cluster.stack, cluster.catalog) as producer:
+            await producer.send(dashboard_job(job_id))
+        await journal.wait_until(lambda es: status_of(es, job_id) is ev.JobStatus.RUNNING)
+
+        ui = Dashboard(browser, rest_url(c1))
+
+        ui.open("overview", "overview")
+        ui.shows("dashboard demo", "RUNNING", "c1")
+        slots = ui.text("#card-slots")
+        assert "of 6" in slots, slots
+        ui.shot("01-overview")
+
+        ui.open("jobs", "jobs")
+        ui.shows("dashboard demo", job_id, css="#running-jobs")
+        ui.shot("02-jobs")
+
+        ui.open(f"jobs/{job_id}", "job-overview")
+        ui.shows("dashboard demo", "RUNNING", css="#job-header")
+        for vertex in ("numbers", "evens", "counts"):
+            ui.find(f'#job-graph g.node[data-vertex="{vertex}"]')
+        ui.shows("Parallelism: 2", css="#job-graph")
+        ui.shot("03-job-graph")
+
+        ui.open(f"jobs/{job_id}/exceptions", "job-exceptions")
+        ui.shows("No root exception", css="#root-exception")
+        ui.shot("04-job-exceptions")
+
+        ui.open(f"jobs/{job_id}/checkpoints", "job-checkpoints")
+        ui.shows("History", css="#view")
+        ui.shot("05-job-checkpoints")
+
+        ui.open(f"jobs/{job_id}/timeline", "job-timeline")
+        ui.shows("JobSubmitted", "JobAccepted", css="#timeline-events")
+        ui.shot("06-job-timeline")
+
+        # Scrub back to the job's acceptance: the job as it was then (CREATED), not RUNNING.
+        rows = browser.find_elements(By.CSS_SELECTOR, "#timeline-events tr[data-offset]")
+        kinds = [r.find_elements(By.CSS_SELECTOR, "td")[2].text for r in rows]
+        accepted_at = kinds.index("JobAccepted")
+        scrubber = browser.find_element(By.ID, "scrubber")
+        scrubber.send_keys(Keys.HOME)
+        for _ in range(accepted_at):
+            scrubber = browser.find_element(By.ID, "scrubber")
+            scrubber.send_keys(Keys.ARROW_RIGHT)
+        banner = ui.find("#history-banner")
+        ui.shows("CREATED", css="#history-banner")
+        assert "RUNNING" in banner[0].text  # the live status, named beside the earlier one
+        ui.shows("CREATED", css="#job-state")
+        ui.shot("07-job-timeline-scrubbed")
+
+        ui.open("taskmanagers", "taskmanagers")
+        ui.shows(tm_id, css="#taskmanagers")
+        ui.shot("08-taskmanagers")
+
+        ui.open("replicas", "replicas")
+        ui.shows("c1", "c2", "LEADER", css="#replicas")
+        ui.shows("c1", css="#card-leader")
+        ui.shot("09-replicas")
+
+        # Cancel from the UI: the button asks first, the confirmation sends the PATCH.
+        ui.open(f"jobs/{job_id}", "job-overview")
+        ui.find("#cancel-job")[0].click()
+        dialog = wait_for("the confirmation", lambda: browser.find_element(By.ID, "confirm")
+                          .get_attribute("open") is not None)  # fmt: skip
+        assert dialog
+        ui.shows("dashboard demo", job_id, css="#confirm")
+        ui.shot("10-cancel-confirm")
+        browser.find_element(By.ID, "confirm-yes").click()
+        ui.shows("CANCELED", css="#job-state")
+        ui.shot("11-job-canceled")
+        await journal.wait_until(lambda es: status_of(es, job_id) is ev.JobStatus.CANCELED)
+
+        # The standby serves the same dashboard from its replayed state.
+        standby = Dashboard(browser, rest_url(c2))
+        standby.open("overview", "overview")
+        standby.shows("c1", "CANCELED")
+        standby.shot("12-standby-overview")
+
+    assert all(p.stat().st_size > 0 for p in ui.saved + standby.saved)
