@@ -1,5 +1,5 @@
 // The dashboard's router and refresh loop: hash routes, a page re-rendered every few seconds.
-import { html, send, token, setToken, lastServed } from "./util.js";
+import { get, html, send, token, setToken, lastServed } from "./util.js";
 import { overview, jobs, taskmanagers, replicas } from "./pages.js";
 import { jobPage } from "./job.js";
 
@@ -51,7 +51,10 @@ async function render() {
     banner.textContent = e.status === 404 ? `Not found: ${e.message}` : `Cannot reach the REST API: ${e.message}`;
     banner.hidden = false;
   }
-  if (lastServed.offset) document.getElementById("served-by").textContent = `journal offset ${lastServed.offset}`;
+  const who = await get("healthz").catch(() => null);
+  const replica = who ? `replica ${who["replica-id"]} (${who.role})` : "";
+  const offset = lastServed.offset ? ` · journal offset ${lastServed.offset}` : "";
+  document.getElementById("served-by").textContent = replica + offset;
   document.getElementById("refreshed").textContent = `updated ${new Date().toLocaleTimeString()}`;
 }
 

@@ -19,7 +19,9 @@ function header(job, tab, asOf) {
           <dt>Start time</dt><dd>${time(job["start-time"])}</dd>
           <dt>Duration</dt><dd>${duration(job.duration)}</dd>
           <dt>End time</dt><dd>${job["end-time"] > 0 ? time(job["end-time"]) : "-"}</dd>
+          <dt>Restarts</dt><dd>${job["jm-restarts"] ?? "-"}</dd>
         </dl>
+        ${job["jm-waiting-reason"] ? html`<div class="muted">Waiting: ${job["jm-waiting-reason"]}</div>` : ""}
       </div>
       <div>${cancellable ? html`<button class="danger" id="cancel-job" data-jid="${job.jid}" data-name="${job.name}">Cancel job</button>` : ""}</div>
     </div>
@@ -110,28 +112,26 @@ async function checkpointsTab(jid) {
         rows, "No checkpoints: the job does not checkpoint, or none has been triggered yet."), "checkpoint-history")}`;
 }
 
+const EVENT_PAGE = 1000; // the most /jobs/{id}/events hands out at once
+const MAX_EVENT_PAGES = 20;
+
 // Every journal event of the job, following the pages the API hands out.
 async function allEvents(jid) {
   const events = [];
   let offset = 0;
-  for (let page = 0; page < 50; page += 1) {
-    const answer = await get(`jobs/${jid}/events?offset=${offset}&limit=500`);
-    const batch = answer.events || [];
-    events.push(...batch);
-    const next = answer["next-offset"] ?? answer.next_offset ?? answer.nextOffset;
-    if (!batch.length || next === null || next === undefined || next <= offset) break;
+  for (let page = 0; page < MAX_EVENT_PAGES; page += 1) {
+    const answer = await get(`jobs/${jid}/events?from=${offset}&limit=${EVENT_PAGE}`);
+    events.push(...(answer.events || []));
+    const next = answer["next-offset"];
+    if (next === undefined || next <= offset || next >= answer["end-offset"]) break;
     offset = next;
   }
   return events;
 }
 
-const eventType = (e) => e.type ?? e["event-type"] ?? e.name ?? "?";
-const eventTime = (e) => e.timestamp ?? e["event-time"] ?? e.time;
-function eventSummary(e) {
-  const s = e.summary ?? e.description ?? e.details;
-  if (s === undefined || s === null) return "";
-  return typeof s === "string" ? s : JSON.stringify(s);
-}
+const eventType = (e) => e.type;
+const eventTime = (e) => e.time;
+const eventSummary = (e) => e.summary || "";
 const TYPE_COLORS = {
   JobSubmitted: "CREATED", JobAccepted: "CREATED", JobRejected: "FAILED", JobStatusChanged: "RUNNING",
   TaskStateChanged: "DEPLOYING", CheckpointCompleted: "FINISHED", CheckpointAborted: "CANCELED",
@@ -165,10 +165,11 @@ async function timelineTab(job, at) {
   return { scrubber, list };
 }
 
-// The job as replay left it at journal offset `at` (its own answer shape is /jobs/{id}'s).
+// The job as the journal had it up to offset `at`, included (a replay on the replica);
+// null when the job did not exist yet (or had left memory) at that point.
 async function stateAt(jid, at) {
-  const answer = await get(`jobs/${jid}/state?until=${at}`);
-  return answer.job || answer;
+  const answer = await get(`jobs/${jid}/state?offset=${at}`);
+  return answer.job;
 }
 
 export async function jobPage(jid, tab, at) {
@@ -176,7 +177,8 @@ export async function jobPage(jid, tab, at) {
   let shown = live;
   let banner = "";
   if (tab === "timeline" && at !== null) {
-    shown = { ...live, ...(await stateAt(jid, at)) };
+    const then = await stateAt(jid, at);
+    shown = then || { ...live, state: "NOT YET ACCEPTED", vertices: [] };
     banner = html`<div class="banner history" id="history-banner">Showing the job as it was at journal offset <b>${at}</b>,
       replayed from the journal: status ${badge(shown.state)} (live: ${badge(live.state)}).</div>`;
   }

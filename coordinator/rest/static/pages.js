@@ -1,6 +1,6 @@
 // Overview, job list, task managers and replicas: one render function per page.
 import {
-  get, html, badge, counts, time, duration, number, ago, table, panel, TERMINAL,
+  get, html, badge, counts, time, duration, number, table, panel, TERMINAL,
 } from "./util.js";
 
 function jobRows(jobs) {
@@ -38,7 +38,7 @@ export async function overview() {
       ${card("Finished", number(ov["jobs-finished"]), "card-finished")}
       ${card("Canceled", number(ov["jobs-cancelled"]), "card-canceled")}
       ${card("Failed", number(ov["jobs-failed"]), "card-failed")}
-      ${leader ? card("Leader", html`<span class="mono" style="font-size:16px">${leader.leader ?? leader["leader-id"] ?? "-"}</span> <small>epoch ${leader.epoch ?? "-"}</small>`, "card-leader") : ""}
+      ${leader ? card("Leader", html`<span class="mono" style="font-size:20px">${leader["leader-id"] || "none"}</span> <small>epoch ${leader.epoch}</small>`, "card-leader") : ""}
     </div>
     ${panel(html`Jobs by status`, statuses.length
       ? html`<div class="body" id="jobs-by-status">${statuses.map(([s, n]) => html`<span style="margin-right:18px">${badge(s)} ${n}</span>`)}</div>`
@@ -58,54 +58,62 @@ export async function jobs() {
   `;
 }
 
-// Flink names it timeSinceLastHeartbeat but sends the heartbeat's timestamp; accept both.
-function heartbeatAt(tm, now) {
-  const v = Number(tm.timeSinceLastHeartbeat ?? tm["last-heartbeat"] ?? 0);
-  if (!v) return 0;
-  return v > 1e12 ? v : now - v;
+// Flink's timeSinceLastHeartbeat is the heartbeat's timestamp despite its name;
+// jm-heartbeat-age-ms is the age the replica measured (null: none seen yet).
+function heartbeatAge(tm, now) {
+  if (tm["jm-heartbeat-age-ms"] !== undefined) return tm["jm-heartbeat-age-ms"];
+  return tm.timeSinceLastHeartbeat ? now - tm.timeSinceLastHeartbeat : null;
 }
 
 export async function taskmanagers() {
   const answer = await get("taskmanagers");
   const now = Date.now();
   const rows = (answer.taskmanagers || []).map((tm) => {
-    const beat = heartbeatAt(tm, now);
+    const age = heartbeatAge(tm, now);
     return html`<tr data-tm="${tm.id}">
-      <td class="mono">${tm.id}</td>
+      <td class="mono">${tm.id}<div class="muted">${tm["jm-incarnation"] || ""}</div></td>
       <td>${tm.path || "-"}</td>
       <td class="num">${number(tm.slotsNumber)}</td>
       <td class="num">${number(tm.freeSlots)}</td>
-      <td title="${time(beat)}">${ago(beat, now)}</td>
-      <td>${tm.incarnation ? html`<span class="mono">${tm.incarnation}</span>` : "-"}</td>
+      <td title="${tm.timeSinceLastHeartbeat ? time(tm.timeSinceLastHeartbeat) : ""}">${age === null ? "none yet" : `${duration(age)} ago`}</td>
+      <td>${time(tm["jm-registered-at"])}</td>
+      <td class="num">${tm.hardware ? tm.hardware.cpuCores : "-"}</td>
+      <td>${(tm["jm-operators"] || []).join(", ") || "-"}</td>
     </tr>`;
   });
   return panel(html`Task Managers <span class="muted">${rows.length}</span>`,
-    table(["ID", "Address", "#Slots", "#Free slots", "Last heartbeat", "Incarnation"], rows, "No task manager has joined."),
+    table(["ID", "Address", "#Slots", "#Free slots", "Last heartbeat", "Registered", "#CPU cores", "Operators"],
+      rows, "No task manager has joined."),
     "taskmanagers");
 }
 
 export async function replicas() {
   const leader = await get("cluster/leader");
-  const list = leader.replicas || [];
-  const rows = list.map((r) => {
-    const id = r.id ?? r["replica-id"];
-    const isLeader = id === (leader.leader ?? leader["leader-id"]);
-    return html`<tr data-replica="${id}">
-      <td class="mono">${id}</td>
-      <td>${isLeader ? html`<span class="badge" style="background: var(--FINISHED)">LEADER</span>` : html`<span class="badge" style="background: #8c8c8c">${String(r.role || "STANDBY").toUpperCase()}</span>`}</td>
-      <td class="num">${number(r.offset ?? r["applied-offset"])}</td>
+  const rows = (leader.replicas || []).map((r) => {
+    const isLeader = r.id === leader["leader-id"];
+    const role = isLeader ? "LEADER" : String(r.role || "STANDBY").toUpperCase();
+    return html`<tr data-replica="${r.id}">
+      <td class="mono">${r.id}${r.id === leader["answered-by"] ? html` <span class="muted">(this page)</span>` : ""}</td>
+      <td><span class="badge" style="background: ${isLeader ? "var(--FINISHED)" : "#8c8c8c"}">${role}</span></td>
+      <td class="num">${r.epoch}</td>
+      <td class="num">${number(r["applied-offset"])}</td>
       <td class="num">${number(r.lag)}</td>
-      <td>${r.epoch ?? "-"}</td>
-      <td>${r.url ? html`<a href="${r.url}">${r.url}</a>` : "-"}</td>
+      <td>${r["age-ms"] === undefined ? "-" : `${duration(r["age-ms"])} ago`}</td>
+      <td class="mono">${r.digest ? r.digest.slice(0, 12) : "-"}</td>
+      <td class="${r.problem ? "error" : "muted"}">${r.problem || "-"}</td>
     </tr>`;
   });
+  const card = (label, value, id = "") => html`<div class="card" id="${id}"><div class="label">${label}</div><div class="value">${value}</div></div>`;
   return html`
     <div class="cards">
-      <div class="card" id="card-leader"><div class="label">Leader</div><div class="value mono" style="font-size:18px">${leader.leader ?? leader["leader-id"] ?? "none"}</div></div>
-      <div class="card"><div class="label">Epoch</div><div class="value">${leader.epoch ?? "-"}</div></div>
-      <div class="card"><div class="label">Journal end offset</div><div class="value">${number(leader["end-offset"] ?? leader.end_offset)}</div></div>
+      ${card("Leader", html`<span class="mono" style="font-size:20px">${leader["leader-id"] || "none"}</span>`, "card-leader")}
+      ${card("Epoch", leader.epoch)}
+      ${card("Leader since", html`<span style="font-size:15px">${time(leader["leader-since"])}</span>`)}
+      ${card("Answered by", html`<span class="mono" style="font-size:20px">${leader["answered-by"]}</span> <small>${leader["answered-by-role"]}</small>`)}
+      ${card("Journal offset", number(leader["jm-journal-offset"]))}
     </div>
     ${panel(html`Replicas <span class="muted">${rows.length}</span>`,
-      table(["Replica", "Role", "#Applied offset", "#Lag", "Epoch", "REST"], rows, "No replica has reported."), "replicas")}
+      table(["Replica", "Role", "#Epoch", "#Applied offset", "#Lag", "Published", "State digest", "Problem"],
+        rows, "No replica has published its position yet."), "replicas")}
   `;
 }

@@ -106,7 +106,7 @@ export function badge(state) {
 export function counts(tasks) {
   const entries = Object.entries(tasks || {})
     .map(([k, v]) => [k.toUpperCase(), Number(v) || 0])
-    .filter(([, v]) => v > 0);
+    .filter(([k, v]) => v > 0 && TASK_STATES.includes(k)); // not "total", "pending"
   if (!entries.length) return html`<span class="muted">-</span>`;
   entries.sort((a, b) => TASK_STATES.indexOf(a[0]) - TASK_STATES.indexOf(b[0]));
   return html`<span class="counts">${entries.map(
@@ -149,11 +149,6 @@ export function bytes(n) {
     i += 1;
   }
   return `${i ? v.toFixed(1) : v} ${units[i]}`;
-}
-
-export function ago(ms, now = Date.now()) {
-  if (!ms) return "-";
-  return `${duration(Math.max(0, now - Number(ms)))} ago`;
 }
 
 export function table(headers, rows, empty = "Nothing here yet.") {
