@@ -10,7 +10,7 @@ import os
 import sys
 
 from coordinator import client
-from coordinator.commands import present
+from coordinator.commands import present, restapi
 from coordinator.commands.common import (
     fail,
     format_ms,
@@ -52,6 +52,10 @@ def submit(args: argparse.Namespace) -> int:
 def cancel(args: argparse.Namespace) -> int:
     if args.no_wait and args.wait:
         return fail("--no-wait and --wait exclude each other")
+    api = restapi.api_from(args)
+    code = None if api is None else restapi.cancel(api, args.job_id, args.wait, args.timeout)
+    if code is not None:
+        return code
     request = client.cancel_request(args.job_id, requested_by="jm cancel")
     return run(_send(args, request, ev.JobStatus.CANCELED if args.wait else None))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from coordinator.commands.common import add_connection_flags, fail, run
+from coordinator.commands.restapi import add_api_flags, api_from
 
 if TYPE_CHECKING:
     from coordinator.domain import State
@@ -62,7 +63,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(jobs)
     jobs.add_argument("--json", action="store_true")
     add_full_replay_flag(jobs)
-    jobs.set_defaults(handler=lambda a: run(_list(a)))
+    add_api_flags(jobs)
+    jobs.set_defaults(handler=_list_command)
 
     status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
     add_connection_flags(status)
@@ -74,7 +76,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the snapshot; with --full-replay, from anywhere)",
     )  # fmt: skip
     add_full_replay_flag(status)
-    status.set_defaults(handler=lambda a: run(_status(a)))
+    add_api_flags(status)
+    status.set_defaults(handler=_status_command)
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    """A replica's REST API when --url / $JM_REST_URL names one that answers, else Kafka."""
+    from coordinator.commands import restapi
+
+    api = None if args.full_replay else api_from(args)
+    code = None if api is None else restapi.list_jobs(api, args.json)
+    return run(_list(args)) if code is None else code
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    from coordinator.commands import restapi
+
+    api = None if args.full_replay else api_from(args)
+    code = None if api is None else restapi.job_status(api, args.job_id, args.json)
+    return run(_status(args)) if code is None else code
 
 
 def add_full_replay_flag(parser: argparse.ArgumentParser) -> None:
