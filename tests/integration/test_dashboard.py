@@ -149,11 +149,16 @@ class Dashboard:
         self.saved.append(path)
 
 
-async def test_dashboard_pages_timeline_and_cancel(cluster: Cluster, browser: Any) -> None:
+async def test_dashboard_pages_timeline_and_cancel(
+    cluster: Cluster, browser: Any, tmp_path: Path
+) -> None:
     job_id = uuid.uuid4().hex
-    c1 = cluster.coordinator("c1")
+    token_file = tmp_path / "token"
+    token_file.write_text(f"dash-{uuid.uuid4().hex}\n")
+    token = ("--rest-token-file", str(token_file))
+    c1 = cluster.coordinator("c1", *token)
     await c1.wait_for_line("role LEADER")
-    c2 = cluster.coordinator("c2")
+    c2 = cluster.coordinator("c2", *token)
     await c2.wait_for_line("role STANDBY")
     await c1.wait_for_line("rest http://")
     await c2.wait_for_line("rest http://")
@@ -227,16 +232,21 @@ async def test_dashboard_pages_timeline_and_cancel(cluster: Cluster, browser: An
                           .get_attribute("open") is not None)  # fmt: skip
         assert dialog
         ui.shows("dashboard demo", job_id, css="#confirm")
-        ui.shot("10-cancel-confirm")
+        # Without the token the replica refuses (401) and the dialog says so.
+        browser.find_element(By.ID, "confirm-yes").click()
+        ui.shows("Refused", css="#confirm-error")
+        ui.shot("10-cancel-refused")
+        browser.find_element(By.ID, "confirm-token").send_keys(token_file.read_text().strip())
+        ui.shot("11-cancel-confirm")
         browser.find_element(By.ID, "confirm-yes").click()
         ui.shows("CANCELED", css="#job-state")
-        ui.shot("11-job-canceled")
+        ui.shot("12-job-canceled")
         await journal.wait_until(lambda es: status_of(es, job_id) is ev.JobStatus.CANCELED)
 
         # The standby serves the same dashboard from its replayed state.
         standby = Dashboard(browser, rest_url(c2))
         standby.open("overview", "overview")
         standby.shows("c1", "CANCELED")
-        standby.shot("12-standby-overview")
+        standby.shot("13-standby-overview")
 
     assert all(p.stat().st_size > 0 for p in ui.saved + standby.saved)
