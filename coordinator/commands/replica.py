@@ -217,13 +217,18 @@ async def _start_rest(
     args: argparse.Namespace, replica: Replica, settings: ClusterSettings
 ) -> RestServer:
     """Serve the REST API of `replica` (docs/rest.md); prints ``rest http://host:port``."""
-    from coordinator.rest.context import RestContext
+    from coordinator.rest.context import LogTail, RestContext
     from coordinator.rest.server import start_rest
     from coordinator.runtime.metrics import MetricsStore
 
+    tail = LogTail()
+    root = logging.getLogger()
+    if root.handlers:
+        tail.setFormatter(root.handlers[0].formatter)
+    root.addHandler(tail)
     ctx = RestContext.of_replica(
         replica, MetricsStore(), token=rest_token(args), options=rest_options(args, settings),
-        log_path=os.environ.get("JM_LOG_FILE"),
+        log_tail=tail,
     )  # fmt: skip
     server = await start_rest(ctx, args.rest_host, args.rest_port)
     logging.getLogger(__name__).info("REST API on %s", server.url)

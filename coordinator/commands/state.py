@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from coordinator.domain import State
     from coordinator.runtime.journal import JournalFollower, StopAt
     from schemas import events as ev
+    from schemas.settings import ClusterSettings
 
 #: How far before the snapshot ``jm status`` looks for a job's recent events
 #: (offsets; records of other jobs are skipped by key, undecoded).
@@ -129,14 +130,16 @@ async def fold(
     job: str | None = None,
     recent: int = 0,
     use_snapshot: bool = False,
+    settings: ClusterSettings | None = None,
 ) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
     """The state at the journal's end (or `stop`): from the latest snapshot and the
-    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`."""
+    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`.
+    `settings` (the REST API's point-in-time view) stand for the connection flags."""
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime import snapshots
     from coordinator.runtime.journal import JournalFollower
 
-    settings = settings_from(args)
+    settings = settings or settings_from(args)
     catalog = catalog_from(settings)
     events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
     rejections: list[tuple[int, ev.JobRejected]] = []
@@ -144,7 +147,7 @@ async def fold(
     from schemas import events as ev
 
     def keep(offset: int, event: ev.Event) -> None:
-        if job is None or _job_of(event) != job:
+        if job is None or job_of(event) != job:
             return
         if recent:
             events.append((offset, event))
@@ -178,10 +181,10 @@ async def _events_before(
     from schemas import events as ev
 
     found = await follower.read_range(max(0, end - RECENT_LOOKBACK), end, key=job.encode())
-    return [(o, e) for o, e in found if isinstance(e, ev.Event) and _job_of(e) == job]
+    return [(o, e) for o, e in found if isinstance(e, ev.Event) and job_of(e) == job]
 
 
-def _job_of(event: ev.Event) -> str | None:
+def job_of(event: ev.Event) -> str | None:
     from schemas import events as ev
 
     if isinstance(event, ev.JobAccepted):

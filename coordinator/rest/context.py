@@ -9,7 +9,10 @@ state) go through the callables here, so the handlers stay testable apart.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -22,11 +25,35 @@ from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
 
 if TYPE_CHECKING:
+    from coordinator.rest.history import JournalReader
     from coordinator.runtime.replica import Replica
+    from schemas.events import ReplicaStatus
 
 #: ``/readyz`` says ready while the replica is this many journal offsets or
 #: fewer behind the journal's end (a standby tailing it is within a poll).
 READY_MAX_LAG: Final = 100
+#: ``/cluster/leader`` reads the replicas topic at most this often (replicas
+#: publish their status every second).
+REPLICAS_CACHE_MS: Final = 1_000
+#: Log lines ``/jobmanager/log`` keeps (the latest).
+LOG_TAIL_LINES: Final = 2_000
+
+
+class LogTail(logging.Handler):
+    """The latest log lines of the process, for ``/jobmanager/log``."""
+
+    def __init__(self, lines: int = LOG_TAIL_LINES) -> None:
+        super().__init__()
+        self.lines: deque[str] = deque(maxlen=lines)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a log line that does not format is not worth a failure
+            self.handleError(record)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + ("\n" if self.lines else "")
 
 
 async def _no_lag() -> int:
@@ -45,7 +72,7 @@ class RestContext:
         read topics; never shown with the Redis password.
     token: the bearer token mutating requests need (None: no token).
     options: the replica's configuration as ``/jobmanager/config`` lists it.
-    log_path: the file ``/jobmanager/log`` serves (None: not known).
+    log_tail: the latest log lines, served by ``/jobmanager/log`` (None: none kept).
     """
 
     holder: StateHolder
@@ -57,9 +84,35 @@ class RestContext:
     token: str | None = None
     clock: Clock = field(default_factory=SystemClock)
     options: dict[str, str] = field(default_factory=dict)
-    log_path: str | None = None
     started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     ready_max_lag: int = READY_MAX_LAG
+    log_tail: LogTail | None = None
+    _journal: JournalReader | None = field(default=None, repr=False)
+    _replicas: tuple[float, dict[str, ReplicaStatus]] | None = field(default=None, repr=False)
+    _replicas_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def journal(self) -> JournalReader:
+        """The journal reader of ``/jobs/{id}/events`` and ``/jobs/{id}/state``."""
+        from coordinator.rest.history import JournalReader
+
+        if self._journal is None:
+            self._journal = JournalReader(self.settings)
+        return self._journal
+
+    async def replicas(self) -> dict[str, ReplicaStatus]:
+        """Every live replica's latest published status (read at most once a second)."""
+        from coordinator.commands.replica import read_replicas
+
+        async with self._replicas_lock:
+            now = time.monotonic()
+            if self._replicas is None or now - self._replicas[0] > REPLICAS_CACHE_MS / 1000:
+                self._replicas = (now, await read_replicas(self.settings))
+            return self._replicas[1]
+
+    async def close(self) -> None:
+        if self._journal is not None:
+            await self._journal.close()
 
     @property
     def state(self) -> machine.State:
@@ -85,7 +138,7 @@ class RestContext:
         *,
         token: str | None = None,
         options: dict[str, str] | None = None,
-        log_path: str | None = None,
+        log_tail: LogTail | None = None,
     ) -> RestContext:
         """The context of a running ``Replica`` (``jm coordinator``)."""
 
@@ -104,5 +157,5 @@ class RestContext:
             token=token,
             clock=replica.clock,
             options=dict(options or {}),
-            log_path=log_path,
+            log_tail=log_tail,
         )

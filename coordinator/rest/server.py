@@ -154,6 +154,7 @@ class RestServer:
     """A started server: where it listens, and how to stop it."""
 
     runner: web.AppRunner
+    context: RestContext
     host: str
     port: int
 
@@ -163,6 +164,7 @@ class RestServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        await self.context.close()
 
 
 async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
@@ -180,4 +182,4 @@ async def start_rest(ctx: RestContext, host: str, port: int) -> RestServer:
         if isinstance(address, tuple) and len(address) >= 2:
             bound = int(address[1])
             break
-    return RestServer(runner, host, bound)
+    return RestServer(runner, ctx, host, bound)
