@@ -136,7 +136,11 @@ class Dashboard:
         return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
 
     def shows(self, *needles: str, css: str = "#view") -> None:
-        wait_for(f"{needles} in {css}", lambda: all(n in self.text(css) for n in needles))
+        try:
+            wait_for(f"{needles} in {css}", lambda: all(n in self.text(css) for n in needles))
+        except AssertionError:
+            self.shot("failed")  # what the page showed instead
+            raise
 
     def find(self, css: str) -> list[Any]:
         """The elements `css` selects, once there is at least one."""
@@ -198,10 +202,11 @@ async def test_dashboard_pages_timeline_and_cancel(
         ui.shot("05-job-checkpoints")
 
         ui.open(f"jobs/{job_id}/timeline", "job-timeline")
-        ui.shows("JobSubmitted", "JobAccepted", css="#timeline-events")
+        ui.shows("JobAccepted", "JobStatusChanged", css="#timeline-events")
         ui.shot("06-job-timeline")
 
-        # Scrub back to the job's acceptance: the job as it was then (CREATED), not RUNNING.
+        # Scrub back to the job's acceptance: the job as it was then (INITIALIZING, Flink's
+        # first status), not as it is now (RUNNING).
         rows = browser.find_elements(By.CSS_SELECTOR, "#timeline-events tr[data-offset]")
         kinds = [r.find_elements(By.CSS_SELECTOR, "td")[2].text for r in rows]
         accepted_at = kinds.index("JobAccepted")
@@ -211,9 +216,9 @@ async def test_dashboard_pages_timeline_and_cancel(
             scrubber = browser.find_element(By.ID, "scrubber")
             scrubber.send_keys(Keys.ARROW_RIGHT)
         banner = ui.find("#history-banner")
-        ui.shows("CREATED", css="#history-banner")
+        ui.shows("INITIALIZING", css="#history-banner")
         assert "RUNNING" in banner[0].text  # the live status, named beside the earlier one
-        ui.shows("CREATED", css="#job-state")
+        ui.shows("INITIALIZING", css="#job-state")
         ui.shot("07-job-timeline-scrubbed")
 
         ui.open("taskmanagers", "taskmanagers")
