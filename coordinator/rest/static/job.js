@@ -131,10 +131,39 @@ async function allEvents(jid) {
 
 const eventType = (e) => e.type;
 const eventTime = (e) => e.time;
-const eventSummary = (e) => e.summary || "";
+const SUMMARY_MAX = 200;
+const task = (t) => (t ? `${t.vertex_id}[${t.subtask_index}] attempt ${t.attempt}` : "?");
+
+// A line a person reads: the fields that matter for the common events, the
+// replica's own summary (clipped) for the rest.
+function eventSummary(e) {
+  const d = e.event || {};
+  switch (e.type) {
+    case "JobAccepted": {
+      const sub = d.submission || {};
+      const n = ((sub.job_graph || {}).vertices || []).length;
+      return `"${sub.name}" accepted: ${n} vertices`;
+    }
+    case "JobStatusChanged":
+      return `${d.from_status} → ${d.to_status}${d.cause ? ` (${d.cause})` : ""}`;
+    case "ExecutionGraphCreated":
+      return `run ${d.restart_count}: ${(d.subtasks || []).length} subtasks`;
+    case "TaskAssigned":
+      return `${task(d.task)} → ${d.slot ? `${d.slot.tm_id} slot ${d.slot.slot_index}` : "?"}`;
+    case "TaskStateRecorded":
+      return `${task(d.task)} → ${d.state}${d.error_name ? ` (${d.error_name})` : ""}`;
+    default: {
+      const text = e.summary || "";
+      return text.length > SUMMARY_MAX ? `${text.slice(0, SUMMARY_MAX - 1)}…` : text;
+    }
+  }
+}
+
 const TYPE_COLORS = {
-  JobSubmitted: "CREATED", JobAccepted: "CREATED", JobRejected: "FAILED", JobStatusChanged: "RUNNING",
-  TaskStateChanged: "DEPLOYING", CheckpointCompleted: "FINISHED", CheckpointAborted: "CANCELED",
+  JobAccepted: "CREATED", JobRejected: "FAILED", JobStatusChanged: "RUNNING",
+  ExecutionGraphCreated: "SCHEDULED", TaskAssigned: "DEPLOYING", TaskStateRecorded: "INITIALIZING",
+  CheckpointTriggered: "IN_PROGRESS", CheckpointCompleted: "FINISHED", CheckpointAborted: "CANCELED",
+  JobCancelRequested: "CANCELING",
 };
 
 async function timelineTab(job, at) {
@@ -144,9 +173,9 @@ async function timelineTab(job, at) {
   const chosen = events[index];
   const rows = events.map((e, i) => html`<tr class="link ${i === index && at !== null ? "selected" : ""} ${at !== null && i > index ? "after" : ""}" data-offset="${e.offset}">
     <td class="num mono">${e.offset}</td>
-    <td>${time(eventTime(e))}</td>
+    <td class="nowrap">${time(eventTime(e))}</td>
     <td><span class="badge" style="background: var(--${TYPE_COLORS[eventType(e)] || "SUSPENDED"})">${eventType(e)}</span></td>
-    <td>${eventSummary(e)}</td>
+    <td class="details" title="${e.summary}">${eventSummary(e)}</td>
   </tr>`);
   const where = chosen
     ? html`${at === null ? "Live · latest event" : "As of event"} <b class="mono">@${chosen.offset}</b> ${eventType(chosen)} · ${time(eventTime(chosen))}`

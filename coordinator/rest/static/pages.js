@@ -108,7 +108,7 @@ export async function replicas() {
     <div class="cards">
       ${card("Leader", html`<span class="mono" style="font-size:20px">${leader["leader-id"] || "none"}</span>`, "card-leader")}
       ${card("Epoch", leader.epoch)}
-      ${card("Leader since", html`<span style="font-size:15px">${time(leader["leader-since"])}</span>`)}
+      ${card("Leader since", html`<span style="font-size:18px" title="${time(leader["leader-since"])}">${time(leader["leader-since"]).slice(11, 19)}</span>`)}
       ${card("Answered by", html`<span class="mono" style="font-size:20px">${leader["answered-by"]}</span> <small>${leader["answered-by-role"]}</small>`)}
       ${card("Journal offset", number(leader["jm-journal-offset"]))}
     </div>
