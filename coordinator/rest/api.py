@@ -25,6 +25,7 @@ class Route:
     query: dict[str, str] = field(default_factory=dict)
     request: type[BaseModel] | None = None
     status: int = 200
+    many: bool = False  # the answer is a JSON list of `response`
 
 
 class ApiError(Exception):

@@ -26,7 +26,13 @@ from coordinator.rest.context import RestContext
 from coordinator.rest.history import event_entry
 from coordinator.runtime.journal import StopAt
 from coordinator.runtime.metrics import MetricsStore, TaskMetrics
-from schemas.events import ExecutionState, JobStatus, ReplicaRole
+from schemas.events import (
+    ExecutionState,
+    JobStatus,
+    ReplicaRole,
+    RestartStrategy,
+    RestartStrategyKind,
+)
 
 #: What ``/config`` and ``/overview`` give as Flink's version fields.
 VERSION: Final = "kafka-jobmanager-0.1"
@@ -171,6 +177,21 @@ def job_details(job: Job, now: int) -> m.JobDetails:
         else job.status_since,
         tasks=task_counts(job),
     )
+
+
+def restart_description(r: RestartStrategy) -> str:
+    """A job's restart strategy in words, as Flink's job config shows it."""
+    if r.kind is RestartStrategyKind.FIXED_DELAY:
+        return f"Restart with fixed delay ({r.delay_ms} ms). #{r.attempts} restart attempts."
+    if r.kind is RestartStrategyKind.FAILURE_RATE:
+        return (f"Failure rate restart with maximum of {r.max_failures_per_interval} failures "
+                f"within interval {r.failure_rate_interval_ms} ms and fixed delay "
+                f"{r.delay_ms} ms.")  # fmt: skip
+    if r.kind is RestartStrategyKind.EXPONENTIAL_DELAY:
+        return (f"Restart with exponential delay: initial {r.initial_backoff_ms} ms, max "
+                f"{r.max_backoff_ms} ms, multiplier {r.backoff_multiplier}, jitter "
+                f"{r.jitter_factor}, reset after {r.reset_backoff_threshold_ms} ms.")  # fmt: skip
+    return "Restart deactivated."
 
 
 def plan(job: Job) -> m.Plan:
@@ -443,7 +464,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 name=job.submission.name,
                 execution_config=m.ExecutionConfig(
                     execution_mode="PIPELINED",
-                    restart_strategy=f"{r.kind.value} {r}",
+                    restart_strategy=restart_description(r),
                     job_parallelism=max(
                         (v.parallelism for v in job.submission.job_graph.vertices), default=1
                     ),
@@ -771,6 +792,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "Metrics aggregated over a vertex's subtasks (Flink; a list)",
             m.AggregatedMetric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(get, vertex_path + "/watermarks", watermarks, "Watermarks (Flink; none here)"),
         Route(get, "/taskmanagers", taskmanagers, "TaskManagers (Flink)", m.TaskManagersInfo),
@@ -782,6 +804,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "A TaskManager's metrics (a list)",
             m.Metric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(
             get,
@@ -789,6 +812,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             jobmanager_config,
             "This replica's configuration (a list; no secrets)",
             m.ConfigEntry,
+            many=True,
         ),
         Route(
             get,
@@ -804,6 +828,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "This replica's metrics (a list)",
             m.Metric,
             {"get": "comma-separated metric names"},
+            many=True,
         ),
         Route(get, "/jobmanager/log", jobmanager_log, "This replica's latest log lines (text)"),
         Route(

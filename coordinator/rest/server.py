@@ -100,13 +100,14 @@ def openapi(table: list[Route | web.RouteDef]) -> dict[str, Any]:
                 operation["parameters"] = params
             if route.request is not None:
                 models[route.request.__name__] = route.request
-                ref = {"$ref": f"#/components/schemas/{route.request.__name__}"}
-                operation["requestBody"] = {"content": {"application/json": {"schema": ref}}}
+                body = {"$ref": f"#/components/schemas/{route.request.__name__}"}
+                operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
             answer: dict[str, Any] = {"description": "OK"}
             if route.response is not None:
                 models[route.response.__name__] = route.response
-                ref = {"$ref": f"#/components/schemas/{route.response.__name__}"}
-                answer["content"] = {"application/json": {"schema": ref}}
+                ref: dict[str, Any] = {"$ref": f"#/components/schemas/{route.response.__name__}"}
+                schema = {"type": "array", "items": ref} if route.many else ref
+                answer["content"] = {"application/json": {"schema": schema}}
             operation["responses"] = {str(route.status): answer, "default": _ERROR_ANSWER}
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
