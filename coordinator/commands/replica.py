@@ -219,7 +219,6 @@ async def _start_rest(
     """Serve the REST API of `replica` (docs/rest.md); prints ``rest http://host:port``."""
     from coordinator.rest.context import LogTail, RestContext
     from coordinator.rest.server import start_rest
-    from coordinator.runtime.metrics import MetricsStore
 
     tail = LogTail()
     root = logging.getLogger()
@@ -227,7 +226,7 @@ async def _start_rest(
         tail.setFormatter(root.handlers[0].formatter)
     root.addHandler(tail)
     ctx = RestContext.of_replica(
-        replica, MetricsStore(), token=rest_token(args), options=rest_options(args, settings),
+        replica, replica.metrics, token=rest_token(args), options=rest_options(args, settings),
         log_tail=tail,
     )  # fmt: skip
     server = await start_rest(ctx, args.rest_host, args.rest_port)
