@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,27 @@ class Dashboard:
         found: list[Any] = wait_for(css, lambda: self.driver.find_elements(By.CSS_SELECTOR, css))
         return found
 
+    def scrub_to(self, kind: str) -> int:
+        """Move the timeline's scrubber with the keyboard, as a person would, to the
+        first event of `kind`; its journal offset."""
+
+        def first() -> tuple[int, int] | None:
+            offsets = self.find("#scrubber")[0].get_attribute("data-offsets").split(",")
+            rows = self.driver.find_elements(By.CSS_SELECTOR, "#timeline-events tr[data-offset]")
+            kinds = [r.find_elements(By.CSS_SELECTOR, "td")[2].text for r in rows]
+            return (kinds.index(kind), int(offsets[kinds.index(kind)])) if kind in kinds else None
+
+        index, offset = wait_for(f"a {kind} event on the timeline", first)
+        self.find("#scrubber")[0].send_keys(Keys.HOME)
+        for step in range(1, index + 1):
+            # Each step shows the job at that event; go on from the page it rendered.
+            wait_for(f"scrubbed to {step - 1}", partial(self.scrubbed_to, step - 1))
+            self.find("#scrubber")[0].send_keys(Keys.ARROW_RIGHT)
+        return int(offset)
+
+    def scrubbed_to(self, index: int) -> bool:
+        return bool(self.find("#scrubber")[0].get_attribute("value") == str(index))
+
     def shot(self, name: str) -> None:
         path = self.shots / f"{name}.png"
         self.driver.save_screenshot(str(path))
@@ -191,6 +213,9 @@ async def test_dashboard_pages_timeline_and_cancel(
         for vertex in ("numbers", "evens", "counts"):
             ui.find(f'#job-graph g.node[data-vertex="{vertex}"]')
         ui.shows("Parallelism: 2", css="#job-graph")
+        # Records flow: the workers' heartbeats carry the metrics the graph shows.
+        wait_for("records out of numbers", lambda: re.search(
+            r"out [1-9]", ui.text('#job-graph g.node[data-vertex="numbers"]')))  # fmt: skip
         ui.shot("03-job-graph")
 
         ui.open(f"jobs/{job_id}/exceptions", "job-exceptions")
@@ -207,18 +232,12 @@ async def test_dashboard_pages_timeline_and_cancel(
 
         # Scrub back to the job's acceptance: the job as it was then (INITIALIZING, Flink's
         # first status), not as it is now (RUNNING).
-        rows = browser.find_elements(By.CSS_SELECTOR, "#timeline-events tr[data-offset]")
-        kinds = [r.find_elements(By.CSS_SELECTOR, "td")[2].text for r in rows]
-        accepted_at = kinds.index("JobAccepted")
-        scrubber = browser.find_element(By.ID, "scrubber")
-        scrubber.send_keys(Keys.HOME)
-        for _ in range(accepted_at):
-            scrubber = browser.find_element(By.ID, "scrubber")
-            scrubber.send_keys(Keys.ARROW_RIGHT)
+        accepted = ui.scrub_to("JobAccepted")
         banner = ui.find("#history-banner")
         ui.shows("INITIALIZING", css="#history-banner")
         assert "RUNNING" in banner[0].text  # the live status, named beside the earlier one
         ui.shows("INITIALIZING", css="#job-state")
+        ui.shows(f"journal offset {accepted}", css="#history-banner")
         ui.shot("07-job-timeline-scrubbed")
 
         ui.open("taskmanagers", "taskmanagers")
