@@ -230,14 +230,14 @@ async def test_dashboard_pages_timeline_and_cancel(
         ui.shows("JobAccepted", "JobStatusChanged", css="#timeline-events")
         ui.shot("06-job-timeline")
 
-        # Scrub back to the job's acceptance: the job as it was then (INITIALIZING, Flink's
-        # first status), not as it is now (RUNNING).
-        accepted = ui.scrub_to("JobAccepted")
+        # Scrub back to the job's first status change (INITIALIZING -> CREATED): the job as
+        # it was then (CREATED), not as it is now (RUNNING).
+        created = ui.scrub_to("JobStatusChanged")
         banner = ui.find("#history-banner")
-        ui.shows("INITIALIZING", css="#history-banner")
+        ui.shows("CREATED", css="#history-banner")
         assert "RUNNING" in banner[0].text  # the live status, named beside the earlier one
-        ui.shows("INITIALIZING", css="#job-state")
-        ui.shows(f"journal offset {accepted}", css="#history-banner")
+        ui.shows("CREATED", css="#job-state")
+        ui.shows(f"journal offset {created}", css="#history-banner")
         ui.shot("07-job-timeline-scrubbed")
 
         ui.open("taskmanagers", "taskmanagers")

@@ -52,8 +52,10 @@ function stateLine(tasks) {
 
 function node(n, p) {
   const status = String(n.status || "CREATED").toUpperCase();
-  const m = n.metrics || {};
-  const records = `in ${number(m["read-records"] ?? 0)} · out ${number(m["write-records"] ?? 0)}`;
+  const m = n.metrics;
+  const records = m
+    ? `Records in ${number(m["read-records"] ?? 0)} · out ${number(m["write-records"] ?? 0)}`
+    : "Records: live only";
   return html`<g class="node" data-vertex="${n.id}" transform="translate(${p.x},${p.y})">
     <title>${n.name}</title>
     <rect class="box" width="${W}" height="${H}" rx="6"></rect>
@@ -61,7 +63,7 @@ function node(n, p) {
     <text class="title" x="16" y="22">${truncate(n.name, 30)}</text>
     <text class="meta" x="16" y="41">Parallelism: ${n.parallelism ?? "-"} · <tspan style="fill: var(--${status}, #8c8c8c); font-weight: 600">${status}</tspan></text>
     <text x="16" y="61">${truncate(stateLine(n.tasks), 38)}</text>
-    <text class="meta" x="16" y="81">Records ${records}</text>
+    <text class="meta" x="16" y="81">${records}</text>
   </g>`;
 }
 

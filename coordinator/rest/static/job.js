@@ -207,7 +207,10 @@ export async function jobPage(jid, tab, at) {
   let banner = "";
   if (tab === "timeline" && at !== null) {
     const then = await stateAt(jid, at);
-    shown = then || { ...live, state: "NOT YET ACCEPTED", vertices: [] };
+    // Metrics are volatile (heartbeats), never in the journal: a past state has none.
+    shown = then
+      ? { ...then, vertices: (then.vertices || []).map((v) => ({ ...v, metrics: null })) }
+      : { ...live, state: "NOT YET ACCEPTED", vertices: [] };
     banner = html`<div class="banner history" id="history-banner">Showing the job as it was at journal offset <b>${at}</b>,
       replayed from the journal: status ${badge(shown.state)} (live: ${badge(live.state)}).</div>`;
   }

@@ -14,6 +14,7 @@ function jobRows(jobs) {
   </tr>`);
 }
 
+const RECENT_JOBS = 10; // on the overview; the Jobs page lists them all
 const JOB_HEADERS = ["Job", "Start time", "Duration", "End time", "Tasks", "Status"];
 
 function byStatus(jobs) {
@@ -28,6 +29,8 @@ export async function overview() {
   ]);
   const jobs = list.jobs || [];
   const running = jobs.filter((j) => !TERMINAL.has(j.state));
+  const recent = jobs.filter((j) => TERMINAL.has(j.state))
+    .sort((a, b) => (b["end-time"] || 0) - (a["end-time"] || 0)).slice(0, RECENT_JOBS);
   const statuses = byStatus(jobs);
   const card = (label, value, id) => html`<div class="card" id="${id}"><div class="label">${label}</div><div class="value">${value}</div></div>`;
   return html`
@@ -44,6 +47,7 @@ export async function overview() {
       ? html`<div class="body" id="jobs-by-status">${statuses.map(([s, n]) => html`<span style="margin-right:18px">${badge(s)} ${n}</span>`)}</div>`
       : html`<div class="empty">No jobs.</div>`)}
     ${panel(html`Running jobs`, table(JOB_HEADERS, jobRows(running), "No running jobs."))}
+    ${panel(html`Recently completed jobs`, table(JOB_HEADERS, jobRows(recent), "No completed jobs."))}
   `;
 }
 
@@ -76,8 +80,8 @@ export async function taskmanagers() {
       <td class="num">${number(tm.slotsNumber)}</td>
       <td class="num">${number(tm.freeSlots)}</td>
       <td title="${tm.timeSinceLastHeartbeat ? time(tm.timeSinceLastHeartbeat) : ""}">${age === null ? "none yet" : `${duration(age)} ago`}</td>
-      <td>${time(tm["jm-registered-at"])}</td>
-      <td class="num">${tm.hardware ? tm.hardware.cpuCores : "-"}</td>
+      <td class="nowrap">${time(tm["jm-registered-at"])}</td>
+      <td class="num">${tm.hardware && tm.hardware.cpuCores ? tm.hardware.cpuCores : "-"}</td>
       <td>${(tm["jm-operators"] || []).join(", ") || "-"}</td>
     </tr>`;
   });
