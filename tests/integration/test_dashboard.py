@@ -77,7 +77,8 @@ def browser() -> Iterator[Any]:
 
 
 def dashboard_job(job_id: str) -> ev.JobSubmitted:
-    """numbers (an endless slow source) -> evens -> counts: three vertices, two edges."""
+    """numbers (an endless slow source) -> evens -> counts: three vertices, two edges,
+    a checkpoint every 2 s."""
     vertices = (
         ev.Vertex(id="numbers", name="numbers", operator="sequence", parallelism=1,
                   max_parallelism=8, config={"count": "0", "rate": "20"}),
@@ -95,6 +96,7 @@ def dashboard_job(job_id: str) -> ev.JobSubmitted:
         event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name="dashboard demo",
         job_graph=ev.JobGraph(vertices=vertices, edges=edges),
         restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+        checkpoint_config=ev.CheckpointConfig(interval_ms=2_000, timeout_ms=20_000),
     )  # fmt: skip
 
 
@@ -223,7 +225,7 @@ async def test_dashboard_pages_timeline_and_cancel(
         ui.shot("04-job-exceptions")
 
         ui.open(f"jobs/{job_id}/checkpoints", "job-checkpoints")
-        ui.shows("History", css="#view")
+        ui.shows("COMPLETED", css="#checkpoint-history")
         ui.shot("05-job-checkpoints")
 
         ui.open(f"jobs/{job_id}/timeline", "job-timeline")

@@ -105,7 +105,7 @@ async function checkpointsTab(jid) {
       ${card("Completed", number(c.completed))}${card("Failed", number(c.failed))}${card("Restored", number(c.restored))}
     </div>
     ${panel(html`Latest completed`, latest
-      ? html`<div class="body">#${latest.id} at ${time(latest.latest_ack_timestamp)} · ${bytes(latest.state_size)} · <span class="mono">${latest.external_path || ""}</span></div>`
+      ? html`<div class="body">#${latest.id} at ${time(latest.latest_ack_timestamp)} · ${bytes(latest.state_size)}${latest.external_path ? html` · <span class="mono">${latest.external_path}</span>` : ""}</div>`
       : html`<div class="empty">No completed checkpoint.</div>`)}
     ${panel(html`History <span class="muted">${history.length}</span>`,
       table(["#ID", "Status", "Type", "Triggered", "Latest ack", "#End to end", "#Acknowledged", "#State size", "Path"],
@@ -150,6 +150,10 @@ function eventSummary(e) {
       return `run ${d.restart_count}: ${(d.subtasks || []).length} subtasks`;
     case "TaskAssigned":
       return `${task(d.task)} → ${d.slot ? `${d.slot.tm_id} slot ${d.slot.slot_index}` : "?"}`;
+    case "CheckpointTriggered":
+      return `${String(d.kind || "checkpoint").toLowerCase().replace(/_/g, " ")} ${d.checkpoint_id}`;
+    case "CheckpointCompleted":
+      return `checkpoint ${d.checkpoint_id}: ${bytes(d.state_size)} in ${duration(d.duration_ms)}`;
     case "TaskStateRecorded":
       return `${task(d.task)} → ${d.state}${d.error_name ? ` (${d.error_name})` : ""}`;
     default: {
