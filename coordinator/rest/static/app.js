@@ -46,6 +46,7 @@ async function render() {
     }
     banner.hidden = true;
     document.body.dataset.page = r.page === "job" ? `job-${r.tab}` : r.page;
+    document.body.dataset.shown = location.hash; // what the view shows (tests wait on it)
   } catch (e) {
     if (mine !== generation) return;
     banner.textContent = e.status === 404 ? `Not found: ${e.message}` : `Cannot reach the REST API: ${e.message}`;
