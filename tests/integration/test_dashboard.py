@@ -100,6 +100,17 @@ def dashboard_job(job_id: str) -> ev.JobSubmitted:
     )  # fmt: skip
 
 
+def failing_job(job_id: str) -> ev.JobSubmitted:
+    """One source that fails after 5 records, never restarted: a FAILED job with exceptions."""
+    vertex = ev.Vertex(id="source", name="source", operator="fault", parallelism=1,
+                       max_parallelism=8, config={"fail_after": "5", "rate": "50"})  # fmt: skip
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name="flaky source",
+        job_graph=ev.JobGraph(vertices=(vertex,)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+    )  # fmt: skip
+
+
 def rest_url(proc: CoordinatorProcess) -> str:
     found = re.search(r"^rest (http://\S+)", proc.output(), re.MULTILINE)
     assert found, f"{proc.replica_id} printed no REST address:\n{proc.output()[-2000:]}"
@@ -199,6 +210,7 @@ async def test_dashboard_pages_timeline_and_cancel(
     cluster: Cluster, browser: Any, tmp_path: Path
 ) -> None:
     job_id = uuid.uuid4().hex
+    failed_id = uuid.uuid4().hex
     token_file = tmp_path / "token"
     token_file.write_text(f"dash-{uuid.uuid4().hex}\n")
     token = ("--rest-token-file", str(token_file))
@@ -213,6 +225,8 @@ async def test_dashboard_pages_timeline_and_cancel(
     async with Journal(cluster.stack, cluster.catalog) as journal:
         await journal.wait_until(lambda es: joined(es, tm_id))
         async with Producer(cluster.stack, cluster.catalog) as producer:
+            await producer.send(failing_job(failed_id))
+            await journal.wait_until(lambda es: status_of(es, failed_id) is ev.JobStatus.FAILED)
             await producer.send(dashboard_job(job_id))
         await journal.wait_until(lambda es: status_of(es, job_id) is ev.JobStatus.RUNNING)
 
@@ -225,6 +239,7 @@ async def test_dashboard_pages_timeline_and_cancel(
 
         ui.open("jobs", "jobs")
         ui.shows("dashboard demo", job_id, css="#running-jobs")
+        ui.shows("flaky source", "FAILED", css="#completed-jobs")
         ui.shot("02-jobs")
 
         ui.open(f"jobs/{job_id}", "job-overview")
@@ -239,6 +254,9 @@ async def test_dashboard_pages_timeline_and_cancel(
 
         ui.open(f"jobs/{job_id}/exceptions", "job-exceptions")
         ui.shows("No root exception", css="#root-exception")
+        ui.open(f"jobs/{failed_id}/exceptions", "job-exceptions")
+        ui.shows("InjectedFault", css="#root-exception")
+        ui.shows("InjectedFault", "source", css="#exception-history")
         ui.shot("04-job-exceptions")
 
         ui.open(f"jobs/{job_id}/checkpoints", "job-checkpoints")

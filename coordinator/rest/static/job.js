@@ -69,10 +69,13 @@ async function exceptionsTab(jid) {
     <td>${e.taskName || "-"}</td>
     <td class="mono">${e.taskManagerId || e.location || "-"}</td>
   </tr>`);
-  const root = ex["root-exception"];
+  // Latest first, as Flink's exception history: the first entry is the root cause
+  // of the job's current (or last) failure.
+  const root = entries[0];
   return html`
     ${panel(html`Root exception`, root
-      ? html`<div class="body"><div class="muted">${time(ex.timestamp)}</div><pre class="trace">${root}</pre></div>`
+      ? html`<div class="body"><div class="muted">${time(root.timestamp)}${root.taskName ? ` · ${root.taskName}` : ""}</div>
+          <b>${root.exceptionName}</b><pre class="trace">${root.stacktrace}</pre></div>`
       : html`<div class="empty">No root exception: the job has not failed.</div>`, "root-exception")}
     ${panel(html`Exception history <span class="muted">${rows.length}</span>`,
       table(["Time", "Exception", "Task", "Location"], rows, "No exceptions."), "exception-history")}`;
