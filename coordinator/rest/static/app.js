@@ -110,6 +110,7 @@ const dialogError = document.getElementById("confirm-error");
 let cancelling = null;
 
 tokenInput.value = token();
+dialogToken.addEventListener("input", () => { dialogError.hidden = true; });
 tokenInput.addEventListener("change", () => setToken(tokenInput.value.trim()));
 
 function askCancel(button) {

@@ -46,8 +46,8 @@ export async function overview() {
     ${panel(html`Jobs by status`, statuses.length
       ? html`<div class="body" id="jobs-by-status">${statuses.map(([s, n]) => html`<span style="margin-right:18px">${badge(s)} ${n}</span>`)}</div>`
       : html`<div class="empty">No jobs.</div>`)}
-    ${panel(html`Running jobs`, table(JOB_HEADERS, jobRows(running), "No running jobs."))}
-    ${panel(html`Recently completed jobs`, table(JOB_HEADERS, jobRows(recent), "No completed jobs."))}
+    ${panel(html`Running jobs`, table(JOB_HEADERS, jobRows(running), "No running jobs.", "jobs"))}
+    ${panel(html`Recently completed jobs`, table(JOB_HEADERS, jobRows(recent), "No completed jobs.", "jobs"))}
   `;
 }
 
@@ -57,8 +57,8 @@ export async function jobs() {
   const running = all.filter((j) => !TERMINAL.has(j.state));
   const done = all.filter((j) => TERMINAL.has(j.state));
   return html`
-    ${panel(html`Running jobs <span class="muted">${running.length}</span>`, table(JOB_HEADERS, jobRows(running), "No running jobs."), "running-jobs")}
-    ${panel(html`Completed jobs <span class="muted">${done.length}</span>`, table(JOB_HEADERS, jobRows(done), "No completed jobs."), "completed-jobs")}
+    ${panel(html`Running jobs <span class="muted">${running.length}</span>`, table(JOB_HEADERS, jobRows(running), "No running jobs.", "jobs"), "running-jobs")}
+    ${panel(html`Completed jobs <span class="muted">${done.length}</span>`, table(JOB_HEADERS, jobRows(done), "No completed jobs.", "jobs"), "completed-jobs")}
   `;
 }
 

@@ -151,9 +151,9 @@ export function bytes(n) {
   return `${i ? v.toFixed(1) : v} ${units[i]}`;
 }
 
-export function table(headers, rows, empty = "Nothing here yet.") {
+export function table(headers, rows, empty = "Nothing here yet.", cls = "") {
   if (!rows.length) return html`<div class="empty">${empty}</div>`;
-  return html`<table><thead><tr>${headers.map((h) =>
+  return html`<table class="${cls}"><thead><tr>${headers.map((h) =>
     h.startsWith("#") ? html`<th class="num">${h.slice(1)}</th>` : html`<th>${h}</th>`,
   )}</tr></thead><tbody>${rows}</tbody></table>`;
 }
