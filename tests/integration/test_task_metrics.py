@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -30,7 +31,16 @@ from schemas.catalog import Catalog
 from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
 from tests.conftest import Stack, TopicFactory
-from tests.integration.harness import REPO, Journal, Producer, joined, now_ms, status_of
+from tests.integration.harness import (
+    REPO,
+    Cluster,
+    Journal,
+    Producer,
+    joined,
+    now_ms,
+    status_of,
+)
+from tests.integration.test_rest_reads import rest_url
 
 pytestmark = pytest.mark.integration
 
@@ -252,3 +262,51 @@ def test_task_sample_keeps_flinks_meaning_of_each_counter() -> None:
         metrics=TaskMetrics(read_records=1, write_records=2, read_bytes=3, write_bytes=4,
                             busy_ms=5, idle_ms=6, backpressured_ms=7),
     )  # fmt: skip
+
+
+async def test_jm_coordinators_serve_the_counters_per_vertex_over_rest(
+    cluster: Cluster, new_topic: TopicFactory
+) -> None:
+    """Real ``jm coordinator`` processes (leader and standby) answer ``/jobs/{id}`` with
+    the counters their own heartbeat feed read: the REST API reads ``Replica.metrics``."""
+    sink = await new_topic("evens")
+    c1 = cluster.coordinator("c1")
+    await c1.wait_for_line("role LEADER")
+    c2 = cluster.coordinator("c2")
+    await c2.wait_for_line("role STANDBY")
+    urls = [rest_url(c) for c in (c1, c2)]
+    async with (
+        Journal(cluster.stack, cluster.catalog) as journal,
+        Producer(cluster.stack, cluster.catalog) as client,
+        aiohttp.ClientSession() as session,
+    ):
+        with jm_worker(cluster.stack, cluster.catalog, "tm-1"):
+            await journal.wait_until(lambda es: joined(es, "tm-1"))
+            await client.send(evens_job("evens", sink))
+            events = await journal.wait_until(
+                lambda es: status_of(es, "evens") in {ev.JobStatus.FINISHED, ev.JobStatus.FAILED},
+                seconds=90,
+            )
+            assert status_of(events, "evens") == ev.JobStatus.FINISHED
+            want = {
+                "numbers": (0, TOTAL),
+                "evens": (TOTAL, TOTAL // 2),
+                "sink": (TOTAL // 2, 0),
+            }
+            for url in urls:
+                deadline = time.monotonic() + 60
+                while True:
+                    async with session.get(f"{url}/jobs/evens") as r:
+                        assert r.status == 200, await r.text()
+                        body = await r.json()
+                    got = {
+                        v["id"]: (v["metrics"]["read-records"], v["metrics"]["write-records"])
+                        for v in body["vertices"]
+                    }
+                    if got == want:
+                        break
+                    assert time.monotonic() < deadline, (url, got)
+                    await asyncio.sleep(0.3)
+                byte_counts = {v["id"]: v["metrics"] for v in body["vertices"]}
+                assert byte_counts["evens"]["read-bytes"] == byte_counts["numbers"]["write-bytes"]
+                assert byte_counts["sink"]["read-bytes"] == byte_counts["evens"]["write-bytes"] > 0
