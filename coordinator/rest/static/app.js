@@ -7,7 +7,9 @@ const REFRESH_MS = 3000;
 const view = document.getElementById("view");
 const banner = document.getElementById("banner");
 let generation = 0;
+let rendered = ""; // the view's last HTML: unchanged answers leave the DOM alone
 let scrubbing = false;
+let inFlight = 0; // a refresh waits for the one before: a slow replica still gets answered
 
 // "#/jobs/<id>/timeline?at=12" -> {page: "job", jid, tab: "timeline", at: 12}
 function route() {
@@ -24,13 +26,23 @@ const TITLES = { overview: "Overview", jobs: "Jobs", taskmanagers: "Task Manager
 
 async function content(r) {
   if (r.page === "job") return jobPage(r.jid, r.tab, r.at);
-  const render = { overview, jobs, taskmanagers, replicas }[r.page];
-  return { title: TITLES[r.page], content: await render() };
+  const page = { overview, jobs, taskmanagers, replicas }[r.page];
+  return { title: TITLES[r.page], content: await page() };
 }
 
 async function render() {
   const mine = ++generation;
+  const hash = location.hash;
   const r = route();
+  inFlight += 1;
+  try {
+    await show(mine, hash, r);
+  } finally {
+    inFlight -= 1;
+  }
+}
+
+async function show(mine, hash, r) {
   document.querySelectorAll("[data-nav]").forEach((a) => {
     a.classList.toggle("active", a.dataset.nav === (r.page === "job" ? "jobs" : r.page));
   });
@@ -40,13 +52,13 @@ async function render() {
     document.getElementById("page-title").textContent = page.title;
     document.title = `${page.title} · kafka-jobmanager`;
     const text = String(page.content);
-    if (view.dataset.rendered !== text) {
+    if (rendered !== text) {
       view.innerHTML = text;
-      view.dataset.rendered = text;
+      rendered = text;
     }
     banner.hidden = true;
     document.body.dataset.page = r.page === "job" ? `job-${r.tab}` : r.page;
-    document.body.dataset.shown = location.hash; // what the view shows (tests wait on it)
+    document.body.dataset.shown = hash; // what the view shows (tests wait on it)
   } catch (e) {
     if (mine !== generation) return;
     banner.textContent = e.status === 404 ? `Not found: ${e.message}` : `Cannot reach the REST API: ${e.message}`;
@@ -153,5 +165,5 @@ window.addEventListener("hashchange", () => {
   scrubbing = false;
   render();
 });
-setInterval(() => { if (!dialog.open) render(); }, REFRESH_MS);
+setInterval(() => { if (!dialog.open && !inFlight) render(); }, REFRESH_MS);
 render();
