@@ -28,10 +28,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Kafka jars (Maven Central, cached outside the repo), redis-server and kcat (Debian's packages).
+# Kafka jars (Maven Central, cached outside the repo), redis-server, kcat, and chromium with
+# its driver for the dashboard test (Debian's packages).
 deps: install
 	$(LAUNCH) resolve
-	$(LAUNCH) ensure redis-server kcat
+	$(LAUNCH) ensure redis-server kcat chromium chromedriver
 
 up: deps
 	$(LAUNCH) up

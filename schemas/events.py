@@ -272,6 +272,32 @@ class RunningTask:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TaskIoMetrics:
+    """Counters of one task attempt since it started, reported with heartbeats
+    (volatile: never journaled; Flink's names in the REST API in brackets).
+
+    task: the attempt counted.
+    read_records: data records read from its input edges (read-records).
+    write_records: records it emitted to its output edges (write-records).
+    read_bytes: bytes of the data records read from its input edges (read-bytes).
+    write_bytes: bytes written to its output edges, every copy counted (write-bytes).
+    busy_ms: running time neither idle nor backpressured, ms (accumulated-busy-time).
+    idle_ms: time spent waiting for input, ms (accumulated-idle-time).
+    backpressured_ms: time spent waiting for its output edges to take records, ms
+        (accumulated-backpressured-time).
+    """
+
+    task: TaskRef
+    read_records: int = 0
+    write_records: int = 0
+    read_bytes: int = 0
+    write_bytes: int = 0
+    busy_ms: int = 0
+    idle_ms: int = 0
+    backpressured_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStateHandle:
     """Where one task's part of a checkpoint lives.
 
@@ -527,6 +553,8 @@ class TaskManagerHeartbeat(WorkerReport):
     slots_free: slots not running a task.
     running_tasks: number of tasks running.
     last_seen_epoch: highest leader epoch the worker has seen; 0 if none.
+    task_metrics: counters of the tasks running and of those that ended last, at most
+        MAX_TASK_METRICS_PER_HEARTBEAT of them (since v2).
     """
 
     tm_id: str
@@ -535,6 +563,7 @@ class TaskManagerHeartbeat(WorkerReport):
     slots_free: int
     running_tasks: int
     last_seen_epoch: int = 0
+    task_metrics: tuple[TaskIoMetrics, ...] = ()
 
 
 # ---------------------------------------------------------------------------

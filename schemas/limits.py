@@ -67,6 +67,10 @@ MAX_JOB_CONFIG_BYTES: Final = 32_768
 MAX_SLOTS_PER_WORKER: Final = 256
 #: operators one worker offers.
 MAX_OPERATORS_PER_WORKER: Final = 256
+#: task counters one heartbeat carries: the tasks running (one per slot) and as many
+#: that ended last. The worst case (every id at MAX_ID_BYTES, every counter a full
+#: long) is about 150 KB, far under jm.heartbeats' 1 MiB records.
+MAX_TASK_METRICS_PER_HEARTBEAT: Final = 2 * MAX_SLOTS_PER_WORKER
 #: workers registered at once; a new worker beyond it is rejected.
 MAX_WORKERS: Final = 1_024
 #: jobs the coordinator holds at once (ended ones count until archived).
@@ -120,6 +124,7 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "config": MAX_CONFIG_ENTRIES,
     "operators": MAX_OPERATORS_PER_WORKER,
     "running_tasks": MAX_SLOTS_PER_WORKER,
+    "task_metrics": MAX_TASK_METRICS_PER_HEARTBEAT,
 }
 
 #: Inclusive ranges of integer fields whose value sizes memory or records.

@@ -85,3 +85,29 @@ class ClusterSettings:
         from schemas.signing import keyring_for
 
         return keyring_for(self.signing_keys, self.insecure_unsigned, process)
+
+    def journal_reader_keys(self) -> KeyRing | None:
+        """For what only reads the journal (``jm status``, REST history): the journal
+        key when the key file holds it, so the journal is verified as replicas verify
+        it; None (read unverified) without it or when running unsigned."""
+        from schemas.signing import reader_keyring
+
+        return None if self.insecure_unsigned else reader_keyring(self.signing_keys)
+
+
+#: Topic prefixes no job may name, besides the cluster's own (comma-separated);
+#: the coordinator, workers and ``jm submit`` read it (docs/security.md).
+PROTECTED_TOPIC_PREFIXES_ENV: Final = "JM_PROTECTED_TOPIC_PREFIXES"
+#: Worker ids the coordinator lets register (comma-separated); unset or empty: any.
+ALLOWED_WORKERS_ENV: Final = "JM_ALLOWED_WORKERS"
+
+
+def listed(values: list[str] | None, environment: str) -> tuple[str, ...]:
+    """A list setting: the flag's values when given (each may be comma-separated),
+    else the comma-separated environment variable; blanks dropped, order kept."""
+    raw = values if values is not None else [os.environ.get(environment, "")]
+    found: list[str] = []
+    for item in (part.strip() for text in raw for part in text.split(",")):
+        if item and item not in found:
+            found.append(item)
+    return tuple(found)

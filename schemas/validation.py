@@ -10,7 +10,7 @@ at further, and no problem quotes more than ``MAX_QUOTED_BYTES`` of a value.
 """
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Final
 
 from schemas.events import (
@@ -152,6 +152,53 @@ def find_cycle(graph: JobGraph) -> list[str]:
     return []
 
 
+#: Kafka's own topics (``__consumer_offsets``, ``__transaction_state``): no job names them.
+KAFKA_INTERNAL_TOPIC_PREFIX: Final = "__"
+
+
+def protected_prefixes(topic_prefix: str, configured: Iterable[str] = ()) -> tuple[str, ...]:
+    """The topic prefixes no job may name: the cluster's own (``<prefix>.``: its
+    journal, inputs, commands, edge, state and sink-commit topics), Kafka's internal
+    ``__``, then every `configured` one (``--protected-topic-prefix``), in that order,
+    without blanks or repeats."""
+    found: list[str] = []
+    for given in (f"{topic_prefix}.", KAFKA_INTERNAL_TOPIC_PREFIX, *configured):
+        prefix = given.strip()
+        if prefix and prefix not in found:
+            found.append(prefix)
+    return tuple(found)
+
+
+def names_topics(key: str) -> bool:
+    """Whether an operator config key names topics: ``topic`` (kafka_source and
+    kafka_sink), or any key ending in ``topic`` or ``topics`` (a plugin's
+    ``input_topic``, ``topics``); their values are comma-separated topic names."""
+    return key.endswith(("topic", "topics"))
+
+
+def protected_topic_problems(
+    config: Mapping[str, str], prefixes: Collection[str], where: str = "config"
+) -> Iterator[str]:
+    """Each topic an operator `config` names under one of the protected `prefixes`."""
+    for key in sorted(config):
+        if not names_topics(key):
+            continue
+        for topic in (t.strip() for t in config[key].split(",")):
+            hit = next((p for p in prefixes if topic.startswith(p)), None)
+            if hit is not None:
+                yield (
+                    f"{where}.{key}: topic {quote(topic)} is under the protected prefix "
+                    f"{quote(hit)} (the cluster's own topics and configured protected "
+                    "prefixes are out of reach of jobs); use a topic of your own"
+                )
+
+
+def check_topics(graph: JobGraph, prefixes: Collection[str]) -> Iterator[str]:
+    """Every vertex's config naming a protected topic (``protected_prefixes``)."""
+    for i, v in enumerate(graph.vertices):
+        yield from protected_topic_problems(v.config, prefixes, f"vertices[{i}].config")
+
+
 def _at_least(where: str, name: str, value: float, minimum: float) -> Iterator[str]:
     if value < minimum:
         yield f"{where}.{name}: must be >= {minimum}, got {value}"
@@ -208,6 +255,7 @@ def validate_job_submitted(
     known_operators: Collection[str] | None = None,
     *,
     allow_checkpointing: bool = True,
+    protected_topic_prefixes: Collection[str] = (),
 ) -> list[str]:
     """Every problem of a submission, with its location; [] if it is valid.
 
@@ -215,6 +263,8 @@ def validate_job_submitted(
     (a client validating a file offline does not know them).
     `allow_checkpointing`: accept a job with checkpointing enabled (the
     default); off (a coordinator's ``--no-allow-checkpointing``), it is refused.
+    `protected_topic_prefixes`: topics no operator config may name
+    (``protected_prefixes``); empty checks none.
     """
     problems = input_problems(event)
     if problems:
@@ -228,4 +278,5 @@ def validate_job_submitted(
     problems.extend(check_checkpoint_config(event.checkpoint_config))
     if event.checkpoint_config.interval_ms > 0 and not allow_checkpointing:
         problems.append(CHECKPOINTING_UNSUPPORTED)
+    problems.extend(check_topics(event.job_graph, protected_topic_prefixes))
     return problems

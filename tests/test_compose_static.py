@@ -127,8 +127,9 @@ def test_compose_jm_services_are_built_from_the_project_dockerfile() -> None:
         context = (COMPOSE.parent / build["context"]).resolve()
         assert context == REPO, name
         assert (context / build["dockerfile"]).resolve() == DOCKERFILE, name
-        # None publishes a port: they talk to Kafka and Redis, nobody talks to them.
-        assert "ports" not in services[name], name
+        # Only coordinators publish a port (their REST API); topics and workers talk
+        # to Kafka and Redis, nobody talks to them.
+        assert ("ports" in services[name]) == name.startswith("coordinator-"), name
 
 
 def test_compose_jm_services_reach_kafka_and_redis_inside_the_network() -> None:
@@ -167,7 +168,9 @@ def test_compose_runs_two_coordinators_and_two_workers_with_distinct_ids() -> No
         command = services[name]["command"]
         assert isinstance(command, list), name  # exec form: jm (the entrypoint) gets the args
         if command[0] == "coordinator":
-            assert command[1:3] == ["--id", name] and len(command) == 3, command
+            assert command[1:3] == ["--id", name], command
+            assert command[3:5] == ["--rest-host", "0.0.0.0"] and command[5] == "--rest-port"
+            assert len(command) == 7, command
             coordinator_ids.append(command[2])
         else:
             assert command[0] == "worker", command
@@ -185,6 +188,26 @@ def test_the_jm_cli_accepts_the_compose_commands() -> None:
     for name in JM_SERVICES:
         args = parser.parse_args(compose()["services"][name]["command"])
         assert callable(args.handler), name
+
+
+def test_compose_coordinators_publish_the_rest_api_and_dashboard_on_8081_and_8082() -> None:
+    from coordinator.cli import build_parser
+    from tests.test_kubernetes_static import served_paths
+
+    services = compose()["services"]
+    paths = served_paths()
+    assert "/healthz" in paths  # the liveness check is a route of the real app
+    for n in (1, 2):
+        service = services[f"coordinator-{n}"]
+        args = build_parser().parse_args(service["command"])
+        port = 8081 + n - 1  # as `make demo` numbers them
+        assert (args.rest_host, args.rest_port, args.no_rest) == ("0.0.0.0", port, False)
+        assert service["ports"] == [f"127.0.0.1:{port}:{port}"]  # host loopback only
+        check = " ".join(service["healthcheck"]["test"])
+        assert f"http://127.0.0.1:{port}/healthz" in check
+    header = COMPOSE.read_text().split("name:", 1)[0]
+    assert "http://127.0.0.1:8081/" in header and "http://127.0.0.1:8082/" in header
+    assert "dashboard (at /)" in header
 
 
 def test_compose_generates_the_signing_keys_once_and_every_jm_service_reads_them() -> None:

@@ -59,6 +59,7 @@ def demo_env(stack: Stack, tmp_path: Path) -> tuple[str, dict[str, str]]:
         REDIS_URL=stack.redis_url,
         JM_CLUSTER_ID=cluster,
         JM_DEMO_LOG_DIR=str(tmp_path / "logs"),
+        JM_DEMO_REST_PORT="0",  # free ports: 8081 may be taken on a shared machine
         PYTHONUNBUFFERED="1",
     )
     env.pop("CI", None)  # the flags say which mode

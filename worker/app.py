@@ -24,10 +24,17 @@ EXIT_TIMING = 2  # timeouts unsafe against the leader's: a usage error, see sche
 
 
 async def run_worker(
-    cluster: ClusterSettings, settings: WorkerSettings, keys: KeyRing,
+    cluster: ClusterSettings,
+    settings: WorkerSettings,
+    keys: KeyRing,
     log_level: int = logging.INFO,
-) -> int:  # fmt: skip
-    """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0."""
+    protected_topic_prefixes: tuple[str, ...] = (),
+) -> int:
+    """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0.
+
+    `keys`: what it signs reports and verifies commands with (schemas/signing.py).
+    `protected_topic_prefixes`: topics no task may name besides the cluster's own
+    (``--protected-topic-prefix``, docs/security.md)."""
     catalog = Catalog(cluster.cluster_id)
     bootstrap = cluster.bootstrap_servers
     try:
@@ -52,7 +59,7 @@ async def run_worker(
             commands,
             reports,
             log_level=log_level,
-            kafka=KafkaEnv(bootstrap, catalog),
+            kafka=KafkaEnv(bootstrap, catalog, protected_topic_prefixes),
         )
         log.info(
             "worker %s incarnation %s: %d slot(s), commands partition %d, operators %s",

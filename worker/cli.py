@@ -55,6 +55,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or kafka)",
     )
     parser.add_argument(
+        "--protected-topic-prefix",
+        dest="protected_topic_prefixes",
+        action="append",
+        metavar="PREFIX",
+        help="fail any task naming a topic under PREFIX, besides the cluster's own "
+        "'<cluster id>.' and Kafka's '__' (repeatable; default "
+        "$JM_PROTECTED_TOPIC_PREFIXES, comma-separated; docs/security.md)",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     group = parser.add_argument_group("cluster")
@@ -91,7 +100,12 @@ def handle(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from schemas.catalog import Catalog
-    from schemas.settings import ClusterSettings, SettingsError
+    from schemas.settings import (
+        PROTECTED_TOPIC_PREFIXES_ENV,
+        ClusterSettings,
+        SettingsError,
+        listed,
+    )
     from schemas.statestore import StateStoreError, open_store
     from worker.app import run_worker
     from worker.settings import WorkerSettings
@@ -131,7 +145,8 @@ def handle(args: argparse.Namespace) -> int:
     except StateStoreError as err:
         print(f"jm worker: state.checkpoints.dir: {err}", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(run_worker(cluster, settings, keys, level))
+    protected = listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV)
+    return asyncio.run(run_worker(cluster, settings, keys, level, protected))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from schemas import edges, kafkaio
 from schemas import events as ev
 from worker.errors import EdgeProtocolError, TaskError
+from worker.metrics import TaskCounters
 from worker.operators.api import KafkaEnv, Record, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -123,9 +124,10 @@ class _Channel:
 
 
 class EdgeWriter:
-    """The ``Output`` of a task with outgoing edges."""
+    """The ``Output`` of a task with outgoing edges (counted in `counters`: records
+    emitted, bytes written, time the producer made it wait)."""
 
-    def __init__(self, env: KafkaEnv, spec: TaskSpec) -> None:
+    def __init__(self, env: KafkaEnv, spec: TaskSpec, counters: TaskCounters | None = None) -> None:
         self._subtask = spec.task.subtask_index
         self._channels = []
         for edge in spec.outputs:
@@ -151,7 +153,11 @@ class EdgeWriter:
         )
         self._started = False
         self._error: BaseException | None = None
-        self.records = 0
+        self.counters = counters if counters is not None else TaskCounters()
+
+    @property
+    def records(self) -> int:
+        return self.counters.write_records
 
     @property
     def topics(self) -> list[str]:
@@ -165,7 +171,7 @@ class EdgeWriter:
         if self._error is not None:
             raise self._error
         value = encode_record(record)
-        self.records += 1
+        self.counters.write_records += 1
         for ch in self._channels:
             key: bytes | None = None
             match ch.partitioning:
@@ -191,9 +197,15 @@ class EdgeWriter:
                         await self._send(ch.topic, value, None, partition)
 
     async def _send(self, topic: str, value: bytes, key: bytes | None, partition: int) -> None:
+        counters = self.counters
+        began = time.monotonic()
+        # Returns at once unless the producer's buffer is full: then downstream (the
+        # brokers) holds this task back, which is what backpressured time measures.
         future = await self._producer.send(
             topic, value, key=key, partition=partition, headers=self._data_headers
         )
+        counters.backpressured_s += time.monotonic() - began
+        counters.write_bytes += len(value)
         future.add_done_callback(self._delivered)
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
@@ -212,7 +224,9 @@ class EdgeWriter:
                     ch.topic, b"", partition=partition, headers=self._end_headers
                 )
                 future.add_done_callback(self._delivered)
+        began = time.monotonic()
         await self._producer.flush()
+        self.counters.backpressured_s += time.monotonic() - began
         if self._error is not None:
             raise self._error
 
@@ -251,9 +265,10 @@ OnAbandoned = Callable[[int, str], None]
 
 
 class EdgeReader:
-    """Reads the task's partition of every input edge until all upstreams ended."""
+    """Reads the task's partition of every input edge until all upstreams ended
+    (counted in `counters`: data records and their bytes, time waiting for them)."""
 
-    def __init__(self, env: KafkaEnv, spec: TaskSpec) -> None:
+    def __init__(self, env: KafkaEnv, spec: TaskSpec, counters: TaskCounters | None = None) -> None:
         self._attempt = spec.task.attempt
         index = spec.task.subtask_index
         self._inputs: dict[TopicPartition, _Input] = {}
@@ -264,7 +279,7 @@ class EdgeReader:
             self._inputs[tp] = _Input(edge, set(expected))
         self._consumer = kafkaio.consumer(env.bootstrap, max_poll_records=2000)
         self._started = False
-        self.records = 0
+        self.counters = counters if counters is not None else TaskCounters()
         self._aligning: int | None = None  # the barrier being aligned
         self._align_began = 0.0
         self._paused: set[TopicPartition] = set()
@@ -274,6 +289,10 @@ class EdgeReader:
         self._on_abandoned: OnAbandoned | None = None
         #: checkpoint ids aligned so far, in order (tests and logs).
         self.aligned: list[int] = []
+
+    @property
+    def records(self) -> int:
+        return self.counters.read_records
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -291,9 +310,12 @@ class EdgeReader:
         `on_aligned`; return once every input has ended."""
         self._process, self._on_aligned, self._on_abandoned = process, on_aligned, on_abandoned
         open_inputs = {tp for tp, i in self._inputs.items() if i.waiting_for}
+        counters = self.counters
         while open_inputs:
             readable = open_inputs - self._paused
+            began = time.monotonic()
             fetched = await self._consumer.getmany(*readable, timeout_ms=200)
+            counters.idle_s += time.monotonic() - began
             for tp, records in fetched.items():
                 state = self._inputs[tp]
                 for record in records:
@@ -326,7 +348,9 @@ class EdgeReader:
         else:
             if record.value is None:
                 raise EdgeProtocolError(f"{tp.topic}: data record without a value")
-            self.records += 1
+            counters = self.counters
+            counters.read_records += 1
+            counters.read_bytes += len(record.value)
             assert self._process is not None
             await self._process(json.loads(record.value))
             return

@@ -37,6 +37,11 @@ class MissingTopicError(OperatorConfigError):
     """A Kafka source or sink names a topic that does not exist."""
 
 
+class ProtectedTopicError(OperatorConfigError):
+    """An operator's config names a topic under the cluster's own prefix or a
+    protected one (docs/security.md): a job never reads or writes those."""
+
+
 class SlotBusyError(TaskError):
     """The DeployTask's slot runs another task (or its subtask runs elsewhere here)."""
 

@@ -26,6 +26,7 @@ from schemas.statestore import StateStore, open_store
 from worker import slotmsg
 from worker.checkpointing import CheckpointControl, CheckpointReport, Declined
 from worker.functions import FunctionRegistry
+from worker.metrics import SAMPLE_INTERVAL_S, TaskCounters
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.task import run_task
@@ -105,11 +106,26 @@ async def _run(
     """Run one task; False when the TaskManager went away or said to shut down."""
     loop = asyncio.get_running_loop()
     keep_going = True
+    counters = TaskCounters()
+
+    def send_sample() -> None:
+        conn.send(slotmsg.MetricsUpdate(counters.sample(spec.task)))
 
     def report(
         state: ev.ExecutionState, error_name: str | None, stack: str | None, fatal: bool
     ) -> None:
+        send_sample()  # first: the counters a FINISHED report ends with are the final ones
         conn.send(slotmsg.StateUpdate(spec.task, state, error_name, stack, fatal))
+
+    sampler: asyncio.TimerHandle | None = None
+
+    def sample_now_and_later() -> None:
+        nonlocal sampler
+        with contextlib.suppress(OSError):  # the TaskManager is gone: the task ends anyway
+            send_sample()
+        sampler = loop.call_later(SAMPLE_INTERVAL_S, sample_now_and_later)
+
+    sampler = loop.call_later(SAMPLE_INTERVAL_S, sample_now_and_later)
 
     def report_checkpoint(message: CheckpointReport) -> None:
         conn.send(message)
@@ -120,7 +136,15 @@ async def _run(
         spec, store, report_checkpoint, logging.getLogger(f"worker.task.{spec.describe()}")
     )
     runner = asyncio.create_task(
-        run_task(spec, registry, report, kafka=kafka, functions=functions, checkpoints=checkpoints)
+        run_task(
+            spec,
+            registry,
+            report,
+            kafka=kafka,
+            functions=functions,
+            checkpoints=checkpoints,
+            counters=counters,
+        )
     )
 
     def on_message() -> None:
@@ -152,6 +176,8 @@ async def _run(
         with contextlib.suppress(asyncio.CancelledError):
             await runner
     finally:
+        if sampler is not None:
+            sampler.cancel()
         if keep_going:
             loop.remove_reader(conn.fileno())
         if store is not None:

@@ -69,4 +69,11 @@ class StateUpdate:
     non_recoverable: bool = False
 
 
-FromSlot = Ready | StateUpdate | Acked | Declined
+@dataclass(frozen=True, slots=True)
+class MetricsUpdate:
+    """The latest counters of the running task (worker/metrics.py)."""
+
+    sample: ev.TaskIoMetrics
+
+
+FromSlot = Ready | StateUpdate | MetricsUpdate | Acked | Declined

@@ -24,11 +24,13 @@ from collections.abc import Callable
 
 from schemas import events as ev
 from schemas.limits import FINISHED_TASK_HANDLE
+from schemas.validation import protected_topic_problems
 from worker.checkpointing import CheckpointControl
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
-from worker.errors import NonRecoverableError, TaskError
+from worker.errors import NonRecoverableError, ProtectedTopicError, TaskError
 from worker.failures import describe
 from worker.functions import FunctionRegistry
+from worker.metrics import TaskCounters
 from worker.operators.api import (
     KafkaEnv,
     Operator,
@@ -97,11 +99,12 @@ async def _run_operator(
     resources: _Resources,
     checkpoints: CheckpointControl,
     report: Report,
+    counters: TaskCounters,
 ) -> EdgeReader | None:
     """Open, restore and run the operator to the end of its input (or of its source)."""
     reader: EdgeReader | None = None
     if spec.inputs:
-        reader = EdgeReader(ctx.kafka, spec)
+        reader = EdgeReader(ctx.kafka, spec, counters)
         resources.push(reader.close)
         await reader.start()
     resources.push(operator.close)
@@ -109,6 +112,7 @@ async def _run_operator(
     await checkpoints.restore(operator)
     resources.push(checkpoints.close)
     checkpoints.attach(operator, output)
+    counters.start()
     report(ES.RUNNING, None, None, False)
     if isinstance(operator, SourceOperator):
         await operator.run(ctx, checkpoints.source_output(output))
@@ -125,6 +129,18 @@ async def _run_operator(
     return reader
 
 
+def refuse_protected_topics(spec: TaskSpec, kafka: KafkaEnv | None) -> None:
+    """ProtectedTopicError when the task's config names a topic no job may use
+    (docs/security.md). The coordinator rejects such a job; this stops one deployed
+    by a coordinator older than that rule, or by another writer of the commands."""
+    if kafka is None:  # no Kafka, no topic to reach
+        return
+    where = f"vertex {spec.task.vertex_id!r} config"
+    found = list(protected_topic_problems(spec.config, kafka.protected_prefixes(), where))
+    if found:
+        raise ProtectedTopicError("; ".join(found))
+
+
 async def run_task(
     spec: TaskSpec,
     registry: OperatorRegistry,
@@ -133,11 +149,15 @@ async def run_task(
     kafka: KafkaEnv | None = None,
     functions: FunctionRegistry | None = None,
     checkpoints: CheckpointControl | None = None,
+    counters: TaskCounters | None = None,
 ) -> None:
     """Run `spec` to its end, reporting every state; never raises except
     CancelledError (after reporting CANCELED). `checkpoints` takes the task's
-    snapshots and restores it (without one: no state store, nothing to report)."""
+    snapshots and restores it (without one: no state store, nothing to report).
+    `counters` counts its I/O and times while it runs (worker/metrics.py)."""
     log = logging.getLogger(f"worker.task.{spec.describe()}")
+    if counters is None:
+        counters = TaskCounters()
     if checkpoints is None:
         checkpoints = CheckpointControl(spec, None, lambda _report: None, log)
     resources = _Resources(log)
@@ -146,6 +166,7 @@ async def run_task(
     reader: EdgeReader | None = None
     try:
         report(ES.INITIALIZING, None, None, False)
+        refuse_protected_topics(spec, kafka)
         operator: Operator = registry.factory(spec.operator)()
         ctx = TaskContext(spec, log, kafka, functions)
         if isinstance(operator, RecordOperator):
@@ -165,7 +186,7 @@ async def run_task(
         if spec.inputs or spec.outputs:
             await create_edge_topics(ctx.kafka, spec)
         if spec.outputs:
-            output = EdgeWriter(ctx.kafka, spec)
+            output = EdgeWriter(ctx.kafka, spec, counters)
             resources.push(output.close)
             await output.start()
         if spec.restore_state_handle == FINISHED_TASK_HANDLE:
@@ -175,17 +196,20 @@ async def run_task(
             report(ES.RUNNING, None, None, False)
         else:
             reader = await _run_operator(
-                spec, ctx, operator, output, resources, checkpoints, report
+                spec, ctx, operator, output, resources, checkpoints, report, counters
             )
         if isinstance(output, EdgeWriter):
             await output.finish()
         await checkpoints.drain()  # acknowledgements go before FINISHED
+        counters.stop()
     except asyncio.CancelledError:
+        counters.stop()
         log.info("canceled after %d records", output.records)
         await resources.close()
         report(ES.CANCELED, None, None, False)
         raise
     except Exception as error:
+        counters.stop()
         log.info("failed after %d records: %r", output.records, error)
         await resources.close()
         report(ES.FAILED, *describe(error), isinstance(error, NonRecoverableError))

@@ -27,6 +27,7 @@ from worker.epochs import CommandFilter, LeaderWatch
 from worker.failures import MAX_STACK_BYTES, clip_middle
 from worker.hooks import WorkerTestHooks
 from worker.kafka import Commands, Reports
+from worker.metrics import MetricsBook
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
@@ -121,6 +122,8 @@ class TaskManager:
         self._slots_idle = asyncio.Event()  # set while no slot runs a task
         self._background: list[asyncio.Task[None]] = []
         self._heartbeat_seq = 0
+        #: counters of the tasks running here and of the last ones that ended.
+        self.task_metrics = MetricsBook()
         self._stopping = False
         self._started_at = clock()
         self._partition_logged = False
@@ -424,6 +427,9 @@ class TaskManager:
         if isinstance(message, slotmsg.Ready):
             log.debug("slot %d ready (pid %d)", index, message.pid)
             return
+        if isinstance(message, slotmsg.MetricsUpdate):
+            self.task_metrics.update(message.sample)
+            return
         if isinstance(message, (checkpointing.Acked, checkpointing.Declined)):
             self._checkpoint_report(message)
             return
@@ -448,6 +454,7 @@ class TaskManager:
                 )
             if report.state.is_terminal:
                 self._accepted_by.pop(message.task, None)
+                self.task_metrics.ended(message.task)
                 self._slot_freed(index)
 
     def _on_slot_exit(self, index: int, exitcode: int | None, was_ready: bool) -> None:
@@ -462,6 +469,7 @@ class TaskManager:
                 error = errors.SlotProcessDiedError(f"slot process exited with code {exitcode}")
             self._report_state(task, report.state, error)
             self._accepted_by.pop(task, None)
+            self.task_metrics.ended(task)
         if self._stopping:
             return
         # A process that died before it was ready (a plugin that crashes the
@@ -507,6 +515,7 @@ class TaskManager:
                     slots_free=self.table.free_slots(),
                     running_tasks=len(self.table.running()),
                     last_seen_epoch=self.filter.highest_epoch,
+                    task_metrics=self.task_metrics.samples(),
                 )
             )
             await asyncio.sleep(self.settings.heartbeat_interval_s)

@@ -11,7 +11,7 @@ What it does, in order:
    (``compose/local/launcher.py up``, idempotent). They stay running afterwards:
    ``make down`` stops them.
 2. The cluster's topics (``jm topics create``) and the sample job's sink topic
-   ``<cluster id>.counts`` (kafka_sink creates a missing topic only when its
+   ``<cluster id>-counts`` (kafka_sink creates a missing topic only when its
    config sets ``partitions``, and the broker never creates one by itself).
 3. Child processes, each in its own process group, logs in ``.local/demo/``:
    coordinators ``demo-1`` (leader) and ``demo-2`` (hot standby), workers
@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,21 @@ DEFAULT_CLUSTER = "demo"
 JOB_PREFIX = "demo-"
 SINK_SUFFIX = "counts"
 COORDINATORS = ("demo-1", "demo-2")
+#: Replica N serves its REST API and dashboard on this port + N - 1 (docs/rest.md).
+REST_BASE_PORT = 8081
+
+
+def rest_port(replica_number: int, base: int = REST_BASE_PORT) -> int:
+    """Replica N's REST port: base + N - 1 (base 0: a free port each)."""
+    return base + replica_number - 1 if base else 0
+
+
+def rest_url(output: str) -> str | None:
+    """The address a coordinator printed (``rest http://host:port``), if it did yet."""
+    match = re.search(r"^rest (http://\S+)$", output, re.MULTILINE)
+    return match.group(1) if match else None
+
+
 WORKERS = ("tm-1", "tm-2")
 WORKER_SLOTS = 4
 EXIT_FAILED = 1
@@ -299,6 +315,7 @@ class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.ci: bool = args.ci
+        self.rest_base: int = args.rest_port
         self.log_dir = Path(args.log_dir)
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
@@ -481,7 +498,9 @@ class Demo:
     @property
     def sink_topic(self) -> str:
         assert self.settings is not None
-        return f"{self.settings.cluster_id}.{SINK_SUFFIX}"
+        # A '-', not a '.': topics under "<cluster id>." are the cluster's own, and
+        # no job may name them (docs/security.md).
+        return f"{self.settings.cluster_id}-{SINK_SUFFIX}"
 
     async def topics(self) -> None:
         assert self.settings is not None and self.catalog is not None
@@ -522,12 +541,25 @@ class Demo:
 
     async def start_coordinators(self) -> None:
         leader_id, standby_id = COORDINATORS
-        leader = self.spawn(leader_id, "coordinator", ["coordinator", "--id", leader_id])
+        leader = self.spawn(
+            leader_id,
+            "coordinator",
+            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1, self.rest_base))],
+        )
         await self.until(lambda: "role LEADER" in leader.output(), f"{leader_id} to lead")
         say(f"{stamp()} coordinator {leader_id} is the leader (pid {leader.proc.pid})")
-        standby = self.spawn(standby_id, "coordinator", ["coordinator", "--id", standby_id])
+        standby = self.spawn(
+            standby_id,
+            "coordinator",
+            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2, self.rest_base))],
+        )
         await self.until(lambda: "role STANDBY" in standby.output(), f"{standby_id} to stand by")
         say(f"{stamp()} coordinator {standby_id} is a hot standby (pid {standby.proc.pid})")
+        await self.until(lambda: rest_url(standby.output()) is not None, "the REST addresses")
+        say(
+            f"{stamp()} REST API and dashboard: {rest_url(leader.output())} (leader), "
+            f"{rest_url(standby.output())} (standby)"
+        )
 
     async def cancel_stale_jobs(self) -> None:
         """Jobs an earlier demo run left unfinished (killed, not stopped) hold slots: cancel."""
@@ -825,6 +857,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds for everything up to the results (default 120)")  # fmt: skip
     p.add_argument("--min-results", type=int, default=1000,
                    help="--ci: result records needed, and every key (default 1000)")  # fmt: skip
+    p.add_argument("--rest-port", type=int,
+                   default=int(os.environ.get("JM_DEMO_REST_PORT") or REST_BASE_PORT),
+                   help="replica N serves REST on this port + N - 1 (default "
+                   "$JM_DEMO_REST_PORT or 8081; 0: free ports)")  # fmt: skip
     p.add_argument("--job", type=Path, default=JOB_FILE, help=argparse.SUPPRESS)
     p.add_argument("--log-dir", default=os.environ.get("JM_DEMO_LOG_DIR") or REPO / ".local/demo",
                    help="where the children's logs go (default .local/demo)")  # fmt: skip

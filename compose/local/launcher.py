@@ -47,6 +47,8 @@ READY_LINE = "Kafka Server started"
 APT_PACKAGES = {
     "redis-server": "redis-server",
     "kcat": "kcat",
+    "chromium": "chromium",  # the dashboard test's headless browser
+    "chromedriver": "chromium-driver",  # Selenium drives chromium through it
     "mvn": "maven",
     "java": "openjdk-17-jre-headless",
 }

@@ -10,8 +10,9 @@ import os
 import sys
 
 from coordinator import client
-from coordinator.commands import present
+from coordinator.commands import present, restapi
 from coordinator.commands.common import (
+    catalog_from,
     fail,
     format_ms,
     run,
@@ -20,8 +21,8 @@ from coordinator.commands.common import (
 from schemas import events as ev
 from schemas.jobgraph import JobGraphInvalid, load_job_file
 from schemas.jsonview import event_json, summary
-from schemas.settings import ClusterSettings
-from schemas.validation import validate_job_submitted
+from schemas.settings import PROTECTED_TOPIC_PREFIXES_ENV, ClusterSettings, listed
+from schemas.validation import check_topics, protected_prefixes, validate_job_submitted
 
 
 def submit(args: argparse.Namespace) -> int:
@@ -41,6 +42,18 @@ def submit(args: argparse.Namespace) -> int:
         problems = validate_job_submitted(event)
         if problems:
             return fail("invalid --job-id: " + "; ".join(problems), 1)
+    # The coordinator refuses these too; saying so here spares the round trip.
+    settings = settings_from(args)
+    prefixes = protected_prefixes(
+        catalog_from(settings).prefix, listed(None, PROTECTED_TOPIC_PREFIXES_ENV)
+    )
+    protected = list(check_topics(event.job_graph, prefixes))
+    if protected:
+        cluster = settings.cluster_id
+        print(f"jm: {args.file} names topics no job on {cluster} may use:", file=sys.stderr)
+        for problem in protected:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     if args.dry_run:
         print(json.dumps(event_json(event), indent=2))
         return 0
@@ -52,6 +65,10 @@ def submit(args: argparse.Namespace) -> int:
 def cancel(args: argparse.Namespace) -> int:
     if args.no_wait and args.wait:
         return fail("--no-wait and --wait exclude each other")
+    api = restapi.api_from(args)
+    code = None if api is None else restapi.cancel(api, args.job_id, args.wait, args.timeout)
+    if code is not None:
+        return code
     request = client.cancel_request(args.job_id, requested_by="jm cancel")
     return run(_send(args, request, ev.JobStatus.CANCELED if args.wait else None))
 

@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Iterator
 
 from coordinator.commands.common import add_connection_flags
+from coordinator.commands.restapi import add_api_flags
 
 
 class _JobStatuses:
@@ -81,7 +82,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Produces JobCancelRequested and waits for the coordinator's answer: "
         "exit 0 when the job is being cancelled (with --wait: once CANCELED), 1 when "
         "nothing was done (no such job, or it already ended: the reason says), 3 when no "
-        "leader answered within --timeout.",
+        "leader answered within --timeout. With --url (or $JM_REST_URL) it asks that "
+        "replica's REST API instead (exit 0 once the request is queued; 1 for no such "
+        "job or one that ended) and reads Kafka when the API does not answer.",
     )
     add_connection_flags(cancel)
     cancel.add_argument("job_id")
@@ -89,6 +92,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     cancel.add_argument("--no-wait", action="store_true",
                         help="send and return: do not wait for the answer")  # fmt: skip
     cancel.add_argument("--timeout", type=float, default=60.0)
+    add_api_flags(cancel)
     cancel.set_defaults(handler=_cancel)
 
 

@@ -11,10 +11,18 @@ import sys
 import time
 from typing import TYPE_CHECKING, Final
 
-from coordinator.commands.common import add_connection_flags, fail, run, settings_from
+from coordinator.commands.common import (
+    add_connection_flags,
+    catalog_from,
+    fail,
+    run,
+    settings_from,
+)
 from schemas import kafkalog, timing  # standard library only
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
+    from coordinator.rest.server import RestServer
+    from coordinator.runtime.replica import Replica
     from schemas import events as ev
     from schemas.settings import ClusterSettings
 
@@ -62,11 +70,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=3_600_000,
         help="an ended job leaves memory after this long (its id stays taken)",
     )
+    p.add_argument(
+        "--protected-topic-prefix",
+        dest="protected_topic_prefixes",
+        action="append",
+        metavar="PREFIX",
+        help="reject jobs naming a topic under PREFIX, besides the cluster's own "
+        "'<cluster id>.' and Kafka's '__' (repeatable; default "
+        "$JM_PROTECTED_TOPIC_PREFIXES, comma-separated; docs/security.md)",
+    )
+    p.add_argument(
+        "--allowed-workers",
+        dest="allowed_workers",
+        action="append",
+        metavar="IDS",
+        help="only these worker ids may register (comma-separated, repeatable; default "
+        "$JM_ALLOWED_WORKERS; empty: any worker; docs/security.md)",
+    )
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
     p.add_argument("--no-snapshots", action="store_true", help="start by full replay")
     p.add_argument("--log-level", default="INFO")
+    add_rest_flags(p)
     p.set_defaults(handler=lambda a: run(_coordinator(a)))
 
     r = sub.add_parser("replicas", help="every replica's role, epoch, position, lag and digest")
@@ -76,6 +102,64 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--all", action="store_true", help="also replicas stopped or silent past their retention"
     )
     r.set_defaults(handler=lambda a: run(_replicas(a)))
+
+
+def add_rest_flags(p: argparse.ArgumentParser) -> None:
+    rest = p.add_argument_group("REST API (docs/rest.md)")
+    rest.add_argument(
+        "--rest-host",
+        default=os.environ.get("JM_REST_HOST") or "127.0.0.1",
+        help="address the REST API listens on (default $JM_REST_HOST or 127.0.0.1)",
+    )
+    rest.add_argument(
+        "--rest-port",
+        type=int,
+        default=int(os.environ.get("JM_REST_PORT") or 8081),
+        help="REST port (default $JM_REST_PORT or 8081; 0 picks a free port and prints it)",
+    )
+    rest.add_argument("--no-rest", action="store_true", help="serve no REST API")
+    rest.add_argument(
+        "--rest-token-file",
+        metavar="PATH",
+        help="file holding the token mutating requests need ($JM_REST_TOKEN holds the "
+        "token itself); without either, they need none",
+    )
+
+
+def rest_token(args: argparse.Namespace) -> str | None:
+    """The REST token from --rest-token-file or $JM_REST_TOKEN (None: no token)."""
+    if args.rest_token_file:
+        with open(args.rest_token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+        if not token:
+            raise ValueError(f"{args.rest_token_file} holds no token")
+        return token
+    return os.environ.get("JM_REST_TOKEN") or None
+
+
+def rest_options(args: argparse.Namespace, settings: ClusterSettings) -> dict[str, str]:
+    """The replica's configuration as ``/jobmanager/config`` shows it: no token, and the
+    Redis URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    redis = urlsplit(settings.redis_url)
+    if redis.password is not None:
+        host = redis.hostname or ""
+        netloc = f"{redis.username or ''}:***@{host}" + (f":{redis.port}" if redis.port else "")
+        redis = redis._replace(netloc=netloc)
+    hidden = {"handler", "rest_token_file", "redis_url", "bootstrap_servers", "cluster_id"}
+    options = {
+        "jm.cluster-id": settings.cluster_id,
+        "jm.bootstrap-servers": settings.bootstrap_servers,
+        "jm.redis-url": urlunsplit(redis),
+        "rest.token-configured": str(
+            args.rest_token_file is not None or bool(os.environ.get("JM_REST_TOKEN"))
+        ).lower(),
+    }
+    for key, value in sorted(vars(args).items()):
+        if key not in hidden and not callable(value):
+            options["jm.coordinator." + key.replace("_", "-")] = str(value)
+    return options
 
 
 def configure_logging(level: str, name: str) -> None:
@@ -98,6 +182,8 @@ async def _coordinator(args: argparse.Namespace) -> int:
     from coordinator.runtime.leader import LeaderConfig
     from coordinator.runtime.replica import Replica, ReplicaConfig
     from coordinator.runtime.snapshots import SnapshotPolicy
+    from schemas.settings import ALLOWED_WORKERS_ENV, PROTECTED_TOPIC_PREFIXES_ENV, listed
+    from schemas.validation import protected_prefixes
 
     settings = settings_from(args)
     settings.keyring("coordinator")  # no keys (nor --insecure-unsigned): refuse at once
@@ -110,6 +196,19 @@ async def _coordinator(args: argparse.Namespace) -> int:
     )
     if problems:
         return fail("coordinator: " + "; ".join(problems))
+    # Before anything starts: a bad token file or a taken port stops it at once.
+    from coordinator.rest.server import bind
+
+    try:
+        token = rest_token(args)
+    except (OSError, ValueError) as err:
+        return fail(f"coordinator {replica_id}: REST token not read: {err}", 1)
+    try:
+        sock = None if args.no_rest else bind(args.rest_host, args.rest_port)
+    except OSError as err:
+        return fail(f"coordinator {replica_id}: REST API not started on {args.rest_host}:"
+                    f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
+                    f"serves none)", 1)  # fmt: skip
     config = ReplicaConfig(
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
@@ -124,7 +223,18 @@ async def _coordinator(args: argparse.Namespace) -> int:
             archive_after_ms=args.archive_after_ms,
             allow_checkpointing=args.allow_checkpointing,
             default_savepoint_dir=args.default_savepoint_dir,
+            protected_topic_prefixes=protected_prefixes(
+                catalog_from(settings).prefix,
+                listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV),
+            ),
+            allowed_workers=frozenset(listed(args.allowed_workers, ALLOWED_WORKERS_ENV)),
         ),
+    )
+    allowed = sorted(config.domain.allowed_workers)
+    logging.getLogger(__name__).info(
+        "jobs may name no topic under %s; workers allowed to register: %s",
+        ", ".join(repr(p) for p in config.domain.protected_topic_prefixes),
+        ", ".join(allowed) if allowed else "any",
     )
     try:
         pruned = await prune_replicas(settings)
@@ -135,6 +245,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
     replica = Replica(
         settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True)
     )
+    server = None if sock is None else await _start_rest(args, replica, settings, token, sock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, replica.stop)
@@ -142,7 +253,36 @@ async def _coordinator(args: argparse.Namespace) -> int:
         await replica.run()
     except JournalError as err:  # a record it cannot follow: stop, saying which and why
         return fail(f"coordinator {replica_id} stopped: {err}", 1)
+    finally:
+        if server is not None:
+            await server.stop()
     return 0
+
+
+async def _start_rest(
+    args: argparse.Namespace,
+    replica: Replica,
+    settings: ClusterSettings,
+    token: str | None,
+    sock: socket.socket,
+) -> RestServer:
+    """Serve the REST API of `replica` (docs/rest.md); prints ``rest http://host:port``."""
+    from coordinator.rest.context import LogTail, RestContext
+    from coordinator.rest.server import start_rest
+
+    tail = LogTail()
+    root = logging.getLogger()
+    if root.handlers:
+        tail.setFormatter(root.handlers[0].formatter)
+    root.addHandler(tail)
+    ctx = RestContext.of_replica(
+        replica, replica.metrics, token=token, options=rest_options(args, settings),
+        log_tail=tail,
+    )  # fmt: skip
+    server = await start_rest(ctx, args.rest_host, args.rest_port, sock)
+    logging.getLogger(__name__).info("REST API on %s", server.url)
+    print(f"rest {server.url}", flush=True)
+    return server
 
 
 #: A replica that said STOPPED this long ago is no longer listed, and pruned.

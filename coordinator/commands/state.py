@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from coordinator.commands.common import add_connection_flags, fail, run
+from coordinator.commands.restapi import add_api_flags, api_from
 
 if TYPE_CHECKING:
     from coordinator.domain import State
     from coordinator.runtime.journal import JournalFollower, StopAt
     from schemas import events as ev
+    from schemas.settings import ClusterSettings
 
 #: How far before the snapshot ``jm status`` looks for a job's recent events
 #: (offsets; records of other jobs are skipped by key, undecoded).
@@ -62,7 +64,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(jobs)
     jobs.add_argument("--json", action="store_true")
     add_full_replay_flag(jobs)
-    jobs.set_defaults(handler=lambda a: run(_list(a)))
+    add_api_flags(jobs)
+    jobs.set_defaults(handler=_list_command)
 
     status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
     add_connection_flags(status)
@@ -74,7 +77,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the snapshot; with --full-replay, from anywhere)",
     )  # fmt: skip
     add_full_replay_flag(status)
-    status.set_defaults(handler=lambda a: run(_status(a)))
+    add_api_flags(status)
+    status.set_defaults(handler=_status_command)
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    """A replica's REST API when --url / $JM_REST_URL names one that answers, else Kafka."""
+    from coordinator.commands import restapi
+
+    api = None if args.full_replay else api_from(args)
+    code = None if api is None else restapi.list_jobs(api, args.json)
+    return run(_list(args)) if code is None else code
+
+
+def _status_command(args: argparse.Namespace) -> int:
+    from coordinator.commands import restapi
+
+    api = None if args.full_replay else api_from(args)
+    code = None if api is None else restapi.job_status(api, args.job_id, args.json)
+    return run(_status(args)) if code is None else code
 
 
 def add_full_replay_flag(parser: argparse.ArgumentParser) -> None:
@@ -109,15 +130,16 @@ async def fold(
     job: str | None = None,
     recent: int = 0,
     use_snapshot: bool = False,
+    settings: ClusterSettings | None = None,
 ) -> tuple[Folded, deque[tuple[int, ev.Event]]]:
     """The state at the journal's end (or `stop`): from the latest snapshot and the
-    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`."""
+    tail when `use_snapshot`, else from offset 0; with the last `recent` events of `job`.
+    `settings` (the REST API's point-in-time view) stand for the connection flags."""
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime import snapshots
     from coordinator.runtime.journal import JournalFollower
-    from schemas.signing import reader_keyring
 
-    settings = settings_from(args)
+    settings = settings or settings_from(args)
     catalog = catalog_from(settings)
     events: deque[tuple[int, ev.Event]] = deque(maxlen=max(recent, 1))
     rejections: list[tuple[int, ev.JobRejected]] = []
@@ -125,14 +147,14 @@ async def fold(
     from schemas import events as ev
 
     def keep(offset: int, event: ev.Event) -> None:
-        if job is None or _job_of(event) != job:
+        if job is None or job_of(event) != job:
             return
         if recent:
             events.append((offset, event))
         if isinstance(event, ev.JobRejected):
             rejections.append((offset, event))
 
-    keys = reader_keyring(settings.signing_keys)
+    keys = settings.journal_reader_keys()
     follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep, keys=keys)
     started = time.perf_counter()
     await follower.start()
@@ -165,10 +187,10 @@ async def _events_before(
     from schemas import events as ev
 
     found = await follower.read_range(max(0, end - RECENT_LOOKBACK), end, key=job.encode())
-    return [(o, e) for o, e in found if isinstance(e, ev.Event) and _job_of(e) == job]
+    return [(o, e) for o, e in found if isinstance(e, ev.Event) and job_of(e) == job]
 
 
-def _job_of(event: ev.Event) -> str | None:
+def job_of(event: ev.Event) -> str | None:
     from schemas import events as ev
 
     if isinstance(event, ev.JobAccepted):
@@ -361,13 +383,12 @@ async def _rejections_before(
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime.journal import JournalFollower
     from schemas import events as ev
-    from schemas.signing import reader_keyring
 
     if folded.snapshot_offset is None:
         return []
     settings = settings_from(args)
     follower = JournalFollower(settings.bootstrap_servers, catalog_from(settings),
-                               keys=reader_keyring(settings.signing_keys))  # fmt: skip
+                               keys=settings.journal_reader_keys())  # fmt: skip
     await follower.start()
     try:
         found = await follower.read_range(0, folded.snapshot_offset + 1, key=args.job_id.encode())

@@ -7,19 +7,43 @@ jobs held at once). A refused input becomes a journaled rejection with a
 bounded reason (``JobRejected`` for a submission, ``InputRejected`` for
 anything else), so the leader never builds a derived record that could not
 fit its topic, and never allocates memory an input asked for.
+
+A worker's standing is checked here too: with an allow-list of worker ids
+(``DomainConfig.allowed_workers``, ``--allowed-workers``), the registration of
+any other id is refused the same way (docs/security.md), so it never joins and
+never gets a slot; its heartbeats and reports are then those of an
+unregistered worker (ignored, or refused for an unknown incarnation).
 """
 
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import State
+from coordinator.domain.view import DomainConfig
 from schemas.events import Event, JobSubmitted, TaskManagerRegistered
 from schemas.limits import MAX_JOBS, MAX_SUBTASKS, MAX_WORKERS, bounded_reason, input_problems
 
 
-def problems(state: State, event: Event) -> list[str]:
-    """Why `event` is over a limit; [] when it may go on to its decider."""
+def standing(config: DomainConfig, tm_id: str) -> str | None:
+    """Why worker `tm_id` may not be part of the cluster, or None when it may."""
+    if not config.allowed_workers or tm_id in config.allowed_workers:
+        return None
+    return (
+        f"worker {tm_id!r} is not on this coordinator's list of allowed workers "
+        "(--allowed-workers / JM_ALLOWED_WORKERS); add its id there to let it register"
+    )
+
+
+def problems(state: State, event: Event, config: DomainConfig | None = None) -> list[str]:
+    """Why `event` is over a limit, or comes from a worker without standing
+    (with `config`); [] when it may go on to its decider."""
     found = input_problems(event)
     if found:
         return found
+    if (
+        config is not None
+        and isinstance(event, TaskManagerRegistered)
+        and (refused := standing(config, event.tm_id)) is not None
+    ):
+        return [refused]
     if (
         isinstance(event, TaskManagerRegistered)
         and event.tm_id not in state.workers

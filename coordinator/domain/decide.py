@@ -85,6 +85,7 @@ class Decision:
 
 def _on_tick(p: Planner, tick: Tick) -> None:
     resource_manager.check_heartbeats(p)
+    resource_manager.check_standing(p)
     config = p.config
     for job in sorted(p.state.jobs.values(), key=lambda j: j.accepted_seq):
         job_id = job.job_id
@@ -124,7 +125,7 @@ def decide(state: State, view: LeaderView, input: Input, now: int) -> Decision:
     p = Planner(state, view, now, input.event_id)
     # Inputs come from outside (a Tick from the loop): over a limit, no decider sees them.
     if isinstance(input, Tick | SavepointWritten) or not (
-        refused := admission.problems(state, input)
+        refused := admission.problems(state, input, view.config)
     ):
         decider(p, input)
     else:

@@ -62,7 +62,11 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
     # Only what can never run is rejected: an operator no worker offers yet is
     # waited for (workers may still be starting or scaling from zero), up to
     # DomainConfig.slot_wait_timeout_ms, like Flink's slot request timeout.
-    problems = validate_job_submitted(s, allow_checkpointing=p.config.allow_checkpointing)
+    problems = validate_job_submitted(
+        s,
+        allow_checkpointing=p.config.allow_checkpointing,
+        protected_topic_prefixes=p.config.protected_topic_prefixes,
+    )
     if problems:
         p.reject_job(s, s.job_id, bounded_reason(problems))
         return

@@ -10,6 +10,7 @@ tasks it still runs with the attempts the journal assigned them, instead of
 redeploying them (Flink's RECONCILING).
 """
 
+from coordinator.domain.admission import standing
 from coordinator.domain.jobmaster import on_failure, record_report, settle
 from coordinator.domain.planner import Planner
 from coordinator.domain.scheduler import schedule_waiting
@@ -192,3 +193,12 @@ def check_heartbeats(p: Planner) -> None:
         )
         if p.now - seen > timeout:
             lose_worker(p, tm_id, f"heartbeat timeout ({timeout} ms)")
+
+
+def check_standing(p: Planner) -> None:
+    """Declare lost every registered worker without standing: one that joined
+    before ``DomainConfig.allowed_workers`` left it out (a coordinator restarted
+    with a new list). Told so, it registers anew, and that is refused."""
+    for tm_id in sorted(p.state.workers):
+        if (why := standing(p.config, tm_id)) is not None:
+            lose_worker(p, tm_id, why)

@@ -25,6 +25,13 @@ class DomainConfig:
     archive_after_ms: a globally terminal job leaves memory this long after
         it ended (it stays in the log); None keeps every job.
     default_savepoint_dir: savepoint location when a request names none.
+    protected_topic_prefixes: topics no job may name in an operator config
+        (``schemas.validation.protected_prefixes``: the cluster's own prefix,
+        Kafka's ``__`` and ``--protected-topic-prefix``); a submission naming
+        one is rejected with the reason. Empty checks none.
+    allowed_workers: the worker ids that may register (``--allowed-workers``);
+        empty lets any worker in. Another id's registration is rejected with
+        the reason, and a registered worker not on the list is declared lost.
     """
 
     heartbeat_timeout_ms: int = 5_000
@@ -32,6 +39,8 @@ class DomainConfig:
     allow_checkpointing: bool = True
     archive_after_ms: int | None = 3_600_000
     default_savepoint_dir: str = "savepoints"
+    protected_topic_prefixes: tuple[str, ...] = ()
+    allowed_workers: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True, kw_only=True)

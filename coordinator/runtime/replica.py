@@ -26,9 +26,11 @@ from redis.asyncio import Redis
 from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
 from coordinator.runtime import machine, snapshots
 from coordinator.runtime.clock import Clock, SystemClock
+from coordinator.runtime.heartbeat_feed import HeartbeatFeed
 from coordinator.runtime.holder import StateHolder
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
+from coordinator.runtime.metrics import MetricsStore
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -79,6 +81,17 @@ class Replica:
         self._stopping = asyncio.Event()
         self._on_role = on_role
         self._status = StatusPublisher(settings.bootstrap_servers, self.catalog, self)
+        #: volatile worker and task metrics from jm.heartbeats, whatever the role
+        #: (never in the state: replay stays deterministic).
+        self.metrics = MetricsStore()
+        self.heartbeat_feed = HeartbeatFeed(
+            settings.bootstrap_servers,
+            self.catalog,
+            self.metrics,
+            lambda: self.follower.state.workers,
+            self.clock,
+            keys=self.keys,
+        )
         self.snapshot_used: str | None = None
         self._redis_error: str | None = None
         self._redis_failures = 0
@@ -109,6 +122,8 @@ class Replica:
         await self._status.start()
         try:
             await self.rebuild()
+            # After the first rebuild: the feed keeps heartbeats of registered workers only.
+            await self.heartbeat_feed.start()
             self._set_role(ReplicaRole.STANDBY)
             while not self._stopping.is_set():
                 if await self.lease.try_acquire():
@@ -126,6 +141,7 @@ class Replica:
         finally:
             self._set_role(ReplicaRole.STOPPED)
             await self.lease.release()
+            await self.heartbeat_feed.stop()
             await self._status.stop()
             await self.follower.stop()
             await self._redis.aclose()

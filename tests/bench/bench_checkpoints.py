@@ -289,7 +289,7 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 async def demo(stack: Stack, checkpoints: int) -> dict[str, Any]:
     load_before = load()
     async with Setup(stack, "ckdemo") as s:
-        sink = f"{s.catalog.cluster_id}.counts"
+        sink = f"{s.catalog.cluster_id}-counts"  # not under the cluster's own "<id>."
         await create_topic(stack.bootstrap, sink, 2)
         spec = load_document(REPO / "compose" / "demo-job.yaml")
         for v in spec["vertices"]:
@@ -327,7 +327,7 @@ _FINISHED = re.compile(r"worker\.task\.[^/]+/(\S+)\[(\d+)\]#\d+: finished: (\d+)
 
 async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> dict[str, Any]:
     job_id = f"keyed-{n}"
-    sink = f"{s.catalog.cluster_id}.sink-{n}"
+    sink = f"{s.catalog.cluster_id}-sink-{n}"
     await create_topic(s.stack.bootstrap, sink, 2)
     config = ev.CheckpointConfig(interval_ms=interval_ms, tolerable_failures=1_000)
     submission = job(job_id, (

@@ -58,7 +58,7 @@ async def _cluster(bootstrap: str, catalog: Catalog, slots: int) -> Cluster:
 async def run_once(bootstrap: str, records: int, parallelism: int) -> dict[str, Any]:
     catalog = Catalog(f"bench-dp-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(bootstrap, catalog)
-    sink = f"{catalog.prefix}.bench-sink"
+    sink = f"{catalog.prefix}-bench-sink"  # jobs may not name "<prefix>." topics
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(sink, parallelism, 1)])
@@ -101,7 +101,7 @@ async def run_once(bootstrap: str, records: int, parallelism: int) -> dict[str, 
         with contextlib.suppress(Exception):
             prefix = f"{catalog.prefix}."
             await admin.delete_topics(
-                [t for t in await admin.list_topics() if t.startswith(prefix)]
+                [t for t in await admin.list_topics() if t.startswith(prefix) or t == sink]
             )
         await admin.close()
 

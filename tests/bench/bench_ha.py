@@ -384,7 +384,8 @@ async def _spawn_until_standby(stack: Stack, catalog: Catalog, rid: str, *flags:
     with open(log_path, "w") as log:  # noqa: ASYNC230
         t0 = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "coordinator", "coordinator", "--id", rid, *flags,
+            sys.executable, "-m", "coordinator", "coordinator", "--id", rid, "--rest-port", "0",
+            *flags,
             stdout=asyncio.subprocess.PIPE, stderr=log, env=env, cwd=REPO,
         )  # fmt: skip
         assert proc.stdout is not None

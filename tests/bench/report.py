@@ -394,6 +394,23 @@ kafka:...` lines of the new attempts. The killed worker is replaced before the n
 """
 
 
+def _rest(rows: list[Results]) -> str:
+    out = [
+        _row("replica", "endpoint", "jobs in the state", "target p99", "p50", "p99", "max",
+             "body", "requests/s (8 clients)", "requests per CPU-second of the replica"),
+        _row(*["---"] * 10),
+    ]  # fmt: skip
+    for r in rows:
+        lat, thr = r["latency"], r["throughput"]
+        out.append(_row(
+            r["replica"], f"`GET {r['endpoint']}`", _n(r["jobs"]), "< 20 ms",
+            f"**{lat['p50_ms']} ms**", f"**{lat['p99_ms']} ms**", f"{lat['max_ms']} ms",
+            f"{_n(lat['body_bytes'])} B", f"**{_n(thr['per_second'])}**",
+            _n(thr["per_cpu_second"]),
+        ))  # fmt: skip
+    return "\n".join(out)
+
+
 def _checkpoints(results: dict[str, list[Results]]) -> str:
     missing = "_not measured in this run_"
     return CHECKPOINTS_DOC.format(
@@ -419,6 +436,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     workerkill = _workerkill(results["workerkill"][0]) if "workerkill" in results else missing
     cli = _cli(results["cli"][0]) if "cli" in results else missing
     heartbeats = _heartbeats(results["heartbeats"]) if "heartbeats" in results else missing
+    rest = _rest(results["rest"]) if "rest" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -595,6 +613,19 @@ machine's two cores.
 {heartbeats}
 
 {_checkpoints(results)}
+## REST API reads
+
+`tests/bench/bench_rest.py`. Two real replicas (leader and hot standby, each
+serving REST on its own port) of a fresh cluster, one `ProtocolWorker` with 16
+slots, and 1,000 submitted jobs (16 run, the others wait for a slot), so the
+state of both replicas holds 1,000 jobs. Latency: 500 sequential requests from
+one connection after 20 warm-up ones, send to the whole body read. Requests/s:
+8 concurrent connections for 5 s, served by the replica's one event-loop thread
+(one core); the last column divides by the CPU time the replica used in that
+window (the client runs on the same machine).
+
+{rest}
+
 ## What limits it
 
 **Replay** (`python -m tests.bench.profile_replay BOOTSTRAP 100000`: cProfile

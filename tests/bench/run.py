@@ -2,7 +2,7 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill ...] [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -33,6 +33,7 @@ from tests.bench import (
     bench_ha,
     bench_latency,
     bench_replay,
+    bench_rest,
     bench_signing,
     bench_txn,
     bench_workers,
@@ -46,7 +47,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill")  # fmt: skip
+         "ckpt-kill", "rest")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -218,6 +219,11 @@ def main() -> int:
                     asyncio.run(bench_checkpoints.kill(stack, 1 if args.quick else 2))
                 ]
                 emit(results["ckpt-kill"][0])
+            if "rest" in args.only:
+                n = 100 if args.quick else 1000
+                results["rest"] = asyncio.run(bench_rest.run(stack, n))
+                for r in results["rest"]:
+                    emit(r)
         finally:
             stop_stack()
     total = time.monotonic() - started

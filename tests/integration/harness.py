@@ -57,7 +57,7 @@ class CoordinatorProcess:
         self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "coordinator", "coordinator", "--id", replica_id,
-             "--log-level", "INFO", *extra],
+             "--log-level", "INFO", "--rest-port", "0", *extra],
             stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
         )  # fmt: skip
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from schemas.settings import ClusterSettings, SettingsError
+from schemas.settings import ALLOWED_WORKERS_ENV, ClusterSettings, SettingsError, listed
 
 
 @pytest.fixture(autouse=True)
@@ -44,3 +44,13 @@ def test_invalid_cluster_id_is_refused(bad: str) -> None:
 def test_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         ClusterSettings.load().cluster_id = "other"  # type: ignore[misc]
+
+
+def test_list_settings_come_from_flags_else_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ALLOWED_WORKERS_ENV, " tm-1, ,tm-2,tm-1 ")
+    assert listed(None, ALLOWED_WORKERS_ENV) == ("tm-1", "tm-2")
+    assert listed(["tm-3,tm-4", "tm-5"], ALLOWED_WORKERS_ENV) == ("tm-3", "tm-4", "tm-5")
+    monkeypatch.delenv(ALLOWED_WORKERS_ENV)
+    assert listed(None, ALLOWED_WORKERS_ENV) == ()

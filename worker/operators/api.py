@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.snapshot import TaskSnapshot
+from schemas.validation import protected_prefixes
 from worker.errors import OperatorConfigError, TaskError
 from worker.functions import FunctionRegistry
 
@@ -80,10 +81,18 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class KafkaEnv:
-    """Where the cluster's Kafka is: what edges, Kafka sources and sinks connect to."""
+    """Where the cluster's Kafka is: what edges, Kafka sources and sinks connect to.
+
+    `protected_topic_prefixes`: the configured ones (``--protected-topic-prefix``);
+    the cluster's own prefix is always protected (``protected_prefixes``)."""
 
     bootstrap: str
     catalog: Catalog
+    protected_topic_prefixes: tuple[str, ...] = ()
+
+    def protected_prefixes(self) -> tuple[str, ...]:
+        """The topic prefixes no task may name in its config."""
+        return protected_prefixes(self.catalog.prefix, self.protected_topic_prefixes)
 
 
 class NoKafkaError(TaskError):
