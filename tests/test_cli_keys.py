@@ -37,6 +37,11 @@ def test_generate_add_retire_is_a_rotation_and_never_prints_a_secret(tmp_path: P
     assert jm("keys", "retire", str(path), "--role", "client", "--id", "k1").returncode == 0
     assert [k.id for k in KeyRing.load(path).keys["client"]] == ["k3", "k2"]
     listed = jm("keys", "list", str(path))
+    worker = tmp_path / "worker.json"
+    roles = ("worker", "command")
+    assert jm("keys", "subset", str(path), str(worker), "--roles", *roles).returncode == 0
+    assert json.loads(worker.read_text()).keys() == set(roles)
+    assert KeyRing.load(worker, roles).keys == {r: KeyRing.load(path).keys[r] for r in roles}
     secrets = [k["secret"] for keys in json.loads(path.read_text()).values() for k in keys]
     for shown in (made, out, listed):
         assert not any(s in shown.stdout + shown.stderr for s in secrets)

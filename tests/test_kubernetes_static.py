@@ -204,3 +204,20 @@ def test_the_image_is_the_one_compose_builds_from_the_project_dockerfile() -> No
         in (K8S / "kustomization.yaml").read_text()
     )
     assert re.search(rf"^EXPOSE {REST_PORT}$", DOCKERFILE.read_text(), re.M)
+
+
+def test_coordinators_and_workers_mount_their_signing_keys_read_only() -> None:
+    """Coordinators get every role's key, workers only the worker and command keys
+    (two Secrets made with `jm keys generate` and `jm keys subset`)."""
+    secrets = {"jm-coordinator": "jm-signing-keys", "jm-worker": "jm-signing-keys-worker"}
+    for name, secret in secrets.items():
+        spec = deployment(name)["spec"]["template"]["spec"]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "signing-keys"]
+        assert volume["secret"]["secretName"] == secret
+        (container,) = spec["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "signing-keys"]
+        assert mount == {"name": "signing-keys", "mountPath": "/keys", "readOnly": True}
+    data = manifests()["ConfigMap/jm-cluster"]["data"]
+    assert data["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"  # where both mount it
+    header = (K8S / "kustomization.yaml").read_text()
+    assert "jm keys subset keys.json worker-keys.json --roles worker command" in header

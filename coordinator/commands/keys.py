@@ -4,7 +4,9 @@
 - ``jm keys add FILE --role R --id ID [--sign]``: a new key for a role, verifying
   only (listed last), or signing (listed first): the two steps of a rotation;
 - ``jm keys retire FILE --role R --id ID``: the last step, the old key goes;
-- ``jm keys list FILE``: roles and key ids, the signing one first (never secrets).
+- ``jm keys list FILE``: roles and key ids, the signing one first (never secrets);
+- ``jm keys subset FILE OUT --roles R...``: a file with only those roles' keys (a
+  worker's file: ``--roles worker command``; a client's: ``--roles client``).
 
 Rotation is documented in docs/security.md ("Signed records").
 """
@@ -51,6 +53,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = steps.add_parser("list", help="roles and key ids (never secrets)")
     show.add_argument("file", type=Path)
     show.set_defaults(handler=_list)
+    subset = steps.add_parser("subset", help="write a file with only some roles' keys")
+    subset.add_argument("file", type=Path)
+    subset.add_argument("out", type=Path)
+    subset.add_argument("--roles", nargs="+", choices=ROLES, required=True)
+    subset.set_defaults(handler=_subset)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -100,6 +107,18 @@ def _retire(args: argparse.Namespace) -> int:
     data[args.role] = keys
     signing.write_key_file(args.file, data)
     print(f"{args.role}: {', '.join(k['id'] for k in keys)} (the first signs)")
+    return 0
+
+
+def _subset(args: argparse.Namespace) -> int:
+    from schemas import signing
+
+    data = _read(args.file)
+    missing = [r for r in args.roles if r not in data]
+    if missing:
+        return fail(f"{args.file} has no {', '.join(missing)} keys", 1)
+    signing.write_key_file(args.out, {r: data[r] for r in args.roles})
+    print(f"wrote {args.out}: roles {', '.join(args.roles)} (mode 600)")
     return 0
 
 
