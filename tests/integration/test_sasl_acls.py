@@ -135,7 +135,7 @@ async def test_roles_are_limited_and_a_cluster_runs_under_its_acls(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     worker = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "worker", "--tm-id", "w1", "--slots", "4"],
+        [sys.executable, "-m", "coordinator", "worker", "--id", "w1", "--slots", "4"],
         env=env_of(secure, "worker", cluster, "SCRAM-SHA-256"), cwd=REPO,
         stdout=logs["worker"], stderr=subprocess.STDOUT,
     )  # fmt: skip
