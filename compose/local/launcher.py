@@ -612,7 +612,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-port")
     up.add_argument("--no-redis", action="store_true")
     up.add_argument("--secure", action="store_true",
-                    help="also a SASL listener (PLAIN, SCRAM-SHA-256), KRaft authorizer")  # fmt: skip
+                    help="also a SASL listener (PLAIN, SCRAM), KRaft authorizer")  # fmt: skip
     up.add_argument("--sasl-port")
     up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument("--json", action="store_true")

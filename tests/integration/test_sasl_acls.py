@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from schemas.catalog import Catalog
+from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ restart_strategy: {{kind: NONE}}
 
 
 @pytest.fixture(scope="module")
-def secure() -> Iterator[dict[str, Any]]:
+def secure(stack: Stack) -> Iterator[dict[str, Any]]:
     """A broker with SASL and ACLs; its addresses and the users' passwords."""
     name = f"sasl-{uuid.uuid4().hex[:8]}"
     base = [sys.executable, str(LAUNCHER), "--name", name]
@@ -52,18 +53,30 @@ def secure() -> Iterator[dict[str, Any]]:
         assert up.returncode == 0, f"the secure broker did not start:\n{up.stdout}{up.stderr}"
         info: dict[str, Any] = json.loads(up.stdout.strip().splitlines()[-1])
         info["users"] = json.loads(Path(info["users_file"]).read_text())
+        info["redis_url"] = stack.redis_url  # the suite's Redis (the broker runs without one)
         yield info
     finally:
         subprocess.run([*base, "down", "--purge"], capture_output=True, timeout=120, check=False)
 
 
-def env_of(secure: dict[str, Any], user: str, cluster: str, mechanism: str = "PLAIN") -> dict[str, str]:
+def env_of(
+    secure: dict[str, Any], user: str, cluster: str, mechanism: str = "PLAIN"
+) -> dict[str, str]:
+    """The environment of a process of `cluster` that connects as `user`."""
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=secure["sasl_bootstrap"],
+               REDIS_URL=secure["redis_url"],
                JM_CLUSTER_ID=cluster, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
                JM_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", JM_KAFKA_SASL_MECHANISM=mechanism,
-               JM_KAFKA_SASL_USERNAME=user, JM_KAFKA_SASL_PASSWORD=secure["users"][user])  # fmt: skip
-    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+               JM_KAFKA_SASL_USERNAME=user,
+               JM_KAFKA_SASL_PASSWORD=secure["users"][user])  # fmt: skip
     return env
+
+
+def start(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    """A ``jm`` process (coordinator, worker) writing to `log`."""
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "coordinator", *args], env=env, cwd=REPO,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def jm(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -127,18 +140,11 @@ async def test_roles_are_limited_and_a_cluster_runs_under_its_acls(
     assert await write(wrong, "client", catalog.submissions.name) != "ok"
 
     # The whole cluster under those ACLs: coordinator, worker (slot processes), jm submit.
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("coordinator", "worker")}  # noqa: SIM115
-    coordinator = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "coordinator", "--id", "c1", "--rest-port", "0",
-         "--lease-ttl-ms", "1500"],
-        env=env_of(secure, "coordinator", cluster), cwd=REPO, stdout=logs["coordinator"],
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "coordinator", "worker", "--id", "w1", "--slots", "4"],
-        env=env_of(secure, "worker", cluster, "SCRAM-SHA-256"), cwd=REPO,
-        stdout=logs["worker"], stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    coordinator = start(tmp_path / "coordinator.log", env_of(secure, "coordinator", cluster),
+                        "coordinator", "--id", "c1", "--rest-port", "0",
+                        "--lease-ttl-ms", "1500")  # fmt: skip
+    worker = start(tmp_path / "worker.log", env_of(secure, "worker", cluster, "SCRAM-SHA-256"),
+                   "worker", "--id", "w1", "--slots", "4")  # fmt: skip
     try:
         job = tmp_path / "job.yaml"
         job.write_text(JOB.format(topic=sink_topic))
@@ -146,7 +152,7 @@ async def test_roles_are_limited_and_a_cluster_runs_under_its_acls(
             jm, env_of(secure, "client", cluster), "submit", str(job), "--job-id", "secured-1",
             "--wait", "FINISHED", "--timeout", "120",
         )  # fmt: skip
-        output = {n: (tmp_path / f"{n}.log").read_text() for n in logs}
+        output = {n: (tmp_path / f"{n}.log").read_text() for n in ("coordinator", "worker")}
         assert done.returncode == 0, f"{done.stdout}{done.stderr}\n{output}"
         status = jm(env_of(secure, "reader", cluster), "status", "secured-1")
         assert status.returncode == 0 and "FINISHED" in status.stdout, status.stderr
@@ -161,5 +167,3 @@ async def test_roles_are_limited_and_a_cluster_runs_under_its_acls(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for f in logs.values():
-            f.close()
