@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import ssl
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:  # ssl is imported only when TLS is used (`jm --help` stays fast)
+    import ssl
 
 PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS: Final = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -116,6 +118,8 @@ class KafkaSecurity:
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
+        import ssl
+
         context = ssl.create_default_context(cafile=self.ssl_cafile)
         if self.ssl_certfile:
             context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
