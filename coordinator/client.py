@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import events as ev
 from schemas import kafkaio
@@ -36,7 +36,7 @@ async def produce(settings: ClusterSettings, event: ev.ClientCommand) -> tuple[i
     """Produce a client command to the submissions topic; returns (partition, offset)."""
     catalog = Catalog(settings.cluster_id)
     value, headers = default_codec().encode(event)
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
     )
     await producer.start()

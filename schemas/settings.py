@@ -1,7 +1,9 @@
 """Connection settings every process shares: one frozen object, passed in explicitly.
 
 Read from flags (the caller passes overrides), then the environment, then the
-defaults. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
+defaults. Kafka's SASL/TLS settings are a ``schemas.security.KafkaSecurity``
+(``JM_KAFKA_SECURITY_PROTOCOL`` and the like). Environment names:
+``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL`` and
 ``JM_CLUSTER_ID`` (the same names the Docker image, the Makefile and the test
 fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and ``JM_REDIS_URL``), matched
 without regard to case.
@@ -17,6 +19,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from schemas.security import KafkaSecurity
 
 #: Where each field is looked up in the environment, first name found wins.
 ENVIRONMENT: Final = {
@@ -54,6 +58,8 @@ class ClusterSettings:
     redis_url: str = field(
         default_factory=lambda: _from_environment("redis_url", "redis://127.0.0.1:6379/0")
     )
+    #: SASL/TLS of every Kafka client (``schemas.security``; the password never in repr)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity.load)
 
     def __post_init__(self) -> None:
         for name in ENVIRONMENT:

@@ -72,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
     )
+    from schemas.security import add_flags
+
+    add_flags(parser.add_argument_group("Kafka SASL/TLS (docs/security.md)"))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,6 +93,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from schemas import security
     from schemas.catalog import Catalog
     from schemas.settings import (
         PROTECTED_TOPIC_PREFIXES_ENV,
@@ -115,7 +119,10 @@ def handle(args: argparse.Namespace) -> int:
             bootstrap_servers=args.bootstrap_servers,
             redis_url=args.redis_url,
             cluster_id=args.cluster_id,
+            kafka_security=security.from_flags(args),
         )
+        # Every client of this process and of its slot processes (environment).
+        security.install(cluster.kafka_security)
         settings = WorkerSettings.load(
             tm_id=args.tm_id,
             slots=args.slots,
@@ -127,7 +134,7 @@ def handle(args: argparse.Namespace) -> int:
         # Refuse a bad storage URL at start, not at the first checkpoint.
         open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),
                    bootstrap=cluster.bootstrap_servers)  # fmt: skip
-    except (ValidationError, SettingsError) as err:
+    except (ValidationError, SettingsError, security.SecurityError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     except StateStoreError as err:
