@@ -34,8 +34,10 @@ deps: install
 	$(LAUNCH) resolve
 	$(LAUNCH) ensure redis-server kcat chromium chromedriver
 
+# SECURE=1: also a SASL listener (PLAIN, SCRAM-SHA-256) on 9094 with the KRaft authorizer
+# (docs/security.md); the plain listener on 9092 stays as it is.
 up: deps
-	$(LAUNCH) up
+	$(LAUNCH) up $(if $(SECURE),--secure)
 
 down:
 	$(LAUNCH) down

@@ -80,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as err:
         settings = sys.modules.get("schemas.settings")
-        if settings is not None and isinstance(err, settings.SettingsError):
+        security = sys.modules.get("schemas.security")
+        if (settings is not None and isinstance(err, settings.SettingsError)) or (
+            security is not None and isinstance(err, security.SecurityError)
+        ):
             print(f"jm: {err}", file=sys.stderr)  # a setting that cannot be used: usage
             return 2
         if "aiokafka" not in sys.modules:  # a Kafka error needs aiokafka loaded first

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import events as ev
 from schemas import kafkaio
@@ -39,7 +39,7 @@ async def produce(settings: ClusterSettings, event: ev.ClientCommand) -> tuple[i
     value, headers = default_codec().encode(event)
     topic, key = catalog.submissions.name, catalog.key_for(event)
     headers = keys.sign("submissions", topic, key, value, headers)
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=settings.bootstrap_servers, enable_idempotence=True, acks="all"
     )
     await producer.start()

@@ -12,6 +12,8 @@
   The journal is never dead-lettered: ``JournalDecoder`` raises instead.
 - Consumer and producer settings that are safe here (read_committed, no
   auto-commit, small fetch wait on control topics).
+- ``consumer`` / ``producer`` / ``admin_client``: every Kafka client of the project
+  is built here, with the process's SASL/TLS settings (``schemas.security``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import ConsumerRecord
 
 from schemas import events as ev
+from schemas import security
 from schemas.catalog import Catalog, TopicSpec
 from schemas.codec import Codec, DecodeError, default_codec
 from schemas.signing import KeyRing, SignatureError
@@ -62,7 +65,24 @@ class TopicState:
 
 def consumer(bootstrap: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer with the safe settings (callers assign() partitions themselves)."""
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, **{**SAFE_CONSUMER, **overrides})
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        **{**security.current().client_options(), **SAFE_CONSUMER, **overrides},
+    )
+
+
+def producer(*, bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:
+    """A producer with the process's connection security (``schemas.security``)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers, **{**security.current().client_options(), **options}
+    )
+
+
+def admin_client(*, bootstrap_servers: str, **options: Any) -> AIOKafkaAdminClient:
+    """An admin client with the process's connection security (``schemas.security``)."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, **{**security.current().client_options(), **options}
+    )
 
 
 async def create_topics(bootstrap: str, catalog: Catalog) -> dict[str, str]:
@@ -71,7 +91,7 @@ async def create_topics(bootstrap: str, catalog: Catalog) -> dict[str, str]:
     ``create_topics`` reports failures as error codes in its response instead
     of raising, so every code is checked here.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         specs = [
@@ -123,7 +143,7 @@ async def align_topic_configs(bootstrap: str, specs: list[TopicSpec]) -> list[st
             todo.append(spec)
     if not todo:
         return []
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         # AlterConfigs (not incremental) replaces every dynamic config of the topic:
@@ -148,7 +168,7 @@ async def align_topic_configs(bootstrap: str, specs: list[TopicSpec]) -> list[st
 
 async def describe_topics(bootstrap: str, names: list[str]) -> dict[str, TopicState]:
     """Partition counts and configs of the topics that exist (missing ones are absent)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -1,10 +1,12 @@
 """Connection settings every process shares: one frozen object, passed in explicitly.
 
 Read from flags (the caller passes overrides), then the environment, then the
-defaults. Environment names: ``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``,
-``JM_CLUSTER_ID`` and ``JM_SIGNING_KEYS_FILE`` (the same names the Docker image,
-the Makefile and the test fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and
-``JM_REDIS_URL``), matched without regard to case.
+defaults. Kafka's SASL/TLS settings are a ``schemas.security.KafkaSecurity``
+(``JM_KAFKA_SECURITY_PROTOCOL`` and the like). Environment names:
+``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``, ``JM_CLUSTER_ID`` and
+``JM_SIGNING_KEYS_FILE`` (the same names the Docker image, the Makefile and the
+test fixtures use; also ``JM_BOOTSTRAP_SERVERS`` and ``JM_REDIS_URL``), matched
+without regard to case.
 
 Standard library only, unlike the worker's pydantic settings: every ``jm``
 command loads this object, and importing pydantic-settings alone costs more CPU
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from schemas.signing import KeyRing
+
+from schemas.security import KafkaSecurity
 
 #: Where each field is looked up in the environment, first name found wins.
 ENVIRONMENT: Final = {
@@ -58,6 +62,8 @@ class ClusterSettings:
     redis_url: str = field(
         default_factory=lambda: _from_environment("redis_url", "redis://127.0.0.1:6379/0")
     )
+    #: SASL/TLS of every Kafka client (``schemas.security``; the password never in repr)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity.load)
 
     #: the key file of signed records (schemas/signing.py); empty: none given
     signing_keys: str = field(default_factory=lambda: _from_environment("signing_keys", ""))

@@ -301,7 +301,7 @@ class KafkaStore:
                     await kafkaio.check_topics(self.bootstrap, self.catalog, [self.spec.role])
                 except kafkaio.TopicError as err:
                     raise StateStoreError(str(err)) from err
-                producer = AIOKafkaProducer(
+                producer = kafkaio.producer(
                     bootstrap_servers=self.bootstrap,
                     acks="all",
                     enable_idempotence=True,

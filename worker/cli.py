@@ -81,6 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--insecure-unsigned", action="store_true",
         help="run without signing reports or verifying commands",
     )  # fmt: skip
+    from schemas.security import add_flags
+
+    add_flags(parser.add_argument_group("Kafka SASL/TLS (docs/security.md)"))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -99,6 +102,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from schemas import security
     from schemas.catalog import Catalog
     from schemas.settings import (
         PROTECTED_TOPIC_PREFIXES_ENV,
@@ -126,8 +130,11 @@ def handle(args: argparse.Namespace) -> int:
             cluster_id=args.cluster_id,
             signing_keys=args.signing_keys,
             insecure_unsigned=args.insecure_unsigned,
+            kafka_security=security.from_flags(args),
         )
         keys = cluster.keyring("worker")  # refuses to start without keys (or the flag)
+        # Every client of this process and of its slot processes (environment).
+        security.install(cluster.kafka_security)
         settings = WorkerSettings.load(
             tm_id=args.tm_id,
             slots=args.slots,
@@ -139,7 +146,7 @@ def handle(args: argparse.Namespace) -> int:
         # Refuse a bad storage URL at start, not at the first checkpoint.
         open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),
                    bootstrap=cluster.bootstrap_servers)  # fmt: skip
-    except (ValidationError, SettingsError) as err:
+    except (ValidationError, SettingsError, security.SecurityError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     except StateStoreError as err:

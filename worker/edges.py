@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.admin import NewTopic
 
 from schemas import edges, kafkaio
 from schemas import events as ev
@@ -93,7 +93,7 @@ async def create_edge_topics(env: KafkaEnv, spec: TaskSpec) -> list[str]:
     }
     rf = catalog.replication_factor
     specs = [NewTopic(name, n, rf, topic_configs=config) for name, n in wanted.items()]
-    admin = AIOKafkaAdminClient(bootstrap_servers=env.bootstrap)
+    admin = kafkaio.admin_client(bootstrap_servers=env.bootstrap)
     await admin.start()
     try:
         response = await admin.create_topics(specs)
@@ -144,7 +144,7 @@ class EdgeWriter:
         t = self._task = spec.task
         self._data_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt)
         self._end_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt, end=True)
-        self._producer = AIOKafkaProducer(
+        self._producer = kafkaio.producer(
             bootstrap_servers=env.bootstrap,
             enable_idempotence=True,
             acks="all",

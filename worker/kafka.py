@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas import events as ev
@@ -100,7 +100,7 @@ class KafkaReports:
     def __init__(self, bootstrap: str, catalog: Catalog, keys: KeyRing) -> None:
         self._catalog = catalog
         self._keys = keys
-        self._producer = AIOKafkaProducer(
+        self._producer = kafkaio.producer(
             bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
         )
         #: reports Kafka refused for good (or that could not be encoded).

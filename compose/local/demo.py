@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TextIO
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from coordinator import client
 from coordinator.runtime.journal import JournalFollower
@@ -508,7 +508,7 @@ class Demo:
         created = sum(1 for line in out.splitlines() if line.startswith("created"))
         say(f"{stamp()} cluster {self.settings.cluster_id!r}: {len(self.catalog.topics)} topics "
             f"({created} created now) via `jm topics create`")  # fmt: skip
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        admin = kafkaio.admin_client(bootstrap_servers=self.settings.bootstrap_servers)
         await admin.start()
         try:
             spec = NewTopic(self.sink_topic, num_partitions=2,

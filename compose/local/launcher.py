@@ -41,6 +41,11 @@ POM = HERE / "pom.xml"
 DEFAULT_KAFKA_PORT = 9092
 DEFAULT_CONTROLLER_PORT = 9093
 DEFAULT_REDIS_PORT = 6379
+DEFAULT_SASL_PORT = 9094
+#: The principals `up --secure` creates (SASL/PLAIN and SCRAM-SHA-256, one password
+#: each, in <home>/kafka/users.json). admin is the super user (ACLs, topic set-up).
+SECURE_USERS = ("admin", "coordinator", "worker", "client", "reader")
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 READY_LINE = "Kafka Server started"
 
 # Debian package that provides each binary the launcher may need.
@@ -243,6 +248,8 @@ class Instance:
     kafka_port: int
     controller_port: int
     redis_port: int
+    #: SASL_PLAINTEXT listener with the KRaft authorizer (`up --secure`); 0: none
+    sasl_port: int = 0
 
     @property
     def bootstrap(self) -> str:
@@ -253,7 +260,50 @@ class Instance:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
 
-def server_properties(inst: Instance, data: Path) -> str:
+def secure_properties(inst: Instance, users: dict[str, str]) -> dict[str, str]:
+    """A SASL_PLAINTEXT listener (PLAIN and SCRAM-SHA-256) on its own port, and the KRaft
+    authorizer. The plain listener (and the controller's) stay open: their principal,
+    ANONYMOUS, is a super user, so the rest of the suite runs on them as before."""
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return {
+        "listeners": (
+            f"PLAINTEXT://127.0.0.1:{inst.kafka_port},CONTROLLER://127.0.0.1:"
+            f"{inst.controller_port},SASL_PLAINTEXT://127.0.0.1:{inst.sasl_port}"
+        ),
+        "advertised.listeners": (
+            f"PLAINTEXT://127.0.0.1:{inst.kafka_port},SASL_PLAINTEXT://127.0.0.1:{inst.sasl_port}"
+        ),
+        "listener.security.protocol.map": (
+            "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+        ),
+        "sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-256",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": (
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {plain_users};"
+        ),
+        "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config": (
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        ),
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": "User:ANONYMOUS;User:admin",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def secure_users(kdir: Path) -> dict[str, str]:
+    """The principals' passwords, made once per instance (users.json, mode 0600)."""
+    path = kdir / "users.json"
+    if path.exists():
+        users: dict[str, str] = json.loads(path.read_text())
+        return users
+    users = {name: base64.urlsafe_b64encode(os.urandom(18)).decode() for name in SECURE_USERS}
+    kdir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(users, f, indent=2)
+    return users
+
+
+def server_properties(inst: Instance, data: Path, users: dict[str, str] | None = None) -> str:
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
@@ -283,6 +333,8 @@ def server_properties(inst: Instance, data: Path) -> str:
         "num.network.threads": "2",
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
+    if inst.sasl_port:
+        settings.update(secure_properties(inst, users or {}))
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -332,12 +384,16 @@ def start_kafka(inst: Instance, timeout: float) -> None:
     libs = resolve_jars()
     data, logs = kdir / "data", kdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    (kdir / "server.properties").write_text(server_properties(inst, data))
+    users = secure_users(kdir) if inst.sasl_port else {}
+    (kdir / "server.properties").write_text(server_properties(inst, data, users))
     (kdir / "log4j.properties").write_text(LOG4J.format(logs=logs))
     if not (data / "meta.properties").exists():
         cluster = kafka_cluster_id()
+        # SCRAM credentials live in the KRaft metadata: written when it is formatted.
+        scram = [f"--add-scram=SCRAM-SHA-256=[name={n},password={p}]" for n, p in users.items()]
         fmt = java_cmd(libs, home, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
-                       "-c", str(kdir / "server.properties"), "--ignore-formatted")  # fmt: skip
+                       "-c", str(kdir / "server.properties"), "--ignore-formatted",
+                       *scram)  # fmt: skip
         done = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise LauncherError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
@@ -463,6 +519,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             args.controller_port, "JM_KAFKA_CONTROLLER_PORT", DEFAULT_CONTROLLER_PORT, auto
         ),
         redis_port=port_arg(args.redis_port, "JM_REDIS_PORT", DEFAULT_REDIS_PORT, auto),
+        sasl_port=(
+            port_arg(args.sasl_port, "JM_KAFKA_SASL_PORT", DEFAULT_SASL_PORT, auto)
+            if args.secure
+            else 0
+        ),
     )
     if inst is not None and not auto:
         asked = ports_asked(args)
@@ -472,6 +533,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             raise LauncherError(
                 f"instance '{args.name}' runs on other ports than asked ({moves}); "
                 f"stop it first (`make down`) or ask for its ports"
+            )
+        if bool(inst.sasl_port) != bool(args.secure) and (home / "kafka" / "data").exists():
+            raise LauncherError(
+                f"instance '{args.name}' was made {'with' if inst.sasl_port else 'without'} "
+                f"--secure; remove it first (`launcher.py --name {args.name} down --purge`) "
+                f"or use another --name"
             )
         if not changed:
             wanted = inst  # the instance keeps the ports it has
@@ -484,12 +551,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         start_redis(inst, args.timeout)
     start_kafka(inst, args.timeout)
     elapsed = time.monotonic() - started
+    secure = {}
+    if inst.sasl_port:
+        secure = {"sasl_bootstrap": f"127.0.0.1:{inst.sasl_port}",
+                  "users_file": str(home / "kafka" / "users.json")}  # fmt: skip
     if args.json:
         print(json.dumps({"bootstrap": inst.bootstrap, "redis_url": inst.redis_url,
                           "home": inst.home, "seconds": round(elapsed, 2),
-                          "signing_keys": str(keys)}))  # fmt: skip
+                          "signing_keys": str(keys), **secure}))  # fmt: skip
     else:
         print(f"Kafka  {inst.bootstrap}   (logs: {home / 'kafka' / 'logs' / 'server.log'})")
+        if secure:
+            print(f"Kafka  {secure['sasl_bootstrap']}   SASL_PLAINTEXT (PLAIN, SCRAM-SHA-256) "
+                  f"with ACLs; users {', '.join(SECURE_USERS)}, passwords in "
+                  f"{secure['users_file']}; admin is the super user")  # fmt: skip
         if not args.no_redis:
             print(f"Redis  {inst.redis_url}   (log: {home / 'redis' / 'redis.log'})")
         print(f"signing keys {keys}")
@@ -528,6 +603,9 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"export KAFKA_BOOTSTRAP_SERVERS={inst.bootstrap}")
     print(f"export REDIS_URL={inst.redis_url}")
     print(f"export JM_SIGNING_KEYS_FILE={signing_keys(Path(inst.home))}")
+    if inst.sasl_port:
+        print(f"# SASL listener: 127.0.0.1:{inst.sasl_port}; passwords in "
+              f"{Path(inst.home) / 'kafka' / 'users.json'} (docs/security.md)")  # fmt: skip
     return 0
 
 
@@ -555,6 +633,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--controller-port")
     up.add_argument("--redis-port")
     up.add_argument("--no-redis", action="store_true")
+    up.add_argument("--secure", action="store_true",
+                    help="also a SASL listener (PLAIN, SCRAM), KRaft authorizer")  # fmt: skip
+    up.add_argument("--sasl-port")
     up.add_argument("--timeout", type=float, default=120.0)
     up.add_argument("--json", action="store_true")
     up.set_defaults(func=cmd_up)

@@ -28,6 +28,9 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cluster-id", help="namespaces topics, ids and keys (default $JM_CLUSTER_ID or jm)"
     )
+    from schemas.security import add_flags
+
+    add_flags(parser.add_argument_group("Kafka SASL/TLS (docs/security.md)"))
     add_signing_flags(group)
 
 
@@ -45,15 +48,21 @@ def add_signing_flags(group: argparse._ArgumentGroup) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> ClusterSettings:
+    """The command's settings; their Kafka SASL/TLS settings become the process's
+    (``schemas.security.install``), so every client it builds uses them."""
+    from schemas import security
     from schemas.settings import ClusterSettings
 
-    return ClusterSettings.load(
+    settings = ClusterSettings.load(
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
         redis_url=getattr(args, "redis_url", None),
         cluster_id=getattr(args, "cluster_id", None),
         signing_keys=getattr(args, "signing_keys", None),
         insecure_unsigned=getattr(args, "insecure_unsigned", None),
+        kafka_security=security.from_flags(args),
     )
+    security.install(settings.kafka_security)
+    return settings
 
 
 def catalog_from(settings: ClusterSettings) -> Catalog:

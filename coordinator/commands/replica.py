@@ -138,24 +138,21 @@ def rest_token(args: argparse.Namespace) -> str | None:
 
 
 def rest_options(args: argparse.Namespace, settings: ClusterSettings) -> dict[str, str]:
-    """The replica's configuration as ``/jobmanager/config`` shows it: no token, and the
-    Redis URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
+    """The replica's configuration as ``/jobmanager/config`` shows it: no token, the
+    Redis URL without its password, Kafka's SASL/TLS settings with the password masked."""
+    from schemas.security import FLAGS, mask_url
 
-    redis = urlsplit(settings.redis_url)
-    if redis.password is not None:
-        host = redis.hostname or ""
-        netloc = f"{redis.username or ''}:***@{host}" + (f":{redis.port}" if redis.port else "")
-        redis = redis._replace(netloc=netloc)
-    hidden = {"handler", "rest_token_file", "redis_url", "bootstrap_servers", "cluster_id"}
+    hidden = {"handler", "rest_token_file", "redis_url", "bootstrap_servers", "cluster_id", *FLAGS}
     options = {
         "jm.cluster-id": settings.cluster_id,
         "jm.bootstrap-servers": settings.bootstrap_servers,
-        "jm.redis-url": urlunsplit(redis),
+        "jm.redis-url": mask_url(settings.redis_url),
         "rest.token-configured": str(
             args.rest_token_file is not None or bool(os.environ.get("JM_REST_TOKEN"))
         ).lower(),
     }
+    for key, value in settings.kafka_security.masked().items():
+        options["jm.kafka." + key] = value
     for key, value in sorted(vars(args).items()):
         if key not in hidden and not callable(value):
             options["jm.coordinator." + key.replace("_", "-")] = str(value)
@@ -230,6 +227,13 @@ async def _coordinator(args: argparse.Namespace) -> int:
             allowed_workers=frozenset(listed(args.allowed_workers, ALLOWED_WORKERS_ENV)),
         ),
     )
+    from schemas.security import mask_url
+
+    logging.getLogger(__name__).info(
+        "cluster %s: Kafka %s (%s), Redis %s", settings.cluster_id, settings.bootstrap_servers,
+        ", ".join(f"{k}={v}" for k, v in settings.kafka_security.masked().items()),
+        mask_url(settings.redis_url),
+    )  # fmt: skip
     allowed = sorted(config.domain.allowed_workers)
     logging.getLogger(__name__).info(
         "jobs may name no topic under %s; workers allowed to register: %s",
@@ -330,8 +334,8 @@ async def read_replicas(
 async def prune_replicas(settings: ClusterSettings, now: int | None = None) -> list[str]:
     """Write a tombstone for every replica past its retention (compaction then drops
     its records); returns their ids. Every coordinator does it as it starts."""
-    from aiokafka import AIOKafkaProducer
 
+    from schemas import kafkaio
     from schemas.catalog import Catalog
 
     now = int(time.time() * 1000) if now is None else now
@@ -340,7 +344,7 @@ async def prune_replicas(settings: ClusterSettings, now: int | None = None) -> l
     if not gone:
         return []
     catalog = Catalog(settings.cluster_id)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafkaio.producer(bootstrap_servers=settings.bootstrap_servers, acks="all")
     await producer.start()
     try:
         for rid in gone:

@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(describe)
     describe.add_argument("--json", action="store_true")
     describe.set_defaults(handler=lambda a: run(_describe(a)))
+    # `jm acls` sets up the broker too; registered here (no entry point of its own,
+    # so an installed package needs no reinstall to get it).
+    from coordinator.commands import acls
+
+    acls.register(sub)
 
 
 async def _create(args: argparse.Namespace) -> int:

@@ -15,10 +15,9 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka.admin import AIOKafkaAdminClient
-
 from coordinator.domain import State
 from schemas import events as ev
+from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.edges import edge_run_prefix, edge_topic_prefix
 
@@ -68,7 +67,7 @@ class EdgeCollector:
                 log.warning("could not delete edge topics under %s", prefix, exc_info=True)
 
     async def _delete(self, prefix: str) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = kafkaio.admin_client(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]

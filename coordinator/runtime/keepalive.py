@@ -20,11 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
-
 from coordinator.runtime.clock import LeaderClock
 from coordinator.runtime.outbox import Outbox
 from schemas import events as ev
+from schemas import kafkaio
 from schemas.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -88,7 +87,7 @@ class KeepaliveSender:
         asyncio.run(self._run())
 
     async def _run(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
+        producer = kafkaio.producer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=0)
         await producer.start()
         try:
             seq = 0

@@ -50,7 +50,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.producer import sender as aiokafka_sender
 from aiokafka.structs import OffsetAndMetadata, RecordMetadata
@@ -203,7 +202,7 @@ class Leader:
     async def _take_over(self) -> None:
         self._check_lease()
         tune_aiokafka_transactions()
-        producer = AIOKafkaProducer(
+        producer = kafkaio.producer(
             bootstrap_servers=self.bootstrap,
             transactional_id=self.catalog.transactional_id,
             enable_idempotence=True,
@@ -647,7 +646,7 @@ async def committed_offsets(
     first lookup of a group coordinator, which answers "not available" meanwhile.
     """
     deadline = time.monotonic() + timeout_s
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafkaio.admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         while True:

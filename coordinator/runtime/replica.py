@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
@@ -271,7 +270,7 @@ class StatusPublisher:
     def __init__(self, bootstrap: str, catalog: Catalog, replica: Replica) -> None:
         self.catalog = catalog
         self.replica = replica
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+        self._producer = kafkaio.producer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._digests = CommittedDigest()

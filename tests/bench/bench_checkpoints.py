@@ -49,7 +49,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from schemas import events as ev
 from schemas import kafkaio
@@ -278,7 +278,7 @@ async def trigger_real(stack: Stack, subtasks: int, checkpoints: int) -> dict[st
 
 
 async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafkaio.admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, 1)])

@@ -27,7 +27,7 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -59,7 +59,7 @@ async def run_once(bootstrap: str, records: int, parallelism: int) -> dict[str, 
     catalog = Catalog(f"bench-dp-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(bootstrap, catalog)
     sink = f"{catalog.prefix}-bench-sink"  # jobs may not name "<prefix>." topics
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafkaio.admin_client(bootstrap_servers=bootstrap)
     await admin.start()
     await admin.create_topics([NewTopic(sink, parallelism, 1)])
     cluster = await _cluster(bootstrap, catalog, 1 + 2 * parallelism)

@@ -36,7 +36,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from coordinator.runtime import machine, snapshots
@@ -145,7 +144,7 @@ class Client:
     def __init__(self, bootstrap: str, catalog: Catalog) -> None:
         self.catalog = catalog
         self.codec = default_codec()
-        self.producer = AIOKafkaProducer(
+        self.producer = kafkaio.producer(
             bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
         )
         self.sent = 0
@@ -419,7 +418,7 @@ async def _write_snapshot(bootstrap: str, catalog: Catalog, covered_until: int) 
     t = time.perf_counter()
     parts = snapshots.chunks(state, snapshot_id, covered, epoch, int(time.time() * 1000))
     encode_s = time.perf_counter() - t
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=bootstrap, transactional_id=f"{catalog.cluster_id}.bench-snapshot",
         enable_idempotence=True, acks="all", max_request_size=4 * 1024 * 1024,
     )  # fmt: skip

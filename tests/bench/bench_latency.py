@@ -217,7 +217,7 @@ async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False) -> l
          catalog.cluster_id, "--workers", "4", "--slots", "8", "--finish-after", "0.2"],
         cwd=REPO, stdout=fleet_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=stack.bootstrap, enable_idempotence=True, acks="all", linger_ms=0
     )
     await producer.start()

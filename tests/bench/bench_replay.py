@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from coordinator.domain import State, evolve, state_digest
 from coordinator.runtime.journal import JournalFollower
@@ -46,7 +46,7 @@ def _journal_bytes_on_disk(kafka_data: Path | None, topic: str) -> int | None:
 
 
 async def _write(bootstrap: str, catalog: Catalog, gen: JournalGenerator, n: int) -> dict[str, Any]:
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=bootstrap,
         transactional_id=f"{catalog.cluster_id}.bench-writer",
         enable_idempotence=True,

@@ -64,7 +64,7 @@ async def run(bootstrap: str, n: int = 100) -> list[dict[str, Any]]:
         catalog = Catalog(f"bench-txn-{uuid.uuid4().hex[:8]}")
         await kafkaio.create_topics(bootstrap, catalog)
         aiokafka_sender.BACKOFF_OVERRIDE = override
-        producer = AIOKafkaProducer(
+        producer = kafkaio.producer(
             bootstrap_servers=bootstrap,
             transactional_id=catalog.transactional_id,
             enable_idempotence=True,

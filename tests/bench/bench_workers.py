@@ -33,8 +33,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
 from schemas import events as ev
 from schemas import kafkaio, timing
 from schemas.catalog import Catalog
@@ -87,7 +85,7 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
     watcher = asyncio.create_task(watch(stack.bootstrap, catalog, w))
     coordinator = CoordinatorProcess(stack, catalog, "wk-1")
     workers: dict[str, WorkerProcess] = {}
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, enable_idempotence=True)
+    producer = kafkaio.producer(bootstrap_servers=stack.bootstrap, enable_idempotence=True)
     await producer.start()
 
     def add_worker(i: int) -> str:
@@ -163,7 +161,7 @@ async def worker_kill(stack: Stack, rounds: int) -> dict[str, Any]:
 async def _beat(args: argparse.Namespace) -> None:
     """The generator process: register N workers, then heartbeat each at 1 Hz."""
     catalog = Catalog(args.cluster_id)
-    producer = AIOKafkaProducer(
+    producer = kafkaio.producer(
         bootstrap_servers=args.bootstrap, acks=1, linger_ms=5, max_batch_size=256 * 1024
     )
     await producer.start()

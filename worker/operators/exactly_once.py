@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from schemas import kafkaio
 from schemas.snapshot import TaskSnapshot
@@ -83,7 +83,7 @@ async def create_topic(
 ) -> None:
     """Create `topic` with `partitions` and `configs` (broker defaults otherwise); an
     existing one is kept as it is."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=env.bootstrap)
+    admin = kafkaio.admin_client(bootstrap_servers=env.bootstrap)
     await admin.start()
     try:
         rf = env.catalog.replication_factor
@@ -109,7 +109,7 @@ async def create_marker_topic(env: KafkaEnv) -> None:
 
 def sink_producer(bootstrap: str, transactional_id: str | None = None) -> AIOKafkaProducer:
     """The sink's producer: idempotent, acks=all; transactional for exactly-once."""
-    return AIOKafkaProducer(
+    return kafkaio.producer(
         bootstrap_servers=bootstrap,
         transactional_id=transactional_id,
         enable_idempotence=True,
