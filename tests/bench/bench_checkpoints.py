@@ -208,10 +208,11 @@ async def trigger_protocol(stack: Stack, subtasks: int, checkpoints: int) -> dic
         # One process per simulated TaskManager, as real TaskManagers are processes of
         # their own (they share the 2 cores with the coordinator, the broker and Redis).
         fleet = []
-        for i in range(workers):
+        per = int(os.environ.get("JM_BENCH_FLEET_PER_PROCESS", "1"))
+        for i in range(0, workers, per):
             fleet.append(subprocess.Popen(  # noqa: ASYNC220 - started before anything is measured
                 [sys.executable, "-m", "tests.bench.fleet", stack.bootstrap, stack.redis_url,
-                 s.catalog.cluster_id, "--workers", "1", "--first-index", str(i),
+                 s.catalog.cluster_id, "--workers", str(per), "--first-index", str(i),
                  "--slots", str(slots), "--finish-after", "0", "--ack-checkpoints"],
                 cwd=REPO, stdout=fleet_log, stderr=subprocess.STDOUT,
             ))  # fmt: skip
