@@ -934,6 +934,8 @@ class TriggerCheckpoint(WorkerCommand):
     checkpoint_id: the checkpoint.
     kind: checkpoint, savepoint or stop-with-savepoint.
     target_directory: savepoint location; null for checkpoints.
+    more_tasks: further task attempts on the same worker incarnation the command is
+        also for: one record per worker, not per task (since v2).
     """
 
     tm_id: str
@@ -942,6 +944,11 @@ class TriggerCheckpoint(WorkerCommand):
     checkpoint_id: int
     kind: CheckpointKind = CheckpointKind.CHECKPOINT
     target_directory: str | None = None
+    more_tasks: tuple[TaskRef, ...] = ()
+
+    def tasks(self) -> tuple[TaskRef, ...]:
+        """Every task attempt the command is for."""
+        return (self.task, *self.more_tasks)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -952,12 +959,19 @@ class NotifyCheckpointComplete(WorkerCommand):
     incarnation: target incarnation.
     task: the task attempt.
     checkpoint_id: the completed checkpoint.
+    more_tasks: further task attempts on the same worker incarnation the command is
+        also for: one record per worker, not per task (since v2).
     """
 
     tm_id: str
     incarnation: str
     task: TaskRef
     checkpoint_id: int
+    more_tasks: tuple[TaskRef, ...] = ()
+
+    def tasks(self) -> tuple[TaskRef, ...]:
+        """Every task attempt the command is for."""
+        return (self.task, *self.more_tasks)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -968,12 +982,19 @@ class NotifyCheckpointAborted(WorkerCommand):
     incarnation: target incarnation.
     task: the task attempt.
     checkpoint_id: the aborted checkpoint.
+    more_tasks: further task attempts on the same worker incarnation the command is
+        also for: one record per worker, not per task (since v2).
     """
 
     tm_id: str
     incarnation: str
     task: TaskRef
     checkpoint_id: int
+    more_tasks: tuple[TaskRef, ...] = ()
+
+    def tasks(self) -> tuple[TaskRef, ...]:
+        """Every task attempt the command is for."""
+        return (self.task, *self.more_tasks)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -71,6 +71,8 @@ MAX_OPERATORS_PER_WORKER: Final = 256
 #: that ended last. The worst case (every id at MAX_ID_BYTES, every counter a full
 #: long) is about 150 KB, far under jm.heartbeats' 1 MiB records.
 MAX_TASK_METRICS_PER_HEARTBEAT: Final = 2 * MAX_SLOTS_PER_WORKER
+#: task attempts one checkpoint command (trigger, notify) names: a worker's slots.
+MAX_TASKS_PER_COMMAND: Final = MAX_SLOTS_PER_WORKER
 #: workers registered at once; a new worker beyond it is rejected.
 MAX_WORKERS: Final = 1_024
 #: jobs the coordinator holds at once (ended ones count until archived).
@@ -125,6 +127,7 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "operators": MAX_OPERATORS_PER_WORKER,
     "running_tasks": MAX_SLOTS_PER_WORKER,
     "task_metrics": MAX_TASK_METRICS_PER_HEARTBEAT,
+    "more_tasks": MAX_TASKS_PER_COMMAND - 1,
 }
 
 #: Inclusive ranges of integer fields whose value sizes memory or records.

@@ -329,41 +329,42 @@ class TaskManager:
                 self._report_state(task, ES.FAILED, rejection)
 
     def _trigger(self, command: ev.TriggerCheckpoint) -> None:
-        """A source task checkpoints (its slot process injects the barriers)."""
-        index = self.table.slot_of(command.task)
+        """Source tasks checkpoint (their slot processes inject the barriers)."""
+        for task in command.tasks():
+            self._trigger_task(task, command.checkpoint_id)
+
+    def _trigger_task(self, task: ev.TaskRef, checkpoint_id: int) -> None:
+        index = self.table.slot_of(task)
         entry = self.table.entry(index) if index is not None else None
         if entry is not None and entry.state is ES.FINISHED:
             # Reported FINISHED already (FLIP-147): it counts with no state.
             self._checkpoint_report(
-                checkpointing.Acked(
-                    command.task, command.checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0
-                )
+                checkpointing.Acked(task, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
             )
             return
         if index is None or entry is None or entry.state is not ES.RUNNING:
             state = "not here" if entry is None else str(entry.state)
             why = f"task not running on this worker ({state})"
-            self._checkpoint_report(
-                checkpointing.Declined(command.task, command.checkpoint_id, why)
-            )
+            self._checkpoint_report(checkpointing.Declined(task, checkpoint_id, why))
             return
-        self._slots[index].send(slotmsg.TriggerRun(command.task, command.checkpoint_id))
+        self._slots[index].send(slotmsg.TriggerRun(task, checkpoint_id))
 
     def _notify(self, command: ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted) -> None:
-        """Pass a checkpoint's outcome to the task's slot process (its operator may
+        """Pass a checkpoint's outcome to the tasks' slot processes (an operator may
         commit, e.g. an exactly-once sink); a task that is not running here ignores it."""
         completed = isinstance(command, ev.NotifyCheckpointComplete)
-        index = self.table.slot_of(command.task)
-        entry = self.table.entry(index) if index is not None else None
-        if index is None or entry is None or entry.state is not ES.RUNNING:
-            log.debug(
-                "checkpoint %d %s: %s not running here",
-                command.checkpoint_id,
-                "complete" if completed else "aborted",
-                slots.task_name(command.task),
-            )
-            return
-        self._slots[index].send(slotmsg.NotifyRun(command.task, command.checkpoint_id, completed))
+        for task in command.tasks():
+            index = self.table.slot_of(task)
+            entry = self.table.entry(index) if index is not None else None
+            if index is None or entry is None or entry.state is not ES.RUNNING:
+                log.debug(
+                    "checkpoint %d %s: %s not running here",
+                    command.checkpoint_id,
+                    "complete" if completed else "aborted",
+                    slots.task_name(task),
+                )
+                continue
+            self._slots[index].send(slotmsg.NotifyRun(task, command.checkpoint_id, completed))
 
     def _checkpoint_report(self, report: checkpointing.CheckpointReport) -> None:
         incarnation = self._accepted_by.get(report.task, self.incarnation)

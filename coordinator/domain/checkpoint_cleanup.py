@@ -19,9 +19,10 @@ from schemas.events import (
     JobStatus,
     NotifyCheckpointAborted,
     NotifyCheckpointComplete,
+    TaskRef,
     TriggerCheckpoint,
 )
-from schemas.limits import FINISHED_TASK_HANDLE, MAX_REASON_BYTES, clip
+from schemas.limits import FINISHED_TASK_HANDLE, MAX_REASON_BYTES, MAX_TASKS_PER_COMMAND, clip
 
 TaskCommand = TriggerCheckpoint | NotifyCheckpointComplete | NotifyCheckpointAborted
 
@@ -29,13 +30,21 @@ TaskCommand = TriggerCheckpoint | NotifyCheckpointComplete | NotifyCheckpointAbo
 def send_to_tasks(
     p: Planner, job: Job, keys: Iterable[SubtaskKey], command: type[TaskCommand], **fields: Any
 ) -> None:
-    """Send `command` to the current attempt of each subtask of `keys` that is deployed."""
+    """Send `command` to the current attempt of each subtask of `keys` that is deployed:
+    one command per worker incarnation naming its tasks (``task`` and ``more_tasks``),
+    not one per task, so a checkpoint of n subtasks on w workers costs w records."""
+    by_worker: dict[tuple[str, str], list[TaskRef]] = {}
     for key in keys:
         x = job.executions[key]
         if x.tm_id is not None and x.incarnation is not None:
+            by_worker.setdefault((x.tm_id, x.incarnation), []).append(job.task_ref(key))
+    for (tm_id, incarnation), tasks in by_worker.items():
+        for i in range(0, len(tasks), MAX_TASKS_PER_COMMAND):
+            first, *more = tasks[i : i + MAX_TASKS_PER_COMMAND]
             p.command(
-                command, tm_id=x.tm_id, incarnation=x.incarnation, task=job.task_ref(key), **fields
-            )
+                command, tm_id=tm_id, incarnation=incarnation, task=first,
+                more_tasks=tuple(more), **fields,
+            )  # fmt: skip
 
 
 def notify(

@@ -28,20 +28,20 @@ from tests.integration.harness import ProtocolWorker, now_ms, signed_record
 
 
 class AckingWorker(ProtocolWorker):
-    """Acknowledges each trigger for the triggered task only (not every task of its job)."""
+    """Acknowledges each trigger for the tasks it names only (not every task of its job)."""
 
     async def _acknowledge(self, trigger: ev.TriggerCheckpoint) -> None:
-        task = trigger.task
-        ack = ev.CheckpointAcknowledged(
-            event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
-            incarnation=self.incarnation, checkpoint_id=trigger.checkpoint_id, task=task,
-            state_handle=f"bench://{trigger.checkpoint_id}/{task.subtask_index}",
-            state_size=16, duration_ms=0,
-        )  # fmt: skip
-        # Not waiting for the broker's ack of each one: a worker's acks go out batched.
-        topic, key, value, headers = signed_record(self.catalog, ack)
-        await self._producer.producer.send(topic, value, key=key, headers=headers)
-        print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
+        for task in trigger.tasks():
+            ack = ev.CheckpointAcknowledged(
+                event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
+                incarnation=self.incarnation, checkpoint_id=trigger.checkpoint_id, task=task,
+                state_handle=f"bench://{trigger.checkpoint_id}/{task.subtask_index}",
+                state_size=16, duration_ms=0,
+            )  # fmt: skip
+            # Not waiting for the broker's ack of each one: a worker's acks go out batched.
+            topic, key, value, headers = signed_record(self.catalog, ack)
+            await self._producer.producer.send(topic, value, key=key, headers=headers)
+            print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
 
 
 async def main(args: argparse.Namespace) -> None:

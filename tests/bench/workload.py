@@ -290,7 +290,7 @@ class JournalGenerator:
             if deploy is not None and deploy.task == command.task:
                 self._at(2, functools.partial(self._report_end, w, deploy, E.CANCELED))
         elif isinstance(command, ev.TriggerCheckpoint):
-            # One trigger per source subtask; barriers reach every task once.
+            # One trigger per worker running sources; barriers reach every task once.
             key2 = (command.task.job_id, command.checkpoint_id)
             if key2 not in self._triggered:
                 self._triggered.add(key2)

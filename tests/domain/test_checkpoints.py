@@ -75,10 +75,35 @@ def test_periodic_trigger_at_the_interval_to_the_sources_only() -> None:
     d = c.tick(1)
     assert [type(e).__name__ for e in d.events] == ["CheckpointTriggered"]
     triggers = [x for x in d.commands if isinstance(x, TriggerCheckpoint)]
-    assert sorted((t.task.vertex_id, t.task.subtask_index) for t in triggers) == [
+    assert sorted((t.vertex_id, t.subtask_index) for x in triggers for t in x.tasks()) == [
         ("src", 0),
         ("src", 1),
     ]
+    _check(c)
+
+
+def test_one_trigger_and_one_notification_per_worker_naming_its_tasks() -> None:
+    c = Cluster(config=DomainConfig(allow_checkpointing=True))
+    c.register("tm-a", slots=3)
+    c.register("tm-b", slots=3)
+    c.submit("job", (("src", "map", 6),), checkpoints=CheckpointConfig(interval_ms=1_000))
+    c.run_all("job")
+    d = c.tick(1_000)
+    triggers = [x for x in d.commands if isinstance(x, TriggerCheckpoint)]
+    executions = c.state.jobs["job"].executions
+    by_worker = {(x.tm_id, x.incarnation) for x in executions.values()}
+    assert len(by_worker) == 2 and len(triggers) == 2
+    for t in triggers:
+        assert all(
+            (executions[(task.vertex_id, task.subtask_index)].tm_id, t.incarnation)
+            == (t.tm_id, t.incarnation)
+            for task in t.tasks()
+        )
+    assert {task for t in triggers for task in t.tasks()} == set(c.tasks("job"))
+    d = c.ack_all("job", 1)
+    notes = [x for x in d.commands if isinstance(x, NotifyCheckpointComplete)]
+    assert len(notes) == 2
+    assert {task for n in notes for task in n.tasks()} == set(c.tasks("job"))
     _check(c)
 
 
@@ -100,7 +125,8 @@ def test_every_subtask_acknowledging_completes_without_the_harness_recording_ack
     assert len(done.task_states) == 3
     assert done.duration_ms == 40 and done.state_size == 64 + 64 + 100
     assert max(h.alignment_ms for h in done.task_states) == 7
-    assert {x.task for x in d.commands if isinstance(x, NotifyCheckpointComplete)} == set(tasks)
+    notified = {t for x in d.commands if isinstance(x, NotifyCheckpointComplete) for t in x.tasks()}
+    assert notified == set(tasks)
     assert c.view.checkpoint_acks == {}  # forgotten once complete
     assert c.state.jobs["job"].checkpoints.latest_completed == 1
     _check(c)
@@ -353,7 +379,7 @@ def test_after_a_source_finished_triggers_go_on_to_the_running_sources() -> None
     d = c.tick(1_000)
     assert [type(e).__name__ for e in d.events] == ["CheckpointTriggered"]
     triggers = [x for x in d.commands if isinstance(x, TriggerCheckpoint)]
-    assert [(t.task.vertex_id, t.task.subtask_index) for t in triggers] == [("src", 1)]
+    assert [(t.vertex_id, t.subtask_index) for x in triggers for t in x.tasks()] == [("src", 1)]
     _check(c)
 
 
