@@ -26,9 +26,10 @@ def submitted(job_id: str, vertices: tuple[ev.Vertex, ...], edges: tuple[ev.Edge
         job_graph=ev.JobGraph(vertices=vertices, edges=edges),
         restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.FIXED_DELAY,
                                             **restart),
-        # Acks may not complete a multi-task checkpoint yet: keep the job running.
+        # Failed checkpoints do not fail the job over; completed ones are all retained,
+        # so the state the test reads is not discarded (subsumed) meanwhile.
         checkpoint_config=ev.CheckpointConfig(interval_ms=500, timeout_ms=3_000,
-                                              tolerable_failures=1_000),
+                                              tolerable_failures=1_000, retained=100),
     )  # fmt: skip
 
 
