@@ -18,6 +18,7 @@ signs and verifies with the same keys.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -126,8 +127,16 @@ def signing_keys() -> Iterator[Path]:
 
 
 def run_keys() -> signing.KeyRing:
-    """Every role's keys of this run (test producers sign what they send with them)."""
-    return signing.KeyRing.load(os.environ[signing.ENV_FILE])
+    """Every role's keys of this run (test producers sign what they send with them),
+    read again only when the file changed: benchmarks sign thousands of records."""
+    path = os.environ[signing.ENV_FILE]
+    st = os.stat(path)
+    return _keys_of(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _keys_of(path: str, mtime_ns: int, size: int) -> signing.KeyRing:
+    return signing.KeyRing.load(path)
 
 
 @pytest.fixture(scope="session")
