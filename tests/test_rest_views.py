@@ -78,3 +78,32 @@ def test_subtask_metrics_are_averages_over_the_attempt(name: str, expected: floa
 
 def test_rates_of_a_subtask_that_accounted_no_time_are_zero() -> None:
     assert subtask_metric("numRecordsOutPerSecond", TaskMetrics(write_records=5)) == 0.0
+
+
+def test_jobs_overview_rows_are_rebuilt_per_state_version_and_durations_follow_the_clock() -> None:
+    import json
+
+    from coordinator.rest.views import JobsOverviewCache, job_details
+    from schemas.events import ExecutionState, JobStatus
+    from tests.domain.cluster import Cluster
+
+    c = Cluster()
+    c.register("tm-a", slots=4)
+    c.submit("a", (("src", "map", 1),))
+    c.submit("b", (("src", "map", 1),))
+    c.run_all("a")
+    c.run_all("a", ExecutionState.FINISHED)
+    assert c.state.jobs["a"].status is JobStatus.FINISHED  # an ended row next to a live one
+    cache = JobsOverviewCache()
+    now = c.now + 500
+
+    def direct(at: int) -> list[object]:
+        jobs = sorted(c.state.jobs.values(), key=lambda j: j.accepted_seq)
+        return [job_details(j, at).model_dump(by_alias=True, mode="json") for j in jobs]
+
+    assert json.loads(cache.json_rows(c.state.jobs, 1, now)) == direct(now)
+    # Same version, later clock: the running job's duration moves, nothing else.
+    assert json.loads(cache.json_rows(c.state.jobs, 1, now + 250)) == direct(now + 250)
+    # The state changes: a new version rebuilds the rows.
+    c.cancel("b")
+    assert json.loads(cache.json_rows(c.state.jobs, 2, now + 300)) == direct(now + 300)

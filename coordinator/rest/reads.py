@@ -26,12 +26,12 @@ from coordinator.rest.history import event_entry
 from coordinator.rest.views import (
     SUBTASK_METRICS,
     VERSION,
+    JobsOverviewCache,
     checkpoint_config,
     checkpoint_statistics,
     current_samples,
     io_metrics,
     job_detail,
-    job_details,
     last_modification,
     plan,
     restart_description,
@@ -167,10 +167,13 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         ]
         return json_answer(m.JobIdsWithStatus(journal_offset=ctx.offset, jobs=rows))
 
+    overview_rows = JobsOverviewCache()
+
     async def jobs_overview(request: web.Request) -> web.Response:
-        now = ctx.now_ms()
-        rows = [job_details(j, now) for j in _ordered(ctx.state.jobs)]
-        return json_answer(m.MultipleJobsDetails(journal_offset=ctx.offset, jobs=rows))
+        empty = m.MultipleJobsDetails(journal_offset=ctx.offset, jobs=[])
+        head, tail = empty.model_dump_json(by_alias=True).rsplit("[]", 1)
+        rows = overview_rows.json_rows(ctx.state.jobs, ctx.holder.version, ctx.now_ms())
+        return web.Response(text=head + rows + tail, content_type="application/json")
 
     async def one_job(request: web.Request) -> web.Response:
         return json_answer(job_detail(the_job(request), ctx.offset, ctx.now_ms(), ctx.metrics))
