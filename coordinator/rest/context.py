@@ -84,7 +84,6 @@ class RestContext:
     token: str | None = None
     clock: Clock = field(default_factory=SystemClock)
     options: dict[str, str] = field(default_factory=dict)
-    started_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     ready_max_lag: int = READY_MAX_LAG
     log_tail: LogTail | None = None
     _journal: JournalReader | None = field(default=None, init=False, repr=False)
@@ -92,6 +91,14 @@ class RestContext:
         default=None, init=False, repr=False
     )
     _replicas_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _started_monotonic_ms: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._started_monotonic_ms = self.clock.monotonic_ms()
+
+    def uptime_ms(self) -> int:
+        """Time since this context was made (the monotonic clock: a duration)."""
+        return self.clock.monotonic_ms() - self._started_monotonic_ms
 
     @property
     def journal(self) -> JournalReader:

@@ -30,6 +30,7 @@ from coordinator.rest.views import (
     checkpoint_config,
     checkpoint_statistics,
     current_samples,
+    in_acceptance_order,
     io_metrics,
     job_detail,
     last_modification,
@@ -161,7 +162,10 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
 
     async def jobs(request: web.Request) -> web.Response:
         state = ctx.state
-        rows = [m.JobIdStatus(id=j.job_id, status=j.status.value) for j in _ordered(state.jobs)]
+        rows = [
+            m.JobIdStatus(id=j.job_id, status=j.status.value)
+            for j in in_acceptance_order(state.jobs)
+        ]
         rows += [
             m.JobIdStatus(id=i, status=e.final_status.value) for i, e in state.ended_jobs.items()
         ]
@@ -364,7 +368,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "jm.epoch": str(ctx.epoch),
             "jm.jobs.in-memory": str(len(state.jobs)),
             "jm.jobs.archived": str(len(state.ended_jobs)),
-            "jm.uptime-ms": str(ctx.now_ms() - ctx.started_ms),
+            "jm.uptime-ms": str(ctx.uptime_ms()),
         }
 
     async def jobmanager_metrics(request: web.Request) -> web.StreamResponse:
@@ -599,10 +603,6 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
 
 
 _NO_METRICS: Final = MetricsStore()
-
-
-def _ordered(jobs: dict[str, Job]) -> list[Job]:
-    return sorted(jobs.values(), key=lambda j: j.accepted_seq)
 
 
 def _json_list(rows: Sequence[m.Model]) -> web.Response:

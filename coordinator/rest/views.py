@@ -68,17 +68,7 @@ def subtask_metric(name: str, t: TaskMetrics) -> float:
 
 def io_metrics(samples: Iterable[TaskMetrics]) -> m.IOMetrics:
     """Flink's vertex/subtask metrics: the sum over `samples` (zero when none)."""
-    total = TaskMetrics()
-    for t in samples:
-        total = TaskMetrics(
-            total.read_records + t.read_records,
-            total.write_records + t.write_records,
-            total.read_bytes + t.read_bytes,
-            total.write_bytes + t.write_bytes,
-            total.busy_ms + t.busy_ms,
-            total.idle_ms + t.idle_ms,
-            total.backpressured_ms + t.backpressured_ms,
-        )
+    total = sum(samples, TaskMetrics())
     return m.IOMetrics(
         read_bytes=total.read_bytes,
         write_bytes=total.write_bytes,
@@ -164,6 +154,11 @@ def job_details(job: Job, now: int) -> m.JobDetails:
     )
 
 
+def in_acceptance_order(jobs: Mapping[str, Job]) -> list[Job]:
+    """Jobs as Flink lists them: in the order they were accepted."""
+    return sorted(jobs.values(), key=lambda j: j.accepted_seq)
+
+
 class JobsOverviewCache:
     """The rows of ``/jobs/overview`` as JSON, built once per version of the state (a
     busy request rate on a cluster of many jobs neither rebuilds nor re-serializes
@@ -197,7 +192,7 @@ class JobsOverviewCache:
     def _build(self, jobs: Mapping[str, Job], now: int) -> None:
         self._ended, self._running = [], []
         mark = str(self._MARK)
-        for job in sorted(jobs.values(), key=lambda j: j.accepted_seq):
+        for job in in_acceptance_order(jobs):
             row = job_details(job, now)
             if row.end_time != -1:
                 self._ended.append(row.model_dump_json(by_alias=True))

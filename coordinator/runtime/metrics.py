@@ -10,7 +10,7 @@ them from here. Bounded by the number of workers times their tasks.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class TaskMetrics:
     busy_ms: int = 0
     idle_ms: int = 0
     backpressured_ms: int = 0
+
+    def __add__(self, other: TaskMetrics) -> TaskMetrics:
+        """Counter by counter: ``sum(samples, TaskMetrics())`` totals a vertex."""
+        return TaskMetrics(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True)
