@@ -180,51 +180,45 @@ def _complete_if_acknowledged(p: Planner, job_id: str, checkpoint_id: int) -> No
     finished_counts = job.checkpoints.pending[checkpoint_id].kind is CheckpointKind.CHECKPOINT
     keys = list(job.executions)
     i = p.view.checkpoint_cursors.get(key, 0)
-    while i < len(keys) and _satisfied(job, keys[i], acks, finished_counts):
+    while i < len(keys) and _handle(job, keys[i], acks, finished_counts) is not None:
         i += 1
     if i < len(keys):
         p.view.checkpoint_cursors[key] = i
         return  # still waiting for other subtasks
-    handles = []
-    for subtask, x in job.executions.items():
-        ack = acks.get(subtask)
-        if ack is not None and ack.task.attempt == x.attempt:
-            handles.append(
-                TaskStateHandle(
-                    task=ack.task,
-                    state_handle=ack.state_handle,
-                    state_size=ack.state_size,
-                    duration_ms=ack.duration_ms,
-                    alignment_ms=ack.alignment_ms,
-                )
-            )
-        elif x.state is _E.FINISHED and finished_counts:
-            handles.append(
-                TaskStateHandle(
-                    task=job.task_ref(subtask),
-                    state_handle=FINISHED_TASK_HANDLE,
-                    state_size=0,
-                    duration_ms=0,
-                    alignment_ms=0,
-                )
-            )
-        else:  # cannot happen while the cursor's premise holds; check from the start
-            p.view.checkpoint_cursors.pop(key, None)
-            return
-    _complete(p, job, checkpoint_id, tuple(handles))
+    handles = [_handle(job, subtask, acks, finished_counts) for subtask in keys]
+    if any(h is None for h in handles):  # cannot happen while the cursor's premise holds
+        p.view.checkpoint_cursors.pop(key, None)
+        return
+    _complete(p, job, checkpoint_id, tuple(h for h in handles if h is not None))
 
 
-def _satisfied(
+def _handle(
     job: Job,
     subtask: SubtaskKey,
     acks: Mapping[SubtaskKey, CheckpointAcknowledged],
     finished_counts: bool,
-) -> bool:
+) -> TaskStateHandle | None:
+    """What `subtask` contributes to the checkpoint: its acknowledgement's state, the
+    FINISHED handle (a checkpoint, not a savepoint), or None while it owes one."""
     x = job.executions[subtask]
     ack = acks.get(subtask)
     if ack is not None and ack.task.attempt == x.attempt:
-        return True
-    return finished_counts and x.state is _E.FINISHED
+        return TaskStateHandle(
+            task=ack.task,
+            state_handle=ack.state_handle,
+            state_size=ack.state_size,
+            duration_ms=ack.duration_ms,
+            alignment_ms=ack.alignment_ms,
+        )
+    if finished_counts and x.state is _E.FINISHED:
+        return TaskStateHandle(
+            task=job.task_ref(subtask),
+            state_handle=FINISHED_TASK_HANDLE,
+            state_size=0,
+            duration_ms=0,
+            alignment_ms=0,
+        )
+    return None
 
 
 def on_task_state_changed(p: Planner, r: TaskStateChanged) -> None:
