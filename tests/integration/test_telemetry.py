@@ -1,0 +1,141 @@
+"""OpenTelemetry on real processes (docs/observability.md): a coordinator and a worker
+write their spans and metrics as JSON lines (``--otel-file``, the SDK's console
+exporters into a file); the test reads them back and checks the trace of one job
+from its JobAccepted to its tasks running on the worker, a checkpoint's trace
+linked to the job, a failover span from the next leader, and that the next leader
+traced nothing it only replayed."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas import events as ev
+from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms
+from tests.integration.test_jobs import all_running
+
+pytestmark = pytest.mark.integration
+
+Span = dict[str, Any]
+
+
+def read_lines(path: Path) -> tuple[list[Span], set[str]]:
+    """(spans, metric names) in a JSON-lines telemetry file."""
+    spans: list[Span] = []
+    metrics: set[str] = set()
+    for line in path.read_text().splitlines() if path.exists() else ():
+        item = json.loads(line)
+        if "resource_metrics" in item:
+            for rm in item["resource_metrics"]:
+                for sm in rm["scope_metrics"]:
+                    metrics.update(m["name"] for m in sm["metrics"] if m["data"]["data_points"])
+        else:
+            spans.append(item)
+    return spans, metrics
+
+
+def traced_job(job_id: str) -> ev.JobSubmitted:
+    source = ev.Vertex(id="src", name="Source", operator="sequence", parallelism=2,
+                       max_parallelism=8, config={"rate": "50"})  # fmt: skip
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name=job_id,
+        job_graph=ev.JobGraph(vertices=(source,)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+        checkpoint_config=ev.CheckpointConfig(interval_ms=500, timeout_ms=5_000,
+                                              tolerable_failures=1_000),
+    )  # fmt: skip
+
+
+def elected_c2(event: ev.Event) -> bool:
+    return isinstance(event, ev.LeaderElected) and event.replica_id == "c2"
+
+
+def named(spans: list[Span], name: str) -> list[Span]:
+    return [s for s in spans if s["name"] == name]
+
+
+async def test_one_trace_from_submission_to_tasks_on_the_worker(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    files = {name: tmp_path / f"{name}.jsonl" for name in ("c1", "c2", "tm-1")}
+    otel = ("--otel-metrics-interval-ms", "300", "--otel-file")
+    c1 = cluster.coordinator("c1", "--allow-checkpointing", *otel, str(files["c1"]))
+    await c1.wait_for_line("role LEADER")
+    cluster.worker("tm-1", 2, *otel, str(files["tm-1"]))
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        await journal.wait_until(lambda es: joined(es, "tm-1"))
+        await client.send(traced_job("traced"))
+        await journal.wait_until(lambda es: all_running(es, "traced", 2, 0))
+        await journal.wait_until(
+            lambda es: any(isinstance(e, ev.CheckpointCompleted) for _, e in es), seconds=60
+        )
+        # A second replica takes over; it replayed the job and must trace none of it.
+        c2 = cluster.coordinator("c2", "--allow-checkpointing", *otel, str(files["c2"]))
+        await c2.wait_for_line("role STANDBY")
+        c1.stop()  # SIGTERM: releases the lease, flushes its telemetry
+        await c2.wait_for_line("role LEADER")
+        await journal.wait_until(lambda es: any(elected_c2(e) for _, e in es))
+    c2.stop()
+    for worker in cluster.workers.values():
+        await worker.close()
+
+    leader, c1_metrics = read_lines(files["c1"])
+    on_tm, _ = read_lines(files["tm-1"])
+    successor, c2_metrics = read_lines(files["c2"])
+
+    # The job's root span, in the trace every process derives from its id.
+    [job] = named(leader, "job.submit")
+    trace = job["context"]["trace_id"]
+    assert job["parent_id"] is None
+    assert job["attributes"]["jm.job.id"] == "traced"
+    assert job["attributes"]["jm.job.outcome"] == "RUNNING"
+    # One deployment per subtask, children of the job span, ended by RUNNING.
+    deploys = named(leader, "task.deploy")
+    assert len(deploys) == 2
+    assert {d["context"]["trace_id"] for d in deploys} == {trace}
+    assert {d["parent_id"] for d in deploys} == {job["context"]["span_id"]}
+    assert all(d["events"][-1]["name"] == "TaskStateRecorded RUNNING" for d in deploys)
+    assert job["end_time"] >= max(d["end_time"] for d in deploys)
+    # On the worker: each task's span is the child of its deployment's (W3C header).
+    on_worker = named(on_tm, "worker.deploy")
+    assert len(on_worker) == 2
+    assert {w["context"]["trace_id"] for w in on_worker} == {trace}
+    assert {w["parent_id"] for w in on_worker} == {d["context"]["span_id"] for d in deploys}
+    assert {w["resource"]["attributes"]["service.name"] for w in on_worker} == {"jm-worker"}
+
+    # Checkpoints: a trace each, linked to the job span; the workers' spans are children.
+    completed = [c for c in named(leader, "checkpoint")
+                 if c["attributes"].get("jm.checkpoint.outcome") == "COMPLETED"]  # fmt: skip
+    assert completed
+    first = completed[0]
+    assert first["context"]["trace_id"] != trace
+    assert [(link["context"]["trace_id"], link["context"]["span_id"]) for link in first["links"]] \
+        == [(trace, job["context"]["span_id"])]  # fmt: skip
+    acks = [w for w in named(on_tm, "worker.checkpoint")
+            if w["parent_id"] == first["context"]["span_id"]]  # fmt: skip
+    assert len(acks) == 2
+    assert {a["context"]["trace_id"] for a in acks} == {first["context"]["trace_id"]}
+
+    # The first leader took over a fresh cluster; the second failed over from it and
+    # traced nothing of the job it replayed.
+    assert named(leader, "leader.takeover")
+    [failover] = named(successor, "leader.failover")
+    assert failover["attributes"]["jm.previous_leader"] == "c1"
+    assert failover["attributes"]["jm.previous_epoch"] + 1 == failover["attributes"]["jm.epoch"]
+    assert [e["name"] for e in failover["events"]] == [
+        "lease won", "fenced", "journal read", "LeaderElected committed",
+    ]  # fmt: skip
+    assert not named(successor, "job.submit") and not named(successor, "task.deploy")
+
+    expected = {
+        "jm.journal.events_applied", "jm.transaction.duration", "jm.replica.journal_lag",
+        "jm.leader.epoch", "jm.jobs", "jm.tasks", "jm.worker.heartbeat_age",
+        "jm.process.memory", "jm.state.size",
+    }  # fmt: skip
+    assert expected <= c1_metrics, expected - c1_metrics
+    assert {"jm.leader.epoch", "jm.replica.journal_lag"} <= c2_metrics
