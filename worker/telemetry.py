@@ -14,11 +14,13 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
 from schemas import events as ev
 from telemetry import ids
 from telemetry.contained import contained
+from telemetry.process import resident_bytes
 from telemetry.providers import Telemetry
 
 #: Trace contexts kept for commands not handled yet (older ones are forgotten).
@@ -38,6 +40,19 @@ class WorkerTelemetry:
         self._contexts: OrderedDict[str, Context] = OrderedDict()
         self._deploys: dict[TaskKey, Span] = {}
         self._checkpoints: dict[tuple[TaskKey, int], Span] = {}
+        self.deployments = otel.meter.create_counter(
+            "jm.worker.deployments", unit="{task}", description="DeployTask commands accepted"
+        )
+        otel.meter.create_observable_gauge(
+            "jm.process.memory", callbacks=[self._memory], unit="By",
+            description="resident memory of this process (its slot processes not counted)",
+        )  # fmt: skip
+
+    def _memory(self, _: CallbackOptions) -> list[Observation]:
+        try:
+            return [Observation(resident_bytes(), {"jm.worker": self.tm_id})]
+        except Exception:
+            return []
 
     @contained
     def note(self, command: ev.WorkerCommand,
@@ -59,6 +74,7 @@ class WorkerTelemetry:
 
     @contained
     def deploy_received(self, command: ev.DeployTask) -> None:
+        self.deployments.add(1, {"jm.worker": self.tm_id})
         parent = self._contexts.pop(command.event_id, None)
         if parent is None or _key(command.task) in self._deploys:
             return

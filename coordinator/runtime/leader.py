@@ -261,6 +261,7 @@ class Leader:
                 f"LeaderElected epoch {self.epoch} at offset {offset} is not the next journal "
                 f"record after {read_to} (first read: {seen})"
             )
+        steps.append(("LeaderElected committed", self.system_clock.wall_ms()))
         self._next_journal_offset = self.holder.last_offset + 2  # after the commit marker
         self._view = machine.new_view(self.epoch, self.replica_id, now, self.domain_config)
         await self._resume_inputs(now)
@@ -279,7 +280,6 @@ class Leader:
         self.elected.set()
         self.progress.beat("elected")
         if self.telemetry is not None:
-            steps.append(("LeaderElected committed", now))
             self.telemetry.took_over(self.epoch, self.epoch - 1, previous_leader, steps,
                                      self.system_clock.wall_ms())  # fmt: skip
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,

@@ -23,8 +23,6 @@ never stops a leader.
 from __future__ import annotations
 
 import logging
-import os
-import resource
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,6 +36,7 @@ from schemas import events as ev
 from schemas.events import ReplicaRole
 from telemetry import ids
 from telemetry.contained import contained
+from telemetry.process import resident_bytes
 from telemetry.providers import Telemetry
 
 if TYPE_CHECKING:
@@ -154,15 +153,6 @@ class CoordinatorInstruments:
                  "workers": len(state.workers), "ended_jobs": len(state.ended_jobs)}  # fmt: skip
         for kind, size in sizes.items():
             yield Observation(size, self._attrs(kind=kind))
-
-
-def resident_bytes() -> int:
-    """Resident set size now (Linux: /proc/self/statm), else the peak from getrusage."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 class LeaderTelemetry:

@@ -7,15 +7,19 @@ traced nothing it only replayed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from schemas import events as ev
-from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms
+from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms, until
 from tests.integration.test_jobs import all_running
 
 pytestmark = pytest.mark.integration
@@ -73,6 +77,18 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
         await journal.wait_until(lambda es: all_running(es, "traced", 2, 0))
         await journal.wait_until(
             lambda es: any(isinstance(e, ev.CheckpointCompleted) for _, e in es), seconds=60
+        )
+        # Bad input: a record that is no event (a dead letter), a cancel of no job.
+        raw = AIOKafkaProducer(bootstrap_servers=cluster.stack.bootstrap)
+        await raw.start()
+        try:
+            await raw.send_and_wait(cluster.catalog.submissions.name, b"not avro", key=b"bad")
+        finally:
+            await raw.stop()
+        await client.send(ev.JobCancelRequested(event_id="cancel-nothing", event_time=now_ms(),
+                                                job_id="no-such-job"))  # fmt: skip
+        await journal.wait_until(
+            lambda es: any(isinstance(e, ev.InputRejected | ev.JobRejected) for _, e in es)
         )
         # A second replica takes over; it replayed the job and must trace none of it.
         c2 = cluster.coordinator("c2", "--allow-checkpointing", *otel, str(files["c2"]))
@@ -135,7 +151,38 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
     expected = {
         "jm.journal.events_applied", "jm.transaction.duration", "jm.replica.journal_lag",
         "jm.leader.epoch", "jm.jobs", "jm.tasks", "jm.worker.heartbeat_age",
-        "jm.process.memory", "jm.state.size",
+        "jm.process.memory", "jm.state.size", "jm.dead_letters", "jm.inputs.rejected",
     }  # fmt: skip
     assert expected <= c1_metrics, expected - c1_metrics
     assert {"jm.leader.epoch", "jm.replica.journal_lag"} <= c2_metrics
+
+
+async def test_prometheus_scrapes_the_coordinator_and_the_worker(cluster: Cluster) -> None:
+    """``--otel-prometheus-port 0``: each process serves /metrics on a free port and says
+    where (``prometheus http://host:port/metrics`` on stdout)."""
+    c1 = cluster.coordinator("c1", "--otel-prometheus-port", "0")
+    await c1.wait_for_line("role LEADER")
+    await c1.wait_for_line("prometheus http://")
+    worker = cluster.worker("tm-1", 1, "--otel-prometheus-port", "0")
+    async with Journal(cluster.stack, cluster.catalog) as journal:
+        await journal.wait_until(lambda es: joined(es, "tm-1"))
+    coordinator_url = re.findall(r"prometheus (http://\S+)", c1.output())[0]
+    await until(lambda: "prometheus http://" in worker.log(), "the worker's endpoint")
+    worker_url = re.findall(r"prometheus (http://\S+)", worker.log())[0]
+    async with aiohttp.ClientSession() as session:
+
+        async def scrape(url: str) -> str:
+            async with session.get(url) as response:
+                assert response.status == 200
+                return await response.text()
+
+        text = ""
+        for _ in range(100):  # the heartbeat gauge appears once the replica has read one
+            text = await scrape(coordinator_url)
+            if "jm_worker_heartbeat_age_milliseconds{" in text:
+                break
+            await asyncio.sleep(0.1)
+        assert re.search(r'jm_leader_epoch\{.*jm_replica="c1".*\} 1\.0', text), text
+        assert "jm_worker_heartbeat_age_milliseconds{" in text and 'worker="tm-1"' in text
+        assert "jm_process_memory_bytes{" in text
+        assert "jm_process_memory_bytes{" in await scrape(worker_url)
