@@ -168,6 +168,7 @@ class LeaderTelemetry:
         self._jobs: dict[str, Span] = {}
         self._job_running: set[str] = set()
         self._deploys: dict[TaskKey, Span] = {}
+        self._deploying: Counter[str] = Counter()  # open task.deploy spans per job
         self._checkpoints: dict[tuple[str, int], Span] = {}
 
     # ------------------------------------------------------------- headers
@@ -274,8 +275,7 @@ class LeaderTelemetry:
             self._end_job(event.job_id, event.event_time, str(event.to_status))
 
     def _maybe_end_job(self, job_id: str, at_ms: int) -> None:
-        pending = any(key[0] == job_id for key in self._deploys)
-        if job_id in self._job_running and not pending:
+        if job_id in self._job_running and not self._deploying[job_id]:
             self._end_job(job_id, at_ms, "RUNNING")
 
     def _end_job(self, job_id: str, at_ms: int, outcome: str) -> None:
@@ -302,6 +302,7 @@ class LeaderTelemetry:
                 "task.deploy", context=parent, start_time=_ns(command.event_time),
                 attributes=attributes,
             )  # fmt: skip
+        self._deploying[t.job_id] += 1
 
     def _task_state(self, event: ev.TaskStateRecorded) -> None:
         key = _key(event.task)
@@ -313,6 +314,9 @@ class LeaderTelemetry:
             if event.state is ev.ExecutionState.FAILED:
                 span.set_status(Status(StatusCode.ERROR, event.error_name or "FAILED"))
             del self._deploys[key]
+            self._deploying[key[0]] -= 1
+            if not self._deploying[key[0]]:
+                del self._deploying[key[0]]
             span.end(end_time=_ns(event.event_time))
             self._maybe_end_job(event.task.job_id, event.event_time)
 
