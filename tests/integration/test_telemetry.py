@@ -72,13 +72,13 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     files = {name: tmp_path / f"{name}.jsonl" for name in ("c1", "c2", "tm-1")}
-    otel = ("--otel-metrics-interval-ms", "300", "--otel-file")
+    otel = ("--otel-metrics-interval-ms", "1000", "--otel-file")
     c1 = cluster.coordinator("c1", "--allow-checkpointing", *otel, str(files["c1"]))
     await c1.wait_for_line("role LEADER")
     cluster.worker("tm-1", 2, *otel, str(files["tm-1"]))
     async with Producer(cluster.stack, cluster.catalog) as client, \
             Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
-        await journal.wait_until(lambda es: joined(es, "tm-1"))
+        await journal.wait_until(lambda es: joined(es, "tm-1"), seconds=60)
         await client.send(traced_job("traced"))
         await journal.wait_until(lambda es: all_running(es, "traced", 2, 0), seconds=90)
         await journal.wait_until(
@@ -96,7 +96,7 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
         await journal.wait_until(
             lambda es: any(isinstance(e, ev.InputRejected | ev.JobRejected) for _, e in es)
         )
-        # Exported every 300 ms: each metric shows up while c1 leads.
+        # Exported every second: each metric shows up while c1 leads.
         await until(lambda: read_lines(files["c1"])[1] >= COORDINATOR_METRICS,
                     "every coordinator metric in c1's file", seconds=60)  # fmt: skip
         # A second replica takes over; it replayed the job and must trace none of it.
@@ -165,7 +165,7 @@ async def test_prometheus_scrapes_the_coordinator_and_the_worker(cluster: Cluste
     """``--otel-prometheus-port 0``: each process serves /metrics on a free port and says
     where (``prometheus http://host:port/metrics`` on stdout)."""
     c1 = cluster.coordinator("c1", "--otel-prometheus-port", "0")
-    await c1.wait_for_line("role LEADER")
+    await c1.wait_for_line("role LEADER", seconds=60)
     await c1.wait_for_line("prometheus http://")
     worker = cluster.worker("tm-1", 1, "--otel-prometheus-port", "0")
     async with Journal(cluster.stack, cluster.catalog) as journal:
@@ -190,3 +190,47 @@ async def test_prometheus_scrapes_the_coordinator_and_the_worker(cluster: Cluste
         assert "jm_worker_heartbeat_age_milliseconds{" in text and 'worker="tm-1"' in text
         assert "jm_process_memory_bytes{" in text
         assert "jm_process_memory_bytes{" in await scrape(worker_url)
+
+
+async def test_otlp_reaches_a_collector(cluster: Cluster) -> None:
+    """``--otel-otlp-endpoint``: spans and metrics arrive as OTLP/HTTP protobuf requests
+    at a collector (here an HTTP server of the test that decodes what it receives)."""
+    from aiohttp import web
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    spans: list[str] = []
+    metrics: set[str] = set()
+
+    async def traces(request: web.Request) -> web.Response:
+        body = ExportTraceServiceRequest.FromString(await request.read())
+        spans.extend(s.name for rs in body.resource_spans for ss in rs.scope_spans
+                     for s in ss.spans)  # fmt: skip
+        return web.Response(status=200)
+
+    async def metric_points(request: web.Request) -> web.Response:
+        body = ExportMetricsServiceRequest.FromString(await request.read())
+        metrics.update(m.name for rm in body.resource_metrics for sm in rm.scope_metrics
+                       for m in sm.metrics)  # fmt: skip
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", traces)
+    app.router.add_post("/v1/metrics", metric_points)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        c1 = cluster.coordinator("c1", "--otel-otlp-endpoint", f"http://127.0.0.1:{port}",
+                                 "--otel-metrics-interval-ms", "1000")  # fmt: skip
+        await c1.wait_for_line("role LEADER", seconds=60)
+        await until(lambda: "leader.takeover" in spans, "the takeover span", seconds=60)
+        await until(lambda: "jm.leader.epoch" in metrics, "the epoch gauge", seconds=60)
+    finally:
+        await runner.cleanup()
