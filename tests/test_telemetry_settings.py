@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,8 @@ from telemetry.contained import contained
 from telemetry.flags import add_flags
 from telemetry.providers import Telemetry
 from telemetry.settings import TelemetrySettings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -77,3 +82,23 @@ def test_pinned_ids_and_the_w3c_header(tmp_path: Path) -> None:
     assert parent is not None
     assert ids.extract([("traceparent", b"garbage")]) is None
     assert ids.extract(None) is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["coordinator", "--no-rest"], "jm: coordinator c: telemetry not started: "),
+        (["worker", "--id", "tm"], "jm worker: telemetry not started: "),
+    ],
+)
+def test_a_bad_exporter_setting_stops_the_process_at_start(argv: list[str], expected: str) -> None:
+    """Refused before any Kafka client starts (the broker address answers nothing)."""
+    path = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    command = [sys.executable, "-m", "coordinator", *argv, "--bootstrap-servers", "127.0.0.1:1",
+               "--insecure-unsigned", "--otel-prometheus-port", "70000"]  # fmt: skip
+    if argv[0] == "coordinator":
+        command += ["--id", "c"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env={**os.environ, "PYTHONPATH": path}, check=False)  # fmt: skip
+    assert done.returncode in (1, 2), done.stderr
+    assert expected in done.stderr and "prometheus_port" in done.stderr, done.stderr

@@ -208,6 +208,12 @@ async def _coordinator(args: argparse.Namespace) -> int:
         return fail(f"coordinator {replica_id}: REST API not started on {args.rest_host}:"
                     f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
                     f"serves none)", 1)  # fmt: skip
+    try:
+        from telemetry.providers import start_from_args
+
+        otel = start_from_args(args, "jm-coordinator", replica_id, settings.cluster_id)
+    except (OSError, ValueError) as err:
+        return fail(f"coordinator {replica_id}: telemetry not started: {err}", 1)
     config = ReplicaConfig(
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
@@ -248,12 +254,6 @@ async def _coordinator(args: argparse.Namespace) -> int:
             logging.getLogger(__name__).info("pruned replica statuses: %s", ", ".join(pruned))
     except Exception:  # listing hygiene only: never a reason not to start
         logging.getLogger(__name__).warning("pruning replica statuses failed", exc_info=True)
-    try:
-        from telemetry.providers import start_from_args
-
-        otel = start_from_args(args, "jm-coordinator", replica_id, settings.cluster_id)
-    except (OSError, ValueError) as err:
-        return fail(f"coordinator {replica_id}: telemetry not started: {err}", 1)
     replica = Replica(
         settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True),
         telemetry=otel,
