@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import TYPE_CHECKING
 
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -15,6 +16,9 @@ from worker.operators.api import KafkaEnv
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.taskmanager import TaskManager
+
+if TYPE_CHECKING:
+    from telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +33,14 @@ async def run_worker(
     keys: KeyRing,
     log_level: int = logging.INFO,
     protected_topic_prefixes: tuple[str, ...] = (),
+    otel: Telemetry | None = None,
 ) -> int:
     """Run a TaskManager until SIGTERM or SIGINT; then deregister and return 0.
 
     `keys`: what it signs reports and verifies commands with (schemas/signing.py).
     `protected_topic_prefixes`: topics no task may name besides the cluster's own
-    (``--protected-topic-prefix``, docs/security.md)."""
+    (``--protected-topic-prefix``, docs/security.md). `otel`: the exporters when
+    telemetry is on (docs/observability.md)."""
     catalog = Catalog(cluster.cluster_id)
     bootstrap = cluster.bootstrap_servers
     try:
@@ -46,6 +52,12 @@ async def run_worker(
     log.info("signing keys %s", keys.describe())
     commands = KafkaCommands(bootstrap, catalog, settings.tm_id, keys)
     reports = KafkaReports(bootstrap, catalog, keys)
+    telemetry = None
+    if otel is not None:
+        from worker.telemetry import WorkerTelemetry
+
+        telemetry = WorkerTelemetry(otel, settings.tm_id)
+        commands.on_headers = telemetry.note
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -60,6 +72,7 @@ async def run_worker(
             reports,
             log_level=log_level,
             kafka=KafkaEnv(bootstrap, catalog, protected_topic_prefixes),
+            telemetry=telemetry,
         )
         log.info(
             "worker %s incarnation %s: %d slot(s), commands partition %d, operators %s",

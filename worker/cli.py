@@ -84,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from schemas.security import add_flags
 
     add_flags(parser.add_argument_group("Kafka SASL/TLS (docs/security.md)"))
+    from telemetry.flags import add_flags as add_telemetry_flags
+
+    add_telemetry_flags(parser)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -153,7 +156,18 @@ def handle(args: argparse.Namespace) -> int:
         print(f"jm worker: state.checkpoints.dir: {err}", file=sys.stderr)
         return EXIT_USAGE
     protected = listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV)
-    return asyncio.run(run_worker(cluster, settings, keys, level, protected))
+    try:
+        from telemetry.providers import start_from_args
+
+        otel = start_from_args(args, "jm-worker", settings.tm_id, cluster.cluster_id)
+    except (ValidationError, OSError, ValueError) as err:
+        print(f"jm worker: telemetry not started: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return asyncio.run(run_worker(cluster, settings, keys, level, protected, otel))
+    finally:
+        if otel is not None:
+            otel.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from aiokafka import TopicPartition
@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
-from schemas.codec import DecodeError, default_codec
+from schemas.codec import DecodeError, Headers, default_codec
 from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ class KafkaCommands:
         self._consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=10)
         self.undecodable = 0
         self.unverified = 0  # commands with a missing or bad signature, ignored
+        #: sees each verified command with its record's headers (trace context)
+        self.on_headers: Callable[[ev.WorkerCommand, Headers | None], None] | None = None
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -90,6 +92,8 @@ class KafkaCommands:
                           record.offset, self.unverified, problem)  # fmt: skip
                 continue
             assert isinstance(event, ev.WorkerCommand)
+            if self.on_headers is not None:
+                self.on_headers(event, record.headers)
             out.append(event)
         return out
 

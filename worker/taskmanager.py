@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 from schemas import events as ev
 from schemas import timing
@@ -32,6 +33,9 @@ from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.slotproc import SlotProcess
+
+if TYPE_CHECKING:  # imported only when telemetry is on (worker/app.py)
+    from worker.telemetry import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 ES = ev.ExecutionState
@@ -89,8 +93,10 @@ class TaskManager:
         log_level: int = logging.INFO,
         kafka: KafkaEnv | None = None,
         hooks: WorkerTestHooks | None = None,
+        telemetry: WorkerTelemetry | None = None,
     ) -> None:
         self.settings = settings
+        self._telemetry = telemetry  # None: off, nothing is traced
         self._hooks = hooks or WorkerTestHooks.from_env()
         self.tm_id = settings.tm_id
         self.incarnation = incarnation or _new_id()
@@ -307,6 +313,8 @@ class TaskManager:
 
     def _deploy(self, command: ev.DeployTask) -> None:
         task = command.task
+        if self._telemetry is not None:
+            self._telemetry.deploy_received(command)
         if command.operator not in self.registry:
             error = errors.UnknownOperatorError(
                 f"no operator named {command.operator!r} on this worker "
@@ -330,6 +338,8 @@ class TaskManager:
 
     def _trigger(self, command: ev.TriggerCheckpoint) -> None:
         """Source tasks checkpoint (their slot processes inject the barriers)."""
+        if self._telemetry is not None:
+            self._telemetry.checkpoint_triggered(command)
         for task in command.tasks():
             self._trigger_task(task, command.checkpoint_id)
 
@@ -560,6 +570,15 @@ class TaskManager:
         )
 
     def _report(self, event: ev.WorkerReport) -> None:
+        if self._telemetry is not None:
+            match event:
+                case ev.TaskStateChanged():
+                    self._telemetry.task_state(event.task, event.state)
+                case ev.CheckpointAcknowledged() | ev.CheckpointDeclined():
+                    acked = isinstance(event, ev.CheckpointAcknowledged)
+                    self._telemetry.checkpoint_reported(event.task, event.checkpoint_id, acked)
+                case _:
+                    pass
         self._outbox.append(event)
         self._reports_sent.clear()
         self._outbox_changed.set()

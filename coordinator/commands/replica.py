@@ -19,6 +19,7 @@ from coordinator.commands.common import (
     settings_from,
 )
 from schemas import kafkalog, timing  # standard library only
+from telemetry.flags import add_flags as add_telemetry_flags
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
     from coordinator.rest.server import RestServer
@@ -93,6 +94,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-snapshots", action="store_true", help="start by full replay")
     p.add_argument("--log-level", default="INFO")
     add_rest_flags(p)
+    add_telemetry_flags(p)
     p.set_defaults(handler=lambda a: run(_coordinator(a)))
 
     r = sub.add_parser("replicas", help="every replica's role, epoch, position, lag and digest")
@@ -206,6 +208,12 @@ async def _coordinator(args: argparse.Namespace) -> int:
         return fail(f"coordinator {replica_id}: REST API not started on {args.rest_host}:"
                     f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
                     f"serves none)", 1)  # fmt: skip
+    try:
+        from telemetry.providers import start_from_args
+
+        otel = start_from_args(args, "jm-coordinator", replica_id, settings.cluster_id)
+    except (OSError, ValueError) as err:
+        return fail(f"coordinator {replica_id}: telemetry not started: {err}", 1)
     config = ReplicaConfig(
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
@@ -247,8 +255,9 @@ async def _coordinator(args: argparse.Namespace) -> int:
     except Exception:  # listing hygiene only: never a reason not to start
         logging.getLogger(__name__).warning("pruning replica statuses failed", exc_info=True)
     replica = Replica(
-        settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True)
-    )
+        settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True),
+        telemetry=otel,
+    )  # fmt: skip
     server = None if sock is None else await _start_rest(args, replica, settings, token, sock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -260,6 +269,8 @@ async def _coordinator(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             await server.stop()
+        if otel is not None:
+            otel.shutdown()
     return 0
 
 

@@ -67,6 +67,7 @@ from coordinator.runtime.outbox import Outbox, Record, RecordTooLarge
 from coordinator.runtime.ratelog import RateLimitedLog
 from coordinator.runtime.snapshots import SnapshotPolicy
 from coordinator.runtime.stateio import StateIO
+from coordinator.runtime.telemetry import LeaderTelemetry
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -152,6 +153,7 @@ class Leader:
         progress: Progress | None = None,
         hooks: TestHooks | None = None,
         keys: KeyRing,
+        telemetry: LeaderTelemetry | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.catalog = catalog
@@ -184,6 +186,8 @@ class Leader:
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
         self.state_io: StateIO | None = None
+        #: spans and counters of this term (None: telemetry off, nothing is recorded)
+        self.telemetry = telemetry
 
     @property
     def unknown_heartbeats(self) -> int:
@@ -201,6 +205,7 @@ class Leader:
 
     async def _take_over(self) -> None:
         self._check_lease()
+        steps = [("lease won", self.system_clock.wall_ms())]
         tune_aiokafka_transactions()
         producer = kafkaio.producer(
             bootstrap_servers=self.bootstrap,
@@ -219,12 +224,15 @@ class Leader:
         await producer.start()  # InitProducerId: fences every earlier holder of the id
         self._producer = producer
         self.progress.beat("fenced")
+        steps.append(("fenced", self.system_clock.wall_ms()))
         self.follower.on_progress = self.progress.beat
         try:
             await self.follower.catch_up()
         finally:
             self.follower.on_progress = None
         read_to = self.holder.last_offset
+        steps.append(("journal read", self.system_clock.wall_ms()))
+        previous_leader = self.holder.state.leader_replica_id
         self.epoch = machine.epoch(self.holder.state) + 1
         # The term's clock never stamps before the journal's latest event.
         self.clock = LeaderClock(self.system_clock, not_before_ms=self.holder.max_event_time)
@@ -253,6 +261,7 @@ class Leader:
                 f"LeaderElected epoch {self.epoch} at offset {offset} is not the next journal "
                 f"record after {read_to} (first read: {seen})"
             )
+        steps.append(("LeaderElected committed", self.system_clock.wall_ms()))
         self._next_journal_offset = self.holder.last_offset + 2  # after the commit marker
         self._view = machine.new_view(self.epoch, self.replica_id, now, self.domain_config)
         await self._resume_inputs(now)
@@ -270,6 +279,9 @@ class Leader:
         self._keepalives.start()
         self.elected.set()
         self.progress.beat("elected")
+        if self.telemetry is not None:
+            self.telemetry.took_over(self.epoch, self.epoch - 1, previous_leader, steps,
+                                     self.system_clock.wall_ms())  # fmt: skip
         log.info("%s leads with epoch %d from journal offset %d", self.replica_id, self.epoch,
                  self.follower.position)  # fmt: skip
 
@@ -398,9 +410,15 @@ class Leader:
     def _encode(self, decision: machine.Decision) -> tuple[list[Record], list[Record]]:
         """Encode and size-check every record of a decision (RecordTooLarge if one does not fit)."""
         events, commands = decision
+        traced = self.telemetry
         return (
             [self.outbox.journal(e) for e in events],
-            [self.outbox.command(c, machine.command_target(c)) for c in commands],
+            [
+                self.outbox.command(
+                    c, machine.command_target(c), traced.headers(c) if traced else None
+                )
+                for c in commands
+            ],
         )
 
     def _accept(self, records: tuple[list[Record], list[Record]], out: Outgoing) -> None:
@@ -471,6 +489,7 @@ class Leader:
             chunk_count=len(parts), digest=digest,
         )  # fmt: skip
         record = self.outbox.journal(taken)
+        began = time.monotonic()
         async with self._transaction("snapshot transaction"):
             for part in parts:
                 await self._send(self.outbox.snapshot_chunk(part))
@@ -479,12 +498,15 @@ class Leader:
         assert isinstance(decoded, ev.JournalEvent)
         self.holder.apply_decided(decoded)
         await self._confirm([sent], snapshot=True)
+        if self.telemetry is not None:
+            self.telemetry.transaction("snapshot", (time.monotonic() - began) * 1000)
         self._last_snapshot_ms = now
         log.info("snapshot %s: %d chunks, covers journal offset %d", snapshot_id, len(parts),
                  covered)  # fmt: skip
         return taken
 
     async def _commit(self, out: Outgoing) -> None:
+        began = time.monotonic()
         async with self._transaction("transaction") as producer:
             sent = [await self._send(record) for record in out.journal]
             for record in (*out.commands, *out.dead_letters):
@@ -500,6 +522,9 @@ class Leader:
                          self.hooks.hold_transaction_ms)  # fmt: skip
                 await asyncio.sleep(self.hooks.hold_transaction_ms / 1000)
         await self._confirm(sent)
+        if self.telemetry is not None:
+            self.telemetry.transaction("decisions", (time.monotonic() - began) * 1000)
+            self.telemetry.committed(out.journal, out.commands, out.dead_letters)
         for record in out.journal:
             assert isinstance(record.event, ev.JournalEvent)
             self.edges.observe(record.event)

@@ -69,9 +69,12 @@ class Outbox:
     def journal(self, event: ev.JournalEvent) -> Record:
         return self._record(self.catalog.journal, event, self.catalog.key_for(event), 0)
 
-    def command(self, command: ev.WorkerCommand, tm_id: str) -> Record:
+    def command(
+        self, command: ev.WorkerCommand, tm_id: str, trace: Headers | None = None
+    ) -> Record:
+        """`trace`: the W3C ``traceparent`` header of the span the command continues."""
         partition = self.catalog.commands_partition(tm_id)
-        return self._record(self.catalog.commands, command, tm_id.encode(), partition)
+        return self._record(self.catalog.commands, command, tm_id.encode(), partition, trace)
 
     def keepalive(self, keepalive: ev.LeaderKeepalive, partition: int) -> Record:
         key = self.catalog.cluster_id.encode()

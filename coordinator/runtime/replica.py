@@ -30,12 +30,14 @@ from coordinator.runtime.holder import StateHolder
 from coordinator.runtime.journal import JournalError, JournalFollower
 from coordinator.runtime.leader import Leader, LeaderConfig
 from coordinator.runtime.metrics import MetricsStore
+from coordinator.runtime.telemetry import CoordinatorInstruments, LeaderTelemetry
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
+from telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Replica:
         config: ReplicaConfig | None = None,
         on_role: Callable[[ReplicaRole], None] | None = None,
         clock: Clock | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = Catalog(settings.cluster_id)
@@ -92,6 +95,11 @@ class Replica:
             keys=self.keys,
         )
         self.snapshot_used: str | None = None
+        #: True while the state is rebuilt from the journal (telemetry reports nothing)
+        self.replaying = False
+        self.last_lag = 0  # the journal lag last published in the replica's status
+        self.telemetry = telemetry
+        self.instruments = None if telemetry is None else CoordinatorInstruments(telemetry, self)
         self._redis_error: str | None = None
         self._redis_failures = 0
         self._redis_logged = 0.0
@@ -179,10 +187,14 @@ class Replica:
     async def rebuild(self) -> None:
         """Fresh state from the latest readable snapshot plus the journal tail (or a full
         replay): what a standby does at start and after stepping down."""
-        loaded = await snapshots.restore(
-            self.follower, self.settings.bootstrap_servers, self.catalog,
-            use_snapshot=self.config.use_snapshots, keys=self.keys,
-        )  # fmt: skip
+        self.replaying = True
+        try:
+            loaded = await snapshots.restore(
+                self.follower, self.settings.bootstrap_servers, self.catalog,
+                use_snapshot=self.config.use_snapshots, keys=self.keys,
+            )  # fmt: skip
+        finally:
+            self.replaying = False
         self.snapshot_used = None if loaded is None else loaded.snapshot_id
         if loaded is not None:
             log.info("%s: state from snapshot %s (covers offset %d)", self.replica_id,
@@ -203,6 +215,7 @@ class Replica:
             clock=self.clock,
             progress=progress,
             keys=self.keys,
+            telemetry=self._term_telemetry(),
         )
         self.leader = leader
         renewer = LeaseRenewer(self.lease, self.settings.redis_url, progress)
@@ -229,6 +242,13 @@ class Replica:
             self.refused_inputs += leader.counters.refused_inputs
             self.unknown_heartbeats += leader.unknown_heartbeats
             self.leader = None
+
+    def _term_telemetry(self) -> LeaderTelemetry | None:
+        if self.telemetry is None or self.instruments is None:
+            return None
+        return LeaderTelemetry(
+            self.telemetry, self.instruments, self.catalog.cluster_id, self.replica_id
+        )
 
 
 class CommittedDigest:
@@ -318,6 +338,7 @@ class StatusPublisher:
         # The leader writes the journal: it is never behind it. A standby is behind by
         # end offset minus position (offsets, not events: markers make them gappy).
         lag = 0 if leading else await follower.lag()
+        replica.last_lag = lag
         applied_offset, digest = await self._digests.of(follower.holder)
         leader = replica.leader
         foreign = follower.foreign_count

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import coordinator.domain
 
-FORBIDDEN = ("asyncio", "aiokafka", "redis", "fastavro", "opentelemetry", "kafka")
+FORBIDDEN = ("asyncio", "aiokafka", "redis", "fastavro", "opentelemetry", "telemetry", "kafka")
 # Sources of nondeterminism or I/O that must not even be imported directly.
 FORBIDDEN_DIRECT = ("time", "datetime", "random", "secrets", "uuid", "os", "socket", "threading")
 DOMAIN_DIR = Path(coordinator.domain.__file__).parent
