@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from opentelemetry.context import Context
 
-from telemetry import ids
-from telemetry.contained import contained
-from telemetry.flags import add_flags
-from telemetry.providers import Telemetry
-from telemetry.settings import TelemetrySettings
+from schemas.telemetry import ids
+from schemas.telemetry.contained import contained
+from schemas.telemetry.flags import add_flags
+from schemas.telemetry.providers import Telemetry
+from schemas.telemetry.settings import TelemetrySettings
 
 REPO = Path(__file__).resolve().parents[1]
 

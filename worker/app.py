@@ -18,7 +18,7 @@ from worker.settings import WorkerSettings
 from worker.taskmanager import TaskManager
 
 if TYPE_CHECKING:
-    from telemetry.providers import Telemetry
+    from schemas.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 

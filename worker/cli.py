@@ -84,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from schemas.security import add_flags
 
     add_flags(parser.add_argument_group("Kafka SASL/TLS (docs/security.md)"))
-    from telemetry.flags import add_flags as add_telemetry_flags
+    from schemas.telemetry.flags import add_flags as add_telemetry_flags
 
     add_telemetry_flags(parser)
 
@@ -157,7 +157,7 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     protected = listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV)
     try:
-        from telemetry.providers import start_from_args
+        from schemas.telemetry.providers import start_from_args
 
         otel = start_from_args(args, "jm-worker", settings.tm_id, cluster.cluster_id)
     except (ValidationError, OSError, ValueError) as err:

@@ -18,10 +18,10 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
 from schemas import events as ev
-from telemetry import ids
-from telemetry.contained import contained
-from telemetry.process import resident_bytes
-from telemetry.providers import Telemetry
+from schemas.telemetry import ids
+from schemas.telemetry.contained import contained
+from schemas.telemetry.process import resident_bytes
+from schemas.telemetry.providers import Telemetry
 
 #: Trace contexts kept for commands not handled yet (older ones are forgotten).
 MAX_PENDING_CONTEXTS = 4_096

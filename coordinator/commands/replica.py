@@ -19,7 +19,7 @@ from coordinator.commands.common import (
     settings_from,
 )
 from schemas import kafkalog, timing  # standard library only
-from telemetry.flags import add_flags as add_telemetry_flags
+from schemas.telemetry.flags import add_flags as add_telemetry_flags
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
     from coordinator.rest.server import RestServer
@@ -209,7 +209,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
                     f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
                     f"serves none)", 1)  # fmt: skip
     try:
-        from telemetry.providers import start_from_args
+        from schemas.telemetry.providers import start_from_args
 
         otel = start_from_args(args, "jm-coordinator", replica_id, settings.cluster_id)
     except (OSError, ValueError) as err:

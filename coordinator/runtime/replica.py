@@ -37,7 +37,7 @@ from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
-from telemetry.providers import Telemetry
+from schemas.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 

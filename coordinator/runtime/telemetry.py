@@ -34,10 +34,10 @@ from opentelemetry.trace import Link, Span, Status, StatusCode
 from coordinator.runtime import machine
 from schemas import events as ev
 from schemas.events import ReplicaRole
-from telemetry import ids
-from telemetry.contained import contained
-from telemetry.process import resident_bytes
-from telemetry.providers import Telemetry
+from schemas.telemetry import ids
+from schemas.telemetry.contained import contained
+from schemas.telemetry.process import resident_bytes
+from schemas.telemetry.providers import Telemetry
 
 if TYPE_CHECKING:
     from coordinator.runtime.outbox import Record

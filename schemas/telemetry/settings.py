@@ -1,5 +1,5 @@
 """Exporter settings of one process: ``JM_OTEL_*`` environment, ``--otel-*`` flags
-(telemetry/flags.py).
+(schemas/telemetry/flags.py).
 
 Flags win over the environment, which wins over the defaults. With no exporter
 chosen, telemetry is off: no provider is built, no instrument exists, and the

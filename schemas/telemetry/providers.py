@@ -36,8 +36,8 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.trace import Tracer
 
-from telemetry.ids import PinnableIdGenerator
-from telemetry.settings import TelemetrySettings
+from schemas.telemetry.ids import PinnableIdGenerator
+from schemas.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger(__name__)
 
