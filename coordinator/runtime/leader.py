@@ -471,9 +471,10 @@ class Leader:
             chunk_count=len(parts), digest=digest,
         )  # fmt: skip
         record = self.outbox.journal(taken)
+        rung = self.config.snapshots.rung(covered)
         async with self._transaction("snapshot transaction"):
             for part in parts:
-                await self._send(self.outbox.snapshot_chunk(part))
+                await self._send(self.outbox.snapshot_chunk(part, rung))
             sent = await self._send(record)
         decoded = self.codec.decode(record.value)
         assert isinstance(decoded, ev.JournalEvent)
