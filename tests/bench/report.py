@@ -75,7 +75,7 @@ def _replay(r: Results) -> str:
             "journal",
             "-",
             f"{_n(r['events'])} events, {r['value_mb']} MB of values "
-            f"({r['log_mb']} MB of log segments)",
+            + (f"({r['log_mb']} MB of log segments)" if r.get("log_mb") is not None else ""),
             f"mean value {r['mean_value_bytes']} bytes; {_n(r['transactions'])} transactions "
             f"(end offset {_n(r['end_offset'])}: one marker per transaction)",
         ),
