@@ -28,6 +28,17 @@ SNAPSHOT_MAX_MESSAGE_BYTES: Final = 4_194_304
 # Fixed key of the snapshot topic: compaction then keeps only the latest
 # snapshot's chunks per chunk index (key = "<prefix>-<chunk_index>").
 SNAPSHOT_KEY_PREFIX: Final = "snapshot"
+
+
+def snapshot_key(chunk_index: int, rung: int | None = None) -> bytes:
+    """The key of a snapshot chunk: per chunk index, and per ladder rung when the
+    writer keeps a ladder (coordinator/runtime/snapshots.py), so compaction keeps
+    the newest snapshot of each rung."""
+    if rung is None:
+        return f"{SNAPSHOT_KEY_PREFIX}-{chunk_index}".encode()
+    return f"{SNAPSHOT_KEY_PREFIX}-r{rung}-{chunk_index}".encode()
+
+
 # Checkpoint state chunks (schemas/statestore.py's KafkaStore): raw bytes, not
 # events. A chunk of STATE_CHUNK_BYTES plus its key, header and batch framing
 # stays under the 1 MiB request default of clients and far under the topic's max.
@@ -269,7 +280,7 @@ class Catalog:
             return event.replica_id.encode()
         if isinstance(event, ev.SnapshotChunk):
             # Fixed keys: compaction keeps the latest snapshot's chunk per index.
-            return f"{SNAPSHOT_KEY_PREFIX}-{event.chunk_index}".encode()
+            return snapshot_key(event.chunk_index)
         if isinstance(event, ev.DeadLetter):
             return event.original_key or b""
         by_worker = cls in _REPORTS or cls in _COMMANDS or cls is ev.TaskManagerHeartbeat

@@ -251,7 +251,13 @@ class Codec:
         `allowed`: event classes accepted on the topic being read (see
         schemas.catalog); others raise WrongTopicError before the body is read.
         """
-        r = self._reader(value)
+        # The reader of the value's fingerprint, looked up once per record; _reader
+        # (the same checks, each with its own error) when this quick path cannot say.
+        r = (
+            self._readers.get(value[2:HEADER_LEN])
+            if type(value) is bytes and value[:2] == MAGIC and len(value) <= self.max_record_bytes
+            else None
+        ) or self._reader(value)
         if allowed is not None and r.cls not in allowed:
             raise WrongTopicError(f"{r.cls.__name__} is not allowed here")
         buf = io.BytesIO(value)

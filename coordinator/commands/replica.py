@@ -91,6 +91,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-batch", type=int, default=500)
     p.add_argument("--snapshot-every-events", type=int, default=10_000)
     p.add_argument("--snapshot-every-ms", type=int, default=60_000)
+    p.add_argument(
+        "--snapshot-ladder-every", type=int, default=20_000, metavar="OFFSETS",
+        help="keep the newest snapshot of every window of this many journal offsets "
+        "(jm replay --until / --to-offset start from the newest one before the target)",
+    )  # fmt: skip
+    p.add_argument(
+        "--snapshot-ladder-rungs", type=int, default=50, metavar="N",
+        help="for the last N windows (compaction removes older snapshots)",
+    )  # fmt: skip
     p.add_argument("--no-snapshots", action="store_true", help="start by full replay")
     p.add_argument("--log-level", default="INFO")
     add_rest_flags(p)
@@ -218,7 +227,12 @@ async def _coordinator(args: argparse.Namespace) -> int:
         lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
         leader=LeaderConfig(
             max_batch=args.max_batch,
-            snapshots=SnapshotPolicy(args.snapshot_every_events, args.snapshot_every_ms),
+            snapshots=SnapshotPolicy(
+                args.snapshot_every_events,
+                args.snapshot_every_ms,
+                args.snapshot_ladder_every,
+                args.snapshot_ladder_rungs,
+            ),
             state_checkpoints_dir=args.state_checkpoints_dir,
         ),
         use_snapshots=not args.no_snapshots,

@@ -48,6 +48,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     replay.add_argument("--job", help="print only this job")
     replay.add_argument("--json", action="store_true")
+    add_full_replay_flag(replay)
     replay.set_defaults(handler=lambda a: run(_replay(a)))
 
     state = sub.add_parser("state", help="facts about the folded state")
@@ -58,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--to-offset", type=int, metavar="N",
         help="the state up to and including journal offset N (offsets as jm prints them)",
     )  # fmt: skip
+    add_full_replay_flag(digest)
     digest.set_defaults(handler=lambda a: run(_digest(a)))
 
     jobs = sub.add_parser("list", help="jobs and their status")
@@ -101,7 +103,8 @@ def _status_command(args: argparse.Namespace) -> int:
 def add_full_replay_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--full-replay", action="store_true",
-        help="fold the whole journal from offset 0 instead of the latest snapshot + tail",
+        help="fold the whole journal from offset 0 instead of the newest snapshot before "
+        "the target + the journal after it",
     )  # fmt: skip
 
 
@@ -221,7 +224,7 @@ async def _replay(args: argparse.Namespace) -> int:
 
     try:
         stop = _stop_from(args)
-        folded, _ = await fold(args, stop)
+        folded, _ = await fold(args, stop, use_snapshot=not args.full_replay)
     except (ValueError, JournalError) as err:
         return fail(str(err), 1)
     data: dict[str, Any] = state_to_dict(folded.state)["state"]
@@ -240,8 +243,8 @@ async def _replay(args: argparse.Namespace) -> int:
         print(json.dumps(out, sort_keys=True))
     else:
         print(json.dumps(out, indent=2, sort_keys=True))
-    print(f"replayed {folded.applied} events to offset {folded.offset} in "
-          f"{folded.seconds:.2f}s", file=sys.stderr)  # fmt: skip
+    print(f"{folded.applied} events applied: {folded.source}, in {folded.seconds:.2f}s",
+          file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -250,7 +253,7 @@ async def _digest(args: argparse.Namespace) -> int:
     from coordinator.runtime.journal import JournalError
 
     try:
-        folded, _ = await fold(args, _stop_from(args))
+        folded, _ = await fold(args, _stop_from(args), use_snapshot=not args.full_replay)
     except JournalError as err:
         return fail(str(err), 1)
     print(f"{machine.digest(folded.state)}  offset={folded.offset} events={folded.applied}")

@@ -208,9 +208,52 @@ class JournalFollower:
 
     async def _poll(self, timeout_ms: int, stop: StopAt | None) -> tuple[int, bool]:
         batch = await self._consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=5_000)
+        records = batch.get(self.tp, [])
+        if stop is None and self.keys is None and self._on_event is None:
+            applied = self._fold_batch(records)
+        else:
+            applied, reached = self._fold_records(records, stop)
+            if reached:
+                return applied, True
+        self.position = await self._consumer.position(self.tp)
+        if self.on_progress is not None:
+            self.on_progress("journal read")
+        return applied, False
+
+    def _fold_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> int:
+        """``_fold_records`` for the common case (no stop, no signatures to check, no
+        callback): what the full replay spends its time in, so the per-record work is
+        bound to locals. A record that does not decode, or an event out of epoch,
+        takes the general path (``_decode``, ``_apply``): the same rules either way."""
+        decode, allowed, holder = self.codec.decode, self._allowed, self.holder
+        state, fold = holder.state, holder.apply_record
+        applied = 0
+        for record in records:
+            offset, value = record.offset, record.value
+            try:
+                event = decode(value, allowed)
+            except Exception:  # None, foreign or unknown: the general path says which
+                decoded = self._decode(record)
+                if isinstance(decoded, ForeignRecord):
+                    self._skip(decoded)
+                    continue
+                event = decoded
+            if event.epoch == state.epoch and type(event) is not LeaderElected:  # type: ignore[attr-defined]
+                try:
+                    fold(offset, event)
+                except ApplyError as err:
+                    raise self._cannot_apply(offset, err) from err
+                applied += 1
+            else:
+                applied += self._apply(offset, event)
+        return applied
+
+    def _fold_records(
+        self, records: list[ConsumerRecord[bytes, bytes]], stop: StopAt | None
+    ) -> tuple[int, bool]:
         applied = 0
         until = stop.until_ms if stop is not None else None
-        for record in batch.get(self.tp, []):
+        for record in records:
             if stop is not None and stop.offset is not None and record.offset >= stop.offset:
                 self.position = stop.offset
                 return applied, True
@@ -231,9 +274,6 @@ class JournalFollower:
                     applied += self._apply(offset, event)
                 self._held_back.clear()
             applied += self._apply(record.offset, decoded)
-        self.position = await self._consumer.position(self.tp)
-        if self.on_progress is not None:
-            self.on_progress("journal read")
         return applied, False
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | ForeignRecord:
@@ -282,13 +322,17 @@ class JournalFollower:
         try:
             self.holder.apply_record(offset, event)
         except ApplyError as err:
-            raise JournalError(
-                f"journal record at offset {offset} cannot be applied: {err}; refusing to "
-                f"continue: skipping it would fork the state"
-            ) from err
+            raise self._cannot_apply(offset, err) from err
         if self._on_event is not None:
             self._on_event(offset, event)
         return 1
+
+    @staticmethod
+    def _cannot_apply(offset: int, err: ApplyError) -> JournalError:
+        return JournalError(
+            f"journal record at offset {offset} cannot be applied: {err}; refusing to "
+            f"continue: skipping it would fork the state"
+        )
 
     def _skip(self, foreign: ForeignRecord) -> None:
         self.foreign_count += 1

@@ -490,9 +490,10 @@ class Leader:
         )  # fmt: skip
         record = self.outbox.journal(taken)
         began = time.monotonic()
+        rung = self.config.snapshots.rung(covered)
         async with self._transaction("snapshot transaction"):
             for part in parts:
-                await self._send(self.outbox.snapshot_chunk(part))
+                await self._send(self.outbox.snapshot_chunk(part, rung))
             sent = await self._send(record)
         decoded = self.codec.decode(record.value)
         assert isinstance(decoded, ev.JournalEvent)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from schemas import events as ev
-from schemas.catalog import Catalog, TopicSpec
+from schemas.catalog import Catalog, TopicSpec, snapshot_key
 from schemas.codec import Codec, Headers
 from schemas.signing import KeyRing
 
@@ -80,8 +80,10 @@ class Outbox:
         key = self.catalog.cluster_id.encode()
         return self._record(self.catalog.commands, keepalive, key, partition)
 
-    def snapshot_chunk(self, chunk: ev.SnapshotChunk) -> Record:
-        return self._record(self.catalog.snapshots, chunk, self.catalog.key_for(chunk), 0)
+    def snapshot_chunk(self, chunk: ev.SnapshotChunk, rung: int | None = None) -> Record:
+        """`rung`: the snapshot's ladder rung (its compaction key; see snapshots.py)."""
+        key = snapshot_key(chunk.chunk_index, rung)
+        return self._record(self.catalog.snapshots, chunk, key, 0)
 
     def dead_letter(self, dead: ev.DeadLetter) -> Record:
         """The dead letter's record; the original value is cut if it cannot fit whole."""

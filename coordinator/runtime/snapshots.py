@@ -16,8 +16,15 @@ Reading goes backwards: the newest snapshot's chunks are the last records of
 the partition, so ``load_latest`` reads a window at the end (16 offsets, then
 4 times more each round) until it holds a readable snapshot or reaches the
 start; it never loads the whole partition to use its end. Old snapshots are
-removed by compaction (fixed keys per chunk index, ``segment.ms`` in the
-catalog so that segments roll and compaction actually runs).
+removed by compaction (fixed keys per rung and chunk index, ``segment.ms`` in
+the catalog so that segments roll and compaction actually runs).
+
+The ladder: a snapshot's chunks are keyed by its rung,
+``(covered_offset // ladder_every) % ladder_rungs`` (``SnapshotPolicy``), so
+compaction keeps the newest snapshot of each of the last ``ladder_rungs``
+windows of ``ladder_every`` offsets, not only the newest one. A point-in-time
+read (``restore`` with a ``StopAt``) starts from the newest snapshot that lies
+wholly before the stop and replays only the journal between the two.
 
 ``restore`` is recovery in one call, for every reader of the state (a replica
 rebuilding, ``jm list`` and ``jm status``): the latest readable snapshot into a
@@ -29,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -57,10 +65,20 @@ FETCH_BYTES: Final = 8 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SnapshotPolicy:
-    """Write a snapshot after this many applied events or this long, whichever first."""
+    """Write a snapshot after this many applied events or this long, whichever first.
+
+    Ladder: compaction keeps the newest snapshot of each window of `ladder_every`
+    journal offsets, for the last `ladder_rungs` windows (``jm replay --until`` /
+    ``--to-offset`` start from the newest one before their target)."""
 
     every_events: int = 10_000
     every_ms: int = 60_000
+    ladder_every: int = 20_000
+    ladder_rungs: int = 50
+
+    def rung(self, covered_offset: int) -> int:
+        """The ladder rung (the compaction key's part) of a snapshot covering `covered_offset`."""
+        return (max(0, covered_offset) // max(1, self.ladder_every)) % max(1, self.ladder_rungs)
 
 
 @dataclass
@@ -129,11 +147,30 @@ def decode_chunks(
     return found
 
 
-def assemble(found: list[ev.SnapshotChunk]) -> LoadedSnapshot | None:
-    """The newest snapshot that is complete and readable; the skipped ones are listed."""
+def usable_for(stop: StopAt | None) -> Callable[[ev.SnapshotChunk], bool]:
+    """Whether a snapshot (by its first chunk) lies wholly before `stop`: it covers
+    offsets before ``stop.offset``, and every event it covers is stamped at or before
+    ``stop.until_ms`` (a chunk's event time is the leader's clock when it wrote it,
+    never earlier than an event it covers: ``LeaderClock``). Then the replay from it
+    reaches exactly where a replay from offset 0 would."""
+    if stop is None:
+        return lambda chunk: True
+    offset, until = stop.offset, stop.until_ms
+    return lambda chunk: (
+        (offset is None or chunk.covered_offset < offset)
+        and (until is None or chunk.event_time <= until)
+    )
+
+
+def assemble(
+    found: list[ev.SnapshotChunk], usable: Callable[[ev.SnapshotChunk], bool] | None = None
+) -> LoadedSnapshot | None:
+    """The newest snapshot that is complete, readable and `usable`; the skipped
+    ones (not those past a stop) are listed."""
     by_id: dict[str, dict[int, ev.SnapshotChunk]] = {}
     for chunk in found:
-        by_id.setdefault(chunk.snapshot_id, {})[chunk.chunk_index] = chunk
+        if usable is None or usable(chunk):
+            by_id.setdefault(chunk.snapshot_id, {})[chunk.chunk_index] = chunk
     candidates = sorted(
         by_id.items(), key=lambda item: max(c.covered_offset for c in item[1].values()),
         reverse=True,
@@ -161,10 +198,12 @@ def assemble(found: list[ev.SnapshotChunk]) -> LoadedSnapshot | None:
 
 
 async def load_latest(
-    bootstrap: str, catalog: Catalog, keys: KeyRing | None = None
+    bootstrap: str, catalog: Catalog, keys: KeyRing | None = None, before: StopAt | None = None
 ) -> LoadedSnapshot | None:
-    """The newest readable snapshot, read from the end of the partition backwards.
-    With `keys`, chunks without a valid journal signature are skipped (logged)."""
+    """The newest readable snapshot (wholly before `before`: ``usable_for``), read
+    from the end of the partition backwards. With `keys`, chunks without a valid
+    journal signature are skipped (logged)."""
+    usable = usable_for(before)
     tp = TopicPartition(catalog.snapshots.name, 0)
     reader = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=FETCH_BYTES)
     await reader.start()
@@ -178,7 +217,7 @@ async def load_latest(
             records = await _read_range(reader, tp, start, end)
             if keys is not None:
                 records = _signed(records, keys)
-            loaded = assemble(decode_chunks(records, catalog))
+            loaded = assemble(decode_chunks(records, catalog), usable)
             if loaded is not None or start == begin:
                 break
             window *= 4
@@ -225,16 +264,10 @@ async def restore(
     stop: StopAt | None = None,
     keys: KeyRing | None = None,
 ) -> LoadedSnapshot | None:
-    """Reset `follower` to the latest readable snapshot (or to an empty state at
-    offset 0: no snapshot, `use_snapshot` false, or a snapshot past `stop`) and apply
-    the journal after it, up to its end or `stop`. Returns the snapshot used."""
-    loaded = await load_latest(bootstrap, catalog, keys) if use_snapshot else None
-    past_stop = stop is not None and (
-        stop.until_ms is not None or (stop.offset is not None and loaded is not None
-                                      and loaded.covered_offset >= stop.offset)
-    )  # fmt: skip
-    if past_stop:
-        loaded = None  # the snapshot may hold events after the stop: replay instead
+    """Reset `follower` to the newest readable snapshot wholly before `stop` (or to
+    an empty state at offset 0: none, or `use_snapshot` false) and apply the journal
+    after it, up to its end or `stop`. Returns the snapshot used."""
+    loaded = await load_latest(bootstrap, catalog, keys, stop) if use_snapshot else None
     if loaded is None:
         follower.reset()
     else:

@@ -12,12 +12,25 @@
      (read + decode + apply), the figure the target is about;
    - decode only, and decode + apply, over the same values in memory.
 4. The replayed state's digest is compared with the generator's live digest.
+5. Time travel: while writing, the benchmark also writes a ladder of snapshots
+   the way the leader does (the generator's state after a transaction, one per
+   ``SnapshotPolicy().ladder_every`` offsets, keyed by rung; simulated: no
+   leader process writes them, the chunks are the leader's). Then 20 real
+   ``jm replay --until T --json`` subprocesses, T the event time of a random
+   journal record: wall time from spawn to exit, and the fold time ``jm``
+   prints (snapshot read + tail replay, without the interpreter's start).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -26,14 +39,18 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from coordinator.domain import State, evolve, state_digest
+from coordinator.runtime import snapshots
 from coordinator.runtime.journal import JournalFollower
+from coordinator.runtime.snapshots import SnapshotPolicy
 from schemas import events as ev
 from schemas import kafkaio
-from schemas.catalog import Catalog
+from schemas.catalog import Catalog, snapshot_key
 from schemas.codec import default_codec
 from tests.bench.workload import T0, JournalGenerator
 
 TRANSACTION_RECORDS = 5_000
+#: Random points of the journal ``jm replay --until`` is timed at.
+TIME_TRAVEL_POINTS = 20
 
 
 def _journal_bytes_on_disk(kafka_data: Path | None, topic: str) -> int | None:
@@ -45,7 +62,16 @@ def _journal_bytes_on_disk(kafka_data: Path | None, topic: str) -> int | None:
     return sum(f.stat().st_size for f in part.glob("*.log"))
 
 
-async def _write(bootstrap: str, catalog: Catalog, gen: JournalGenerator, n: int) -> dict[str, Any]:
+async def _write(
+    bootstrap: str,
+    catalog: Catalog,
+    gen: JournalGenerator,
+    n: int,
+    ladder: SnapshotPolicy | None = None,
+) -> dict[str, Any]:
+    """Write `n` events of `gen` to the journal; with `ladder`, also a snapshot of the
+    generator's state after the transaction that crosses each ``ladder_every``
+    offsets, keyed by its rung (as the leader keys them)."""
     producer = kafkaio.producer(
         bootstrap_servers=bootstrap,
         transactional_id=f"{catalog.cluster_id}.bench-writer",
@@ -58,6 +84,8 @@ async def _write(bootstrap: str, catalog: Catalog, gen: JournalGenerator, n: int
     await producer.start()
     topic = catalog.journal.name
     transactions = 0
+    ladder_snapshots = 0
+    next_rung = 0 if ladder is None else ladder.ladder_every
     gen_s = 0.0
     started = time.perf_counter()
     try:
@@ -77,16 +105,46 @@ async def _write(bootstrap: str, catalog: Catalog, gen: JournalGenerator, n: int
                 break
             async with producer.transaction():
                 for key, value, headers in pending:
-                    await producer.send(topic, value, key=key, headers=headers, partition=0)
+                    sent = await producer.send(topic, value, key=key, headers=headers, partition=0)
             transactions += 1
+            covered = (await sent).offset
+            if ladder is not None and covered >= next_rung:
+                await _snapshot(producer, catalog, gen, covered, ladder)
+                ladder_snapshots += 1
+                next_rung = (covered // ladder.ladder_every + 1) * ladder.ladder_every
     finally:
         await producer.stop()
     elapsed = time.perf_counter() - started
-    return {"transactions": transactions, "write_s": elapsed, "generate_s": gen_s}
+    return {
+        "transactions": transactions,
+        "write_s": elapsed,
+        "generate_s": gen_s,
+        "ladder_snapshots": ladder_snapshots,
+    }
 
 
-async def _fetch_only(bootstrap: str, catalog: Catalog) -> tuple[list[bytes], float, float]:
-    """Read every committed journal record (no decoding); (values, wall s, cpu s)."""
+async def _snapshot(
+    producer: Any, catalog: Catalog, gen: JournalGenerator, covered: int, ladder: SnapshotPolicy
+) -> None:
+    """The generator's state (the journal up to `covered`) as the leader writes a snapshot;
+    stamped with the generator's clock, never earlier than an event it covers."""
+    epoch = gen.state.epoch
+    parts = snapshots.chunks(gen.state, f"snapshot-{epoch}-{covered}", covered, epoch, gen.now)
+    rung = ladder.rung(covered)
+    async with producer.transaction():
+        for part in parts:
+            value, headers = default_codec().encode(part)
+            key = snapshot_key(part.chunk_index, rung)
+            await producer.send(
+                catalog.snapshots.name, value, key=key, headers=headers, partition=0
+            )
+
+
+async def _fetch_only(
+    bootstrap: str, catalog: Catalog, offsets: list[int] | None = None
+) -> tuple[list[bytes], float, float]:
+    """Read every committed journal record (no decoding); (values, wall s, cpu s).
+    `offsets`: filled with the records' offsets."""
     consumer = kafkaio.consumer(
         bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=8 * 1024 * 1024
     )
@@ -102,8 +160,11 @@ async def _fetch_only(bootstrap: str, catalog: Catalog) -> tuple[list[bytes], fl
         position = 0
         while position < end:
             batch = await consumer.getmany(tp, timeout_ms=200, max_records=5_000)
-            for record in batch.get(tp, []):
+            records = batch.get(tp, [])
+            for record in records:
                 append(record.value or b"")
+            if offsets is not None:
+                offsets.extend(r.offset for r in records)
             position = await consumer.position(tp)
         return values, time.perf_counter() - wall, time.process_time() - cpu
     finally:
@@ -147,11 +208,54 @@ def _decode_apply(values: list[bytes]) -> tuple[float, str]:
     return time.perf_counter() - start, state_digest(state)
 
 
+_FOLDED = re.compile(r"(\d+) events applied: (.*), in ([\d.]+)s")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def time_travel(
+    bootstrap: str, catalog: Catalog, values: list[bytes], points: int = TIME_TRAVEL_POINTS
+) -> dict[str, Any]:
+    """`points` real ``jm replay --until T --json`` runs at random records' event times."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "JM_CLUSTER_ID": catalog.cluster_id}
+    codec, rng = default_codec(), random.Random(18)
+    walls, folds, tails, from_snapshot = [], [], [], 0
+    for index in rng.sample(range(len(values)), points):
+        until = codec.decode(values[index]).event_time
+        args = ["replay", "--until", str(until), "--json", "--insecure-unsigned"]
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "coordinator", *args], env=env,
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        walls.append(time.perf_counter() - started)
+        folded = _FOLDED.search(done.stderr)
+        if done.returncode != 0 or folded is None:
+            raise RuntimeError(f"jm {' '.join(args)} exited {done.returncode}: {done.stderr}")
+        tails.append(int(folded.group(1)))
+        from_snapshot += "from the snapshot" in folded.group(2)
+        folds.append(float(folded.group(3)))
+    return {
+        "points": points,
+        "from_snapshot": from_snapshot,
+        "wall_p50_s": round(statistics.median(walls), 3),
+        "wall_p99_s": round(_percentile(walls, 0.99), 3),
+        "wall_max_s": round(max(walls), 3),
+        "fold_p50_s": round(statistics.median(folds), 3),
+        "fold_p99_s": round(_percentile(folds, 0.99), 3),
+        "tail_events_median": round(statistics.median(tails)),
+        "tail_events_max": max(tails),
+        "load_1m": round(os.getloadavg()[0], 1),
+    }
+
+
 async def run(bootstrap: str, events: int, kafka_data: Path | None = None) -> dict[str, Any]:
     catalog = Catalog(f"bench-replay-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(bootstrap, catalog)
     gen = JournalGenerator(catalog)
-    written = await _write(bootstrap, catalog, gen, events)
+    ladder = SnapshotPolicy()
+    written = await _write(bootstrap, catalog, gen, events, ladder)
     live_digest = gen.digest()
     n = gen.events
 
@@ -163,6 +267,7 @@ async def run(bootstrap: str, events: int, kafka_data: Path | None = None) -> di
     decode_s = _decode_only(values)
     gc.collect()
     decode_apply_s, memory_digest = _decode_apply(values)
+    travel = time_travel(bootstrap, catalog, values)
     value_bytes = sum(len(v) for v in values)
     on_disk = _journal_bytes_on_disk(kafka_data, catalog.journal.name)
     return {
@@ -185,6 +290,11 @@ async def run(bootstrap: str, events: int, kafka_data: Path | None = None) -> di
         "replay_cpu_s": round(replay_cpu, 2),
         "decode_only_per_s": round(len(values) / decode_s),
         "decode_apply_memory_per_s": round(len(values) / decode_apply_s),
+        "replay_share_of_memory": round(decode_apply_s / replay_s, 3),
+        "ladder_every": ladder.ladder_every,
+        "ladder_rungs": ladder.ladder_rungs,
+        "ladder_snapshots": written["ladder_snapshots"],
+        "time_travel": travel,
         "live_digest": live_digest,
         "replay_digest": replay_digest,
         "memory_replay_digest": memory_digest,

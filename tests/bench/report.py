@@ -66,10 +66,16 @@ def _replay(r: Results) -> str:
             "`evolve` on a fresh `State`",
         ),
         _row(
+            "full replay from Kafka / decode + apply in memory",
+            ">= 80% (stretch)",
+            f"{r['replay_share_of_memory']:.0%}",
+            "the share of the in-memory rate that the replay from Kafka reaches",
+        ),
+        _row(
             "journal",
             "-",
             f"{_n(r['events'])} events, {r['value_mb']} MB of values "
-            f"({r['log_mb']} MB of log segments)",
+            + (f"({r['log_mb']} MB of log segments)" if r.get("log_mb") is not None else ""),
             f"mean value {r['mean_value_bytes']} bytes; {_n(r['transactions'])} transactions "
             f"(end offset {_n(r['end_offset'])}: one marker per transaction)",
         ),
@@ -81,6 +87,22 @@ def _replay(r: Results) -> str:
             f"in-memory replay `{r['memory_replay_digest'][:16]}...`",
         ),
     ]
+    travel = r.get("time_travel")
+    if travel is not None:
+        rows.append(
+            _row(
+                f"`jm replay --until T` at {travel['points']} random points (process wall)",
+                "p99 < 1 s",
+                f"**p99 {travel['wall_p99_s']} s** (p50 {travel['wall_p50_s']} s, "
+                f"max {travel['wall_max_s']} s)",
+                f"fold (snapshot read + tail) p50 {travel['fold_p50_s']} s, "
+                f"p99 {travel['fold_p99_s']} s; {travel['from_snapshot']} of "
+                f"{travel['points']} from a snapshot; tail median "
+                f"{_n(travel['tail_events_median'])} events, max "
+                f"{_n(travel['tail_events_max'])}; ladder of {r['ladder_snapshots']} "
+                f"snapshots, one per {_n(r['ladder_every'])} offsets; load {travel['load_1m']}",
+            )
+        )
     return (
         "\n".join(rows)
         + f"\n\nWorkload: {_n(r['jobs_submitted'])} jobs over {r['simulated_s']:,} s of "
