@@ -162,6 +162,9 @@ class JobSpec(BaseModel):
     checkpoint_config: CheckpointConfigSpec = Field(default_factory=CheckpointConfigSpec)
     savepoint_path: str | None = None
     submitted_by: str | None = None
+    #: the job's own code (docs/user-code.md): a project directory, wheel or sdist,
+    #: relative to the job file; ``jm submit`` uploads it (like ``--code``).
+    code: str | None = None
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -235,6 +238,13 @@ def to_job_submitted(
     if problems:
         raise JobGraphInvalid(problems, source)
     return event
+
+
+def job_file_code(path: str | Path) -> Path | None:
+    """The ``code:`` of a job file, resolved against the file's directory (None: none)."""
+    p = Path(path)
+    code = parse_job_spec(load_document(p), str(p)).code
+    return None if code is None else (p.parent / code).resolve()
 
 
 def load_document(path: Path) -> Any:

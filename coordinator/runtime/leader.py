@@ -260,7 +260,7 @@ class Leader:
         self.edges.start()
         self.edges.sweep(self.holder.state)
         self.state_io = StateIO(
-            self.config.state_checkpoints_dir, self.catalog, self.bootstrap, self.epoch
+            self.config.state_checkpoints_dir, self.catalog, self.bootstrap, self.epoch, self.keys
         )
         self.state_io.scan(self.holder.state)  # savepoints an older leader left unwritten
         self._keepalives = KeepaliveSender(
@@ -328,6 +328,7 @@ class Leader:
             for written in self.state_io.take_results():
                 self._decide_input(written, step.now, out)
             self._view.savepoint_checks.clear()
+            self._view.artifact_checks.clear()
             out.dead_letters.extend(self.outbox.dead_letter(d) for d in self._take_foreign())
             if self._ready_to_commit(out, step.now):
                 await self._commit(out)

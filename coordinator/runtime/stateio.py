@@ -6,7 +6,9 @@ The pure core decides; this does the file and store work around it
 - ``check_submissions``: before a JobSubmitted naming a ``savepoint_path`` is
   decided, read that savepoint (``_metadata`` and file sizes) and put why it
   cannot be restored, or None, in the view (``savepoint_checks``); decide
-  accepts or rejects on it, and the journal keeps the decision.
+  accepts or rejects on it, and the journal keeps the decision. A JobSubmitted
+  carrying a user-code artifact is checked the same way (``artifact_checks``:
+  signature, size, presence in the store, sha256; schemas/artifacts.py).
 - ``scan``: every completed savepoint whose directory is not written yet
   (state: ``savepoints_to_write``, from the journal, so a new leader finds what
   an old one left) is exported with ``export_savepoint`` from the checkpoint
@@ -27,9 +29,11 @@ from pathlib import Path
 from coordinator.domain import SavepointWritten, State
 from coordinator.domain.state import SavepointToWrite
 from coordinator.domain.view import LeaderView
+from schemas import artifacts
 from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.savepoint import check_restorable, export_savepoint, savepoint_dir_name
+from schemas.signing import KeyRing
 from schemas.statestore import StateStore, open_store
 
 log = logging.getLogger(__name__)
@@ -43,8 +47,11 @@ def _target(directory: str, job_id: str, checkpoint_id: int) -> Path:
 class StateIO:
     """One leader term's state I/O; ``close`` cancels what is still running."""
 
-    def __init__(self, url: str, catalog: Catalog, bootstrap: str, epoch: int) -> None:
+    def __init__(
+        self, url: str, catalog: Catalog, bootstrap: str, epoch: int, keys: KeyRing | None = None
+    ) -> None:
         self.url = url
+        self.keys = keys if keys is not None else KeyRing.insecure()
         self.catalog = catalog
         self.bootstrap = bootstrap
         self.epoch = epoch
@@ -69,6 +76,14 @@ class StateIO:
         self, events: Iterable[ev.Event], state: State, view: LeaderView
     ) -> None:
         for event in events:
+            if (
+                isinstance(event, ev.JobSubmitted)
+                and event.artifact is not None
+                and event.job_id not in state.jobs
+            ):
+                view.artifact_checks[event.event_id] = await artifacts.check(
+                    self._open(), self.keys, event.artifact
+                )
             if (
                 not isinstance(event, ev.JobSubmitted)
                 or event.savepoint_path is None
