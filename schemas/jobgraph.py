@@ -150,6 +150,22 @@ class CheckpointConfigSpec(BaseModel):
         return _upper(value)
 
 
+class ArtifactSpec(BaseModel):
+    """A stored user-code package, as ``POST /artifacts`` answers it (docs/user-code.md)."""
+
+    model_config = _STRICT
+    sha256: str
+    size: int
+    name: str
+    version: str
+    filename: str
+    handle: str
+    operators: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    signature: str | None = None
+
+
 class JobSpec(BaseModel):
     """The shape of a job file."""
 
@@ -165,6 +181,8 @@ class JobSpec(BaseModel):
     #: the job's own code (docs/user-code.md): a project directory, wheel or sdist,
     #: relative to the job file; ``jm submit`` uploads it (like ``--code``).
     code: str | None = None
+    #: an already stored package (the answer of ``POST /artifacts``)
+    artifact: ArtifactSpec | None = None
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -233,6 +251,7 @@ def to_job_submitted(
         checkpoint_config=ev.CheckpointConfig(**spec.checkpoint_config.model_dump()),
         savepoint_path=spec.savepoint_path,
         submitted_by=spec.submitted_by,
+        artifact=None if spec.artifact is None else ev.ArtifactRef(**spec.artifact.model_dump()),
     )
     problems = validate_job_submitted(event, known_operators)
     if problems:

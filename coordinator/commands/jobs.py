@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
+from coordinator.commands import artifacts
 from coordinator.commands.common import add_connection_flags
 from coordinator.commands.restapi import add_api_flags
 
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "vertex ids and parallelism; the leader reads it and rejects the job, "
                         "saying why, if it cannot)")  # fmt: skip
     submit.set_defaults(handler=_submit)
+    artifacts.register(sub)  # jm artifacts: the packages of `jm submit --code`
 
     savepoint = sub.add_parser(
         "savepoint",

@@ -114,6 +114,9 @@ class LeaderConfig:
     # Where checkpoint state is (the workers' setting): savepoints are exported
     # from it, discarded state is deleted from it (coordinator/runtime/stateio.py).
     state_checkpoints_dir: str = "kafka"
+    # How long a user-code artifact outlives the last job using it before it is
+    # deleted from the blob store (coordinator/domain/artifact_gc.py).
+    artifact_retention_ms: int = 3_600_000
 
 
 @dataclass
@@ -324,6 +327,9 @@ class Leader:
                 last_tick = step.now
                 ticks += 1
                 tick_id = f"tick:{self.epoch}:{ticks}"
+                self.state_io.collect_artifacts(
+                    self.holder.state, step.now, self.config.artifact_retention_ms
+                )
             out = self._decide(step, tick_id)
             for written in self.state_io.take_results():
                 self._decide_input(written, step.now, out)

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from coordinator.domain import SavepointWritten, State
+from coordinator.domain import SavepointWritten, State, artifact_gc
 from coordinator.domain.state import SavepointToWrite
 from coordinator.domain.view import LeaderView
 from schemas import artifacts
@@ -59,6 +59,7 @@ class StateIO:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: set[tuple[str, int]] = set()
         self._results: list[SavepointWritten] = []
+        self._collected: set[str] = set()  # artifact handles deleted this term
 
     def _open(self) -> StateStore:
         if self._store is None:
@@ -140,6 +141,24 @@ class StateIO:
         return results
 
     # ---------------------------------------------------------------- discard
+
+    def collect_artifacts(self, state: State, now: int, retention_ms: int) -> None:
+        """Delete (in the background, once per term) the user-code artifacts whose jobs
+        all ended at least `retention_ms` ago."""
+        for ref in artifact_gc.expired(state, now, retention_ms):
+            if ref.handle not in self._collected:
+                self._collected.add(ref.handle)
+                self._spawn(self._collect(ref))
+
+    async def _collect(self, ref: ev.ArtifactRef) -> None:
+        try:
+            await self._open().discard([ref.handle])
+            log.info("deleted artifact %s %s (%s): no job uses it any more",
+                     ref.name, ref.version, ref.sha256[:16])  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # left behind costs space, never the leader
+            log.warning("deleting artifact %s failed: %s", ref.sha256[:16], err)
 
     def discard(self, events: Iterable[ev.Event]) -> None:
         """Delete the state named by the committed CheckpointStateDiscarded among `events`."""

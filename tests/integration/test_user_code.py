@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from schemas import artifacts
@@ -22,6 +23,7 @@ from schemas.statestore import open_store
 from schemas.wheels import build
 from tests.conftest import Stack, run_keys
 from tests.integration.harness import REPO, Cluster, Journal, Producer, now_ms, status_of
+from tests.integration.test_rest_writes import Http, rest_url
 from tests.integration.usercode_pkg import probe_job, write_package
 
 pytestmark = pytest.mark.integration
@@ -147,3 +149,63 @@ async def test_tampered_oversized_and_missing_artifacts_are_refused(
     assert "signature" in (rejection(events, "unsigned") or "")
     assert rejection(events, "good") is None and status_of(events, "good") is not None
     assert cluster.coordinators[0].proc.poll() is None
+
+
+async def test_rest_upload_offline_requirements_listing_and_garbage_collection(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """POST /artifacts then POST /jobs naming it (a directory blob store); the job's
+    details show its artifact, `jm artifacts` lists it, a package whose requirement is
+    missing on an offline worker fails with the reason, and once the last job using
+    the package ended and the retention passed, the blob is deleted."""
+    blobs = tmp_path / "blobs"
+    store = f"file://{blobs}"
+    leader = cluster.coordinator("c1", "--state-checkpoints-dir", store,
+                                 "--artifact-retention-ms", "1500")  # fmt: skip
+    await leader.wait_for_line("role LEADER")
+    cluster.worker("tm-1", 2, "--state-checkpoints-dir", store,
+                   "--artifact-cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    url = await rest_url(leader)
+    data, filename = build(write_package(tmp_path / "pkg", "3.0"))
+    needy, needy_name = build(
+        write_package(tmp_path / "needy", "1.0", name="jm-needy", requires=("jm-no-such-dist>=1",))
+    )
+    out = tmp_path / "out"
+    async with aiohttp.ClientSession() as session, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        http = Http(session, url, None)
+        status, ref = await http.call("POST", f"/artifacts?filename={filename}", raw=data)
+        assert status == 201, ref
+        status, needy_ref = await http.call("POST", f"/artifacts?filename={needy_name}", raw=needy)
+        assert status == 201, needy_ref
+        vertex = {"id": "probe", "operator": "probe", "config": {"path": str(out)}}
+        body = {"job_id": "rest-code", "name": "rest code", "vertices": [vertex], "artifact": ref}
+        status, answer = await http.call("POST", "/jobs", body)
+        assert status == 202, answer
+        body = {**body, "job_id": "needy", "name": "needy", "artifact": needy_ref}
+        status, answer = await http.call("POST", "/jobs", body)
+        assert status == 202, answer
+        events = await journal.wait_until(
+            lambda es: status_of(es, "rest-code") in ENDED and status_of(es, "needy") in ENDED
+        )
+        assert status_of(events, "rest-code") is ev.JobStatus.FINISHED
+        assert (await asyncio.to_thread(out.read_text)).startswith("3.0 ")
+        assert status_of(events, "needy") is ev.JobStatus.FAILED
+        stacks = [e.error_stack or "" for _, e in events
+                  if isinstance(e, ev.TaskStateRecorded) and e.task.job_id == "needy"]  # fmt: skip
+        assert any("jm-no-such-dist" in s and "no package index" in s for s in stacks), stacks
+        status, detail = await http.call("GET", "/jobs/rest-code")
+        assert detail["jm-artifact"]["sha256"] == ref["sha256"], detail
+    listed = jm(cluster.stack, cluster.catalog, "artifacts", "list", "--url", url)
+    assert listed.returncode == 0, listed.stderr
+    assert ref["sha256"] in listed.stdout and "jm-probe-ops 3.0" in listed.stdout
+    # Garbage collection: the blob file goes once the retention after the job's end passed.
+    blob = blobs / cluster.catalog.cluster_id / "_artifacts" / "chk-0" / ref["sha256"]
+    deadline = time.monotonic() + 60
+    while await asyncio.to_thread(blob.exists):
+        assert time.monotonic() < deadline, "artifact never deleted"
+        await asyncio.sleep(0.2)
+    assert "no job uses it any more" in leader.output()
+    shown = jm(cluster.stack, cluster.catalog, "artifacts", "delete", needy_ref["sha256"],
+               "--url", url)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
