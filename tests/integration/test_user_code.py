@@ -209,3 +209,22 @@ async def test_rest_upload_offline_requirements_listing_and_garbage_collection(
     shown = jm(cluster.stack, cluster.catalog, "artifacts", "delete", needy_ref["sha256"],
                "--url", url)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
+
+
+def test_dry_run_finds_every_name_in_the_package_or_says_what_is_missing(
+    stack: Stack, catalog: Catalog, tmp_path: Path
+) -> None:
+    """`jm submit --dry-run`: an operator only the package has is missing without it;
+    `code:` in the job file brings it; a function no one provides is named."""
+    write_package(tmp_path / "pkg", "1.0")
+    job = probe_job(tmp_path / "job.yaml", "probe", tmp_path / "out")
+    without = jm(stack, catalog, "submit", str(job), "--dry-run")
+    assert without.returncode == 1
+    assert "operator 'probe' is in neither the job's code (none given)" in without.stderr
+    text = job.read_text() + "code: pkg\n"
+    text = text.replace("config: {", "config: {function: no_such_fn, ")
+    job.write_text(text)
+    found = jm(stack, catalog, "submit", str(job), "--dry-run")
+    assert found.returncode == 1
+    assert "operator 'probe'" not in found.stderr
+    assert "function 'no_such_fn' is in neither the package jm-probe-ops 1.0" in found.stderr
