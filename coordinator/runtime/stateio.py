@@ -60,6 +60,7 @@ class StateIO:
         self._started: set[tuple[str, int]] = set()
         self._results: list[SavepointWritten] = []
         self._collected: set[str] = set()  # artifact handles deleted this term
+        self._verified: set[tuple[str, str]] = set()  # (sha256, handle) read and checked
 
     def _open(self) -> StateStore:
         if self._store is None:
@@ -82,9 +83,7 @@ class StateIO:
                 and event.artifact is not None
                 and event.job_id not in state.jobs
             ):
-                view.artifact_checks[event.event_id] = await artifacts.check(
-                    self._open(), self.keys, event.artifact
-                )
+                view.artifact_checks[event.event_id] = await self._check_artifact(event.artifact)
             if (
                 not isinstance(event, ev.JobSubmitted)
                 or event.savepoint_path is None
@@ -142,12 +141,23 @@ class StateIO:
 
     # ---------------------------------------------------------------- discard
 
+    async def _check_artifact(self, ref: ev.ArtifactRef) -> str | None:
+        """Why `ref` cannot be used; a package already read whole this term is not
+        read again (the signature, over the reference, is checked every time)."""
+        if (ref.sha256, ref.handle) in self._verified:
+            return artifacts.signature_problem(self.keys, ref)
+        problem = await artifacts.check(self._open(), self.keys, ref)
+        if problem is None:
+            self._verified.add((ref.sha256, ref.handle))
+        return problem
+
     def collect_artifacts(self, state: State, now: int, retention_ms: int) -> None:
         """Delete (in the background, once per term) the user-code artifacts whose jobs
         all ended at least `retention_ms` ago."""
         for ref in artifact_gc.expired(state, now, retention_ms):
             if ref.handle not in self._collected:
                 self._collected.add(ref.handle)
+                self._verified.discard((ref.sha256, ref.handle))
                 self._spawn(self._collect(ref))
 
     async def _collect(self, ref: ev.ArtifactRef) -> None:

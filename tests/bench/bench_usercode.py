@@ -31,6 +31,7 @@ from typing import Any
 
 from coordinator import usercode
 from schemas import events as ev
+from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.wheels import build
 from tests.bench.bench_latency import percentiles
@@ -86,6 +87,7 @@ def _wheel(root: Path) -> tuple[bytes, str]:
 async def run(stack: Stack, rounds: int) -> list[dict[str, Any]]:
     catalog = Catalog(f"bench-code-{uuid.uuid4().hex[:8]}")
     tmp = Path(tempfile.mkdtemp(prefix="jm-bench-code-"))
+    await kafkaio.create_topics(stack.bootstrap, catalog)
     coordinator = CoordinatorProcess(stack, catalog, "c1")
     worker: WorkerProcess | None = None
     figures: dict[str, list[float]] = {"builtin": [], "upload": [], "first": [], "cached": []}
