@@ -373,6 +373,36 @@ class WorkerCommand(Decision):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ArtifactRef:
+    """A Python package of user code a job brings along (docs/user-code.md): its
+    reference in the blob store, never its bytes.
+
+    sha256: hex sha256 of the package file (a wheel), its identity in the blob store.
+    size: size of the package file in bytes (at most MAX_ARTIFACT_BYTES).
+    name: distribution name of the package.
+    version: distribution version of the package.
+    filename: the wheel's file name.
+    handle: where the blob store keeps the bytes (a state-store handle).
+    operators: operator names the package's entry points provide.
+    functions: function names the package's entry points provide.
+    requirements: requirements the package declares (Requires-Dist), installed by workers.
+    signature: the client's signature over sha256, size, name and version (a jm-sig
+        value); null when signing is off.
+    """
+
+    sha256: str
+    size: int
+    name: str
+    version: str
+    filename: str
+    handle: str
+    operators: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSubmitted(ClientCommand):
     """A client asks the cluster to run a job.
 
@@ -383,6 +413,8 @@ class JobSubmitted(ClientCommand):
     checkpoint_config: checkpointing parameters; interval 0 disables checkpoints.
     savepoint_path: savepoint to restore the job from; null starts from scratch.
     submitted_by: who submitted the job (user, tool); informative only.
+    artifact: the user-code package the job's operators and functions may come from;
+        null when the job uses only what the workers have installed (since v3).
     """
 
     job_id: str
@@ -392,6 +424,7 @@ class JobSubmitted(ClientCommand):
     checkpoint_config: CheckpointConfig = CheckpointConfig()
     savepoint_path: str | None = None
     submitted_by: str | None = None
+    artifact: ArtifactRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -891,6 +924,8 @@ class DeployTask(WorkerCommand):
     job_accepted_at: when the job was accepted (its JobAccepted), ms since the epoch; the same
         for every attempt, so a source told to start at ``latest`` starts there on every
         attempt; null if unknown (since v2).
+    artifact: the job's user-code package, installed by the worker before the task
+        runs; null when the job has none (since v3).
     """
 
     tm_id: str
@@ -908,6 +943,7 @@ class DeployTask(WorkerCommand):
     restore_checkpoint_id: int | None = None
     restore_state_handle: str | None = None
     job_accepted_at: int | None = None
+    artifact: ArtifactRef | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -150,6 +150,22 @@ class CheckpointConfigSpec(BaseModel):
         return _upper(value)
 
 
+class ArtifactSpec(BaseModel):
+    """A stored user-code package, as ``POST /artifacts`` answers it (docs/user-code.md)."""
+
+    model_config = _STRICT
+    sha256: str
+    size: int
+    name: str
+    version: str
+    filename: str
+    handle: str
+    operators: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
+    signature: str | None = None
+
+
 class JobSpec(BaseModel):
     """The shape of a job file."""
 
@@ -162,6 +178,11 @@ class JobSpec(BaseModel):
     checkpoint_config: CheckpointConfigSpec = Field(default_factory=CheckpointConfigSpec)
     savepoint_path: str | None = None
     submitted_by: str | None = None
+    #: the job's own code (docs/user-code.md): a project directory, wheel or sdist,
+    #: relative to the job file; ``jm submit`` uploads it (like ``--code``).
+    code: str | None = None
+    #: an already stored package (the answer of ``POST /artifacts``)
+    artifact: ArtifactSpec | None = None
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -230,11 +251,19 @@ def to_job_submitted(
         checkpoint_config=ev.CheckpointConfig(**spec.checkpoint_config.model_dump()),
         savepoint_path=spec.savepoint_path,
         submitted_by=spec.submitted_by,
+        artifact=None if spec.artifact is None else ev.ArtifactRef(**spec.artifact.model_dump()),
     )
     problems = validate_job_submitted(event, known_operators)
     if problems:
         raise JobGraphInvalid(problems, source)
     return event
+
+
+def job_file_code(path: str | Path) -> Path | None:
+    """The ``code:`` of a job file, resolved against the file's directory (None: none)."""
+    p = Path(path)
+    code = parse_job_spec(load_document(p), str(p)).code
+    return None if code is None else (p.parent / code).resolve()
 
 
 def load_document(path: Path) -> Any:

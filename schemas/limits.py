@@ -45,6 +45,9 @@ FINISHED_TASK_HANDLE: Final = "finished"
 #: the snapshot one task writes for one checkpoint (schemas/statestore.py refuses more):
 #: bounds what a restore holds in memory and the chunks of one Kafka-stored state.
 MAX_TASK_STATE_BYTES: Final = 67_108_864
+#: the user-code package (a wheel) one job brings (docs/user-code.md): the client, the
+#: coordinator and the workers refuse a larger one; stored like a task's state.
+MAX_ARTIFACT_BYTES: Final = 33_554_432
 #: free-text reasons of inputs (CheckpointDeclined, TaskManagerDeregistered).
 MAX_REASON_BYTES: Final = 1_024
 #: vertices of one job graph.
@@ -116,6 +119,13 @@ STRING_LIMITS: Final[dict[str, int]] = {
     "target_directory": MAX_PATH_BYTES,
     "state_handle": MAX_STATE_HANDLE_BYTES,
     "reason": MAX_REASON_BYTES,
+    # a job's user-code artifact (ArtifactRef)
+    "sha256": 64,
+    "filename": MAX_NAME_BYTES,
+    "handle": MAX_STATE_HANDLE_BYTES,
+    "functions": MAX_NAME_BYTES,
+    "requirements": MAX_NAME_BYTES,
+    "signature": MAX_NAME_BYTES,
 }
 UNLIMITED_STRINGS: Final = frozenset({"error_stack"})
 
@@ -128,6 +138,8 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "running_tasks": MAX_SLOTS_PER_WORKER,
     "task_metrics": MAX_TASK_METRICS_PER_HEARTBEAT,
     "more_tasks": MAX_TASKS_PER_COMMAND - 1,
+    "functions": MAX_OPERATORS_PER_WORKER,
+    "requirements": MAX_OPERATORS_PER_WORKER,
 }
 
 #: Inclusive ranges of integer fields whose value sizes memory or records.
@@ -277,6 +289,11 @@ def _submission_problems(s: ev.JobSubmitted) -> Iterator[str]:
     if config > MAX_JOB_CONFIG_BYTES:
         yield (
             f"job_graph: {config} bytes of operator config, at most {MAX_JOB_CONFIG_BYTES} allowed"
+        )
+    if s.artifact is not None and not 0 <= s.artifact.size <= MAX_ARTIFACT_BYTES:
+        yield (
+            f"artifact: {s.artifact.name} is {s.artifact.size} bytes, at most "
+            f"{MAX_ARTIFACT_BYTES} (MAX_ARTIFACT_BYTES) allowed"
         )
 
 

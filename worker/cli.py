@@ -55,6 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "or kafka)",
     )
     parser.add_argument(
+        "--artifact-cache-dir",
+        metavar="DIR",
+        help="where jobs' own code is installed, one directory per package "
+        "(default $JM_WORKER_ARTIFACT_CACHE_DIR or <temp dir>/jm-artifacts/<id>)",
+    )
+    parser.add_argument(
+        "--package-index",
+        metavar="URL",
+        help="package index for the requirements a job's code declares (default "
+        "$JM_WORKER_PACKAGE_INDEX; none: offline, missing requirements are refused)",
+    )
+    parser.add_argument(
         "--protected-topic-prefix",
         dest="protected_topic_prefixes",
         action="append",
@@ -145,6 +157,8 @@ def handle(args: argparse.Namespace) -> int:
             heartbeat_timeout_s=args.heartbeat_timeout_s,
             cancel_timeout_s=args.cancel_timeout_s,
             state_checkpoints_dir=args.state_checkpoints_dir,
+            artifact_cache_dir=args.artifact_cache_dir,
+            package_index=args.package_index,
         )
         # Refuse a bad storage URL at start, not at the first checkpoint.
         open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),

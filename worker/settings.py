@@ -43,6 +43,12 @@ class WorkerSettings(BaseSettings):
     # The cluster setting state.checkpoints.dir: where tasks write their checkpoint
     # state (schemas/statestore.py): kafka (the cluster's state topic) or a directory.
     state_checkpoints_dir: str = Field(default="kafka", min_length=1)
+    # Where jobs' user-code packages are installed, one directory per sha256
+    # (worker/usercode.py); empty: <temp dir>/jm-artifacts/<tm_id>.
+    artifact_cache_dir: str = ""
+    # The package index a job's declared requirements are installed from (pip
+    # --index-url); empty: offline, a requirement not installed here is refused.
+    package_index: str = ""
 
     @model_validator(mode="after")
     def _timeout_above_interval(self) -> WorkerSettings:

@@ -82,7 +82,8 @@ def slot_main(
                 except EOFError:
                     return  # the TaskManager is gone
             if isinstance(message, slotmsg.RunTask):
-                runner = _run(conn, message.spec, registry, functions, kafka, state_url, backlog)
+                ops, fns = (registry, functions) if message.code is None else _own(message.code)
+                runner = _run(conn, message.spec, ops, fns, kafka, state_url, backlog)
                 if not asyncio.run(runner):
                     return
             elif isinstance(message, slotmsg.Shutdown):
@@ -184,6 +185,13 @@ async def _run(
             with contextlib.suppress(Exception):
                 await store.close()
     return keep_going
+
+
+def _own(code: str) -> tuple[OperatorRegistry, FunctionRegistry]:
+    """The registries with the job's code first (this process is replaced after the task)."""
+    from worker.usercode import registries
+
+    return registries(code)
 
 
 def _open_store(url: str | None, kafka: KafkaEnv | None) -> StateStore | None:

@@ -18,6 +18,8 @@ from worker.operators.api import TaskSpec
 @dataclass(frozen=True, slots=True)
 class RunTask:
     spec: TaskSpec
+    #: the directory of the job's installed user code (worker/usercode.py), if any
+    code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ class SlotProcess:
         self.ready = False
         # Sent while the process was being replaced: delivered once it starts.
         self._pending: list[slotmsg.ToSlot] = []
+        self._renewing = False
         self._released = asyncio.Event()
 
     @property
@@ -80,13 +81,46 @@ class SlotProcess:
 
     def send(self, message: slotmsg.ToSlot) -> None:
         # Messages are a few hundred bytes: the socket buffer takes them at once.
-        if self._conn is None:
+        if self._conn is None or self._renewing:
             self._pending.append(message)
             return
         try:
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError):
             log.warning("slot %d: process gone, %r not delivered", self.index, message)
+
+    def renew(self) -> None:
+        """A fresh interpreter for the next task: the process (whose task has ended,
+        after running a job's own code) is killed and replaced at once, without an
+        exit report. Deferred to the next loop turn, as this is called while its
+        messages are being read; what is sent meanwhile goes to the new process."""
+        if self._process is None or self._renewing:
+            return
+        self._renewing = True
+        asyncio.get_running_loop().call_soon(self._replace)
+
+    def _replace(self) -> None:
+        self._renewing = False
+        process = self._process
+        if process is None:  # it exited meanwhile: _exited starts the next one
+            return
+        log.info("slot %d: fresh process after a job's own code", self.index)
+        self._release_quietly(process)
+        self.start()
+
+    def _release_quietly(self, process: BaseProcess) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(process.sentinel)
+        if self._conn is not None:
+            if not self._conn.closed:
+                loop.remove_reader(self._conn.fileno())
+                self._conn.close()
+            self._conn = None
+        process.kill()
+        process.join(5.0)
+        if process.exitcode is not None:
+            process.close()
+        self._process, self.ready = None, False
 
     def kill(self) -> None:
         """SIGKILL: the exit is noticed through the sentinel like any other."""

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 from schemas import events as ev
 from schemas import timing
 from schemas.limits import FINISHED_TASK_HANDLE
-from worker import checkpointing, errors, slotmsg, slots
+from schemas.statestore import StateStore, open_store
+from worker import checkpointing, errors, slotmsg, slots, usercode
 from worker.epochs import CommandFilter, LeaderWatch
 from worker.failures import MAX_STACK_BYTES, clip_middle
 from worker.hooks import WorkerTestHooks
@@ -39,6 +40,13 @@ if TYPE_CHECKING:  # imported only when telemetry is on (worker/app.py)
 
 log = logging.getLogger(__name__)
 ES = ev.ExecutionState
+
+
+def _artifact_store(url: str, kafka: KafkaEnv | None) -> StateStore | None:
+    """The blob store jobs' packages are fetched from (the state store), if any."""
+    if kafka is None:
+        return None
+    return open_store(url, catalog=kafka.catalog, bootstrap=kafka.bootstrap)
 
 
 def _now_ms() -> int:
@@ -119,6 +127,14 @@ class TaskManager:
             for i in range(settings.slots)
         ]
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}
+        #: jobs' own code: installed here once per artifact; slots running it
+        self.artifacts = usercode.cache_for(
+            settings.tm_id,
+            settings.artifact_cache_dir,
+            _artifact_store(settings.state_checkpoints_dir, kafka),
+            settings.package_index,
+        )
+        self._own_code_slots: set[int] = set()
         # The incarnation that accepted each task in a slot: its reports say so
         # even if the worker has become a new incarnation since.
         self._accepted_by: dict[ev.TaskRef, str] = {}
@@ -173,6 +189,7 @@ class TaskManager:
                                  return_exceptions=True)  # fmt: skip
             for slot in self._slots:
                 await slot.stop(timeout_s=1.0)
+            await self.artifacts.close()
 
     async def _shutdown(self, loops: list[asyncio.Task[None]], sender: asyncio.Task[None]) -> None:
         self._stopping = True
@@ -315,7 +332,8 @@ class TaskManager:
         task = command.task
         if self._telemetry is not None:
             self._telemetry.deploy_received(command)
-        if command.operator not in self.registry:
+        brought = command.artifact.operators if command.artifact is not None else ()
+        if command.operator not in self.registry and command.operator not in brought:
             error = errors.UnknownOperatorError(
                 f"no operator named {command.operator!r} on this worker "
                 f"(it offers {', '.join(self.registry.names())})"
@@ -329,12 +347,36 @@ class TaskManager:
                 log.info("deploying %s in slot %d", spec.describe(), index)
                 self._accepted_by[task] = self.incarnation
                 self._report_state(task, ES.DEPLOYING)
-                self._slots[index].send(slotmsg.RunTask(spec))
+                if command.artifact is None:
+                    self._slots[index].send(slotmsg.RunTask(spec))
+                else:
+                    self._background.append(
+                        asyncio.create_task(self._deploy_own_code(index, command.artifact, spec))
+                    )
             case slots.AlreadyHere(state=state):
                 log.info("DeployTask for %s again: already %s", slots.task_name(task), state)
             case slots.Reject(error=rejection):
                 log.warning("DeployTask for %s rejected: %s", slots.task_name(task), rejection)
                 self._report_state(task, ES.FAILED, rejection)
+
+    async def _deploy_own_code(self, index: int, artifact: ev.ArtifactRef, spec: TaskSpec) -> None:
+        """Install the job's code (once per worker, worker/usercode.py), then run the
+        task; its slot gets a fresh interpreter when the task ends."""
+        try:
+            code = await asyncio.shield(self.artifacts.install(artifact))
+        except Exception as err:  # every failure is the task's, with its reason
+            failed = slotmsg.StateUpdate(spec.task, ES.FAILED, type(err).__name__,
+                                         str(err), non_recoverable=True)  # fmt: skip
+            self._on_slot_message(index, failed)
+            return
+        entry = self.table.entry(index)
+        if entry is None or entry.task != spec.task:
+            return
+        if entry.cancel_requested:
+            self._on_slot_message(index, slotmsg.StateUpdate(spec.task, ES.CANCELED))
+            return
+        self._own_code_slots.add(index)
+        self._slots[index].send(slotmsg.RunTask(spec, code=str(code)))
 
     def _trigger(self, command: ev.TriggerCheckpoint) -> None:
         """Source tasks checkpoint (their slot processes inject the barriers)."""
@@ -464,11 +506,15 @@ class TaskManager:
                     )
                 )
             if report.state.is_terminal:
+                if index in self._own_code_slots:
+                    self._own_code_slots.discard(index)
+                    self._slots[index].renew()
                 self._accepted_by.pop(message.task, None)
                 self.task_metrics.ended(message.task)
                 self._slot_freed(index)
 
     def _on_slot_exit(self, index: int, exitcode: int | None, was_ready: bool) -> None:
+        self._own_code_slots.discard(index)  # the next process is a fresh one anyway
         outcome = self.table.process_died(index)
         self._slot_freed(index)
         if outcome is not None:

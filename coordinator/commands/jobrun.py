@@ -8,18 +8,21 @@ import dataclasses
 import json
 import os
 import sys
+from pathlib import Path
 
-from coordinator import client
+from coordinator import client, usercode
 from coordinator.commands import present, restapi
 from coordinator.commands.common import (
     catalog_from,
     fail,
     format_ms,
     run,
+    run_value,
     settings_from,
 )
+from schemas import artifacts
 from schemas import events as ev
-from schemas.jobgraph import JobGraphInvalid, load_job_file
+from schemas.jobgraph import JobGraphInvalid, job_file_code, load_job_file
 from schemas.jsonview import event_json, summary
 from schemas.settings import PROTECTED_TOPIC_PREFIXES_ENV, ClusterSettings, listed
 from schemas.validation import check_topics, protected_prefixes, validate_job_submitted
@@ -54,12 +57,45 @@ def submit(args: argparse.Namespace) -> int:
         for problem in protected:
             print(f"  - {problem}", file=sys.stderr)
         return 1
+    try:
+        code = Path(args.code).resolve() if args.code else job_file_code(args.file)
+        packaged = usercode.package(code) if code is not None else None
+        ref = artifacts.describe(*packaged) if packaged is not None else None
+    except artifacts.ArtifactError as err:
+        return fail(f"the job's code cannot be used: {err.reason}", 1)
     if args.dry_run:
-        print(json.dumps(event_json(event), indent=2))
+        missing = usercode.missing_names(event, ref, *usercode.local_names())
+        if missing:
+            print(f"jm: {args.file} names what is not found:", file=sys.stderr)
+            for problem in missing:
+                print(f"  - {problem}", file=sys.stderr)
+            return 1
+        print(json.dumps(event_json(event if ref is None else usercode.with_artifact(event, ref)),
+                         indent=2))  # fmt: skip
         return 0
     if args.no_wait and args.wait:
         return fail("--no-wait and --wait exclude each other")
+    if packaged is not None:
+        try:
+            stored = run_value(_upload(args, settings, *packaged))
+        except artifacts.ArtifactError as err:
+            return fail(f"the job's code cannot be stored: {err.reason}", 1)
+        print(f"stored {stored.filename} as {stored.sha256}", file=sys.stderr)
+        event = usercode.with_artifact(event, stored)
     return run(_send(args, event, ev.JobStatus(args.wait) if args.wait else None))
+
+
+async def _upload(
+    args: argparse.Namespace, settings: ClusterSettings, data: bytes, filename: str
+) -> ev.ArtifactRef:
+    return await usercode.upload(
+        data,
+        filename,
+        store_url=usercode.blob_store_url(args.blob_store),
+        catalog=catalog_from(settings),
+        bootstrap=settings.bootstrap_servers,
+        keys=settings.keyring("client"),
+    )
 
 
 def cancel(args: argparse.Namespace) -> int:

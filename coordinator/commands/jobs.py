@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 
+from coordinator.commands import artifacts
 from coordinator.commands.common import add_connection_flags
 from coordinator.commands.restapi import add_api_flags
 
@@ -37,7 +38,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(submit)
     submit.add_argument("file", help="job.yaml or job.json (see docs/examples/)")
     submit.add_argument("--job-id", help="job id (default: the file's job_id, else a uuid)")
-    submit.add_argument("--dry-run", action="store_true", help="print the event as JSON only")
+    submit.add_argument("--dry-run", action="store_true",
+                        help="check the job (and its --code: every operator and function it "
+                        "names must be found) and print the event as JSON only")  # fmt: skip
+    submit.add_argument("--code", metavar="PATH",
+                        help="the job's own code: a project directory (pyproject.toml; "
+                        "built into a wheel), a wheel or an sdist; overrides the file's "
+                        "code: (docs/user-code.md)")  # fmt: skip
+    submit.add_argument("--blob-store", metavar="URL",
+                        help="where packages are stored: the cluster's state.checkpoints.dir, "
+                        "kafka (default, or $JM_BLOB_STORE) or file:///dir")  # fmt: skip
     submit.add_argument("--wait", metavar="STATE", type=str.upper,
                         choices=_JobStatuses(),
                         help="once accepted, wait until the job reaches STATE "
@@ -51,6 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "vertex ids and parallelism; the leader reads it and rejects the job, "
                         "saying why, if it cannot)")  # fmt: skip
     submit.set_defaults(handler=_submit)
+    artifacts.register(sub)  # jm artifacts: the packages of `jm submit --code`
 
     savepoint = sub.add_parser(
         "savepoint",

@@ -59,6 +59,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "$JM_WORKER_STATE_CHECKPOINTS_DIR or kafka)",
     )
     p.add_argument(
+        "--artifact-retention-ms",
+        type=int,
+        default=3_600_000,
+        metavar="MS",
+        help="delete a job's user-code package from the blob store this long after the "
+        "last job using it ended (default 3600000; docs/user-code.md)",
+    )
+    p.add_argument(
         "--default-savepoint-dir",
         metavar="DIR",
         default="savepoints",
@@ -234,6 +242,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
                 args.snapshot_ladder_rungs,
             ),
             state_checkpoints_dir=args.state_checkpoints_dir,
+            artifact_retention_ms=args.artifact_retention_ms,
         ),
         use_snapshots=not args.no_snapshots,
         domain=machine.Config(

@@ -4,7 +4,7 @@ import dataclasses
 
 from coordinator.domain.jobmaster import cancel
 from coordinator.domain.planner import Planner
-from coordinator.domain.scheduler import deploy, place, subtasks_of
+from coordinator.domain.scheduler import deploy, place, provided, subtasks_of
 from coordinator.domain.state import ENDED_JOB_RETENTION_MS
 from schemas.events import (
     ExecutionGraphCreated,
@@ -75,8 +75,13 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
         if checked is not None:
             p.reject_job(s, s.job_id, f"cannot restore from savepoint: {checked}")
             return
+    if s.artifact is not None:
+        checked = p.view.artifact_checks.get(s.event_id, "was not checked by the leader")
+        if checked is not None:
+            p.reject_job(s, s.job_id, f"user-code artifact refused: {checked}")
+            return
     p.emit(JobAccepted, submission=s)
-    placement = place(subtasks_of(s), p.state.workers)
+    placement = place(subtasks_of(s), p.state.workers, provided(s))
     reason = placement if isinstance(placement, str) else None
     p.emit(
         JobStatusChanged,

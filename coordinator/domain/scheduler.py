@@ -32,10 +32,19 @@ def subtasks_of(submission: JobSubmitted) -> list[tuple[SubtaskKey, str]]:
     ]
 
 
+def provided(submission: JobSubmitted) -> frozenset[str]:
+    """Operators the job's user-code artifact brings: every worker can run them."""
+    artifact = submission.artifact
+    return frozenset(artifact.operators) if artifact is not None else frozenset()
+
+
 def place(
-    subtasks: Sequence[tuple[SubtaskKey, str]], workers: Mapping[str, Worker]
+    subtasks: Sequence[tuple[SubtaskKey, str]],
+    workers: Mapping[str, Worker],
+    brought: frozenset[str] = frozenset(),
 ) -> Placement | str:
-    """A slot for every subtask, or why there is none (the waiting reason)."""
+    """A slot for every subtask, or why there is none (the waiting reason). Operators
+    in `brought` (the job's own code) run on any worker."""
     free = {tm: workers[tm].free_slots() for tm in sorted(workers)}
     placement: Placement = {}
     for key, operator in subtasks:
@@ -43,12 +52,14 @@ def place(
         for tm, slots in free.items():
             if (
                 slots
-                and operator in workers[tm].operators
+                and (operator in brought or operator in workers[tm].operators)
                 and (best is None or len(slots) > len(free[best]))
             ):
                 best = tm
         if best is None:
-            if not any(operator in w.operators for w in workers.values()):
+            if operator not in brought and not any(
+                operator in w.operators for w in workers.values()
+            ):
                 return f"waiting for a worker offering {operator!r} (for {key[0]}#{key[1]})"
             total = sum(len(s) for s in free.values()) + len(placement)
             return (
@@ -60,7 +71,7 @@ def place(
 
 
 def placement_for(p: Planner, job: Job) -> Placement | str:
-    return place(subtasks_of(job.submission), p.state.workers)
+    return place(subtasks_of(job.submission), p.state.workers, provided(job.submission))
 
 
 def deploy(p: Planner, job_id: str, placement: Placement) -> None:
@@ -107,6 +118,7 @@ def deploy(p: Planner, job_id: str, placement: Placement) -> None:
             restore_checkpoint_id=restore_id,
             restore_state_handle=handles.get(key),
             job_accepted_at=job.accepted_at,
+            artifact=job.submission.artifact,
         )
 
 

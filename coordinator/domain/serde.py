@@ -10,7 +10,10 @@ Rules chosen so that the encoding is canonical:
   other keys (subtask tuples, checkpoint ids) become lists of [key, value]
   pairs in insertion order, which in the state is journal order;
 - dataclasses become dicts of their declared fields (a fork's private
-  bookkeeping is not a field, so it never leaks in).
+  bookkeeping is not a field, so it never leaks in); a field named in
+  ``OMITTED_WHEN_NONE`` is left out while it is None, so a state that never
+  used a field added later keeps its digest (and decodes: a missing field takes
+  its default).
 """
 
 import dataclasses
@@ -39,6 +42,8 @@ def to_plain(value: Any) -> Any:
 # subtask of every job, so the per-value cost is what matters.
 _ENCODERS: dict[type, Callable[[Any], Any]] = {}
 _PLAIN_TYPES: frozenset[type] = frozenset({type(None), bool, int, str})
+#: Optional fields added after golden journals were recorded (JobSubmitted.artifact).
+OMITTED_WHEN_NONE: frozenset[str] = frozenset({"artifact"})
 
 
 def _identity(value: Any) -> Any:
@@ -69,6 +74,8 @@ def _encoder(tp: type) -> Callable[[Any], Any]:
             out = {}
             for name in names:
                 v = getattr(value, name)
+                if v is None and name in OMITTED_WHEN_NONE:
+                    continue
                 out[name] = v if type(v) in _PLAIN_TYPES else to_plain(v)
             return out
 

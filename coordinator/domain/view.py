@@ -63,6 +63,9 @@ class LeaderView:
     savepoint_checks: submission event id -> why its savepoint_path cannot be
         restored, or None when it can: the leader's runtime reads the savepoint
         (I/O) before deciding a submission that names one, and drops the entry after.
+    artifact_checks: submission event id -> why its user-code artifact cannot be
+        used (missing, over the size limit, checksum or signature mismatch), or None
+        when it can; filled by the leader's runtime like savepoint_checks.
     repeated_reports: task reports that repeated the state already journaled
         (counted, not journaled).
     ignored_heartbeats: heartbeats of no registered incarnation (a worker not
@@ -82,6 +85,7 @@ class LeaderView:
     # acknowledged or FINISHED (decide's completion check resumes there).
     checkpoint_cursors: dict[tuple[str, int], int] = field(default_factory=dict)
     savepoint_checks: dict[str, str | None] = field(default_factory=dict)
+    artifact_checks: dict[str, str | None] = field(default_factory=dict)
     repeated_reports: int = 0
     ignored_heartbeats: int = 0
 

@@ -171,6 +171,18 @@ class JobPlan(Model):
     plan: Plan
 
 
+class JobArtifact(Model):
+    """The user-code package a job brought (docs/user-code.md)."""
+
+    sha256: str
+    size: int
+    name: str
+    version: str
+    filename: str
+    operators: list[str]
+    functions: list[str]
+
+
 class JobDetail(Reflecting):
     """Flink's ``/jobs/{id}``, plus why a CREATED job waits and its restarts (ours)."""
 
@@ -190,6 +202,7 @@ class JobDetail(Reflecting):
     plan: Plan
     waiting_reason: str | None = Field(alias="jm-waiting-reason")
     restarts: int = Field(alias="jm-restarts")
+    artifact: JobArtifact | None = Field(None, alias="jm-artifact")
 
 
 class JobStatusInfo(Reflecting):

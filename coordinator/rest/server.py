@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from coordinator.rest import dashboard, reads, writes
+from coordinator.rest import artifacts, dashboard, reads, writes
 from coordinator.rest.api import ApiError, Handler, Route
 from coordinator.rest.context import RestContext
 
@@ -59,7 +59,12 @@ def _middleware(ctx: RestContext) -> Any:
 
 
 def _all_routes(ctx: RestContext) -> list[Route | web.RouteDef]:
-    return [*reads.routes(ctx), *writes.routes(ctx), *dashboard.routes(ctx)]
+    return [
+        *reads.routes(ctx),
+        *writes.routes(ctx),
+        *artifacts.routes(ctx),
+        *dashboard.routes(ctx),
+    ]
 
 
 def build_app(ctx: RestContext) -> web.Application:

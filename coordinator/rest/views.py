@@ -15,7 +15,13 @@ from coordinator.commands import present
 from coordinator.domain.state import Execution, Job, SubtaskKey, Worker
 from coordinator.rest import models as m
 from coordinator.runtime.metrics import MetricsStore, TaskMetrics
-from schemas.events import ExecutionState, JobStatus, RestartStrategy, RestartStrategyKind
+from schemas.events import (
+    ArtifactRef,
+    ExecutionState,
+    JobStatus,
+    RestartStrategy,
+    RestartStrategyKind,
+)
 
 #: What ``/config`` and ``/overview`` give as Flink's version fields.
 VERSION: Final = "kafka-jobmanager-0.1"
@@ -249,6 +255,14 @@ def plan(job: Job) -> m.Plan:
     )
 
 
+def _artifact(ref: ArtifactRef | None) -> m.JobArtifact | None:
+    if ref is None:
+        return None
+    return m.JobArtifact(sha256=ref.sha256, size=ref.size, name=ref.name, version=ref.version,
+                         filename=ref.filename, operators=list(ref.operators),
+                         functions=list(ref.functions))  # fmt: skip
+
+
 def job_detail(job: Job, offset: int, now: int, metrics: MetricsStore) -> m.JobDetail:
     """Flink's ``/jobs/{id}`` of `job` (also the point-in-time view's)."""
     samples = current_samples(job, metrics)
@@ -298,6 +312,7 @@ def job_detail(job: Job, offset: int, now: int, metrics: MetricsStore) -> m.JobD
         plan=plan(job),
         waiting_reason=job.waiting_reason,
         restarts=job.restart_count,
+        artifact=_artifact(job.submission.artifact),
     )
 
 

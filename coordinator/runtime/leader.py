@@ -115,6 +115,9 @@ class LeaderConfig:
     # Where checkpoint state is (the workers' setting): savepoints are exported
     # from it, discarded state is deleted from it (coordinator/runtime/stateio.py).
     state_checkpoints_dir: str = "kafka"
+    # How long a user-code artifact outlives the last job using it before it is
+    # deleted from the blob store (coordinator/domain/artifact_gc.py).
+    artifact_retention_ms: int = 3_600_000
 
 
 @dataclass
@@ -269,7 +272,7 @@ class Leader:
         self.edges.start()
         self.edges.sweep(self.holder.state)
         self.state_io = StateIO(
-            self.config.state_checkpoints_dir, self.catalog, self.bootstrap, self.epoch
+            self.config.state_checkpoints_dir, self.catalog, self.bootstrap, self.epoch, self.keys
         )
         self.state_io.scan(self.holder.state)  # savepoints an older leader left unwritten
         self._keepalives = KeepaliveSender(
@@ -336,10 +339,14 @@ class Leader:
                 last_tick = step.now
                 ticks += 1
                 tick_id = f"tick:{self.epoch}:{ticks}"
+                self.state_io.collect_artifacts(
+                    self.holder.state, step.now, self.config.artifact_retention_ms
+                )
             out = self._decide(step, tick_id)
             for written in self.state_io.take_results():
                 self._decide_input(written, step.now, out)
             self._view.savepoint_checks.clear()
+            self._view.artifact_checks.clear()
             out.dead_letters.extend(self.outbox.dead_letter(d) for d in self._take_foreign())
             if self._ready_to_commit(out, step.now):
                 await self._commit(out)

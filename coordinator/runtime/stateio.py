@@ -6,7 +6,9 @@ The pure core decides; this does the file and store work around it
 - ``check_submissions``: before a JobSubmitted naming a ``savepoint_path`` is
   decided, read that savepoint (``_metadata`` and file sizes) and put why it
   cannot be restored, or None, in the view (``savepoint_checks``); decide
-  accepts or rejects on it, and the journal keeps the decision.
+  accepts or rejects on it, and the journal keeps the decision. A JobSubmitted
+  carrying a user-code artifact is checked the same way (``artifact_checks``:
+  signature, size, presence in the store, sha256; schemas/artifacts.py).
 - ``scan``: every completed savepoint whose directory is not written yet
   (state: ``savepoints_to_write``, from the journal, so a new leader finds what
   an old one left) is exported with ``export_savepoint`` from the checkpoint
@@ -24,12 +26,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from coordinator.domain import SavepointWritten, State
+from coordinator.domain import SavepointWritten, State, artifact_gc
 from coordinator.domain.state import SavepointToWrite
 from coordinator.domain.view import LeaderView
+from schemas import artifacts
 from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.savepoint import check_restorable, export_savepoint, savepoint_dir_name
+from schemas.signing import KeyRing
 from schemas.statestore import StateStore, open_store
 
 log = logging.getLogger(__name__)
@@ -43,8 +47,11 @@ def _target(directory: str, job_id: str, checkpoint_id: int) -> Path:
 class StateIO:
     """One leader term's state I/O; ``close`` cancels what is still running."""
 
-    def __init__(self, url: str, catalog: Catalog, bootstrap: str, epoch: int) -> None:
+    def __init__(
+        self, url: str, catalog: Catalog, bootstrap: str, epoch: int, keys: KeyRing | None = None
+    ) -> None:
         self.url = url
+        self.keys = keys if keys is not None else KeyRing.insecure()
         self.catalog = catalog
         self.bootstrap = bootstrap
         self.epoch = epoch
@@ -52,6 +59,8 @@ class StateIO:
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: set[tuple[str, int]] = set()
         self._results: list[SavepointWritten] = []
+        self._collected: set[str] = set()  # artifact handles deleted this term
+        self._verified: set[tuple[str, str]] = set()  # (sha256, handle) read and checked
 
     def _open(self) -> StateStore:
         if self._store is None:
@@ -69,6 +78,12 @@ class StateIO:
         self, events: Iterable[ev.Event], state: State, view: LeaderView
     ) -> None:
         for event in events:
+            if (
+                isinstance(event, ev.JobSubmitted)
+                and event.artifact is not None
+                and event.job_id not in state.jobs
+            ):
+                view.artifact_checks[event.event_id] = await self._check_artifact(event.artifact)
             if (
                 not isinstance(event, ev.JobSubmitted)
                 or event.savepoint_path is None
@@ -125,6 +140,35 @@ class StateIO:
         return results
 
     # ---------------------------------------------------------------- discard
+
+    async def _check_artifact(self, ref: ev.ArtifactRef) -> str | None:
+        """Why `ref` cannot be used; a package already read whole this term is not
+        read again (the signature, over the reference, is checked every time)."""
+        if (ref.sha256, ref.handle) in self._verified:
+            return artifacts.signature_problem(self.keys, ref)
+        problem = await artifacts.check(self._open(), self.keys, ref)
+        if problem is None:
+            self._verified.add((ref.sha256, ref.handle))
+        return problem
+
+    def collect_artifacts(self, state: State, now: int, retention_ms: int) -> None:
+        """Delete (in the background, once per term) the user-code artifacts whose jobs
+        all ended at least `retention_ms` ago."""
+        for ref in artifact_gc.expired(state, now, retention_ms):
+            if ref.handle not in self._collected:
+                self._collected.add(ref.handle)
+                self._verified.discard((ref.sha256, ref.handle))
+                self._spawn(self._collect(ref))
+
+    async def _collect(self, ref: ev.ArtifactRef) -> None:
+        try:
+            await self._open().discard([ref.handle])
+            log.info("deleted artifact %s %s (%s): no job uses it any more",
+                     ref.name, ref.version, ref.sha256[:16])  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # left behind costs space, never the leader
+            log.warning("deleting artifact %s failed: %s", ref.sha256[:16], err)
 
     def discard(self, events: Iterable[ev.Event]) -> None:
         """Delete the state named by the committed CheckpointStateDiscarded among `events`."""

@@ -433,6 +433,22 @@ def _rest(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
+def _usercode(r: Results) -> str:
+    rows = [_row("what", "p50", "max", "each"), _row(*["---"] * 4)]
+    names = {
+        "builtin": "job with the installed `sequence`: submit -> task FINISHED",
+        "upload": f"store the {_n(r['wheel_bytes'])} B wheel (Kafka blob store)",
+        "first": "same job, operator from the wheel, first deploy: submit -> FINISHED",
+        "cached": "same again, wheel already installed on the worker",
+        "overhead": "**first-deploy overhead** (first - builtin, per round)",
+    }
+    for key, what in names.items():
+        st = r[f"{key}_ms"]
+        each = ", ".join(_n(x) for x in r["samples_ms"].get(key, [])) or "-"
+        rows.append(_row(what, f"{st['p50_ms']} ms", f"{st['max_ms']} ms", each))
+    return "\n".join(rows) + f"\n\n{r['rounds']} rounds; 1-minute load average {r['load']:.1f}."
+
+
 def _checkpoints(results: dict[str, list[Results]]) -> str:
     missing = "_not measured in this run_"
     return CHECKPOINTS_DOC.format(
@@ -459,6 +475,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     cli = _cli(results["cli"][0]) if "cli" in results else missing
     heartbeats = _heartbeats(results["heartbeats"]) if "heartbeats" in results else missing
     rest = _rest(results["rest"]) if "rest" in results else missing
+    code = _usercode(results["usercode"][0]) if "usercode" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -647,6 +664,21 @@ one connection after 20 warm-up ones, send to the whole body read. Requests/s:
 window (the client runs on the same machine).
 
 {rest}
+
+## User code: first deploy of a job with a 1 MB wheel
+
+`tests/bench/bench_usercode.py`. A real coordinator and one real worker (2
+slots, a fresh artifact cache) of a fresh cluster; the blob store is the
+cluster's Kafka state topic. Per round: a one-vertex job with the installed
+`sequence` (`count: 1`), then a fresh ~1 MB pure-Python wheel (the same
+`Sequence` class under another name, plus incompressible padding) stored as
+`jm submit --code` stores it, then the same job with the wheel's operator (the
+worker fetches, verifies and unpacks the wheel, a slot imports it, the slot gets
+a fresh interpreter after the task), then that job again with the wheel
+installed. Times from the send of the JobSubmitted to the task's FINISHED in
+the journal. Nothing simulated.
+
+{code}
 
 ## What limits it
 

@@ -2,7 +2,7 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest ...] [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|usercode ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -36,6 +36,7 @@ from tests.bench import (
     bench_rest,
     bench_signing,
     bench_txn,
+    bench_usercode,
     bench_workers,
 )
 from tests.conftest import Stack
@@ -47,7 +48,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest")  # fmt: skip
+         "ckpt-kill", "rest", "usercode")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -224,6 +225,9 @@ def main() -> int:
                 results["rest"] = asyncio.run(bench_rest.run(stack, n))
                 for r in results["rest"]:
                     emit(r)
+            if "usercode" in args.only:
+                results["usercode"] = asyncio.run(bench_usercode.run(stack, 3 if args.quick else 5))
+                emit(results["usercode"][0])
         finally:
             stop_stack()
     total = time.monotonic() - started

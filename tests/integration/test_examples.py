@@ -23,10 +23,11 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from coordinator import usercode
 from schemas import events as ev
 from schemas import kafkaio
-from schemas.jobgraph import load_job_file
-from tests.conftest import Stack
+from schemas.jobgraph import job_file_code, load_job_file
+from tests.conftest import Stack, run_keys
 from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms, status_of
 
 pytestmark = pytest.mark.integration
@@ -125,6 +126,10 @@ OUTCOMES: dict[str, Outcome] = {
             == {"0": 60, "1": 45, "2": 50, "3": 55}
         ),
         inputs={"payments": PAYMENTS},
+    ),
+    "user-code.yaml": Outcome(
+        ev.JobStatus.FINISHED,
+        lambda out: len(out("squares.totals")) == 20 and out("squares.totals")[-1]["total"] == 2470,
     ),
     "passthrough.yaml": Outcome(
         ev.JobStatus.RUNNING,
@@ -251,6 +256,12 @@ async def test_example_runs_to_its_documented_outcome(
     async with Producer(cluster.stack, cluster.catalog) as client, \
             Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
         await journal.wait_until(lambda es: joined(es, "tm-1", "tm-2"))
+        code = job_file_code(path)
+        if code is not None:  # the job's own package, stored as `jm submit` stores it
+            ref = await usercode.upload(*usercode.package(code), store_url="kafka",
+                                        catalog=cluster.catalog, bootstrap=cluster.stack.bootstrap,
+                                        keys=run_keys())  # fmt: skip
+            job = usercode.with_artifact(job, ref)
         await client.send(job)
         ended = {ev.JobStatus.FINISHED, ev.JobStatus.FAILED, ev.JobStatus.CANCELED}
         if outcome.status is ev.JobStatus.RUNNING:

@@ -20,6 +20,7 @@ function header(job, tab, asOf) {
           <dt>Duration</dt><dd>${duration(job.duration)}</dd>
           <dt>End time</dt><dd>${job["end-time"] > 0 ? time(job["end-time"]) : "-"}</dd>
           <dt>Restarts</dt><dd>${job["jm-restarts"] ?? "-"}</dd>
+          ${job["jm-artifact"] ? html`<dt>Code</dt><dd id="job-artifact" title="sha256 ${job["jm-artifact"].sha256}">${job["jm-artifact"].name} ${job["jm-artifact"].version} <span class="mono muted">${job["jm-artifact"].sha256.slice(0, 12)}</span></dd>` : ""}
         </dl>
         ${job["jm-waiting-reason"] ? html`<div class="muted">Waiting: ${job["jm-waiting-reason"]}</div>` : ""}
       </div>
