@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    from schemas.settings import add_config_flags
+
+    add_config_flags(parser)
     group = parser.add_argument_group("cluster")
     group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
     group.add_argument("--redis-url", help="Redis (default $REDIS_URL; unused by workers)")
@@ -123,30 +126,27 @@ def handle(args: argparse.Namespace) -> int:
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
     kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
+    from schemas.config import ConfigError, from_args
+
     try:
+        config = from_args(args)
+        c = config.settings
         cluster = ClusterSettings.load(
-            bootstrap_servers=args.bootstrap_servers,
-            redis_url=args.redis_url,
-            cluster_id=args.cluster_id,
-            signing_keys=args.signing_keys,
+            bootstrap_servers=c.bootstrap_servers,
+            redis_url=c.redis_url,
+            cluster_id=c.cluster_id,
+            signing_keys=c.signing_keys,
             insecure_unsigned=args.insecure_unsigned,
             kafka_security=security.from_flags(args),
         )
         keys = cluster.keyring("worker")  # refuses to start without keys (or the flag)
         # Every client of this process and of its slot processes (environment).
         security.install(cluster.kafka_security)
-        settings = WorkerSettings.load(
-            tm_id=args.tm_id,
-            slots=args.slots,
-            heartbeat_interval_s=args.heartbeat_interval_s,
-            heartbeat_timeout_s=args.heartbeat_timeout_s,
-            cancel_timeout_s=args.cancel_timeout_s,
-            state_checkpoints_dir=args.state_checkpoints_dir,
-        )
+        settings = WorkerSettings.of(config)
         # Refuse a bad storage URL at start, not at the first checkpoint.
         open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),
                    bootstrap=cluster.bootstrap_servers)  # fmt: skip
-    except (ValidationError, SettingsError, security.SecurityError) as err:
+    except (ValidationError, ConfigError, SettingsError, security.SecurityError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     except StateStoreError as err:

@@ -50,13 +50,15 @@ def problems(state: State, event: Event, config: DomainConfig | None = None) -> 
         and len(state.workers) >= MAX_WORKERS
     ):
         return [f"the cluster already has {MAX_WORKERS} workers registered (MAX_WORKERS)"]
+    most = MAX_JOBS if config is None else min(MAX_JOBS, config.max_jobs)
     if (
         isinstance(event, JobSubmitted)
         and event.job_id not in state.jobs
-        and len(state.jobs) >= MAX_JOBS
+        and len(state.jobs) >= most
     ):
+        which = "MAX_JOBS" if most == MAX_JOBS else "jobmanager.jobs.max"
         return [
-            f"the coordinator already holds {MAX_JOBS} jobs (MAX_JOBS); "
+            f"the coordinator already holds {most} jobs ({which}); "
             "ended jobs leave it when they are archived"
         ]
     if isinstance(event, JobSubmitted) and event.job_id not in state.jobs:
