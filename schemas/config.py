@@ -41,7 +41,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas import timing
-from schemas.limits import MAX_JOBS
+from schemas.limits import MAX_JOBS, MAX_SUBTASKS
 from schemas.settings import CONFIG_FILE_ENV
 
 Process = Literal["coordinator", "worker"]
@@ -117,7 +117,7 @@ def setting(
         # The cluster's own variables keep their names (KAFKA_BOOTSTRAP_SERVERS, ...):
         # schemas/settings.py reads the same ones for the short jm commands.
         "env": list(env)
-        if key.split(".")[0] in _CLUSTER_SECTIONS
+        if key.split(".", maxsplit=1)[0] in _CLUSTER_SECTIONS
         else [env_name(key), *(e for e in env if e != env_name(key))],
         "flag": flag,
         "option": option or (("--" + flag.replace("_", "-")) if flag else None),
@@ -169,6 +169,11 @@ class JobManagerSettings(BaseSettings):
         MAX_JOBS, "jobmanager.jobs.max", "Jobs held in memory at once, ended ones until "
         f"archived (at most {MAX_JOBS:,}, MAX_JOBS); a submission beyond it is rejected.",
         processes=COORDINATOR, ge=1, le=MAX_JOBS,
+    )  # fmt: skip
+    max_subtasks: int = setting(
+        MAX_SUBTASKS, "jobmanager.subtasks.max", "Subtasks of all the jobs held at once "
+        f"(at most {MAX_SUBTASKS:,}, MAX_SUBTASKS); a submission that would pass it is "
+        "rejected.", processes=COORDINATOR, ge=1, le=MAX_SUBTASKS,
     )  # fmt: skip
     ended_jobs_max_age_ms: Millis = setting(
         3_600_000, "jobmanager.retention.ended-jobs.max-age", "An ended job leaves memory "

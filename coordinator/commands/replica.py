@@ -263,6 +263,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
             archive_after_ms=c.ended_jobs_max_age_ms,
             max_ended_jobs=c.ended_jobs_max_count,
             max_jobs=c.max_jobs,
+            max_subtasks=c.max_subtasks,
             allow_checkpointing=c.allow_checkpointing,
             default_savepoint_dir=c.default_savepoint_dir,
             protected_topic_prefixes=protected_prefixes(

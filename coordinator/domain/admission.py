@@ -64,10 +64,12 @@ def problems(state: State, event: Event, config: DomainConfig | None = None) -> 
     if isinstance(event, JobSubmitted) and event.job_id not in state.jobs:
         wanted = sum(v.parallelism for v in event.job_graph.vertices)
         held = sum(len(job.executions) for job in state.jobs.values())
-        if held + wanted > MAX_SUBTASKS:
+        most = MAX_SUBTASKS if config is None else min(MAX_SUBTASKS, config.max_subtasks)
+        if held + wanted > most:
+            which = "MAX_SUBTASKS" if most == MAX_SUBTASKS else "jobmanager.subtasks.max"
             return [
                 f"the job's {wanted} subtasks do not fit: the coordinator already holds "
-                f"{held} of at most {MAX_SUBTASKS} subtasks (MAX_SUBTASKS); "
+                f"{held} of at most {most} subtasks ({which}); "
                 "ended jobs leave it when they are archived"
             ]
     return []

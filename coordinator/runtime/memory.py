@@ -11,10 +11,12 @@ Imported by ``jm coordinator`` as it starts, and by the benchmark.
 
 from __future__ import annotations
 
+import resource
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from coordinator.domain.state import ENDED_JOBS_KEPT
-from schemas.limits import MAX_SUBTASKS, MAX_SUBTASKS_PER_JOB, MAX_WORKERS
+from coordinator.domain.state import ENDED_JOBS_KEPT, State
+from schemas.limits import MAX_SUBTASKS_PER_JOB, MAX_WORKERS
 
 if TYPE_CHECKING:
     from schemas.config import JobManagerSettings
@@ -54,15 +56,17 @@ def needed_bytes(*, jobs: int, subtasks: int, workers: int, ended_kept: int = 0)
     return BASE_RSS_BYTES + SNAPSHOT_FACTOR * state
 
 
+def held_at_most(settings: JobManagerSettings) -> tuple[int, int]:
+    """(jobs, subtasks) the configured limits let a coordinator hold at once."""
+    jobs = settings.max_jobs
+    return jobs, min(settings.max_subtasks, jobs * MAX_SUBTASKS_PER_JOB)
+
+
 def needed_for(settings: JobManagerSettings) -> int:
     """What the configured limits can make a coordinator hold, at the worst."""
-    jobs = settings.max_jobs
-    return needed_bytes(
-        jobs=jobs,
-        subtasks=min(MAX_SUBTASKS, jobs * MAX_SUBTASKS_PER_JOB),
-        workers=MAX_WORKERS,
-        ended_kept=ENDED_JOBS_KEPT,
-    )
+    jobs, subtasks = held_at_most(settings)
+    return needed_bytes(jobs=jobs, subtasks=subtasks, workers=MAX_WORKERS,
+                        ended_kept=ENDED_JOBS_KEPT)  # fmt: skip
 
 
 def mib(n: int) -> str:
@@ -75,17 +79,45 @@ def process_size_problem(settings: JobManagerSettings) -> str | None:
     size = settings.memory_process_size
     if size >= needed:
         return None
-    # The largest jobmanager.jobs.max that fits, if any does.
-    smaller = (settings.model_copy(update={"max_jobs": n}) for n in range(settings.max_jobs, 0, -1))
-    fits = next((s.max_jobs for s in smaller if needed_for(s) <= size), 0)
-    lower = (
-        f", or lower jobmanager.jobs.max from {settings.max_jobs} to {fits} or less" if fits else ""
+    jobs, subtasks = held_at_most(settings)
+    # The most subtasks that fit beside the jobs, workers and ended jobs configured.
+    room = (size - BASE_RSS_BYTES) // SNAPSHOT_FACTOR - state_bytes(
+        jobs=jobs, subtasks=0, workers=MAX_WORKERS, ended_kept=ENDED_JOBS_KEPT
     )
+    fits = room // BYTES_PER_SUBTASK
+    lower = f", or lower jobmanager.subtasks.max to {fits} or less" if fits > 0 else ""
     return (
         f"jobmanager.memory.process.size {mib(size)} is below the {mib(needed)} the limits "
-        f"need (jobmanager.jobs.max {settings.max_jobs} jobs, up to "
-        f"{min(MAX_SUBTASKS, settings.max_jobs * MAX_SUBTASKS_PER_JOB)} subtasks, "
-        f"{MAX_WORKERS} workers; docs/memory.md): set jobmanager.memory.process.size to "
-        f"{mib(needed)} or more (-D jobmanager.memory.process.size={mib(needed)}, "
+        f"need (jobmanager.jobs.max {jobs} jobs, jobmanager.subtasks.max {subtasks} subtasks, "
+        f"{MAX_WORKERS} workers, {ENDED_JOBS_KEPT} ended job ids; docs/memory.md): set "
+        f"jobmanager.memory.process.size to {mib(needed)} or more "
+        f"(-D jobmanager.memory.process.size={mib(needed)}, "
         f"$JM_JOBMANAGER_MEMORY_PROCESS_SIZE or the config file){lower}"
     )
+
+
+def resident_bytes() -> int:
+    """The process's resident memory now (Linux: VmRSS), else its peak (getrusage)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_metrics(state: State) -> dict[str, str]:
+    """``/jobmanager/metrics``: resident memory, the state's size by the measured
+    figures, and what it holds (docs/memory.md)."""
+    subtasks = sum(len(job.executions) for job in state.jobs.values())
+    held = state_bytes(jobs=len(state.jobs), subtasks=subtasks, workers=len(state.workers),
+                       ended_kept=len(state.ended_jobs))  # fmt: skip
+    return {
+        "jm.memory.resident-bytes": str(resident_bytes()),
+        "jm.state.estimated-bytes": str(held),
+        "jm.state.jobs": str(len(state.jobs)),
+        "jm.state.subtasks": str(subtasks),
+        "jm.state.workers": str(len(state.workers)),
+        "jm.state.ended-jobs-kept": str(len(state.ended_jobs)),
+    }
