@@ -116,3 +116,11 @@ def test_jm_config_show_prints_every_setting_its_source_and_masks_secrets(tmp_pa
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and "rest.port = 'x' (flag -D rest.port)" in bad.stderr
+
+
+def test_docs_memory_md_shows_the_sizing_of_the_model() -> None:
+    """The sizing table of docs/memory.md is the one coordinator/runtime/memory.py
+    computes from the measured figures (update both when the figures change)."""
+    from coordinator.runtime.memory import sizing_table
+
+    assert sizing_table() in (REPO / "docs" / "memory.md").read_text(encoding="utf-8")

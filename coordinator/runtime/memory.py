@@ -121,3 +121,29 @@ def memory_metrics(state: State) -> dict[str, str]:
         "jm.state.workers": str(len(state.workers)),
         "jm.state.ended-jobs-kept": str(len(state.ended_jobs)),
     }
+
+
+#: The sizing table of docs/memory.md: jobs of 4 subtasks (2 vertices x parallelism 2)
+#: on workers of 16 slots (64 for 10,000 jobs: MAX_WORKERS is 1,024), with every one of
+#: the ENDED_JOBS_KEPT ended job ids remembered.
+SIZING_JOBS: Final = (100, 1_000, 10_000)
+
+
+def sizing_table() -> str:
+    """The sizing rows of docs/memory.md (a test keeps the page equal to them)."""
+    rows = [
+        "| jobs held | subtasks | workers | state | needed (RSS, snapshot included) "
+        "| `jobmanager.memory.process.size` |",
+        "|---|---|---|---|---|---|",
+    ]
+    for jobs in SIZING_JOBS:
+        subtasks = 4 * jobs
+        workers = -(-subtasks // (64 if jobs > 4_096 else 16))
+        state = state_bytes(jobs=jobs, subtasks=subtasks, workers=workers,
+                            ended_kept=ENDED_JOBS_KEPT)  # fmt: skip
+        needed = needed_bytes(jobs=jobs, subtasks=subtasks, workers=workers,
+                              ended_kept=ENDED_JOBS_KEPT)  # fmt: skip
+        size = max(256, -(-needed // MIB // 64) * 64)
+        rows.append(f"| {jobs:,} | {subtasks:,} | {workers:,} | {state / MIB:.1f} MiB "
+                    f"| {needed / MIB:.0f} MiB | {size}m |")  # fmt: skip
+    return "\n".join(rows)
