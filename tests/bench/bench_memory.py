@@ -44,12 +44,14 @@ FOLD_SLOTS_PER_WORKER = 64
 
 
 def journal(jobs: int, workers: int, *, parallelism: int = 2, finish: bool = False,
-            archive: bool = False, slots: int = SLOTS_PER_WORKER) -> list[bytes]:  # fmt: skip
+            archive: bool = False, slots: int = SLOTS_PER_WORKER,
+            max_jobs: int = limits.MAX_JOBS) -> list[bytes]:  # fmt: skip
     """A journal (encoded events) of `workers` registered and `jobs` RUNNING (or FINISHED,
     or FINISHED and archived) jobs of two vertices of `parallelism`."""
     from tests.domain.cluster import Cluster
 
-    c = Cluster(config=DomainConfig(archive_after_ms=0 if archive else None))
+    config = DomainConfig(archive_after_ms=0 if archive else None, max_jobs=max_jobs)
+    c = Cluster(config=config)
     for w in range(workers):
         c.register(f"taskmanager-{w:05d}", slots=slots)
     c.heartbeat_all()
@@ -146,7 +148,7 @@ def fold_in_process(jobs: int) -> dict[str, Any]:
     _admission.__dict__["MAX_JOBS"] = max(saved, jobs)  # the 10,000 row only (see the module doc)
     try:
         workers = -(-jobs * SUBTASKS_PER_JOB // FOLD_SLOTS_PER_WORKER)
-        records = journal(jobs, workers, slots=FOLD_SLOTS_PER_WORKER)
+        records = journal(jobs, workers, slots=FOLD_SLOTS_PER_WORKER, max_jobs=max(saved, jobs))
     finally:
         _admission.__dict__["MAX_JOBS"] = saved
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,5 +183,9 @@ def run(sizes: tuple[int, ...] = (1_000, 10_000)) -> dict[str, Any]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--fold"]:
         print(json.dumps(_fold_file(sys.argv[2])))
+    elif sys.argv[1:2] == ["--per-item"]:
+        print(json.dumps(per_item()))
+    elif sys.argv[1:2] == ["--jobs"]:
+        print(json.dumps(fold_in_process(int(sys.argv[2]))))
     else:
         print(json.dumps(run(), indent=1))

@@ -663,7 +663,7 @@ Simulated: the workers and their reports (no Kafka in this benchmark). Bytes
 per item: tracemalloc of a folded state less the same state without the items
 (200 jobs). Resident memory: a fresh process that imports what `jm coordinator`
 imports (aiokafka, redis, aiohttp, the REST API), then folds a journal of that
-many RUNNING jobs of 2 vertices x parallelism 2 on workers of 16 slots; it has
+many RUNNING jobs of 2 vertices x parallelism 2 on workers of 64 slots; it has
 no Kafka or Redis connection, whose buffers the target allows for. 10,000 jobs
 at once is beyond `MAX_JOBS` (4,096): for that row the generator raises the
 admission limit of its own process. Target: `needed_bytes` of docs/memory.md
