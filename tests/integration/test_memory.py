@@ -51,8 +51,8 @@ async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replaya
     # Count 1, age 1 h: only the count can archive within the test.
     c1 = cluster.coordinator("c1", "-D", "jobmanager.retention.ended-jobs.max-count=1",
                              "--archive-after-ms", "3600000")  # fmt: skip
-    await c1.wait_for_line("role LEADER")
-    await c1.wait_for_line("rest http://")
+    await c1.wait_for_line("role LEADER", seconds=120)  # generous: a loaded CI machine
+    await c1.wait_for_line("rest http://", seconds=120)
     cluster.worker("tm-1", 2)
     async with aiohttp.ClientSession() as session, \
             Producer(cluster.stack, cluster.catalog) as client:  # fmt: skip
@@ -61,7 +61,7 @@ async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replaya
         async def joined() -> bool:
             return bool((await api.json("/taskmanagers"))["taskmanagers"])
 
-        await eventually(joined, "tm-1 to register")
+        await eventually(joined, "tm-1 to register", 120)
 
         async def status(job_id: str) -> Any:
             async with session.get(f"{api.base}/jobs/{job_id}/status") as r:
@@ -69,13 +69,13 @@ async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replaya
 
         for job_id in ("first", "second"):
             await client.send(bounded_job(job_id))
-            await eventually(lambda j=job_id: status(j), f"{job_id} to finish")
+            await eventually(lambda j=job_id: status(j), f"{job_id} to finish", 120)
 
         async def archived() -> Any:
             async with session.get(f"{api.base}/jobs/first") as r:
                 return r.status == 404
 
-        await eventually(archived, "the first job to be archived (past the count)")
+        await eventually(archived, "the first job to be archived (past the count)", 120)
         # The one that ended last stays in memory: the count is 1, the age 1 h.
         assert (await api.json("/jobs/second"))["state"] == "FINISHED"
         [reason] = await api.error("/jobs/first", 404)
@@ -94,7 +94,7 @@ async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replaya
     # Still in the log, replayable: a replica that folds the whole journal (no snapshot)
     # reaches the leader's digest at the same offset, and lists the job as archived.
     c2 = cluster.coordinator("c2", "--no-snapshots")
-    await c2.wait_for_line("role STANDBY")
+    await c2.wait_for_line("role STANDBY", seconds=120)
     settings = ClusterSettings(bootstrap_servers=cluster.stack.bootstrap,
                                cluster_id=cluster.catalog.cluster_id)  # fmt: skip
     statuses: dict[str, ev.ReplicaStatus] = {}
@@ -105,7 +105,7 @@ async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replaya
             return False
         return statuses["c1"].applied_offset == statuses["c2"].applied_offset
 
-    await eventually(same_offset, "the full replay to reach the leader's offset")
+    await eventually(same_offset, "the full replay to reach the leader's offset", 120)
     assert statuses["c1"].digest == statuses["c2"].digest, "replay and leader disagree"
 
     listed = jm(cluster, "list", "--archived", "--json", "--full-replay")
@@ -134,4 +134,4 @@ async def test_a_too_small_process_size_is_refused_at_start_with_what_to_change(
     # What the message says to change, changed: it starts.
     fits = cluster.coordinator("fits", "--config", str(config), "-D",
                                "jobmanager.subtasks.max=10000")  # fmt: skip
-    await fits.wait_for_line("role LEADER")
+    await fits.wait_for_line("role LEADER", seconds=120)
