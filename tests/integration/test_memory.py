@@ -45,6 +45,7 @@ def bounded_job(job_id: str) -> ev.JobSubmitted:
     )  # fmt: skip
 
 
+@pytest.mark.timeout(300)
 async def test_ended_jobs_past_the_retention_count_leave_memory_and_stay_replayable(
     cluster: Cluster,
 ) -> None:
