@@ -15,6 +15,7 @@ than the rest of ``jm list``'s imports together (issue 11, item 9).
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass, field
@@ -117,3 +118,18 @@ def listed(values: list[str] | None, environment: str) -> tuple[str, ...]:
         if item and item not in found:
             found.append(item)
     return tuple(found)
+
+
+#: The environment variable naming the YAML config file (``--config`` wins over it).
+CONFIG_FILE_ENV: Final = "JM_CONFIG_FILE"
+
+
+def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--config FILE`` and ``-D key=value`` of the coordinator and the worker, read by
+    ``schemas.config`` (pydantic-settings, imported only when the process starts)."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help=f"YAML config file (default ${CONFIG_FILE_ENV}; "
+                        "docs/configuration.md)")  # fmt: skip
+    parser.add_argument("-D", dest="dynamic", action="append", default=[],
+                        metavar="KEY=VALUE", help="set one setting, above the environment "
+                        "and the file (repeatable; docs/configuration.md)")  # fmt: skip

@@ -221,3 +221,21 @@ def test_coordinators_and_workers_mount_their_signing_keys_read_only() -> None:
     assert data["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"  # where both mount it
     header = (K8S / "kustomization.yaml").read_text()
     assert "jm keys subset keys.json worker-keys.json --roles worker command" in header
+
+
+def test_the_coordinator_memory_follows_docs_memory_md() -> None:
+    """The limit is jobmanager.memory.process.size, and both it and the request hold
+    what the default limits need (coordinator/runtime/memory.py, docs/memory.md)."""
+    from coordinator.runtime.memory import needed_for, process_size_problem
+    from schemas.config import effective
+
+    (container,) = [
+        c for c in containers(deployment("jm-coordinator")) if c["name"] == "coordinator"
+    ]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = effective(environ=env).settings
+    limit = quantity(container["resources"]["limits"]["memory"])
+    request = quantity(container["resources"]["requests"]["memory"])
+    assert settings.memory_process_size == limit
+    assert process_size_problem(settings) is None
+    assert needed_for(settings) <= request <= limit

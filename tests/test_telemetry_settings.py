@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from opentelemetry.context import Context
 
+from schemas.config import from_args
+from schemas.settings import add_config_flags
 from schemas.telemetry import ids
 from schemas.telemetry.contained import contained
 from schemas.telemetry.flags import add_flags
@@ -23,16 +25,18 @@ from schemas.telemetry.settings import TelemetrySettings
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse(*argv: str) -> argparse.Namespace:
+def parse(*argv: str) -> TelemetrySettings:
+    """The telemetry part of the settings model, as `jm coordinator` reads it."""
     parser = argparse.ArgumentParser()
     add_flags(parser)
-    return parser.parse_args(argv)
+    add_config_flags(parser)
+    return TelemetrySettings.of(from_args(parser.parse_args(argv)).settings)
 
 
 def test_off_by_default_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CONSOLE", "OTLP_ENDPOINT", "PROMETHEUS_PORT", "FILE"):
         monkeypatch.delenv(f"JM_OTEL_{name}", raising=False)
-    settings = TelemetrySettings.from_args(parse())
+    settings = parse()
     assert not settings.enabled
     assert Telemetry.start(settings, "jm-test") is None
 
@@ -40,11 +44,11 @@ def test_off_by_default_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_flags_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JM_OTEL_FILE", "/from/env.jsonl")
     monkeypatch.setenv("JM_OTEL_METRICS_INTERVAL_MS", "2000")
-    settings = TelemetrySettings.from_args(parse("--otel-file", "/from/flag.jsonl"))
+    settings = parse("--otel-file", "/from/flag.jsonl")
     assert settings.enabled
     assert (settings.file, settings.metrics_interval_ms) == ("/from/flag.jsonl", 2000)
-    with pytest.raises(ValueError, match="prometheus_port"):
-        TelemetrySettings.from_args(parse("--otel-prometheus-port", "70000"))
+    with pytest.raises(ValueError, match=r"telemetry\.prometheus\.port"):
+        parse("--otel-prometheus-port", "70000")
 
 
 def test_a_failing_entry_point_is_contained_and_logged_once(
@@ -87,8 +91,8 @@ def test_pinned_ids_and_the_w3c_header(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["coordinator", "--no-rest"], "jm: coordinator c: telemetry not started: "),
-        (["worker", "--id", "tm"], "jm worker: telemetry not started: "),
+        (["coordinator", "--no-rest"], "jm: coordinator: telemetry.prometheus.port = 70000"),
+        (["worker", "--id", "tm"], "jm worker: telemetry.prometheus.port = 70000"),
     ],
 )
 def test_a_bad_exporter_setting_stops_the_process_at_start(argv: list[str], expected: str) -> None:
@@ -101,4 +105,4 @@ def test_a_bad_exporter_setting_stops_the_process_at_start(argv: list[str], expe
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=60,
                           env={**os.environ, "PYTHONPATH": path}, check=False)  # fmt: skip
     assert done.returncode in (1, 2), done.stderr
-    assert expected in done.stderr and "prometheus_port" in done.stderr, done.stderr
+    assert expected in done.stderr and "(flag --otel-prometheus-port)" in done.stderr, done.stderr

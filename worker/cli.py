@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    from schemas.settings import add_config_flags
+
+    add_config_flags(parser)
     group = parser.add_argument_group("cluster")
     group.add_argument("--bootstrap-servers", help="Kafka (default $KAFKA_BOOTSTRAP_SERVERS)")
     group.add_argument("--redis-url", help="Redis (default $REDIS_URL; unused by workers)")
@@ -138,32 +141,27 @@ def handle(args: argparse.Namespace) -> int:
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(level, logging.WARNING))
     kafkalog.install()  # Kafka 3.9's NotEnoughReplicas retries: one calm line a minute
+    from schemas.config import ConfigError, from_args
+
     try:
+        config = from_args(args)
+        c = config.settings
         cluster = ClusterSettings.load(
-            bootstrap_servers=args.bootstrap_servers,
-            redis_url=args.redis_url,
-            cluster_id=args.cluster_id,
-            signing_keys=args.signing_keys,
+            bootstrap_servers=c.bootstrap_servers,
+            redis_url=c.redis_url,
+            cluster_id=c.cluster_id,
+            signing_keys=c.signing_keys,
             insecure_unsigned=args.insecure_unsigned,
             kafka_security=security.from_flags(args),
         )
         keys = cluster.keyring("worker")  # refuses to start without keys (or the flag)
         # Every client of this process and of its slot processes (environment).
         security.install(cluster.kafka_security)
-        settings = WorkerSettings.load(
-            tm_id=args.tm_id,
-            slots=args.slots,
-            heartbeat_interval_s=args.heartbeat_interval_s,
-            heartbeat_timeout_s=args.heartbeat_timeout_s,
-            cancel_timeout_s=args.cancel_timeout_s,
-            state_checkpoints_dir=args.state_checkpoints_dir,
-            artifact_cache_dir=args.artifact_cache_dir,
-            package_index=args.package_index,
-        )
+        settings = WorkerSettings.of(config)
         # Refuse a bad storage URL at start, not at the first checkpoint.
         open_store(settings.state_checkpoints_dir, catalog=Catalog(cluster.cluster_id),
                    bootstrap=cluster.bootstrap_servers)  # fmt: skip
-    except (ValidationError, SettingsError, security.SecurityError) as err:
+    except (ValidationError, ConfigError, SettingsError, security.SecurityError) as err:
         print(f"jm worker: {err}", file=sys.stderr)
         return EXIT_USAGE
     except StateStoreError as err:
@@ -171,9 +169,12 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     protected = listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV)
     try:
-        from schemas.telemetry.providers import start_from_args
+        from schemas.telemetry.providers import start_from_settings
+        from schemas.telemetry.settings import TelemetrySettings
 
-        otel = start_from_args(args, "jm-worker", settings.tm_id, cluster.cluster_id)
+        otel = start_from_settings(
+            TelemetrySettings.of(config.settings), "jm-worker", settings.tm_id, cluster.cluster_id
+        )
     except (ValidationError, OSError, ValueError) as err:
         print(f"jm worker: telemetry not started: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,7 +1,9 @@
 """The worker's settings: one frozen object per process, passed in explicitly.
 
-Flags win over the environment (``JM_WORKER_SLOTS``, ``JM_WORKER_TM_ID``, ...),
-which wins over the defaults. Where Kafka lives comes from
+Read through the one settings model of coordinator and worker
+(``schemas.config``: flags > environment > config file > defaults; keys
+``taskmanager.*``, ``heartbeat.interval``, ...); this is the worker's view of
+it, in the units its code uses. Where Kafka lives comes from
 ``schemas.settings.ClusterSettings``, shared with every other process.
 """
 
@@ -12,10 +14,10 @@ import socket
 import uuid
 from typing import Any
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import timing
+from schemas.config import Effective, effective
 from schemas.limits import MAX_ID_BYTES
 
 
@@ -25,10 +27,10 @@ def default_tm_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(BaseModel):
     """How one TaskManager runs."""
 
-    model_config = SettingsConfigDict(env_prefix="JM_WORKER_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     tm_id: str = Field(default_factory=default_tm_id, min_length=1, max_length=MAX_ID_BYTES)
     slots: int = Field(default=max(1, os.cpu_count() or 1), ge=1, le=1024)
@@ -57,6 +59,22 @@ class WorkerSettings(BaseSettings):
         return self
 
     @classmethod
+    def of(cls, config: Effective) -> WorkerSettings:
+        """The worker's part of the effective settings."""
+        c = config.settings
+        return cls(
+            tm_id=c.tm_id or default_tm_id(),
+            slots=c.slots,
+            heartbeat_interval_s=c.heartbeat_interval_ms / 1000,
+            heartbeat_timeout_s=c.leader_timeout_ms / 1000,
+            cancel_timeout_s=c.cancel_timeout_ms / 1000,
+            state_checkpoints_dir=c.state_checkpoints_dir,
+            artifact_cache_dir=c.artifact_cache_dir,
+            package_index=c.package_index,
+        )
+
+    @classmethod
     def load(cls, **overrides: Any) -> WorkerSettings:
-        """Environment first, then explicit overrides (flags) that are not None."""
-        return cls(**{k: v for k, v in overrides.items() if v is not None})
+        """Defaults, config file (``$JM_CONFIG_FILE``), environment, then `overrides`
+        (flags by argparse dest) that are not None."""
+        return cls.of(effective(flags=overrides))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import socket
 import sys
 import time
@@ -19,12 +18,14 @@ from coordinator.commands.common import (
     settings_from,
 )
 from schemas import kafkalog, timing  # standard library only
+from schemas.settings import add_config_flags
 from schemas.telemetry.flags import add_flags as add_telemetry_flags
 
 if TYPE_CHECKING:  # the rest is imported when a command runs: `jm --help` stays fast
     from coordinator.rest.server import RestServer
     from coordinator.runtime.replica import Replica
     from schemas import events as ev
+    from schemas.config import Effective
     from schemas.settings import ClusterSettings
 
 
@@ -33,19 +34,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_flags(p)
     p.add_argument("--id", dest="replica_id", default=None,
                    help="replica id (default: host-pid)")  # fmt: skip
-    p.add_argument("--lease-ttl-ms", type=int, default=timing.DEFAULT_LEASE_TTL_MS)
+    # The flags below set keys of the settings model (docs/configuration.md); given,
+    # they win over -D, the environment and the config file; their defaults are the model's.
+    add_config_flags(p)
+    p.add_argument(
+        "--lease-ttl-ms",
+        type=int,
+        help=f"high-availability.lease.ttl (default {timing.DEFAULT_LEASE_TTL_MS})",
+    )
     p.add_argument(
         "--heartbeat-timeout-ms",
         type=int,
-        default=timing.DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS,
-        help="declare a worker lost after this long without a heartbeat "
-        "(checked against the lease ttl, docs/ha.md)",
+        help="heartbeat.timeout: declare a worker lost after this long without a heartbeat "
+        f"(default {timing.DEFAULT_COORDINATOR_HEARTBEAT_TIMEOUT_MS}; checked against the "
+        "lease ttl, docs/ha.md)",
     )
-    p.add_argument("--slot-wait-timeout-ms", type=int, default=300_000)
+    p.add_argument("--slot-wait-timeout-ms", type=int, help="slot.request.timeout")
     p.add_argument(
         "--allow-checkpointing",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=None,
         help="accept jobs that enable checkpointing (default; docs/checkpoints.md); "
         "--no-allow-checkpointing rejects them",
     )
@@ -53,15 +61,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--state-checkpoints-dir",
         dest="state_checkpoints_dir",
         metavar="URL",
-        default=os.environ.get("JM_WORKER_STATE_CHECKPOINTS_DIR") or "kafka",
         help="state.checkpoints.dir, as the workers have it: savepoints are exported from "
-        "it and discarded checkpoint state deleted from it (default "
-        "$JM_WORKER_STATE_CHECKPOINTS_DIR or kafka)",
+        "it and discarded checkpoint state deleted from it (default kafka)",
     )
     p.add_argument(
         "--artifact-retention-ms",
         type=int,
-        default=3_600_000,
         metavar="MS",
         help="delete a job's user-code package from the blob store this long after the "
         "last job using it ended (default 3600000; docs/user-code.md)",
@@ -69,15 +74,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--default-savepoint-dir",
         metavar="DIR",
-        default="savepoints",
-        help="where a savepoint request naming no --target is written (relative: to the "
-        "coordinator's working directory)",
+        help="state.savepoints.dir: where a savepoint request naming no --target is "
+        "written (relative: to the coordinator's working directory)",
     )
     p.add_argument(
         "--archive-after-ms",
         type=int,
-        default=3_600_000,
-        help="an ended job leaves memory after this long (its id stays taken)",
+        help="jobmanager.retention.ended-jobs.max-age: an ended job leaves memory after "
+        "this long (its id stays taken; default 1 h)",
     )
     p.add_argument(
         "--protected-topic-prefix",
@@ -96,23 +100,35 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="only these worker ids may register (comma-separated, repeatable; default "
         "$JM_ALLOWED_WORKERS; empty: any worker; docs/security.md)",
     )
-    p.add_argument("--max-batch", type=int, default=500)
-    p.add_argument("--snapshot-every-events", type=int, default=10_000)
-    p.add_argument("--snapshot-every-ms", type=int, default=60_000)
+    p.add_argument("--max-batch", type=int, help="jobmanager.max-batch")
+    p.add_argument("--snapshot-every-events", type=int, help="jobmanager.snapshot.every-events")
+    p.add_argument("--snapshot-every-ms", type=int, help="jobmanager.snapshot.interval")
     p.add_argument(
-        "--snapshot-ladder-every", type=int, default=20_000, metavar="OFFSETS",
-        help="keep the newest snapshot of every window of this many journal offsets "
-        "(jm replay --until / --to-offset start from the newest one before the target)",
+        "--snapshot-ladder-every", type=int, metavar="OFFSETS",
+        help="jobmanager.snapshot.ladder.every",
     )  # fmt: skip
     p.add_argument(
-        "--snapshot-ladder-rungs", type=int, default=50, metavar="N",
-        help="for the last N windows (compaction removes older snapshots)",
+        "--snapshot-ladder-rungs", type=int, metavar="N", help="jobmanager.snapshot.ladder.rungs",
     )  # fmt: skip
     p.add_argument("--no-snapshots", action="store_true", help="start by full replay")
     p.add_argument("--log-level", default="INFO")
     add_rest_flags(p)
     add_telemetry_flags(p)
     p.set_defaults(handler=lambda a: run(_coordinator(a)))
+
+    c = sub.add_parser(
+        "config",
+        help="the settings of the coordinator and the worker (docs/configuration.md)",
+    )
+    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    show = csub.add_parser(
+        "show", help="print every effective setting and where it came from, secrets masked"
+    )
+    add_config_flags(show)
+    show.add_argument("--for", dest="process", choices=["coordinator", "worker"],
+                      help="only the settings this process reads (default: all)")  # fmt: skip
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=_config_show)
 
     r = sub.add_parser("replicas", help="every replica's role, epoch, position, lag and digest")
     add_connection_flags(r)
@@ -123,18 +139,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.set_defaults(handler=lambda a: run(_replicas(a)))
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    from schemas.config import ConfigError, effective
+
+    try:
+        rows = effective(config_file=args.config, dynamic=args.dynamic).rows(args.process)
+    except ConfigError as err:
+        return fail(f"jm config show: {err}")
+    if args.json:
+        print(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows]))
+        return 0
+    width = max(len(k) for k, _, _ in rows)
+    vwidth = min(40, max(len(v) for _, v, _ in rows))
+    print(f"{'KEY':{width}}  {'VALUE':{vwidth}}  SOURCE")
+    for key, value, source in rows:
+        print(f"{key:{width}}  {value:{vwidth}}  {source}")
+    return 0
+
+
 def add_rest_flags(p: argparse.ArgumentParser) -> None:
     rest = p.add_argument_group("REST API (docs/rest.md)")
     rest.add_argument(
         "--rest-host",
-        default=os.environ.get("JM_REST_HOST") or "127.0.0.1",
-        help="address the REST API listens on (default $JM_REST_HOST or 127.0.0.1)",
+        help="rest.address: where the REST API listens (default $JM_REST_HOST or 127.0.0.1)",
     )
     rest.add_argument(
         "--rest-port",
         type=int,
-        default=int(os.environ.get("JM_REST_PORT") or 8081),
-        help="REST port (default $JM_REST_PORT or 8081; 0 picks a free port and prints it)",
+        help="rest.port (default $JM_REST_PORT or 8081; 0 picks a free port and prints it)",
     )
     rest.add_argument("--no-rest", action="store_true", help="serve no REST API")
     rest.add_argument(
@@ -145,36 +177,32 @@ def add_rest_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def rest_token(args: argparse.Namespace) -> str | None:
-    """The REST token from --rest-token-file or $JM_REST_TOKEN (None: no token)."""
+def rest_token(args: argparse.Namespace, config: Effective) -> str | None:
+    """The REST token from --rest-token-file, else rest.token (None: no token)."""
     if args.rest_token_file:
         with open(args.rest_token_file, encoding="utf-8") as f:
             token = f.read().strip()
         if not token:
             raise ValueError(f"{args.rest_token_file} holds no token")
         return token
-    return os.environ.get("JM_REST_TOKEN") or None
+    return config.settings.rest_token or None
 
 
-def rest_options(args: argparse.Namespace, settings: ClusterSettings) -> dict[str, str]:
-    """The replica's configuration as ``/jobmanager/config`` shows it: no token, the
-    Redis URL without its password, Kafka's SASL/TLS settings with the password masked."""
-    from schemas.security import FLAGS, mask_url
-
-    hidden = {"handler", "rest_token_file", "redis_url", "bootstrap_servers", "cluster_id", *FLAGS}
+def rest_options(
+    args: argparse.Namespace, settings: ClusterSettings, config: Effective
+) -> dict[str, str]:
+    """The replica's configuration as ``/jobmanager/config`` shows it: every key of the
+    settings model (secrets masked), Kafka's SASL/TLS settings with the password masked."""
     options = {
-        "jm.cluster-id": settings.cluster_id,
-        "jm.bootstrap-servers": settings.bootstrap_servers,
-        "jm.redis-url": mask_url(settings.redis_url),
         "rest.token-configured": str(
-            args.rest_token_file is not None or bool(os.environ.get("JM_REST_TOKEN"))
+            args.rest_token_file is not None or bool(config.settings.rest_token)
         ).lower(),
+        "jobmanager.snapshots-enabled": str(not args.no_snapshots).lower(),
     }
     for key, value in settings.kafka_security.masked().items():
         options["jm.kafka." + key] = value
-    for key, value in sorted(vars(args).items()):
-        if key not in hidden and not callable(value):
-            options["jm.coordinator." + key.replace("_", "-")] = str(value)
+    for key, value, _ in config.rows("coordinator"):
+        options[key] = value
     return options
 
 
@@ -196,61 +224,79 @@ async def _coordinator(args: argparse.Namespace) -> int:
     from coordinator.runtime import machine
     from coordinator.runtime.journal import JournalError
     from coordinator.runtime.leader import LeaderConfig
+    from coordinator.runtime.memory import process_size_problem
     from coordinator.runtime.replica import Replica, ReplicaConfig
     from coordinator.runtime.snapshots import SnapshotPolicy
+    from schemas.config import ConfigError, from_args
     from schemas.settings import ALLOWED_WORKERS_ENV, PROTECTED_TOPIC_PREFIXES_ENV, listed
     from schemas.validation import protected_prefixes
 
+    try:
+        cfg = from_args(args)
+    except ConfigError as err:
+        return fail(f"coordinator: {err}")
+    c = cfg.settings
+    for name in ("cluster_id", "bootstrap_servers", "redis_url", "signing_keys"):
+        setattr(args, name, getattr(c, name))  # the model's, whatever their source
     settings = settings_from(args)
     settings.keyring("coordinator")  # no keys (nor --insecure-unsigned): refuse at once
     replica_id = args.replica_id or f"{socket.gethostname()}-{__import__('os').getpid()}"
     configure_logging(args.log_level, replica_id)
     problems = timing.coordinator_problems(
-        heartbeat_timeout_ms=args.heartbeat_timeout_ms,
+        heartbeat_timeout_ms=c.heartbeat_timeout_ms,
         keepalive_interval_ms=LeaderConfig().keepalive_interval_ms,
-        lease_ttl_ms=args.lease_ttl_ms,
+        lease_ttl_ms=c.lease_ttl_ms,
     )
+    too_small = process_size_problem(c)
+    if too_small:
+        problems.append(too_small)
     if problems:
         return fail("coordinator: " + "; ".join(problems))
     # Before anything starts: a bad token file or a taken port stops it at once.
     from coordinator.rest.server import bind
 
     try:
-        token = rest_token(args)
+        token = rest_token(args, cfg)
     except (OSError, ValueError) as err:
         return fail(f"coordinator {replica_id}: REST token not read: {err}", 1)
     try:
-        sock = None if args.no_rest else bind(args.rest_host, args.rest_port)
+        sock = None if args.no_rest else bind(c.rest_address, c.rest_port)
     except OSError as err:
-        return fail(f"coordinator {replica_id}: REST API not started on {args.rest_host}:"
-                    f"{args.rest_port}: {err} (--rest-port chooses another port, --no-rest "
+        return fail(f"coordinator {replica_id}: REST API not started on {c.rest_address}:"
+                    f"{c.rest_port}: {err} (--rest-port chooses another port, --no-rest "
                     f"serves none)", 1)  # fmt: skip
     try:
-        from schemas.telemetry.providers import start_from_args
+        from schemas.telemetry.providers import start_from_settings
+        from schemas.telemetry.settings import TelemetrySettings
 
-        otel = start_from_args(args, "jm-coordinator", replica_id, settings.cluster_id)
+        otel = start_from_settings(
+            TelemetrySettings.of(cfg.settings), "jm-coordinator", replica_id, settings.cluster_id
+        )
     except (OSError, ValueError) as err:
         return fail(f"coordinator {replica_id}: telemetry not started: {err}", 1)
     config = ReplicaConfig(
-        lease=LeaseConfig(ttl_ms=args.lease_ttl_ms),
+        lease=LeaseConfig(ttl_ms=c.lease_ttl_ms),
         leader=LeaderConfig(
-            max_batch=args.max_batch,
+            max_batch=c.max_batch,
             snapshots=SnapshotPolicy(
-                args.snapshot_every_events,
-                args.snapshot_every_ms,
-                args.snapshot_ladder_every,
-                args.snapshot_ladder_rungs,
+                c.snapshot_every_events,
+                c.snapshot_every_ms,
+                c.snapshot_ladder_every,
+                c.snapshot_ladder_rungs,
             ),
-            state_checkpoints_dir=args.state_checkpoints_dir,
-            artifact_retention_ms=args.artifact_retention_ms,
+            state_checkpoints_dir=c.state_checkpoints_dir,
+            artifact_retention_ms=c.artifact_retention_ms,
         ),
         use_snapshots=not args.no_snapshots,
         domain=machine.Config(
-            heartbeat_timeout_ms=args.heartbeat_timeout_ms,
-            slot_wait_timeout_ms=args.slot_wait_timeout_ms,
-            archive_after_ms=args.archive_after_ms,
-            allow_checkpointing=args.allow_checkpointing,
-            default_savepoint_dir=args.default_savepoint_dir,
+            heartbeat_timeout_ms=c.heartbeat_timeout_ms,
+            slot_wait_timeout_ms=c.slot_wait_timeout_ms,
+            archive_after_ms=c.ended_jobs_max_age_ms,
+            max_ended_jobs=c.ended_jobs_max_count,
+            max_jobs=c.max_jobs,
+            max_subtasks=c.max_subtasks,
+            allow_checkpointing=c.allow_checkpointing,
+            default_savepoint_dir=c.default_savepoint_dir,
             protected_topic_prefixes=protected_prefixes(
                 catalog_from(settings).prefix,
                 listed(args.protected_topic_prefixes, PROTECTED_TOPIC_PREFIXES_ENV),
@@ -281,7 +327,7 @@ async def _coordinator(args: argparse.Namespace) -> int:
         settings, replica_id, config, on_role=lambda role: print(f"role {role}", flush=True),
         telemetry=otel,
     )  # fmt: skip
-    server = None if sock is None else await _start_rest(args, replica, settings, token, sock)
+    server = None if sock is None else await _start_rest(args, replica, settings, cfg, token, sock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, replica.stop)
@@ -301,6 +347,7 @@ async def _start_rest(
     args: argparse.Namespace,
     replica: Replica,
     settings: ClusterSettings,
+    config: Effective,
     token: str | None,
     sock: socket.socket,
 ) -> RestServer:
@@ -314,10 +361,10 @@ async def _start_rest(
         tail.setFormatter(root.handlers[0].formatter)
     root.addHandler(tail)
     ctx = RestContext.of_replica(
-        replica, replica.metrics, token=token, options=rest_options(args, settings),
+        replica, replica.metrics, token=token, options=rest_options(args, settings, config),
         log_tail=tail,
     )  # fmt: skip
-    server = await start_rest(ctx, args.rest_host, args.rest_port, sock)
+    server = await start_rest(ctx, config.settings.rest_address, config.settings.rest_port, sock)
     logging.getLogger(__name__).info("REST API on %s", server.url)
     print(f"rest {server.url}", flush=True)
     return server

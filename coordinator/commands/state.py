@@ -65,6 +65,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = sub.add_parser("list", help="jobs and their status")
     add_connection_flags(jobs)
     jobs.add_argument("--json", action="store_true")
+    jobs.add_argument(
+        "--archived", action="store_true",
+        help="also the ended jobs archived out of the coordinator's memory (their ids, how "
+        "and when they ended; read from Kafka; `jm status JOB --full-replay` shows one whole)",
+    )  # fmt: skip
     add_full_replay_flag(jobs)
     add_api_flags(jobs)
     jobs.set_defaults(handler=_list_command)
@@ -87,7 +92,7 @@ def _list_command(args: argparse.Namespace) -> int:
     """A replica's REST API when --url / $JM_REST_URL names one that answers, else Kafka."""
     from coordinator.commands import restapi
 
-    api = None if args.full_replay else api_from(args)
+    api = None if args.full_replay or args.archived else api_from(args)
     code = None if api is None else restapi.list_jobs(api, args.json)
     return run(_list(args)) if code is None else code
 
@@ -260,6 +265,22 @@ async def _digest(args: argparse.Namespace) -> int:
     return 0
 
 
+def archived_row(job_id: str, ended: Any) -> dict[str, Any]:
+    """A job archived out of memory: only how and when it ended are kept."""
+    return {
+        "job_id": job_id,
+        "name": "",
+        "status": f"ARCHIVED:{ended.final_status.value}",
+        "since": ended.archived_at,
+        "ended_at": ended.ended_at,
+        "tasks_running": 0,
+        "tasks_total": 0,
+        "restarts": 0,
+        "waiting_reason": None,
+        "archived": True,
+    }
+
+
 def job_row(job: Any) -> dict[str, Any]:
     from schemas import events as ev
 
@@ -287,6 +308,8 @@ async def _list(args: argparse.Namespace) -> int:
         return fail(str(err), 1)
     jobs = sorted(folded.state.jobs.values(), key=lambda j: j.accepted_seq)
     rows = [job_row(j) for j in jobs]
+    if args.archived:
+        rows += [archived_row(job_id, ended) for job_id, ended in folded.state.ended_jobs.items()]
     if args.json:
         print(json.dumps({"offset": folded.offset, "jobs": rows}))
         return 0

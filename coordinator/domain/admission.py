@@ -50,22 +50,26 @@ def problems(state: State, event: Event, config: DomainConfig | None = None) -> 
         and len(state.workers) >= MAX_WORKERS
     ):
         return [f"the cluster already has {MAX_WORKERS} workers registered (MAX_WORKERS)"]
+    most = MAX_JOBS if config is None else min(MAX_JOBS, config.max_jobs)
     if (
         isinstance(event, JobSubmitted)
         and event.job_id not in state.jobs
-        and len(state.jobs) >= MAX_JOBS
+        and len(state.jobs) >= most
     ):
+        which = "MAX_JOBS" if most == MAX_JOBS else "jobmanager.jobs.max"
         return [
-            f"the coordinator already holds {MAX_JOBS} jobs (MAX_JOBS); "
+            f"the coordinator already holds {most} jobs ({which}); "
             "ended jobs leave it when they are archived"
         ]
     if isinstance(event, JobSubmitted) and event.job_id not in state.jobs:
         wanted = sum(v.parallelism for v in event.job_graph.vertices)
         held = sum(len(job.executions) for job in state.jobs.values())
-        if held + wanted > MAX_SUBTASKS:
+        most = MAX_SUBTASKS if config is None else min(MAX_SUBTASKS, config.max_subtasks)
+        if held + wanted > most:
+            which = "MAX_SUBTASKS" if most == MAX_SUBTASKS else "jobmanager.subtasks.max"
             return [
                 f"the job's {wanted} subtasks do not fit: the coordinator already holds "
-                f"{held} of at most {MAX_SUBTASKS} subtasks (MAX_SUBTASKS); "
+                f"{held} of at most {most} subtasks ({which}); "
                 "ended jobs leave it when they are archived"
             ]
     return []

@@ -129,21 +129,25 @@ def on_cancel_requested(p: Planner, r: JobCancelRequested) -> None:
 
 
 def archive_finished(p: Planner) -> None:
-    """Terminal jobs leave memory after config.archive_after_ms (they stay in the log).
+    """Terminal jobs leave memory after config.archive_after_ms, and at once beyond
+    config.max_ended_jobs of them, those that ended first first (they stay in the log).
 
     Their ids stay taken: evolve remembers them in state.ended_jobs (bounded),
-    and a new submission with one is refused.
+    and a new submission with one is refused. Archiving is journaled
+    (JobArchived), so replay and snapshot + tail fold it exactly as the leader did.
     """
-    after = p.config.archive_after_ms
-    if after is None:
+    after, most = p.config.archive_after_ms, p.config.max_ended_jobs
+    if after is None and most is None:
         return
-    done = sorted(
-        (
-            j
-            for j in p.state.jobs.values()
-            if j.status.is_globally_terminal and p.now - j.status_since >= after
-        ),
-        key=lambda j: j.accepted_seq,
+    ended = sorted(
+        (j for j in p.state.jobs.values() if j.status.is_globally_terminal),
+        key=lambda j: (j.status_since, j.accepted_seq),
     )
-    for job in done:
+    over = 0 if most is None else max(0, len(ended) - most)
+    done = [
+        j
+        for i, j in enumerate(ended)
+        if i < over or (after is not None and p.now - j.status_since >= after)
+    ]
+    for job in sorted(done, key=lambda j: j.accepted_seq):
         p.emit(JobArchived, job_id=job.job_id, final_status=job.status)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from coordinator.domain.state import Job, SubtaskKey, Worker
 from schemas.events import CheckpointAcknowledged, TaskManagerHeartbeat
+from schemas.limits import MAX_JOBS, MAX_SUBTASKS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +25,12 @@ class DomainConfig:
         ``--no-allow-checkpointing`` refuses them with the reason).
     archive_after_ms: a globally terminal job leaves memory this long after
         it ended (it stays in the log); None keeps every job.
+    max_ended_jobs: at most this many globally terminal jobs stay in memory;
+        past it, those that ended first are archived at once. None: no count.
+    max_jobs: jobs held at once (ended ones until archived), at most
+        ``schemas.limits.MAX_JOBS``; a submission beyond it is rejected.
+    max_subtasks: subtasks of all held jobs, at most ``MAX_SUBTASKS``; a
+        submission that would pass it is rejected.
     default_savepoint_dir: savepoint location when a request names none.
     protected_topic_prefixes: topics no job may name in an operator config
         (``schemas.validation.protected_prefixes``: the cluster's own prefix,
@@ -38,6 +45,9 @@ class DomainConfig:
     slot_wait_timeout_ms: int = 300_000
     allow_checkpointing: bool = True
     archive_after_ms: int | None = 3_600_000
+    max_ended_jobs: int | None = None
+    max_jobs: int = MAX_JOBS
+    max_subtasks: int = MAX_SUBTASKS
     default_savepoint_dir: str = "savepoints"
     protected_topic_prefixes: tuple[str, ...] = ()
     allowed_workers: frozenset[str] = frozenset()

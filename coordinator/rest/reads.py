@@ -41,6 +41,7 @@ from coordinator.rest.views import (
     taskmanager_info,
 )
 from coordinator.runtime.journal import StopAt
+from coordinator.runtime.memory import memory_metrics
 from coordinator.runtime.metrics import MetricsStore
 from schemas.events import (
     JobStatus,
@@ -369,6 +370,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
             "jm.jobs.in-memory": str(len(state.jobs)),
             "jm.jobs.archived": str(len(state.ended_jobs)),
             "jm.uptime-ms": str(ctx.uptime_ms()),
+            **memory_metrics(state),
         }
 
     async def jobmanager_metrics(request: web.Request) -> web.StreamResponse:

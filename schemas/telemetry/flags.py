@@ -1,5 +1,5 @@
 """The ``--otel-*`` flags of ``jm coordinator`` and ``jm worker`` (standard library only:
-``jm --help`` imports no OpenTelemetry). ``TelemetrySettings.from_args`` reads them."""
+``jm --help`` imports no OpenTelemetry); the settings model (schemas/config.py) reads them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import argparse
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """The ``--otel-*`` flags (each overrides its ``JM_OTEL_*`` variable)."""
     group = parser.add_argument_group("OpenTelemetry (docs/observability.md)")
-    group.add_argument("--otel-console", action="store_true",
+    group.add_argument("--otel-console", action="store_true", default=None,
                        help="spans and metrics as JSON on stderr ($JM_OTEL_CONSOLE)")  # fmt: skip
     group.add_argument("--otel-otlp-endpoint", metavar="URL",
                        help="OTLP/HTTP collector, e.g. http://127.0.0.1:4318 "

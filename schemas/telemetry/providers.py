@@ -9,7 +9,6 @@ started: exporter failures are the SDK's to log.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
@@ -92,9 +91,7 @@ class Telemetry:
         """Providers for the chosen exporters; None when telemetry is off."""
         if not settings.enabled:
             return None
-        resource = Resource.create(
-            {"service.name": settings.service_name or service, **(attributes or {})}
-        )
+        resource = Resource.create({"service.name": service, **(attributes or {})})
         spans: list[SpanExporter] = []
         metrics: list[MetricExporter] = []
         readers: list[MetricReader] = []
@@ -165,14 +162,14 @@ def _prometheus(
     return bound, reader, stop
 
 
-def start_from_args(
-    args: argparse.Namespace, service: str, instance: str, cluster_id: str
+def start_from_settings(
+    settings: TelemetrySettings, service: str, instance: str, cluster_id: str
 ) -> Telemetry | None:
-    """A process's exporters by ``JM_OTEL_*`` and ``--otel-*`` (None: telemetry off).
+    """A process's exporters by its ``telemetry.*`` settings (None: telemetry off).
     Prints ``prometheus http://host:port/metrics`` when it serves a scrape endpoint.
     Raises ValueError (pydantic's ValidationError) or OSError (port taken)."""
     otel = Telemetry.start(
-        TelemetrySettings.from_args(args), service,
+        settings, service,
         {"service.instance.id": instance, "jm.cluster": cluster_id},
     )  # fmt: skip
     if otel is not None and otel.prometheus is not None:

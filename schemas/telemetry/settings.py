@@ -1,24 +1,25 @@
-"""Exporter settings of one process: ``JM_OTEL_*`` environment, ``--otel-*`` flags
-(schemas/telemetry/flags.py).
+"""Exporter settings of one process: the ``telemetry.*`` keys of the settings model
+(schemas/config.py: config file, ``JM_OTEL_*`` environment, ``--otel-*`` flags of
+schemas/telemetry/flags.py, flags winning).
 
-Flags win over the environment, which wins over the defaults. With no exporter
-chosen, telemetry is off: no provider is built, no instrument exists, and the
-runtime skips every telemetry call (one ``is None`` test).
+With no exporter chosen, telemetry is off: no provider is built, no instrument
+exists, and the runtime skips every telemetry call (one ``is None`` test).
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from schemas.config import JobManagerSettings
 
 
-class TelemetrySettings(BaseSettings):
+class TelemetrySettings(BaseModel):
     """Which exporters a coordinator or worker feeds (all off by default)."""
 
-    model_config = SettingsConfigDict(env_prefix="JM_OTEL_", frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Spans and metrics as JSON on stderr (stdout carries the process's own lines).
     console: bool = False
@@ -31,8 +32,6 @@ class TelemetrySettings(BaseSettings):
     file: str | None = None
     #: How often metrics are exported to console, OTLP and file, ms.
     metrics_interval_ms: int = Field(default=10_000, ge=100)
-    #: The service.name resource attribute (default: jm-coordinator or jm-worker).
-    service_name: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -41,14 +40,13 @@ class TelemetrySettings(BaseSettings):
         )
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> TelemetrySettings:
-        """Environment first, then the ``--otel-*`` flags that were given."""
-        given: dict[str, Any] = {
-            "console": True if getattr(args, "otel_console", False) else None,
-            "otlp_endpoint": getattr(args, "otel_otlp_endpoint", None),
-            "prometheus_port": getattr(args, "otel_prometheus_port", None),
-            "prometheus_host": getattr(args, "otel_prometheus_host", None),
-            "file": getattr(args, "otel_file", None),
-            "metrics_interval_ms": getattr(args, "otel_metrics_interval_ms", None),
-        }
-        return cls(**{k: v for k, v in given.items() if v is not None})
+    def of(cls, c: JobManagerSettings) -> TelemetrySettings:
+        """The ``telemetry.*`` part of the effective settings."""
+        return cls(
+            console=c.otel_console,
+            otlp_endpoint=c.otel_otlp_endpoint or None,
+            prometheus_port=None if c.otel_prometheus_port < 0 else c.otel_prometheus_port,
+            prometheus_host=c.otel_prometheus_host,
+            file=c.otel_file or None,
+            metrics_interval_ms=c.otel_metrics_interval_ms,
+        )

@@ -449,6 +449,33 @@ def _usercode(r: Results) -> str:
     return "\n".join(rows) + f"\n\n{r['rounds']} rounds; 1-minute load average {r['load']:.1f}."
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def _memory(r: Results) -> str:
+    per, model = r["per_item"], r["model"]
+    rows = [_row("bytes per", "measured", "used by docs/memory.md and the start-up check"),
+            _row(*["---"] * 3)]  # fmt: skip
+    for what, key, model_key in (
+        ("job (besides its subtasks)", "job", "job"),
+        ("subtask", "subtask", "subtask"),
+        ("worker (16 slots)", "worker", "worker"),
+        ("ended job kept (archived: id, status, times)", "ended_job_kept", "ended"),
+    ):
+        rows.append(_row(what, _n(per[key]), _n(model[model_key])))
+    rows.append(_row("ended job still in memory (not archived), subtasks included",
+                     _n(per["ended_job_in_memory"]), "counted as a job"))  # fmt: skip
+    table = [_row("jobs held", "events folded", "RSS, imports only", "RSS, state folded",
+                  "RSS, snapshot encoded", "state (JSON)", "snapshot (zlib)", "target"),
+             _row(*["---"] * 8)]  # fmt: skip
+    for n, f in r["folds"].items():
+        table.append(_row(_n(int(n)), _n(f["events"]), _mib(f["rss_idle"]), _mib(f["rss"]),
+                          _mib(f["rss_snapshotting"]), _mib(f["state_json_bytes"]),
+                          _mib(f["snapshot_bytes"]), _mib(r["targets"][n])))  # fmt: skip
+    return "\n".join(rows) + "\n\n" + "\n".join(table)
+
+
 def _checkpoints(results: dict[str, list[Results]]) -> str:
     missing = "_not measured in this run_"
     return CHECKPOINTS_DOC.format(
@@ -476,6 +503,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     heartbeats = _heartbeats(results["heartbeats"]) if "heartbeats" in results else missing
     rest = _rest(results["rest"]) if "rest" in results else missing
     code = _usercode(results["usercode"][0]) if "usercode" in results else missing
+    memory = _memory(results["memory"][0]) if "memory" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -679,6 +707,22 @@ installed. Times from the send of the JobSubmitted to the task's FINISHED in
 the journal. Nothing simulated.
 
 {code}
+## Coordinator memory
+
+`tests/bench/bench_memory.py` (docs/memory.md). Real: journals written by
+`decide` through the codec and folded by the real `evolve`; the state is the
+coordinator's `State`, its size `encode_state` (what a snapshot holds).
+Simulated: the workers and their reports (no Kafka in this benchmark). Bytes
+per item: tracemalloc of a folded state less the same state without the items
+(200 jobs). Resident memory: a fresh process that imports what `jm coordinator`
+imports (aiokafka, redis, aiohttp, the REST API), then folds a journal of that
+many RUNNING jobs of 2 vertices x parallelism 2 on workers of 64 slots; it has
+no Kafka or Redis connection, whose buffers the target allows for. 10,000 jobs
+at once is beyond `MAX_JOBS` (4,096): for that row the generator raises the
+admission limit of its own process. Target: `needed_bytes` of docs/memory.md
+for the same jobs, subtasks and workers.
+
+{memory}
 
 ## What limits it
 

@@ -2,7 +2,8 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest|usercode ...] [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|usercode|memory ...] [--quick]
+                               [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -32,6 +33,7 @@ from tests.bench import (
     bench_codec,
     bench_ha,
     bench_latency,
+    bench_memory,
     bench_replay,
     bench_rest,
     bench_signing,
@@ -48,7 +50,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest", "usercode")  # fmt: skip
+         "ckpt-kill", "rest", "usercode", "memory")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -139,7 +141,10 @@ def main() -> int:
         results["signing"] = bench_signing.measure(1.5 if args.quick else 3.0)
         for r in results["signing"]:
             emit(r)
-    kafka_needed = [n for n in args.only if n not in ("codec", "signing")]
+    if "memory" in args.only:
+        results["memory"] = [bench_memory.run()]
+        emit(results["memory"][0])
+    kafka_needed = [n for n in args.only if n not in ("codec", "signing", "memory")]
     if kafka_needed:
         stack = start_stack()
         emit({"bench": "stack", "bootstrap": stack.bootstrap, "redis_url": stack.redis_url})

@@ -231,3 +231,26 @@ def test_the_doc_lists_every_state_bound() -> None:
     ):
         assert f"`{name}`" in text, name
         assert isinstance(getattr(state_module, name), int)
+
+
+def test_ended_jobs_past_the_count_are_archived_first_ended_first_and_replay_alike() -> None:
+    """jobmanager.retention.ended-jobs.max-count: the leader journals JobArchived for
+    the ended jobs beyond the count, those that ended first; live, full replay and
+    snapshot + tail agree at every step."""
+    c = Cluster(config=DomainConfig(archive_after_ms=None, max_ended_jobs=2))
+    c.register("tm-a", slots=8)
+    c.heartbeat_all()
+    c.submit("running", (("src", "map", 1),))
+    for n, job_id in enumerate(("a", "b", "c", "d")):
+        c.now += 10
+        _finished(c, job_id)
+        c.heartbeat_all()
+        c.tick()
+        kept = {"a", "b", "c", "d"}.intersection(c.state.jobs)
+        assert len(kept) == min(n + 1, 2), kept
+    assert set(c.state.jobs) == {"running", "c", "d"}  # the two that ended last
+    assert list(c.state.ended_jobs) == ["a", "b"]
+    half = len(c.journal) // 2
+    restored = decode_state(encode_state(replay(c.journal[:half])))
+    replay(c.journal[half:], restored)
+    assert state_digest(replay(c.journal)) == state_digest(c.state) == state_digest(restored)

@@ -224,7 +224,7 @@ async def _check_reads(api: Api, p: str, role: str, submitted_at: int) -> None:
 
     jm_config = await api.json(p + "/jobmanager/config")
     assert all(set(e) == {"key", "value"} for e in jm_config)
-    assert any(e["key"] == "jm.cluster-id" for e in jm_config)
+    assert any(e["key"] == "cluster.id" for e in jm_config)  # the settings model's keys
     environment = await api.json(p + "/jobmanager/environment")
     assert environment["jvm"]["version"].startswith("Python")
     listed = await api.json(p + "/jobmanager/metrics")
