@@ -28,7 +28,7 @@ from schemas.limits import MAX_ARTIFACT_BYTES
 from schemas.statestore import open_store
 from schemas.wheels import normalized
 
-STORE_OPTION = "jm.coordinator.state-checkpoints-dir"
+STORE_OPTION = "state.checkpoints.dir"  # the settings model's key (/jobmanager/config)
 
 
 class StoredArtifact(m.Model):
