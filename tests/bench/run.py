@@ -2,7 +2,7 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest ...] [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|deploy ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -30,6 +30,7 @@ from tests.bench import (
     bench_checkpoints,
     bench_cli,
     bench_codec,
+    bench_deploy,
     bench_ha,
     bench_latency,
     bench_replay,
@@ -47,7 +48,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest")  # fmt: skip
+         "ckpt-kill", "rest", "deploy")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -223,6 +224,14 @@ def main() -> int:
                 n = 100 if args.quick else 1000
                 results["rest"] = asyncio.run(bench_rest.run(stack, n))
                 for r in results["rest"]:
+                    emit(r)
+            if "deploy" in args.only:
+                n = 8 if args.quick else 15
+                results["deploy"] = [
+                    asyncio.run(bench_deploy.run(stack, n)),
+                    asyncio.run(bench_deploy.run(stack, n, simulated=True)),
+                ]
+                for r in results["deploy"]:
                     emit(r)
         finally:
             stop_stack()
