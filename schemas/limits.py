@@ -99,6 +99,7 @@ STRING_LIMITS: Final[dict[str, int]] = {
     "job_id": MAX_ID_BYTES,
     "vertex_id": MAX_ID_BYTES,
     "id": MAX_ID_BYTES,
+    "slot_sharing_group": MAX_ID_BYTES,
     "source": MAX_ID_BYTES,
     "target": MAX_ID_BYTES,
     "tm_id": MAX_ID_BYTES,
@@ -128,6 +129,7 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "running_tasks": MAX_SLOTS_PER_WORKER,
     "task_metrics": MAX_TASK_METRICS_PER_HEARTBEAT,
     "more_tasks": MAX_TASKS_PER_COMMAND - 1,
+    "chained": MAX_VERTICES,
 }
 
 #: Inclusive ranges of integer fields whose value sizes memory or records.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -32,6 +33,10 @@ from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.slotproc import SlotProcess
+
+#: Chains remembered (as many as the slot table remembers ended attempts): a CancelTask
+#: of a chained subtask finds its chain, running or ended, for that long.
+_REMEMBER_CHAINS = 10_000
 
 log = logging.getLogger(__name__)
 ES = ev.ExecutionState
@@ -116,6 +121,10 @@ class TaskManager:
         # The incarnation that accepted each task in a slot: its reports say so
         # even if the worker has become a new incarnation since.
         self._accepted_by: dict[ev.TaskRef, str] = {}
+        # Operator chains (worker/chain.py): the subtasks run in each chain head's task,
+        # and the head of each of them. A head's state reports stand for its whole chain.
+        self._chained: dict[ev.TaskRef, tuple[ev.TaskRef, ...]] = {}
+        self._head_of: dict[ev.TaskRef, ev.TaskRef] = {}
         self._outbox: list[ev.WorkerReport] = []
         self._outbox_changed = asyncio.Event()
         self._reports_sent = asyncio.Event()  # set while nothing waits to be sent
@@ -305,11 +314,28 @@ class TaskManager:
             log.error("refusing to run against leader %s: %s", leader, self.timing_error)
             self._timing_refused.set()
 
+    def _remember_chain(self, command: ev.DeployTask) -> None:
+        """The chain `command` deploys: its head's reports are made for every member."""
+        members = tuple(c.task for c in command.chained)
+        if not members:
+            return
+        self._chained[command.task] = members
+        for member in members:
+            self._head_of[member] = command.task
+        while len(self._chained) > _REMEMBER_CHAINS:  # the oldest chains are long gone
+            oldest = next(iter(self._chained))
+            for member in self._chained.pop(oldest):
+                self._head_of.pop(member, None)
+
     def _deploy(self, command: ev.DeployTask) -> None:
         task = command.task
-        if command.operator not in self.registry:
+        if command.task not in self._chained:
+            self._remember_chain(command)
+        unknown = [o for o in (command.operator, *(c.operator for c in command.chained))
+                   if o not in self.registry]  # fmt: skip
+        if unknown:
             error = errors.UnknownOperatorError(
-                f"no operator named {command.operator!r} on this worker "
+                f"no operator named {unknown[0]!r} on this worker "
                 f"(it offers {', '.join(self.registry.names())})"
             )
             self._report_state(task, ES.FAILED, error)
@@ -319,7 +345,8 @@ class TaskManager:
             case slots.Start(slot_index=index):
                 spec = TaskSpec.from_command(command)
                 log.info("deploying %s in slot %d", spec.describe(), index)
-                self._accepted_by[task] = self.incarnation
+                for t in (task, *self._chained.get(task, ())):
+                    self._accepted_by[t] = self.incarnation
                 self._report_state(task, ES.DEPLOYING)
                 self._slots[index].send(slotmsg.RunTask(spec))
             case slots.AlreadyHere(state=state):
@@ -337,10 +364,11 @@ class TaskManager:
         index = self.table.slot_of(task)
         entry = self.table.entry(index) if index is not None else None
         if entry is not None and entry.state is ES.FINISHED:
-            # Reported FINISHED already (FLIP-147): it counts with no state.
-            self._checkpoint_report(
-                checkpointing.Acked(task, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
-            )
+            # Reported FINISHED already (FLIP-147): it counts with no state (its chain too).
+            for t in (task, *self._chained.get(task, ())):
+                self._checkpoint_report(
+                    checkpointing.Acked(t, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
+                )
             return
         if index is None or entry is None or entry.state is not ES.RUNNING:
             state = "not here" if entry is None else str(entry.state)
@@ -354,7 +382,7 @@ class TaskManager:
         commit, e.g. an exactly-once sink); a task that is not running here ignores it."""
         completed = isinstance(command, ev.NotifyCheckpointComplete)
         for task in command.tasks():
-            index = self.table.slot_of(task)
+            index = self.table.slot_of(self._head_of.get(task, task))
             entry = self.table.entry(index) if index is not None else None
             if index is None or entry is None or entry.state is not ES.RUNNING:
                 log.debug(
@@ -385,6 +413,7 @@ class TaskManager:
         self._report(event)
 
     def _cancel(self, task: ev.TaskRef) -> None:
+        task = self._head_of.get(task, task)  # a chained subtask: its chain is canceled
         match self.table.cancel(task):
             case slots.CancelRunning(slot_index=index):
                 self._ask_to_cancel(index)
@@ -454,8 +483,9 @@ class TaskManager:
                     )
                 )
             if report.state.is_terminal:
-                self._accepted_by.pop(message.task, None)
-                self.task_metrics.ended(message.task)
+                for t in (message.task, *self._chained.get(message.task, ())):
+                    self._accepted_by.pop(t, None)
+                    self.task_metrics.ended(t)
                 self._slot_freed(index)
 
     def _on_slot_exit(self, index: int, exitcode: int | None, was_ready: bool) -> None:
@@ -469,8 +499,9 @@ class TaskManager:
             elif report.state is ES.FAILED:
                 error = errors.SlotProcessDiedError(f"slot process exited with code {exitcode}")
             self._report_state(task, report.state, error)
-            self._accepted_by.pop(task, None)
-            self.task_metrics.ended(task)
+            for t in (task, *self._chained.get(task, ())):
+                self._accepted_by.pop(t, None)
+                self.task_metrics.ended(t)
         if self._stopping:
             return
         # A process that died before it was ready (a plugin that crashes the
@@ -522,7 +553,11 @@ class TaskManager:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
     def _register(self, why: str) -> None:
-        running = self.table.running()
+        running = tuple(
+            r if i == 0 else ev.RunningTask(task=t, slot_index=r.slot_index, state=r.state)
+            for r in self.table.running()
+            for i, t in enumerate((r.task, *self._chained.get(r.task, ())))
+        )
         log.info("registering (%s) with %d running task(s)", why, len(running))
         self._report(
             ev.TaskManagerRegistered(
@@ -561,6 +596,17 @@ class TaskManager:
 
     def _report(self, event: ev.WorkerReport) -> None:
         self._outbox.append(event)
+        if isinstance(event, ev.TaskStateChanged):
+            # A chain's state is each of its subtasks' (the journal shows vertices).
+            for member in self._chained.get(event.task, ()):
+                self._outbox.append(
+                    dataclasses.replace(
+                        event,
+                        event_id=_new_id(),
+                        task=member,
+                        incarnation=self._accepted_by.get(member, event.incarnation),
+                    )
+                )
         self._reports_sent.clear()
         self._outbox_changed.set()
 
