@@ -22,7 +22,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from schemas import events as ev
@@ -99,20 +99,18 @@ async def _run_operator(
     links: list[Link],
     ctxs: list[TaskContext],
     outputs: list[Output],
+    reader: EdgeReader | None,
     resources: _Resources,
     report: Report,
     timings: dict[str, float],
-) -> EdgeReader | None:
+) -> None:
     """Open and restore every operator of the chain (the last first, so each is ready
     before anything reaches it), then run the head to the end of its input (or of its
     source) and end the others in order."""
     head, ctx = links[0], ctxs[0]
     operator, checkpoints, output = head.operator, head.checkpoints, outputs[0]
-    reader: EdgeReader | None = None
     t0 = time.monotonic()
-    if head.spec.inputs:
-        reader = EdgeReader(ctx.kafka, head.spec, head.counters)
-        resources.push(reader.close)
+    if reader is not None:
         await reader.start()
     t1 = time.monotonic()
     for link, link_ctx, out in reversed(list(zip(links, ctxs, outputs, strict=True))):
@@ -140,7 +138,6 @@ async def _run_operator(
         await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
         await operator.end_of_input(output)
     await end_of_input(links, outputs)
-    return reader
 
 
 def log_startup(log: logging.Logger, timings: dict[str, float]) -> None:
@@ -234,15 +231,23 @@ async def run_task(
         ctxs = [TaskContext(link.spec, log, kafka, functions) for link in links]
         first, last = links[0], links[-1]
         t_edges = time.monotonic()
-        edges = replace(first.spec, outputs=last.spec.outputs)  # the chain's own edges
+        # The chain's own edge topics are created while the producer and the consumer
+        # connect (neither needs them yet): one round of waiting, not three.
+        setup: list[Awaitable[object]] = []
+        edges = replace(first.spec, outputs=last.spec.outputs)
         if edges.inputs or edges.outputs:
-            await create_edge_topics(ctxs[0].kafka, edges)
-        t_writer = time.monotonic()
+            setup.append(create_edge_topics(ctxs[0].kafka, edges))
         if last.spec.outputs:
             output = EdgeWriter(ctxs[-1].kafka, last.spec, last.counters)
             resources.push(output.close)
-            await output.start()
-        timings.update(edge_topics=t_writer - t_edges, edge_writer=time.monotonic() - t_writer)
+            setup.append(output.start())
+        if first.spec.inputs:
+            reader = EdgeReader(ctxs[0].kafka, first.spec, first.counters)
+            resources.push(reader.close)
+            setup.append(reader.connect())
+        await asyncio.gather(*setup)
+        # edge_topics: topics and connections together; edge_writer: nothing left.
+        timings.update(edge_topics=time.monotonic() - t_edges, edge_writer=0.0)
         outputs: list[Output] = [output]
         for upstream, downstream in reversed(list(itertools.pairwise(links))):
             outputs.insert(0, ChainedOutput(upstream, downstream, outputs[0]))
@@ -252,7 +257,7 @@ async def run_task(
             log.info("restored as finished (checkpoint %s)", spec.restore_checkpoint_id)
             report(ES.RUNNING, None, None, False)
         else:
-            reader = await _run_operator(links, ctxs, outputs, resources, report, timings)
+            await _run_operator(links, ctxs, outputs, reader, resources, report, timings)
         if isinstance(output, EdgeWriter):
             await output.finish()
         for link in links:

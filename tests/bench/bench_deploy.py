@@ -52,7 +52,7 @@ from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from tests.bench.bench_latency import percentiles
 from tests.conftest import Stack
-from tests.integration.harness import REPO, CoordinatorProcess, now_ms, signed_record
+from tests.integration.harness import REPO, CoordinatorProcess, Producer, now_ms, signed_record
 from tests.worker.harness import WorkerProcess
 
 PARALLELISM = 2
@@ -62,16 +62,16 @@ Subtask = tuple[str, str, int]  # job, vertex, subtask
 _STARTUP = re.compile(r"worker\.task\.([^/\s]+)/(\S+)\[(\d+)\]#0: startup ms: (.*)$", re.M)
 
 
-def deploy_job(job_id: str, *, chaining: bool | None = None) -> ev.JobSubmitted:
-    """sequence -> map -> keyed count, parallelism 2, bounded (finishes on its own)."""
-    extra = {} if chaining is None else {"chaining": str(chaining).lower()}
+def deploy_job(job_id: str, *, chaining: bool | None = None, count: int = 50) -> ev.JobSubmitted:
+    """sequence -> map -> keyed count, parallelism 2, bounded (finishes on its own).
+    `chaining` false: ``JobGraph.chaining`` off (by default sequence -> map chain)."""
     vertices = (
         ev.Vertex(id="numbers", name="numbers", operator="sequence", parallelism=PARALLELISM,
-                  max_parallelism=8, config={"count": "50", **extra}),
+                  max_parallelism=8, config={"count": str(count)}),
         ev.Vertex(id="keyed", name="keyed", operator="map", parallelism=PARALLELISM,
-                  max_parallelism=8, config={"function": "mod_key", "n": "4", **extra}),
+                  max_parallelism=8, config={"function": "mod_key", "n": "4"}),
         ev.Vertex(id="count", name="count", operator="keyed_count", parallelism=PARALLELISM,
-                  max_parallelism=8, config={"key_field": "key", **extra}),
+                  max_parallelism=8, config={"key_field": "key"}),
     )  # fmt: skip
     edges = (
         ev.Edge(source="numbers", target="keyed", partitioning=ev.Partitioning.FORWARD),
@@ -80,7 +80,7 @@ def deploy_job(job_id: str, *, chaining: bool | None = None) -> ev.JobSubmitted:
     )  # fmt: skip
     return ev.JobSubmitted(
         event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name=job_id,
-        job_graph=ev.JobGraph(vertices=vertices, edges=edges),
+        job_graph=ev.JobGraph(vertices=vertices, edges=edges, chaining=chaining is not False),
         restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
     )  # fmt: skip
 
@@ -94,6 +94,7 @@ class Seen:
     recorded: dict[Subtask, float] = field(default_factory=dict)  # RUNNING recorded, seen
     reported: dict[tuple[Subtask, ES], int] = field(default_factory=dict)  # worker event_time
     status: dict[str, ev.JobStatus] = field(default_factory=dict)
+    status_at: dict[tuple[str, ev.JobStatus], float] = field(default_factory=dict)
     joined: set[str] = field(default_factory=set)
     leader: bool = False
 
@@ -129,6 +130,7 @@ def _note(seen: Seen, e: ev.Event, now: float) -> None:
         seen.reported.setdefault((_sub(e.task), e.state), e.event_time)
     elif isinstance(e, ev.JobStatusChanged):
         seen.status[e.job_id] = e.to_status
+        seen.status_at[(e.job_id, e.to_status)] = now
     elif isinstance(e, ev.TaskManagerJoined):
         seen.joined.add(e.tm_id)
     elif isinstance(e, ev.LeaderElected):
@@ -240,8 +242,8 @@ async def run(stack: Stack, jobs: int, *, simulated: bool = False, chaining: boo
     sent_wall: dict[str, int] = {}
     ids: list[str] = []
     try:
-        await _until(lambda: seen.leader, "a leader elected", 60)
-        await _until(lambda: len(seen.joined) >= 2, "2 workers joined", 60)
+        await _until(lambda: seen.leader, "a leader elected", 180)
+        await _until(lambda: len(seen.joined) >= 2, "2 workers joined", 180)
         await asyncio.sleep(1.0)  # slot processes started
         tag = uuid.uuid4().hex[:6]
         for i in range(WARMUP + jobs):
@@ -283,6 +285,48 @@ async def run(stack: Stack, jobs: int, *, simulated: bool = False, chaining: boo
     }
 
 
+async def throughput(stack: Stack, records: int, *, chaining: bool | None = None,
+                     runs: int = 2) -> dict[str, Any]:  # fmt: skip
+    """Records per second through the same job with `records` numbers (keyed into 4 keys),
+    from the last subtask RUNNING to the job FINISHED as the journal shows them (the
+    end-of-stream markers and the final reports included), best of `runs`."""
+    catalog = Catalog(f"bench-thr-{uuid.uuid4().hex[:8]}")
+    await kafkaio.create_topics(stack.bootstrap, catalog)
+    seen = Seen()
+    reader = asyncio.create_task(_follow(stack.bootstrap, catalog.journal.name, 1, seen))
+    coordinator = CoordinatorProcess(stack, catalog, "bench-1")
+    workers = [
+        WorkerProcess(stack.bootstrap, catalog, f"bench-tm-{i}", "--slots", "4") for i in range(2)
+    ]
+    rates: list[float] = []
+    try:
+        await _until(lambda: seen.leader, "a leader elected", 180)
+        await _until(lambda: len(seen.joined) >= 2, "2 workers joined", 180)
+        async with Producer(stack, catalog) as client:
+            for i in range(runs):
+                job_id = f"thr-{i}"
+                await client.send(deploy_job(job_id, chaining=chaining, count=records))
+                await _until(functools.partial(_all_running, seen, job_id), "RUNNING", 120)
+                await _until(functools.partial(_finished, seen, job_id), "FINISHED", 600)
+                began = max(t for s, t in seen.recorded.items() if s[0] == job_id)
+                ended = seen.status_at[(job_id, ev.JobStatus.FINISHED)]
+                rates.append(records / (ended - began))
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        for w in workers:
+            await w.close()
+        coordinator.stop()
+    return {
+        "bench": "deploy-throughput",
+        "job": "sequence -> map -> keyed_count, parallelism 2, real workers",
+        "chaining": chaining,
+        "records": records,
+        "records_per_s": round(max(rates)),
+        "runs_records_per_s": [round(r) for r in rates],
+    }
+
+
 if __name__ == "__main__":
     import json
     import os
@@ -291,5 +335,10 @@ if __name__ == "__main__":
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 15
     stack = Stack(bootstrap, redis_url, "bench")
-    for simulated in (False, True):
-        print(json.dumps(asyncio.run(run(stack, n, simulated=simulated))), flush=True)
+    if sys.argv[2:3] == ["--throughput"]:
+        for chaining in (None, False):
+            print(json.dumps(asyncio.run(throughput(stack, n, chaining=chaining))), flush=True)
+        sys.exit(0)
+    for simulated, chaining in ((False, None), (False, False), (True, None)):
+        result = asyncio.run(run(stack, n, simulated=simulated, chaining=chaining))
+        print(json.dumps(result), flush=True)

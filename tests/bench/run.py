@@ -229,6 +229,7 @@ def main() -> int:
                 n = 8 if args.quick else 15
                 results["deploy"] = [
                     asyncio.run(bench_deploy.run(stack, n)),
+                    asyncio.run(bench_deploy.run(stack, n, chaining=False)),
                     asyncio.run(bench_deploy.run(stack, n, simulated=True)),
                 ]
                 for r in results["deploy"]:
