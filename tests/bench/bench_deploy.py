@@ -286,7 +286,7 @@ async def run(stack: Stack, jobs: int, *, simulated: bool = False, chaining: boo
 
 
 async def throughput(stack: Stack, records: int, *, chaining: bool | None = None,
-                     runs: int = 2) -> dict[str, Any]:  # fmt: skip
+                     runs: int = 1) -> dict[str, Any]:  # fmt: skip
     """Records per second through the same job with `records` numbers (keyed into 4 keys),
     from the last subtask RUNNING to the job FINISHED as the journal shows them (the
     end-of-stream markers and the final reports included), best of `runs`."""

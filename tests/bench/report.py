@@ -123,7 +123,9 @@ DEPLOY_STAGES = ("decide", "commit", "delivery", "slot_start", "edge_topics", "e
                  "edge_reader", "operator_open", "first_report")  # fmt: skip
 
 
-def _deploy(rows: list[Results]) -> str:
+def _deploy(all_rows: list[Results]) -> str:
+    rows = [r for r in all_rows if r["bench"] == "deploy"]
+    speed = [r for r in all_rows if r["bench"] == "deploy-throughput"]
     out = [
         "| workers | chaining | slots per job | n | p50 | p95 | p99 | max |",
         "|---|---|---|---|---|---|---|---|",
@@ -145,7 +147,19 @@ def _deploy(rows: list[Results]) -> str:
     for r in rows:
         med, crit = r["median_subtask_ms"], r["critical_path_ms"]
         cells = ["-" if med.get(k) is None else f"{med[k]} / {crit.get(k)}" for k in DEPLOY_STAGES]
-        out.append(f"| {r['workers']} | " + " | ".join(cells) + " |")
+        chaining = {None: "default", True: "on", False: "off"}[r.get("chaining")]
+        out.append(f"| {r['workers']}, chaining {chaining} | " + " | ".join(cells) + " |")
+    if speed:
+        out += [
+            "",
+            "| throughput, real workers | chaining | records | records/s |",
+            "|---|---|---|---|",
+        ]
+        for r in speed:
+            chaining = {None: "default", True: "on", False: "off"}[r.get("chaining")]
+            out.append(
+                f"| {r['job']} | {chaining} | {_n(r['records'])} | {_n(r['records_per_s'])} |"
+            )
     return "\n".join(out)
 
 

@@ -232,6 +232,11 @@ def main() -> int:
                     asyncio.run(bench_deploy.run(stack, n, chaining=False)),
                     asyncio.run(bench_deploy.run(stack, n, simulated=True)),
                 ]
+                records = 20_000 if args.quick else 100_000
+                results["deploy"] += [
+                    asyncio.run(bench_deploy.throughput(stack, records, chaining=chaining))
+                    for chaining in (None, False)
+                ]
                 for r in results["deploy"]:
                     emit(r)
         finally:
