@@ -137,6 +137,11 @@ class Vertex:
     parallelism: number of subtasks, between 1 and max_parallelism.
     max_parallelism: upper bound for rescaling; also the number of key groups.
     config: operator configuration, opaque strings passed to the operator.
+    chaining: false keeps this vertex out of operator chains (Flink's
+        ``disableChaining``) (since JobSubmitted and JobAccepted v4).
+    slot_sharing_group: subtasks of vertices of one group may share a slot, one subtask
+        per vertex; vertices of different groups never do (since JobSubmitted and
+        JobAccepted v4).
     """
 
     id: str
@@ -145,6 +150,8 @@ class Vertex:
     parallelism: int = 1
     max_parallelism: int = 128
     config: dict[str, str] = field(default_factory=dict)
+    chaining: bool = True
+    slot_sharing_group: str = "default"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,10 +176,13 @@ class JobGraph:
 
     vertices: operators of the job, ids unique.
     edges: channels between vertices; together they form a DAG.
+    chaining: false turns operator chaining off for the whole job (since JobSubmitted
+        and JobAccepted v4).
     """
 
     vertices: tuple[Vertex, ...]
     edges: tuple[Edge, ...] = ()
+    chaining: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,6 +253,29 @@ class TaskRef:
     vertex_id: str
     subtask_index: int
     attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainedTask:
+    """A subtask run inside another task's chain (docs/dataplane.md, "Operator chaining"):
+    records reach it by function call from the previous operator of the chain.
+
+    task: its own task attempt (states, metrics and checkpoints stay per vertex).
+    operator: registered operator name.
+    vertex_name: human readable vertex name.
+    max_parallelism: max parallelism of its vertex (its parallelism is the head's).
+    config: operator configuration of its vertex.
+    outputs: edges out of its vertex (the last operator of a chain only).
+    restore_state_handle: its state in the checkpoint restored; null if none.
+    """
+
+    task: TaskRef
+    operator: str
+    vertex_name: str
+    max_parallelism: int
+    config: dict[str, str] = field(default_factory=dict)
+    outputs: tuple[Edge, ...] = ()
+    restore_state_handle: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -926,6 +959,8 @@ class DeployTask(WorkerCommand):
         attempt; null if unknown (since v2).
     artifact: the job's user-code package, installed by the worker before the task
         runs; null when the job has none (since v3).
+    chained: the subtasks chained after this one, in chain order, run in the same task;
+        ``outputs`` is then empty and the last one's edges are the task's (since v4).
     """
 
     tm_id: str
@@ -944,6 +979,7 @@ class DeployTask(WorkerCommand):
     restore_state_handle: str | None = None
     job_accepted_at: int | None = None
     artifact: ArtifactRef | None = None
+    chained: tuple[ChainedTask, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

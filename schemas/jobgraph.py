@@ -92,6 +92,8 @@ class VertexSpec(BaseModel):
     parallelism: int = 1
     max_parallelism: int = 128
     config: dict[str, str] = Field(default_factory=dict)
+    chaining: bool = True
+    slot_sharing_group: str = "default"
 
     @field_validator("config", mode="before")
     @classmethod
@@ -174,6 +176,7 @@ class JobSpec(BaseModel):
     name: str
     vertices: list[VertexSpec]
     edges: list[EdgeSpec] = Field(default_factory=list)
+    chaining: bool = True
     restart_strategy: RestartStrategySpec = Field(default_factory=RestartStrategySpec)
     checkpoint_config: CheckpointConfigSpec = Field(default_factory=CheckpointConfigSpec)
     savepoint_path: str | None = None
@@ -231,9 +234,12 @@ def to_job_submitted(
                 parallelism=v.parallelism,
                 max_parallelism=v.max_parallelism,
                 config=dict(v.config),
+                chaining=v.chaining,
+                slot_sharing_group=v.slot_sharing_group,
             )
             for v in spec.vertices
         ),
+        chaining=spec.chaining,
         edges=tuple(
             ev.Edge(
                 source=e.source, target=e.target, partitioning=e.partitioning, key_field=e.key_field

@@ -102,6 +102,7 @@ STRING_LIMITS: Final[dict[str, int]] = {
     "job_id": MAX_ID_BYTES,
     "vertex_id": MAX_ID_BYTES,
     "id": MAX_ID_BYTES,
+    "slot_sharing_group": MAX_ID_BYTES,
     "source": MAX_ID_BYTES,
     "target": MAX_ID_BYTES,
     "tm_id": MAX_ID_BYTES,
@@ -140,6 +141,7 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "more_tasks": MAX_TASKS_PER_COMMAND - 1,
     "functions": MAX_OPERATORS_PER_WORKER,
     "requirements": MAX_OPERATORS_PER_WORKER,
+    "chained": MAX_VERTICES,
 }
 
 #: Inclusive ranges of integer fields whose value sizes memory or records.

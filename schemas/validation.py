@@ -75,6 +75,8 @@ def check_job_graph(
             first_index[v.id] = i
         if not v.name.strip():
             yield f"{where}.name: must not be empty"
+        if (p := _id_problem(v.slot_sharing_group)) is not None:
+            yield f"{where}.slot_sharing_group: {p}"
         if not v.operator.strip():
             yield f"{where}.operator: must not be empty"
         elif known_operators is not None and v.operator not in known_operators:

@@ -113,8 +113,17 @@ class CheckpointControl:
         self._returned = False
         #: ids acknowledged so far (tests and logs).
         self.acked: list[int] = []
+        #: the controls of the operators chained after this one (worker/chain.py): a
+        #: trigger that reaches a finished chain is acknowledged for each of them too.
+        self.followers: list[CheckpointControl] = []
 
     # ------------------------------------------------------------- wiring
+
+    def for_chained(self, spec: TaskSpec) -> CheckpointControl:
+        """The control of an operator chained after this one (worker/chain.py): the same
+        store and reports, its own task attempt, state and acknowledgements."""
+        name = f"worker.task.{spec.describe()}"
+        return CheckpointControl(spec, self.store, self._send, logging.getLogger(name))
 
     def attach(self, operator: Operator, output: object) -> None:
         """The task runs `operator` writing to `output` (an EdgeWriter or a sink)."""
@@ -165,6 +174,8 @@ class CheckpointControl:
         self._log.info("checkpoint %d: task finished, acknowledged as finished", checkpoint_id)
         self.acked.append(checkpoint_id)
         self._send(Acked(self.spec.task, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0))
+        for follower in self.followers:
+            follower.finished(checkpoint_id)
 
     async def _source_checkpoint(self, checkpoint_id: int, out: BarrierOutput) -> None:
         began = time.monotonic()

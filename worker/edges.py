@@ -294,9 +294,15 @@ class EdgeReader:
     def records(self) -> int:
         return self.counters.read_records
 
+    async def connect(self) -> None:
+        """Bootstrap the consumer: needs no edge topic yet, so it may overlap their creation."""
+        if not self._started:
+            await self._consumer.start()
+            self._started = True
+
     async def start(self) -> None:
-        await self._consumer.start()
-        self._started = True
+        """Read the inputs from their start (their topics must exist)."""
+        await self.connect()
         self._consumer.assign(list(self._inputs))
         await self._consumer.seek_to_beginning(*self._inputs)
 

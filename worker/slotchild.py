@@ -29,7 +29,7 @@ from worker.functions import FunctionRegistry
 from worker.metrics import SAMPLE_INTERVAL_S, TaskCounters
 from worker.operators.api import KafkaEnv, TaskSpec
 from worker.operators.registry import OperatorRegistry
-from worker.task import run_task
+from worker.task import default_links, run_task
 
 log = logging.getLogger("worker.slot")
 
@@ -107,10 +107,23 @@ async def _run(
     """Run one task; False when the TaskManager went away or said to shut down."""
     loop = asyncio.get_running_loop()
     keep_going = True
-    counters = TaskCounters()
+    # Per task: each task runs in its own event loop, which a Kafka client is bound to.
+    store = _open_store(state_url, kafka)
+
+    def report_checkpoint(message: CheckpointReport) -> None:
+        conn.send(message)
+
+    checkpoints = CheckpointControl(
+        spec, store, report_checkpoint, logging.getLogger(f"worker.task.{spec.describe()}")
+    )
+    # One link per operator of the task's chain (one without chaining), each its own
+    # task attempt with its own counters and checkpoints (worker/chain.py).
+    links = default_links(spec, checkpoints, TaskCounters())
+    by_task = {link.spec.task: link for link in links}
 
     def send_sample() -> None:
-        conn.send(slotmsg.MetricsUpdate(counters.sample(spec.task)))
+        for link in links:
+            conn.send(slotmsg.MetricsUpdate(link.counters.sample(link.spec.task)))
 
     def report(
         state: ev.ExecutionState, error_name: str | None, stack: str | None, fatal: bool
@@ -127,15 +140,6 @@ async def _run(
         sampler = loop.call_later(SAMPLE_INTERVAL_S, sample_now_and_later)
 
     sampler = loop.call_later(SAMPLE_INTERVAL_S, sample_now_and_later)
-
-    def report_checkpoint(message: CheckpointReport) -> None:
-        conn.send(message)
-
-    # Per task: each task runs in its own event loop, which a Kafka client is bound to.
-    store = _open_store(state_url, kafka)
-    checkpoints = CheckpointControl(
-        spec, store, report_checkpoint, logging.getLogger(f"worker.task.{spec.describe()}")
-    )
     runner = asyncio.create_task(
         run_task(
             spec,
@@ -144,7 +148,8 @@ async def _run(
             kafka=kafka,
             functions=functions,
             checkpoints=checkpoints,
-            counters=counters,
+            counters=links[0].counters,
+            links=links,
         )
     )
 
@@ -155,7 +160,7 @@ async def _run(
         except EOFError:
             message = slotmsg.Shutdown()
         if isinstance(message, slotmsg.CancelRun):
-            if message.task == spec.task:
+            if message.task in by_task:
                 runner.cancel()
         elif isinstance(message, slotmsg.TriggerRun):
             if message.task == spec.task:
@@ -163,8 +168,9 @@ async def _run(
             else:
                 conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
         elif isinstance(message, slotmsg.NotifyRun):
-            if message.task == spec.task:
-                checkpoints.notify(message.checkpoint_id, completed=message.completed)
+            link = by_task.get(message.task)
+            if link is not None:
+                link.checkpoints.notify(message.checkpoint_id, completed=message.completed)
         elif isinstance(message, slotmsg.Shutdown):
             keep_going = False
             loop.remove_reader(conn.fileno())

@@ -8,23 +8,27 @@ the exception's name and stack, bounded by ``worker.failures``), CANCELED when
 the asyncio task is cancelled.
 DEPLOYING is reported by the TaskManager before the spec reaches the slot.
 
-A task runs one vertex (docs/dataplane.md explains why there is no chaining):
+A task runs one vertex, or a chain of vertices whose records pass by function call
+(worker/chain.py, docs/dataplane.md "Operator chaining"):
 
     source operator ------------------\
-                                        +--> EdgeWriter (outgoing edges)
-    EdgeReader --> record operator ----/     or CountingSink (none)
+                                        +--> [chained operators] --> EdgeWriter (edges)
+    EdgeReader --> record operator ----/                              or CountingSink (none)
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from schemas import events as ev
 from schemas.limits import FINISHED_TASK_HANDLE
 from schemas.validation import protected_topic_problems
+from worker.chain import ChainedOutput, Link, end_of_input, link_specs
 from worker.checkpointing import CheckpointControl
 from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import NonRecoverableError, ProtectedTopicError, TaskError
@@ -33,7 +37,7 @@ from worker.functions import FunctionRegistry
 from worker.metrics import TaskCounters
 from worker.operators.api import (
     KafkaEnv,
-    Operator,
+    Output,
     Record,
     RecordOperator,
     SourceOperator,
@@ -92,41 +96,53 @@ class _Resources:
 
 
 async def _run_operator(
-    spec: TaskSpec,
-    ctx: TaskContext,
-    operator: Operator,
-    output: EdgeWriter | CountingSink,
+    links: list[Link],
+    ctxs: list[TaskContext],
+    outputs: list[Output],
+    reader: EdgeReader | None,
     resources: _Resources,
-    checkpoints: CheckpointControl,
     report: Report,
-    counters: TaskCounters,
-) -> EdgeReader | None:
-    """Open, restore and run the operator to the end of its input (or of its source)."""
-    reader: EdgeReader | None = None
-    if spec.inputs:
-        reader = EdgeReader(ctx.kafka, spec, counters)
-        resources.push(reader.close)
+    timings: dict[str, float],
+) -> None:
+    """Open and restore every operator of the chain (the last first, so each is ready
+    before anything reaches it), then run the head to the end of its input (or of its
+    source) and end the others in order."""
+    head, ctx = links[0], ctxs[0]
+    operator, checkpoints, output = head.operator, head.checkpoints, outputs[0]
+    t0 = time.monotonic()
+    if reader is not None:
         await reader.start()
-    resources.push(operator.close)
-    await operator.open(ctx)
-    await checkpoints.restore(operator)
-    resources.push(checkpoints.close)
-    checkpoints.attach(operator, output)
-    counters.start()
+    t1 = time.monotonic()
+    for link, link_ctx, out in reversed(list(zip(links, ctxs, outputs, strict=True))):
+        assert link.operator is not None
+        resources.push(link.operator.close)
+        await link.operator.open(link_ctx)
+        await link.checkpoints.restore(link.operator)
+        resources.push(link.checkpoints.close)
+        link.checkpoints.attach(link.operator, out)
+    for link in links:
+        link.counters.start()
     report(ES.RUNNING, None, None, False)
+    timings.update(edge_reader=t1 - t0, operator_open=time.monotonic() - t1)
+    log_startup(ctx.log, timings)
     if isinstance(operator, SourceOperator):
         await operator.run(ctx, checkpoints.source_output(output))
         await checkpoints.source_done()
     else:
-        assert reader is not None
-        sink = output
+        assert reader is not None and isinstance(operator, RecordOperator)
+        process_record = operator.process
 
         async def process(record: Record) -> None:
-            await operator.process(record, sink)
+            await process_record(record, output)
 
         await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
         await operator.end_of_input(output)
-    return reader
+    await end_of_input(links, outputs)
+
+
+def log_startup(log: logging.Logger, timings: dict[str, float]) -> None:
+    """One line of start-up stage times (ms), read by the deploy-path benchmark."""
+    log.info("startup ms: %s", " ".join(f"{k}={v * 1000:.1f}" for k, v in timings.items()))
 
 
 def refuse_protected_topics(spec: TaskSpec, kafka: KafkaEnv | None) -> None:
@@ -141,6 +157,41 @@ def refuse_protected_topics(spec: TaskSpec, kafka: KafkaEnv | None) -> None:
         raise ProtectedTopicError("; ".join(found))
 
 
+def _check_kinds(links: list[Link]) -> None:
+    """A source heads its chain and reads no edge; every other operator is a record
+    operator with an input (an edge, or the previous operator of its chain)."""
+    for i, link in enumerate(links):
+        spec, operator = link.spec, link.operator
+        if isinstance(operator, RecordOperator):
+            if not spec.inputs:
+                raise NoInputEdgesError(
+                    f"operator {spec.operator!r} consumes records but vertex "
+                    f"{spec.task.vertex_id!r} has no input edge"
+                )
+        elif isinstance(operator, SourceOperator):
+            if spec.inputs or i > 0:
+                sources = ", ".join(e.source for e in spec.inputs)
+                raise SourceWithInputsError(
+                    f"source operator {spec.operator!r} cannot take input edges (from {sources})"
+                )
+        else:
+            raise TaskError(f"operator {spec.operator!r} built a {type(operator).__name__}")
+
+
+def default_links(
+    spec: TaskSpec, checkpoints: CheckpointControl, counters: TaskCounters
+) -> list[Link]:
+    """The links of `spec`'s chain, the head's checkpoints and counters those given,
+    the others' new ones on the head's store and report function."""
+    specs = link_specs(spec)
+    links = [Link(specs[0], checkpoints, counters)]
+    for member in specs[1:]:
+        control = checkpoints.for_chained(member)
+        links.append(Link(member, control, TaskCounters()))
+    checkpoints.followers = [link.checkpoints for link in links[1:]]
+    return links
+
+
 async def run_task(
     spec: TaskSpec,
     registry: OperatorRegistry,
@@ -150,66 +201,76 @@ async def run_task(
     functions: FunctionRegistry | None = None,
     checkpoints: CheckpointControl | None = None,
     counters: TaskCounters | None = None,
+    links: list[Link] | None = None,
 ) -> None:
     """Run `spec` to its end, reporting every state; never raises except
     CancelledError (after reporting CANCELED). `checkpoints` takes the task's
     snapshots and restores it (without one: no state store, nothing to report).
-    `counters` counts its I/O and times while it runs (worker/metrics.py)."""
+    `counters` counts its I/O and times while it runs (worker/metrics.py).
+    A chain (``spec.chained``) runs every operator in this one task: `links` gives
+    each its checkpoints and counters (worker/chain.py; by default new ones)."""
     log = logging.getLogger(f"worker.task.{spec.describe()}")
     if counters is None:
         counters = TaskCounters()
     if checkpoints is None:
         checkpoints = CheckpointControl(spec, None, lambda _report: None, log)
+    if links is None:
+        links = default_links(spec, checkpoints, counters)
     resources = _Resources(log)
     output: EdgeWriter | CountingSink = CountingSink()
     began = time.monotonic()
+    # Start-up stages (s), logged once RUNNING is reported: the deploy-path benchmark's breakdown.
+    timings: dict[str, float] = {}
     reader: EdgeReader | None = None
     try:
         report(ES.INITIALIZING, None, None, False)
-        refuse_protected_topics(spec, kafka)
-        operator: Operator = registry.factory(spec.operator)()
-        ctx = TaskContext(spec, log, kafka, functions)
-        if isinstance(operator, RecordOperator):
-            if not spec.inputs:
-                raise NoInputEdgesError(
-                    f"operator {spec.operator!r} consumes records but vertex "
-                    f"{spec.task.vertex_id!r} has no input edge"
-                )
-        elif isinstance(operator, SourceOperator):
-            if spec.inputs:
-                raise SourceWithInputsError(
-                    f"source operator {spec.operator!r} cannot take input edges "
-                    f"(from {', '.join(e.source for e in spec.inputs)})"
-                )
-        else:
-            raise TaskError(f"operator {spec.operator!r} built a {type(operator).__name__}")
-        if spec.inputs or spec.outputs:
-            await create_edge_topics(ctx.kafka, spec)
-        if spec.outputs:
-            output = EdgeWriter(ctx.kafka, spec, counters)
+        for link in links:
+            refuse_protected_topics(link.spec, kafka)
+            link.operator = registry.factory(link.spec.operator)()
+        _check_kinds(links)
+        ctxs = [TaskContext(link.spec, log, kafka, functions) for link in links]
+        first, last = links[0], links[-1]
+        t_edges = time.monotonic()
+        # The chain's own edge topics are created while the producer and the consumer
+        # connect (neither needs them yet): one round of waiting, not three.
+        setup: list[Awaitable[object]] = []
+        edges = replace(first.spec, outputs=last.spec.outputs)
+        if edges.inputs or edges.outputs:
+            setup.append(create_edge_topics(ctxs[0].kafka, edges))
+        if last.spec.outputs:
+            output = EdgeWriter(ctxs[-1].kafka, last.spec, last.counters)
             resources.push(output.close)
-            await output.start()
+            setup.append(output.start())
+        if first.spec.inputs:
+            reader = EdgeReader(ctxs[0].kafka, first.spec, first.counters)
+            resources.push(reader.close)
+            setup.append(reader.connect())
+        await asyncio.gather(*setup)
+        # edge_topics: topics and connections together; edge_writer: nothing left.
+        timings.update(edge_topics=time.monotonic() - t_edges, edge_writer=0.0)
+        outputs: list[Output] = [output]
+        for upstream, downstream in reversed(list(itertools.pairwise(links))):
+            outputs.insert(0, ChainedOutput(upstream, downstream, outputs[0]))
         if spec.restore_state_handle == FINISHED_TASK_HANDLE:
             # It had finished when its checkpoint was taken: everything it read
             # and wrote is in the other tasks' state. It only ends its outputs.
             log.info("restored as finished (checkpoint %s)", spec.restore_checkpoint_id)
             report(ES.RUNNING, None, None, False)
         else:
-            reader = await _run_operator(
-                spec, ctx, operator, output, resources, checkpoints, report, counters
-            )
+            await _run_operator(links, ctxs, outputs, reader, resources, report, timings)
         if isinstance(output, EdgeWriter):
             await output.finish()
-        await checkpoints.drain()  # acknowledgements go before FINISHED
-        counters.stop()
+        for link in links:
+            await link.checkpoints.drain()  # acknowledgements go before FINISHED
+        _stop(links)
     except asyncio.CancelledError:
-        counters.stop()
+        _stop(links)
         log.info("canceled after %d records", output.records)
         await resources.close()
         report(ES.CANCELED, None, None, False)
         raise
     except Exception as error:
-        counters.stop()
+        _stop(links)
         log.info("failed after %d records: %r", output.records, error)
         await resources.close()
         report(ES.FAILED, *describe(error), isinstance(error, NonRecoverableError))
@@ -218,3 +279,8 @@ async def run_task(
     read = f" ({reader.records} read from edges)" if reader is not None else ""
     log.info("finished: %d records in %.3f s%s", output.records, time.monotonic() - began, read)
     report(ES.FINISHED, None, None, False)
+
+
+def _stop(links: list[Link]) -> None:
+    for link in links:
+        link.counters.stop()

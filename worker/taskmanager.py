@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -37,6 +38,10 @@ from worker.slotproc import SlotProcess
 
 if TYPE_CHECKING:  # imported only when telemetry is on (worker/app.py)
     from worker.telemetry import WorkerTelemetry
+
+#: Chains remembered (as many as the slot table remembers ended attempts): a CancelTask
+#: of a chained subtask finds its chain, running or ended, for that long.
+_REMEMBER_CHAINS = 10_000
 
 log = logging.getLogger(__name__)
 ES = ev.ExecutionState
@@ -138,6 +143,10 @@ class TaskManager:
         # The incarnation that accepted each task in a slot: its reports say so
         # even if the worker has become a new incarnation since.
         self._accepted_by: dict[ev.TaskRef, str] = {}
+        # Operator chains (worker/chain.py): the subtasks run in each chain head's task,
+        # and the head of each of them. A head's state reports stand for its whole chain.
+        self._chained: dict[ev.TaskRef, tuple[ev.TaskRef, ...]] = {}
+        self._head_of: dict[ev.TaskRef, ev.TaskRef] = {}
         self._outbox: list[ev.WorkerReport] = []
         self._outbox_changed = asyncio.Event()
         self._reports_sent = asyncio.Event()  # set while nothing waits to be sent
@@ -328,14 +337,31 @@ class TaskManager:
             log.error("refusing to run against leader %s: %s", leader, self.timing_error)
             self._timing_refused.set()
 
+    def _remember_chain(self, command: ev.DeployTask) -> None:
+        """The chain `command` deploys: its head's reports are made for every member."""
+        members = tuple(c.task for c in command.chained)
+        if not members:
+            return
+        self._chained[command.task] = members
+        for member in members:
+            self._head_of[member] = command.task
+        while len(self._chained) > _REMEMBER_CHAINS:  # the oldest chains are long gone
+            oldest = next(iter(self._chained))
+            for member in self._chained.pop(oldest):
+                self._head_of.pop(member, None)
+
     def _deploy(self, command: ev.DeployTask) -> None:
         task = command.task
         if self._telemetry is not None:
             self._telemetry.deploy_received(command)
+        if command.task not in self._chained:
+            self._remember_chain(command)
         brought = command.artifact.operators if command.artifact is not None else ()
-        if command.operator not in self.registry and command.operator not in brought:
+        unknown = [o for o in (command.operator, *(c.operator for c in command.chained))
+                   if o not in self.registry and o not in brought]  # fmt: skip
+        if unknown:
             error = errors.UnknownOperatorError(
-                f"no operator named {command.operator!r} on this worker "
+                f"no operator named {unknown[0]!r} on this worker "
                 f"(it offers {', '.join(self.registry.names())})"
             )
             self._report_state(task, ES.FAILED, error)
@@ -345,7 +371,8 @@ class TaskManager:
             case slots.Start(slot_index=index):
                 spec = TaskSpec.from_command(command)
                 log.info("deploying %s in slot %d", spec.describe(), index)
-                self._accepted_by[task] = self.incarnation
+                for t in (task, *self._chained.get(task, ())):
+                    self._accepted_by[t] = self.incarnation
                 self._report_state(task, ES.DEPLOYING)
                 if command.artifact is None:
                     self._slots[index].send(slotmsg.RunTask(spec))
@@ -389,10 +416,11 @@ class TaskManager:
         index = self.table.slot_of(task)
         entry = self.table.entry(index) if index is not None else None
         if entry is not None and entry.state is ES.FINISHED:
-            # Reported FINISHED already (FLIP-147): it counts with no state.
-            self._checkpoint_report(
-                checkpointing.Acked(task, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
-            )
+            # Reported FINISHED already (FLIP-147): it counts with no state (its chain too).
+            for t in (task, *self._chained.get(task, ())):
+                self._checkpoint_report(
+                    checkpointing.Acked(t, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
+                )
             return
         if index is None or entry is None or entry.state is not ES.RUNNING:
             state = "not here" if entry is None else str(entry.state)
@@ -406,7 +434,7 @@ class TaskManager:
         commit, e.g. an exactly-once sink); a task that is not running here ignores it."""
         completed = isinstance(command, ev.NotifyCheckpointComplete)
         for task in command.tasks():
-            index = self.table.slot_of(task)
+            index = self.table.slot_of(self._head_of.get(task, task))
             entry = self.table.entry(index) if index is not None else None
             if index is None or entry is None or entry.state is not ES.RUNNING:
                 log.debug(
@@ -437,6 +465,7 @@ class TaskManager:
         self._report(event)
 
     def _cancel(self, task: ev.TaskRef) -> None:
+        task = self._head_of.get(task, task)  # a chained subtask: its chain is canceled
         match self.table.cancel(task):
             case slots.CancelRunning(slot_index=index):
                 self._ask_to_cancel(index)
@@ -509,8 +538,9 @@ class TaskManager:
                 if index in self._own_code_slots:
                     self._own_code_slots.discard(index)
                     self._slots[index].renew()
-                self._accepted_by.pop(message.task, None)
-                self.task_metrics.ended(message.task)
+                for t in (message.task, *self._chained.get(message.task, ())):
+                    self._accepted_by.pop(t, None)
+                    self.task_metrics.ended(t)
                 self._slot_freed(index)
 
     def _on_slot_exit(self, index: int, exitcode: int | None, was_ready: bool) -> None:
@@ -525,8 +555,9 @@ class TaskManager:
             elif report.state is ES.FAILED:
                 error = errors.SlotProcessDiedError(f"slot process exited with code {exitcode}")
             self._report_state(task, report.state, error)
-            self._accepted_by.pop(task, None)
-            self.task_metrics.ended(task)
+            for t in (task, *self._chained.get(task, ())):
+                self._accepted_by.pop(t, None)
+                self.task_metrics.ended(t)
         if self._stopping:
             return
         # A process that died before it was ready (a plugin that crashes the
@@ -578,7 +609,11 @@ class TaskManager:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
 
     def _register(self, why: str) -> None:
-        running = self.table.running()
+        running = tuple(
+            r if i == 0 else ev.RunningTask(task=t, slot_index=r.slot_index, state=r.state)
+            for r in self.table.running()
+            for i, t in enumerate((r.task, *self._chained.get(r.task, ())))
+        )
         log.info("registering (%s) with %d running task(s)", why, len(running))
         self._report(
             ev.TaskManagerRegistered(
@@ -626,6 +661,17 @@ class TaskManager:
                 case _:
                     pass
         self._outbox.append(event)
+        if isinstance(event, ev.TaskStateChanged):
+            # A chain's state is each of its subtasks' (the journal shows vertices).
+            for member in self._chained.get(event.task, ()):
+                self._outbox.append(
+                    dataclasses.replace(
+                        event,
+                        event_id=_new_id(),
+                        task=member,
+                        incarnation=self._accepted_by.get(member, event.incarnation),
+                    )
+                )
         self._reports_sent.clear()
         self._outbox_changed.set()
 

@@ -17,8 +17,9 @@ from coordinator.domain.state import State
 
 #: Format of state_to_dict; bump on any incompatible change of the state.
 STATE_FORMAT_VERSION: Final = (
-    4  # 2: lost_incarnations with times, ended_jobs; 3: checkpoint stats, retained handles;
-    # 4: savepoints_to_write, stopping_after
+    5  # 2: lost_incarnations with times, ended_jobs; 3: checkpoint stats, retained handles;
+    # 4: savepoints_to_write, stopping_after; 5: a worker's slot holds a tuple of tasks
+    # (shared by an operator chain), vertices with chaining and slot_sharing_group
 )
 
 

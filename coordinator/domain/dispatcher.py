@@ -4,7 +4,7 @@ import dataclasses
 
 from coordinator.domain.jobmaster import cancel
 from coordinator.domain.planner import Planner
-from coordinator.domain.scheduler import deploy, place, provided, subtasks_of
+from coordinator.domain.scheduler import deploy, place, provided, slot_requests, subtasks_of
 from coordinator.domain.state import ENDED_JOB_RETENTION_MS
 from schemas.events import (
     ExecutionGraphCreated,
@@ -81,7 +81,7 @@ def on_submitted(p: Planner, s: JobSubmitted) -> None:
             p.reject_job(s, s.job_id, f"user-code artifact refused: {checked}")
             return
     p.emit(JobAccepted, submission=s)
-    placement = place(subtasks_of(s), p.state.workers, provided(s))
+    placement = place(slot_requests(s), p.state.workers, provided(s))
     reason = placement if isinstance(placement, str) else None
     p.emit(
         JobStatusChanged,

@@ -238,9 +238,11 @@ def _apply_TaskAssigned(state: State, e: TaskAssigned) -> None:
     i = e.slot.slot_index
     if worker.incarnation != e.incarnation or not 0 <= i < len(worker.slots):
         raise InconsistentJournal(f"{e.event_id}: unknown slot {e.slot} / {e.incarnation}")
-    if worker.slots[i] is not None:
-        raise InconsistentJournal(f"{e.event_id}: slot {e.slot} already runs {worker.slots[i]}")
-    worker.slots[i] = task
+    held = worker.slots[i]
+    if any(t.job_id != task.job_id or t.vertex_id == task.vertex_id for t in held):
+        # Shared only by subtasks of one job, one per vertex (the planner picks which).
+        raise InconsistentJournal(f"{e.event_id}: slot {e.slot} already runs {held}")
+    worker.slots[i] = (*held, task)
     # One event stands for Flink's SCHEDULED (slot allocated) and DEPLOYING
     # (deployment sent in the same transaction).
     job.executions[key] = Execution(
@@ -259,9 +261,10 @@ def _apply_TaskStateRecorded(state: State, e: TaskStateRecorded) -> None:
         raise InconsistentJournal(f"{e.event_id}: task {task} illegal {x.state}->{e.state}")
     if e.state.is_terminal and x.tm_id is not None and x.slot_index is not None:
         worker = state.worker_for_update(x.tm_id)
-        if worker.incarnation != x.incarnation or worker.slots[x.slot_index] != task:
+        held = worker.slots[x.slot_index]
+        if worker.incarnation != x.incarnation or task not in held:
             raise InconsistentJournal(f"{e.event_id}: task {task} does not hold its slot")
-        worker.slots[x.slot_index] = None
+        worker.slots[x.slot_index] = tuple(t for t in held if t != task)
     job.executions[key] = Execution(
         x.attempt, e.state, e.event_time, x.tm_id, x.slot_index, x.incarnation
     )
@@ -287,7 +290,7 @@ def _apply_TaskManagerJoined(state: State, e: TaskManagerJoined) -> None:
         if e.incarnation in state.lost_incarnations.get(e.tm_id, ()):
             raise InconsistentJournal(f"{e.event_id}: lost incarnation {e.incarnation} rejoins")
         state.workers[e.tm_id] = Worker(
-            e.tm_id, e.incarnation, e.host, [None] * e.slots, e.operators, e.version, e.event_time
+            e.tm_id, e.incarnation, e.host, [()] * e.slots, e.operators, e.version, e.event_time
         )
         return
     if known.incarnation != e.incarnation:
@@ -308,7 +311,7 @@ def _apply_TaskManagerLost(state: State, e: TaskManagerLost) -> None:
         raise InconsistentJournal(
             f"{e.event_id}: lost unknown TaskManager {e.tm_id}/{e.incarnation}"
         )
-    if any(t is not None for t in worker.slots):
+    if any(worker.slots):
         raise InconsistentJournal(f"{e.event_id}: {e.tm_id} lost while its slots hold tasks")
     del state.workers[e.tm_id]
     lost = state.lost_for_update()

@@ -10,9 +10,7 @@ def violations(state: State) -> list[str]:
     held: dict[tuple[str, str, int], str] = {}
     for tm_id in sorted(state.workers):
         worker = state.workers[tm_id]
-        for i, task in enumerate(worker.slots):
-            if task is None:
-                continue
+        for i, task in worker.tasks():
             job = state.jobs.get(task.job_id)
             x = None if job is None else job.executions.get((task.vertex_id, task.subtask_index))
             if x is None or x.attempt != task.attempt or not x.is_live:

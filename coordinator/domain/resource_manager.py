@@ -63,9 +63,7 @@ def lose_worker(p: Planner, tm_id: str, reason: str, *, tell: bool = True) -> No
     incarnation = worker.incarnation
     failed: dict[str, str] = {}
     touched: set[str] = set()
-    for task in list(worker.slots):
-        if task is None:
-            continue
+    for _, task in worker.tasks():
         touched.add(task.job_id)
         if _end_task(p, task, f"TaskManager {tm_id}/{incarnation} lost: {reason}"):
             failed.setdefault(
@@ -129,9 +127,7 @@ def _reconcile(p: Planner, r: TaskManagerRegistered) -> None:
     failed: dict[str, str] = {}
     touched: set[str] = set()
     worker = p.state.workers[r.tm_id]
-    for slot_index, task in enumerate(list(worker.slots)):
-        if task is None:
-            continue
+    for slot_index, task in worker.tasks():
         touched.add(task.job_id)
         rt = reported.pop((task, slot_index), None)
         if rt is None:

@@ -3,16 +3,20 @@
 Placement is all-or-nothing, like Flink's default scheduler with a fixed
 parallelism: a job runs when every subtask has a slot, else it waits CREATED
 (with the reason: too few free slots, or no worker offering an operator yet).
-Each subtask goes to the worker that offers its operator and has the most
-free slots (ties: smallest tm_id), lowest free slot index first, which
-spreads a job across workers (Flink's cluster.evenly-spread-out-slots).
+The unit placed is a slot request: subtask i of an operator chain (every vertex of
+the chain, coordinator/domain/chaining.py), deployed as one task. Each request goes to
+the worker that offers all its operators and has the most free slots (ties:
+smallest tm_id), lowest free slot index first, which spreads a job across workers
+(Flink's cluster.evenly-spread-out-slots).
 """
 
 from collections.abc import Mapping, Sequence
 
+from coordinator.domain.chaining import chained_edge, chains
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import Job, SubtaskKey, Worker
 from schemas.events import (
+    ChainedTask,
     DeployTask,
     JobStatus,
     JobStatusChanged,
@@ -23,6 +27,9 @@ from schemas.events import (
 from schemas.validation import savepoint_handle
 
 Placement = dict[SubtaskKey, tuple[str, int]]
+#: The subtasks one slot runs as one task (a chain's subtask i, head first), and
+#: their operators.
+SlotRequest = tuple[tuple[SubtaskKey, ...], tuple[str, ...]]
 
 
 def subtasks_of(submission: JobSubmitted) -> list[tuple[SubtaskKey, str]]:
@@ -38,40 +45,57 @@ def provided(submission: JobSubmitted) -> frozenset[str]:
     return frozenset(artifact.operators) if artifact is not None else frozenset()
 
 
+def slot_requests(submission: JobSubmitted) -> list[SlotRequest]:
+    """A slot request per subtask of each chain, chains in graph order, then subtask."""
+    graph = submission.job_graph
+    vertices = {v.id: v for v in graph.vertices}
+    out: list[SlotRequest] = []
+    for chain in chains(graph):
+        for i in range(vertices[chain[0]].parallelism):
+            out.append((tuple((v, i) for v in chain), tuple(vertices[v].operator for v in chain)))
+    return out
+
+
 def place(
-    subtasks: Sequence[tuple[SubtaskKey, str]],
+    requests: Sequence[SlotRequest],
     workers: Mapping[str, Worker],
     brought: frozenset[str] = frozenset(),
 ) -> Placement | str:
-    """A slot for every subtask, or why there is none (the waiting reason). Operators
+    """A slot for every request, or why there is none (the waiting reason). Operators
     in `brought` (the job's own code) run on any worker."""
     free = {tm: workers[tm].free_slots() for tm in sorted(workers)}
     placement: Placement = {}
-    for key, operator in subtasks:
+    for placed, (keys, operators) in enumerate(requests):
         best: str | None = None
         for tm, slots in free.items():
+            offered = workers[tm].operators
             if (
                 slots
-                and (operator in brought or operator in workers[tm].operators)
+                and all(o in brought or o in offered for o in operators)
                 and (best is None or len(slots) > len(free[best]))
             ):
                 best = tm
         if best is None:
-            if operator not in brought and not any(
-                operator in w.operators for w in workers.values()
-            ):
-                return f"waiting for a worker offering {operator!r} (for {key[0]}#{key[1]})"
-            total = sum(len(s) for s in free.values()) + len(placement)
+            key = keys[0]
+            for operator in operators:
+                if operator not in brought and not any(
+                    operator in w.operators for w in workers.values()
+                ):
+                    return f"waiting for a worker offering {operator!r} (for {key[0]}#{key[1]})"
+            total = sum(len(s) for s in free.values()) + placed
+            wanted = " and ".join(repr(o) for o in dict.fromkeys(operators))
             return (
-                f"waiting for resources: {len(subtasks)} slots needed, {total} free; "
-                f"no free slot offers operator {operator!r} for {key[0]}#{key[1]}"
+                f"waiting for resources: {len(requests)} slots needed, {total} free; "
+                f"no free slot offers operator {wanted} for {key[0]}#{key[1]}"
             )
-        placement[key] = (best, free[best].pop(0))
+        slot = free[best].pop(0)
+        for key in keys:
+            placement[key] = (best, slot)
     return placement
 
 
 def placement_for(p: Planner, job: Job) -> Placement | str:
-    return place(subtasks_of(job.submission), p.state.workers, provided(job.submission))
+    return place(slot_requests(job.submission), p.state.workers, provided(job.submission))
 
 
 def deploy(p: Planner, job_id: str, placement: Placement) -> None:
@@ -99,27 +123,47 @@ def deploy(p: Planner, job_id: str, placement: Placement) -> None:
         # read by the tasks from its directory (checkpoint id 0 in DeployTask).
         restore_id = 0
         handles = {k: savepoint_handle(savepoint, k[0], k[1]) for k in job.executions}
-    for key, (tm, slot) in placement.items():
-        v = vertices[key[0]]
-        p.command(
-            DeployTask,
-            tm_id=tm,
-            incarnation=p.state.workers[tm].incarnation,
-            task=job.task_ref(key),
-            slot_index=slot,
-            operator=v.operator,
-            vertex_name=v.name,
-            parallelism=v.parallelism,
-            max_parallelism=v.max_parallelism,
-            config=dict(v.config),
-            inputs=tuple(e for e in graph.edges if e.target == v.id),
-            outputs=tuple(e for e in graph.edges if e.source == v.id),
-            vertex_parallelism=dict(parallelism),
-            restore_checkpoint_id=restore_id,
-            restore_state_handle=handles.get(key),
-            job_accepted_at=job.accepted_at,
-            artifact=job.submission.artifact,
-        )
+    # Edges inside a chain are function calls: no vertex lists them as an output.
+    outputs = {
+        v.id: tuple(e for e in graph.edges if e.source == v.id and not chained_edge(graph, e))
+        for v in graph.vertices
+    }
+    for chain in chains(graph):
+        for i in range(vertices[chain[0]].parallelism):
+            head = (chain[0], i)
+            tm, slot = placement[head]
+            v = vertices[chain[0]]
+            p.command(
+                DeployTask,
+                tm_id=tm,
+                incarnation=p.state.workers[tm].incarnation,
+                task=job.task_ref(head),
+                slot_index=slot,
+                operator=v.operator,
+                vertex_name=v.name,
+                parallelism=v.parallelism,
+                max_parallelism=v.max_parallelism,
+                config=dict(v.config),
+                inputs=tuple(e for e in graph.edges if e.target == v.id),
+                outputs=outputs[v.id],
+                vertex_parallelism=dict(parallelism),
+                restore_checkpoint_id=restore_id,
+                restore_state_handle=handles.get(head),
+                job_accepted_at=job.accepted_at,
+                artifact=job.submission.artifact,
+                chained=tuple(
+                    ChainedTask(
+                        task=job.task_ref((m, i)),
+                        operator=vertices[m].operator,
+                        vertex_name=vertices[m].name,
+                        max_parallelism=vertices[m].max_parallelism,
+                        config=dict(vertices[m].config),
+                        outputs=outputs[m],
+                        restore_state_handle=handles.get((m, i)),
+                    )
+                    for m in chain[1:]
+                ),
+            )
 
 
 def schedule_waiting(p: Planner) -> None:

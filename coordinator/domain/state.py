@@ -365,13 +365,15 @@ class Job:
 class Worker:
     """A registered TaskManager incarnation and its slots (ResourceManager view).
 
-    slots: slot index -> the task attempt occupying it, None when free.
+    slots: slot index -> the task attempts sharing it, empty when free: one subtask of
+        each vertex of one job's slot sharing group (an operator chain's subtasks always
+        share one; coordinator/domain/chaining.py).
     """
 
     tm_id: str
     incarnation: str
     host: str
-    slots: list[TaskRef | None]
+    slots: list[tuple[TaskRef, ...]]
     operators: tuple[str, ...]
     version: str
     registered_at: int
@@ -388,7 +390,11 @@ class Worker:
         )
 
     def free_slots(self) -> list[int]:
-        return [i for i, t in enumerate(self.slots) if t is None]
+        return [i for i, tasks in enumerate(self.slots) if not tasks]
+
+    def tasks(self) -> list[tuple[int, TaskRef]]:
+        """(slot index, task attempt) of every attempt in a slot, slot by slot."""
+        return [(i, t) for i, tasks in enumerate(self.slots) for t in tasks]
 
 
 @dataclass(slots=True)

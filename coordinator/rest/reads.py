@@ -151,7 +151,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 journal_offset=ctx.offset,
                 taskmanagers=len(state.workers),
                 slots_total=len(slots),
-                slots_available=sum(1 for s in slots if s is None),
+                slots_available=sum(1 for s in slots if not s),
                 jobs_running=sum(1 for s in statuses if not s.is_globally_terminal),
                 jobs_finished=count(JobStatus.FINISHED),
                 jobs_cancelled=count(JobStatus.CANCELED),
@@ -328,7 +328,9 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 subtask=t and t.subtask_index,
                 attempt=t and t.attempt,
             )
-            for i, t in enumerate(worker.slots)
+            # A shared slot: one row per subtask in it; a free one: one empty row.
+            for i, tasks in enumerate(worker.slots)
+            for t in (tasks or (None,))
         ]
         detail = m.TaskManagerDetail(
             **info.model_dump(by_alias=False), journal_offset=ctx.offset, allocated_slots=slots
@@ -363,7 +365,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 sum(1 for j in state.jobs.values() if not j.status.is_globally_terminal)
             ),
             "taskSlotsTotal": str(len(slots)),
-            "taskSlotsAvailable": str(sum(1 for s in slots if s is None)),
+            "taskSlotsAvailable": str(sum(1 for s in slots if not s)),
             "Status.JVM.Memory.Heap.Used": str(rss_kb * 1024),
             "jm.journal.offset": str(ctx.offset),
             "jm.epoch": str(ctx.epoch),

@@ -1,7 +1,7 @@
 """Protocol workers for the latency benchmark, in a process of their own.
 
     python -m tests.bench.fleet BOOTSTRAP REDIS_URL CLUSTER_ID [--workers 4] [--slots 8]
-        [--finish-after 0.2] [--first-index 0]
+        [--finish-after 0.2] [--first-index 0] [--operators sequence,map]
 
 Runs ``tests.integration.harness.ProtocolWorker``s (they report DEPLOYING,
 INITIALIZING, RUNNING as soon as they get DeployTask, and FINISHED after
@@ -55,7 +55,8 @@ async def main(args: argparse.Namespace) -> None:
         for i in range(args.workers):
             await workers.enter_async_context(
                 AckingWorker(stack, catalog, f"bench-tm-{args.first_index + i}", args.slots,
-                             operators=("sequence",), finish_after_s=args.finish_after or None,
+                             operators=tuple(args.operators.split(",")),
+                             finish_after_s=args.finish_after or None,
                              acknowledge_checkpoints=args.ack_checkpoints)
             )  # fmt: skip
         print("ready", flush=True)
@@ -72,4 +73,5 @@ if __name__ == "__main__":
     parser.add_argument("--finish-after", type=float, default=0.2)
     parser.add_argument("--ack-checkpoints", action="store_true")
     parser.add_argument("--first-index", type=int, default=0)
+    parser.add_argument("--operators", default="sequence", help="comma-separated, offered")
     asyncio.run(main(parser.parse_args()))

@@ -141,6 +141,50 @@ def _latency(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
+DEPLOY_STAGES = ("decide", "commit", "delivery", "slot_start", "edge_topics", "edge_writer",
+                 "edge_reader", "operator_open", "first_report")  # fmt: skip
+
+
+def _deploy(all_rows: list[Results]) -> str:
+    rows = [r for r in all_rows if r["bench"] == "deploy"]
+    speed = [r for r in all_rows if r["bench"] == "deploy-throughput"]
+    out = [
+        "| workers | chaining | slots per job | n | p50 | p95 | p99 | max |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        a = r["all_running"]
+        chaining = {None: "default", True: "on", False: "off"}[r.get("chaining")]
+        out.append(
+            f"| {r['workers']} | {chaining} | {r['slots_per_job']} | {a['n']} | "
+            f"**{a['p50_ms']} ms** | {a['p95_ms']} ms | **{a['p99_ms']} ms** | {a['max_ms']} ms |"
+        )
+    out += [
+        "",
+        "Breakdown (ms; median over subtasks / on the critical path, median over jobs):",
+        "",
+    ]
+    out.append("| workers | " + " | ".join(DEPLOY_STAGES) + " |")
+    out.append("|---" * (len(DEPLOY_STAGES) + 1) + "|")
+    for r in rows:
+        med, crit = r["median_subtask_ms"], r["critical_path_ms"]
+        cells = ["-" if med.get(k) is None else f"{med[k]} / {crit.get(k)}" for k in DEPLOY_STAGES]
+        chaining = {None: "default", True: "on", False: "off"}[r.get("chaining")]
+        out.append(f"| {r['workers']}, chaining {chaining} | " + " | ".join(cells) + " |")
+    if speed:
+        out += [
+            "",
+            "| throughput, real workers | chaining | records | records/s |",
+            "|---|---|---|---|",
+        ]
+        for r in speed:
+            chaining = {None: "default", True: "on", False: "off"}[r.get("chaining")]
+            out.append(
+                f"| {r['job']} | {chaining} | {_n(r['records'])} | {_n(r['records_per_s'])} |"
+            )
+    return "\n".join(out)
+
+
 def _txn(rows: list[Results]) -> str:
     out = ["| client settings | transaction content | p50 | p95 | max |", "|---|---|---|---|---|"]
     for r in rows:
@@ -487,6 +531,24 @@ def _checkpoints(results: dict[str, list[Results]]) -> str:
     )  # fmt: skip
 
 
+DEPLOY_TEXT = """`tests/bench/bench_deploy.py`. What the line above leaves out: a real 3-vertex job
+(`sequence` -> `map` -> `keyed_count`, parallelism 2, forward then hash edge, bounded: it
+finishes on its own) on a real coordinator and two real `python -m worker --slots 4`
+processes, one job at a time (the next once the previous FINISHED), 3 warm-up jobs not
+counted. The clock runs from the client's `producer.send` of `JobSubmitted` to the
+arrival, at a read_committed journal reader (fetch wait 5 ms), of the last subtask's
+attempt-0 `TaskStateRecorded` RUNNING. The second line is the same job on two benchmark
+workers (`tests/bench/fleet.py`: RUNNING reported the moment `DeployTask` arrives), which
+isolates the coordinator's share. Stages, from wall-clock stamps of one machine: `decide`
+client send to the decision (`TaskAssigned.event_time`); `commit` decision to the
+`TaskAssigned` seen by the reader; `delivery` decision to the worker's DEPLOYING report
+(`TaskStateChanged.event_time`, the worker holds the `DeployTask`); `slot_start` DEPLOYING
+to INITIALIZING (the spec is in the slot process); `edge_topics`, `edge_writer`,
+`edge_reader`, `operator_open` the task's own stages (its `startup ms:` log line,
+worker/task.py); `first_report` the worker's RUNNING to its `TaskStateRecorded` seen by the
+reader (report trip, the leader's decision and commit)."""
+
+
 def render(info: dict[str, str], results: dict[str, list[Results]], total_s: float,
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
@@ -495,6 +557,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     replay = _replay(results["replay"][0]) if "replay" in results else missing
     latency = _latency(results["latency"]) if "latency" in results else missing
     txn = _txn(results["txn"]) if "txn" in results else missing
+    deploy = _deploy(results["deploy"]) if "deploy" in results else missing
     takeover = _takeover(results["takeover"]) if "takeover" in results else missing
     handover = _handover(results["handover"][0]) if "handover" in results else missing
     coldstart = _coldstart(results["coldstart"][0]) if "coldstart" in results else missing
@@ -580,6 +643,12 @@ Leader transaction sizes come from the journal offsets of the measured window
 offset).
 
 {latency}
+
+## Submission to all RUNNING of a real job on real workers
+
+{DEPLOY_TEXT}
+
+{deploy}
 
 ### Back-to-back transactions (why)
 

@@ -2,8 +2,8 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest|usercode|memory ...] [--quick]
-                               [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|usercode|memory|deploy ...]
+                               [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -31,6 +31,7 @@ from tests.bench import (
     bench_checkpoints,
     bench_cli,
     bench_codec,
+    bench_deploy,
     bench_ha,
     bench_latency,
     bench_memory,
@@ -50,7 +51,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest", "usercode", "memory")  # fmt: skip
+         "ckpt-kill", "rest", "usercode", "memory", "deploy")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -233,6 +234,20 @@ def main() -> int:
             if "usercode" in args.only:
                 results["usercode"] = asyncio.run(bench_usercode.run(stack, 3 if args.quick else 5))
                 emit(results["usercode"][0])
+            if "deploy" in args.only:
+                n = 8 if args.quick else 15
+                results["deploy"] = [
+                    asyncio.run(bench_deploy.run(stack, n)),
+                    asyncio.run(bench_deploy.run(stack, n, chaining=False)),
+                    asyncio.run(bench_deploy.run(stack, n, simulated=True)),
+                ]
+                records = 20_000 if args.quick else 100_000
+                results["deploy"] += [
+                    asyncio.run(bench_deploy.throughput(stack, records, chaining=chaining))
+                    for chaining in (None, False)
+                ]
+                for r in results["deploy"]:
+                    emit(r)
         finally:
             stop_stack()
     total = time.monotonic() - started

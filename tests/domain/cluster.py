@@ -69,9 +69,11 @@ def submission(
     restart: RestartStrategy | None = None,
     name: str = "job",
     checkpoints: CheckpointConfig | None = None,
+    chaining: bool = False,
 ) -> JobSubmitted:
-    """A submission of `vertices` (id, operator, parallelism), chained by FORWARD edges
-    when parallelisms match (else REBALANCE)."""
+    """A submission of `vertices` (id, operator, parallelism), joined by FORWARD edges
+    when parallelisms match (else REBALANCE). Operator chaining is off unless asked
+    for (`chaining`): the tests written before it count one task per subtask."""
     from schemas.events import Edge, Partitioning
 
     vs = tuple(Vertex(id=v, name=v, operator=op, parallelism=p) for v, op, p in vertices)
@@ -90,7 +92,7 @@ def submission(
         event_time=T0,
         job_id=job_id,
         name=name,
-        job_graph=JobGraph(vertices=vs, edges=edges),
+        job_graph=JobGraph(vertices=vs, edges=edges, chaining=chaining),
         restart_strategy=restart
         or RestartStrategy(kind=RestartStrategyKind.FIXED_DELAY, attempts=3, delay_ms=1_000),
         checkpoint_config=checkpoints or CheckpointConfig(),

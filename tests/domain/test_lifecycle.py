@@ -65,7 +65,7 @@ def test_happy_path_spreads_tasks_and_finishes() -> None:
     c.run_all("job", E.FINISHED)
     job = c.state.jobs["job"]
     assert job.status is JobStatus.FINISHED
-    assert all(t is None for w in c.state.workers.values() for t in w.slots)
+    assert all(not tasks for w in c.state.workers.values() for tasks in w.slots)
     _check(c)
 
 

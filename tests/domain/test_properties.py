@@ -94,8 +94,7 @@ def _run(c: Cluster, act: tuple[Any, ...]) -> None:
         if report_running and worker is not None:
             running = tuple(
                 RunningTask(task=t, slot_index=i, state=ExecutionState.RUNNING)
-                for i, t in enumerate(worker.slots)
-                if t is not None
+                for i, t in worker.tasks()
             )
         c.register(str(tm), str(inc), int(slots), ops, running)
     elif kind == "deregister":

@@ -232,11 +232,13 @@ def read_journal(path: Path) -> list[bytes]:
 # checkpoint rules (acks recorded by decide itself, not by the harness); checkpoints.v2,
 # one trigger and one notification per worker instead of per task, which shifts the
 # ids of the events decided after them; happy_path.v6, failover.v5 and checkpoints.v3,
-# the same decisions written with JobAccepted v3 (JobSubmitted.artifact, null here).
+# the same decisions written with JobAccepted v3 (JobSubmitted.artifact, null here);
+# happy_path.v7, failover.v6 and checkpoints.v4, written with JobSubmitted/JobAccepted
+# v4 (Vertex.chaining and slot_sharing_group, JobGraph.chaining), so the bytes differ.
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v6": happy_path_v3,
-    "failover.v5": failover,
-    "checkpoints.v3": checkpoints,
+    "happy_path.v7": happy_path_v3,
+    "failover.v6": failover,
+    "checkpoints.v4": checkpoints,
 }
 REFUSED: dict[str, Callable[[], list[bytes]]] = {
     "status_from_wrong_status.refused.v1": status_from_wrong_status,

@@ -310,13 +310,15 @@ class ProtocolWorker:
             return
         if isinstance(command, ev.DeployTask):
             self.deployed.append(command)
-            key = (command.task.job_id, command.task.vertex_id, command.task.subtask_index)
-            self.running[key] = command.task
-            for state in (ev.ExecutionState.DEPLOYING, ev.ExecutionState.INITIALIZING,
-                          ev.ExecutionState.RUNNING):  # fmt: skip
-                await self.report(command.task, state)
-            if self.finish_after_s is not None:
-                self._tasks.append(asyncio.create_task(self._finish_later(key, command.task)))
+            # A chain's subtasks run (and report) with its head, as a real worker's do.
+            for task in (command.task, *(c.task for c in command.chained)):
+                key = (task.job_id, task.vertex_id, task.subtask_index)
+                self.running[key] = task
+                for state in (ev.ExecutionState.DEPLOYING, ev.ExecutionState.INITIALIZING,
+                              ev.ExecutionState.RUNNING):  # fmt: skip
+                    await self.report(task, state)
+                if self.finish_after_s is not None:
+                    self._tasks.append(asyncio.create_task(self._finish_later(key, task)))
         elif isinstance(command, ev.TriggerCheckpoint) and self.acknowledge_checkpoints:
             await self._acknowledge(command)
         elif isinstance(command, ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted):

@@ -56,6 +56,8 @@ class TaskSpec:
     restore_state_handle: str | None = None
     # When the job was accepted (ms): the same for every attempt of the job.
     job_accepted_at: int | None = None
+    # The subtasks chained after this one, run in the same task (worker/chain.py).
+    chained: tuple[ev.ChainedTask, ...] = ()
 
     @classmethod
     def from_command(cls, command: ev.DeployTask) -> TaskSpec:
@@ -72,6 +74,7 @@ class TaskSpec:
             restore_checkpoint_id=command.restore_checkpoint_id,
             restore_state_handle=command.restore_state_handle,
             job_accepted_at=command.job_accepted_at,
+            chained=command.chained,
         )
 
     def describe(self) -> str:

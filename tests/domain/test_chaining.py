@@ -1,0 +1,129 @@
+"""Operator chaining in the pure core: which vertices chain, and how a chain is placed,
+deployed, lost and restarted (coordinator/domain/chaining.py, scheduler.py)."""
+
+import dataclasses
+
+from coordinator.domain import state_digest
+from coordinator.domain.chaining import chains
+from coordinator.domain.invariants import violations
+from schemas.events import (
+    DeployTask,
+    Edge,
+    ExecutionState,
+    JobGraph,
+    JobStatus,
+    Partitioning,
+    RunningTask,
+    TaskAssigned,
+    TaskManagerLost,
+    Vertex,
+)
+from tests.domain.cluster import Cluster, replay
+
+E = ExecutionState
+P = Partitioning
+
+
+def _graph(*edges: Edge, p: dict[str, int] | None = None, **vertex_fields: object) -> JobGraph:
+    ids = ("a", "b", "c", "d")
+    vertices = tuple(
+        Vertex(id=v, name=v, operator="map", parallelism=(p or {}).get(v, 2),
+               **vertex_fields.get(v, {}))  # type: ignore[arg-type]
+        for v in ids
+    )  # fmt: skip
+    return JobGraph(vertices=vertices, edges=edges)
+
+
+def _fwd(a: str, b: str) -> Edge:
+    return Edge(source=a, target=b, partitioning=P.FORWARD)
+
+
+def test_forward_edges_of_equal_parallelism_chain_and_the_others_do_not() -> None:
+    line = (_fwd("a", "b"), _fwd("b", "c"), _fwd("c", "d"))
+    assert chains(_graph(*line)) == (("a", "b", "c", "d"),)
+    hashed = Edge(source="b", target="c", partitioning=P.HASH, key_field="k")
+    assert chains(_graph(_fwd("a", "b"), hashed, _fwd("c", "d"))) == (("a", "b"), ("c", "d"))
+    assert chains(_graph(*line, p={"c": 3, "d": 3})) == (("a", "b"), ("c", "d"))
+    # a fan-out or a fan-in ends a chain (chains are linear)
+    fan = (_fwd("a", "b"), _fwd("a", "c"), _fwd("c", "d"))
+    assert chains(_graph(*fan)) == (("a",), ("b",), ("c", "d"))
+
+
+def test_chaining_false_per_vertex_per_job_or_another_group_keeps_vertices_apart() -> None:
+    line = (_fwd("a", "b"), _fwd("b", "c"), _fwd("c", "d"))
+    assert chains(_graph(*line, c={"chaining": False})) == (("a", "b"), ("c",), ("d",))
+    off = dataclasses.replace(_graph(*line), chaining=False)
+    assert chains(off) == (("a",), ("b",), ("c",), ("d",))
+    assert chains(_graph(*line, b={"slot_sharing_group": "other"})) == (("a",), ("b",), ("c", "d"))
+
+
+def test_a_chained_job_is_one_deploy_per_chain_subtask_with_every_vertex_journaled() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.register("tm-b", slots=1)
+    d = c.submit("job", (("src", "map", 2), ("mid", "map", 2), ("out", "sink", 2)), chaining=True)
+    assert c.state.jobs["job"].status is JobStatus.RUNNING  # 3 vertices x 2 in 2 slots
+    assigned = [e for e in d.events if isinstance(e, TaskAssigned)]
+    assert len(assigned) == 6
+    assert {(e.slot.tm_id, e.slot.slot_index) for e in assigned} == {("tm-a", 0), ("tm-b", 0)}
+    deploys = [x for x in d.commands if isinstance(x, DeployTask)]
+    assert [(x.task.vertex_id, x.task.subtask_index) for x in deploys] == [("src", 0), ("src", 1)]
+    for x in deploys:
+        assert [m.task.vertex_id for m in x.chained] == ["mid", "out"]
+        assert {m.task.subtask_index for m in x.chained} == {x.task.subtask_index}
+        assert x.outputs == () and all(m.outputs == () for m in x.chained)
+    assert all(len(w.slots[0]) == 3 for w in c.state.workers.values())
+    c.run_all("job")
+    assert violations(c.state) == []
+    assert state_digest(replay(c.journal)) == state_digest(c.state)
+
+
+def test_the_same_job_unchained_needs_a_slot_per_subtask() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.register("tm-b", slots=1)
+    c.submit("job", (("src", "map", 2), ("mid", "map", 2), ("out", "sink", 2)))
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.CREATED
+    assert job.waiting_reason is not None and "6 slots needed, 2 free" in job.waiting_reason
+
+
+def test_a_lost_worker_ends_its_whole_chain_and_the_restart_redeploys_it() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=1)
+    c.register("tm-b", slots=1)
+    c.submit("job", (("src", "map", 2), ("out", "sink", 2)), chaining=True)
+    c.run_all("job")
+    c.now += 4_000
+    c.view.last_heartbeat[("tm-b", "inc-1")] = c.now
+    d = c.tick(2_000)  # tm-a silent for 6 s
+    assert any(isinstance(e, TaskManagerLost) and e.tm_id == "tm-a" for e in d.events)
+    assert c.state.jobs["job"].status is JobStatus.RESTARTING
+    c.run_all("job", E.CANCELED)
+    c.register("tm-c", slots=1)
+    c.heartbeat_all()
+    d = c.tick(1_000)
+    job = c.state.jobs["job"]
+    assert job.status is JobStatus.RUNNING
+    assert {x.attempt for x in job.executions.values()} == {1}
+    deploys = [x for x in d.commands if isinstance(x, DeployTask)]
+    assert len(deploys) == 2 and all(len(x.chained) == 1 for x in deploys)
+    assert violations(c.state) == []
+    assert state_digest(replay(c.journal)) == state_digest(c.state)
+
+
+def test_reconciliation_keeps_a_chain_its_worker_still_runs() -> None:
+    c = Cluster()
+    c.register("tm-a", slots=2)
+    c.submit("job", (("src", "map", 2), ("out", "sink", 2)), chaining=True)
+    c.run_all("job")
+    c.elect("replica-2")
+    running = tuple(
+        RunningTask(task=t, slot_index=c.state.jobs["job"].executions[
+            (t.vertex_id, t.subtask_index)].slot_index or 0, state=E.RUNNING)
+        for t in c.tasks("job")
+    )  # fmt: skip
+    d = c.register("tm-a", slots=2, running=running)
+    assert [type(e).__name__ for e in d.events] == ["TaskManagerJoined"]
+    assert d.commands == []
+    assert violations(c.state) == []
