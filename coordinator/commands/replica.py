@@ -103,6 +103,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.set_defaults(handler=lambda a: run(_replicas(a)))
 
+    # `jm drill` runs replicas and breaks them: registered with them, so an install made
+    # before it existed (its entry points read from older metadata) has it too.
+    from coordinator.commands import drill
+
+    drill.register(sub)
+
 
 def add_rest_flags(p: argparse.ArgumentParser) -> None:
     rest = p.add_argument_group("REST API (docs/rest.md)")
