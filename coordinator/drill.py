@@ -429,10 +429,18 @@ class Drill:
         return proc
 
     def leader(self) -> Process | None:
+        """The replica that leads and has said so with its epoch (elected, journaled)."""
         for proc in self.replicas.values():
-            if proc.alive() and not proc.frozen and role(proc.output()) == "LEADER":
+            log = proc.output() if proc.alive() and not proc.frozen else ""
+            if role(log) == "LEADER" and log.count("leads with epoch") == log.count("role LEADER"):
                 return proc
         return None
+
+    async def settled_leader(self) -> Process:
+        await self.until(lambda: self.leader() is not None, "a leader", 90)
+        leader = self.leader()
+        assert leader is not None
+        return leader
 
     def elected_after(self, before: int) -> Callable[[], bool]:
         return lambda: self.elections() > before
@@ -463,7 +471,7 @@ class Drill:
         self.say(f"cluster {self.catalog.cluster_id}: starting replicas")
         for _ in range(2 if self.scenario != "snapshot-corrupt" else 1):
             self.replica()
-        await self.until(lambda: self.leader() is not None, "a leader", 90)
+        await self.settled_leader()
 
     async def stop(self) -> None:
         from schemas import kafkaio
@@ -483,17 +491,23 @@ class Drill:
 
     # -- load
 
+    def keys(self, process: str) -> Any:
+        """The signing keys a `process` ("client", "coordinator") has ($JM_SIGNING_KEYS_FILE)."""
+        from schemas.settings import ClusterSettings
+
+        settings = ClusterSettings.load(
+            bootstrap_servers=self.bootstrap,
+            redis_url=self.redis.url,
+            cluster_id=self.catalog.cluster_id,
+        )
+        return settings.keyring(process)
+
     async def load(self, stop: asyncio.Event) -> None:
         """Job submissions, one every 50 ms, until `stop` (each must be decided once)."""
         from schemas import kafkaio
         from schemas.codec import default_codec
-        from schemas.settings import ClusterSettings
 
-        keys = ClusterSettings.load(
-            bootstrap_servers=self.bootstrap,
-            redis_url=self.redis.url,
-            cluster_id=self.catalog.cluster_id,
-        ).keyring("client")
+        keys = self.keys("client")
         codec = default_codec()
         producer = kafkaio.producer(
             bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all", linger_ms=0
@@ -539,8 +553,7 @@ class Drill:
     async def leader_kill(self) -> None:
         for n in range(self.rounds()):
             await asyncio.sleep(self.rng.uniform(1.0, 3.0))
-            old = self.leader()
-            assert old is not None
+            old = await self.settled_leader()
             before = self.elections()
             self.say(f"round {n + 1}/{self.rounds()}: kill -9 leader {old.name}")
             fault = time.monotonic()
@@ -554,8 +567,7 @@ class Drill:
     async def leader_freeze(self) -> None:
         for n in range(self.rounds()):
             await asyncio.sleep(self.rng.uniform(1.0, 3.0))
-            old = self.leader()
-            assert old is not None
+            old = await self.settled_leader()
             before = self.elections()
             self.say(f"round {n + 1}/{self.rounds()}: SIGSTOP leader {old.name}")
             fault = time.monotonic()
@@ -579,13 +591,12 @@ class Drill:
             self.report.recoveries_s.append(await self.recovered_after(fault))
 
     async def redis_outage(self) -> None:
-        old = self.leader()
-        assert old is not None
+        old = await self.settled_leader()
         before = self.elections()
         self.say("stopping Redis")
         fault = time.monotonic()
         self.redis.stop()
-        await self.until(lambda: self.leader() is None, "the leader steps down", 30)
+        await self.until(stepped_down(old), "the leader steps down", 30)
         await asyncio.sleep(2)
         self.say("Redis back, empty")
         self.redis.start()
@@ -600,13 +611,19 @@ class Drill:
         self.report.recoveries_s.append(await self.recovered_after(fault))
 
     async def snapshot_corrupt(self) -> None:
+        """Kill the only replica, write garbage as the latest snapshot, start a new one:
+        it must skip the garbage and lead from an older snapshot or a full replay."""
         from schemas import kafkaio
         from schemas.codec import default_codec
 
         await self.until(lambda: len(self.sent) >= 40, "40 submissions", 60)
-        await asyncio.sleep(1)
+        old = await self.settled_leader()
+        before = self.elections()
+        self.say(f"kill -9 {old.name}, then garbage as the latest snapshot")
+        fault = time.monotonic()
+        old.signal(signal.SIGKILL)
+        old.proc.wait()
         _, last = await full_replay_digest(self.bootstrap, self.catalog)
-        self.say("writing garbage as the latest snapshot")
         corrupt = ev.SnapshotChunk(
             event_id=f"corrupt:{uuid.uuid4().hex}",
             event_time=int(time.time() * 1000),
@@ -618,24 +635,16 @@ class Drill:
             payload=b"\x00not zlib",
             epoch=1,
         )
+        spec, key = self.catalog.topic_for(type(corrupt)), self.catalog.key_for(corrupt)
         value, headers = default_codec().encode(corrupt)
+        headers = self.keys("coordinator").sign(spec.role, spec.name, key, value, headers)
         producer = kafkaio.producer(bootstrap_servers=self.bootstrap, acks="all")
         await producer.start()
         try:
-            await producer.send_and_wait(
-                self.catalog.snapshots.name,
-                value,
-                key=self.catalog.key_for(corrupt),
-                headers=headers,
-            )
+            await producer.send_and_wait(spec.name, value, key=key, headers=headers)
         finally:
             await producer.stop()
-        fault = time.monotonic()
-        old = self.leader()
-        assert old is not None
-        before = self.elections()
         fresh = self.replica()
-        old.signal(signal.SIGKILL)
         self.report.takeovers_s.append(
             await self.until(lambda: self.elections() > before, "a new leader")
         )
@@ -750,6 +759,8 @@ class Drill:
             await self.verdict()
         except DrillError as err:
             self.report.violations.append(f"drill stopped: {err}")
+        except Exception as err:  # Kafka unreachable, a process that would not start
+            self.report.violations.append(f"drill stopped: {type(err).__name__}: {err}")
         finally:
             await self.stop()
         self.report.duration_s = round(time.monotonic() - started, 1)

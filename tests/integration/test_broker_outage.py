@@ -24,7 +24,7 @@ from schemas.catalog import Catalog
 from tests.conftest import Stack
 from tests.integration.harness import Cluster
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # two broker starts
 
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO / "compose" / "local" / "launcher.py"

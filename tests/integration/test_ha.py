@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from coordinator.commands.replica import read_replicas
-from coordinator.drill import decided, full_replay_digest, snapshot_plus_tail_digest
+from coordinator.drill import OwnRedis, decided, full_replay_digest, snapshot_plus_tail_digest
 from coordinator.runtime import snapshots
 from schemas import events as ev
 from schemas.catalog import Catalog
@@ -196,50 +193,14 @@ async def test_second_producer_with_the_transactional_id_fences_the_first(
     assert len(events) == 1
 
 
-@dataclasses.dataclass
-class OwnRedis:
-    port: int
-    directory: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is installed by `make deps`"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def own_redis() -> Iterator[OwnRedis]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    redis = OwnRedis(port, Path(tempfile.mkdtemp(prefix="jm-redis-")))
+    directory = Path(tempfile.mkdtemp(prefix="jm-redis-"))
+    redis = OwnRedis(directory)
     redis.start()
     yield redis
     redis.stop()
-    shutil.rmtree(redis.directory, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_redis_outage_steps_the_leader_down_and_one_leader_returns(

@@ -1,0 +1,73 @@
+"""Every `jm drill` scenario in its short form (one fault each), its report in the test
+output. The drills run at once, each on a cluster of its own (docs/operations.md);
+the README's `jm drill` command is the leader-kill one, run as written but shorter."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator.drill import SCENARIOS
+from tests.conftest import Stack
+from tests.test_readme_commands import readme_command
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def short(argv: list[str]) -> list[str]:
+    """`argv` with one fault's worth of --duration, as a module run (this checkout)."""
+    assert argv[0].endswith("jm")
+    args = argv[1:]
+    if "--duration" in args:
+        at = args.index("--duration")
+        del args[at : at + 2]
+    return [sys.executable, "-m", "coordinator", *args, "--duration", "1", "--json"]
+
+
+async def drill(argv: list[str], stack: Stack) -> tuple[int, str, str]:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_every_drill_passes_in_its_short_form(stack: Stack) -> None:
+    readme = readme_command(".venv/bin/jm drill")
+    assert readme[1:3] == ["drill", "leader-kill"]
+    runs = {"leader-kill": short(readme)}
+    for scenario in SCENARIOS:
+        runs.setdefault(scenario, short(["jm", "drill", scenario]))
+    results = await asyncio.gather(*(drill(argv, stack) for argv in runs.values()))
+    failed = []
+    for scenario, (code, out, err) in zip(runs, results, strict=True):
+        print(f"--- {scenario}: exit {code}\n{err.strip()}\n{out.strip()}")
+        reports = json.loads(out) if out.strip().startswith("[") else []
+        passed = [r for r in reports if r["passed"] and r["scenario"] == scenario]
+        if code != 0 or len(passed) != 1:
+            failed.append(scenario)
+            continue
+        report = passed[0]
+        assert report["lost"] == 0 and report["duplicated"] == 0
+        assert report["deposed_leader_writes"] == 0 and report["max_leaders_at_once"] <= 1
+        assert report["digests_equal"] and len(report["digests"]) >= 3
+        assert report["recovery_s"] is not None
+    assert not failed, f"drills that failed: {failed} (their reports are printed above)"
+
+
+async def test_a_violation_exits_1_with_the_reason(stack: Stack) -> None:
+    """No Kafka where the drill is told to look: it stops, says why, exits 1."""
+    argv = [sys.executable, "-m", "coordinator", "drill", "redis-outage", "--duration", "1",
+            "--bootstrap-servers", "127.0.0.1:1"]  # fmt: skip
+    code, out, err = await drill(argv, stack)
+    print(out, err)
+    assert code == 1
+    assert "VIOLATION: drill stopped" in out
