@@ -37,8 +37,10 @@ deps: install
 
 # SECURE=1: also a SASL listener (PLAIN, SCRAM-SHA-256) on 9094 with the KRaft authorizer
 # (docs/security.md); the plain listener on 9092 stays as it is.
+# BROKERS=3: three KRaft nodes (free ports next to 9092: 9192, 9292); topics get replication
+# factor 3 and min.insync.replicas 2 (`make env` exports JM_REPLICATION_FACTOR=3).
 up: deps
-	$(LAUNCH) up $(if $(SECURE),--secure)
+	$(LAUNCH) up $(if $(SECURE),--secure) $(if $(BROKERS),--brokers $(BROKERS))
 
 down:
 	$(LAUNCH) down

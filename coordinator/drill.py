@@ -275,17 +275,19 @@ class OwnRedis:
 
 
 class OwnBroker:
-    """A single-node KRaft broker of the drill's own (the local launcher, free ports)."""
+    """KRaft brokers of the drill's own, one or three (the local launcher, free ports)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, brokers: int = 1) -> None:
         self.name = f"drill-{uuid.uuid4().hex[:6]}"
+        self.brokers = brokers
         self.base = [sys.executable, str(LAUNCHER), "--name", self.name, "--home", str(workdir)]
-        self.pid_file = workdir / self.name / "kafka" / "kafka.pid"
+        self.home = workdir / self.name
         self.bootstrap = ""
 
     def up(self, *flags: str) -> None:
+        """Start every node that does not run (all of them the first time)."""
         done = subprocess.run(
-            [*self.base, "up", "--no-redis", "--json", *flags],
+            [*self.base, "up", "--no-redis", "--json", "--brokers", str(self.brokers), *flags],
             capture_output=True,
             text=True,
             check=False,
@@ -294,8 +296,10 @@ class OwnBroker:
             raise DrillError(f"the drill's broker did not start: {done.stderr}{done.stdout}")
         self.bootstrap = json.loads(done.stdout.strip().splitlines()[-1])["bootstrap"]
 
-    def kill(self) -> None:
-        os.killpg(int(self.pid_file.read_text()), signal.SIGKILL)
+    def kill(self, node: int = 1) -> None:
+        """kill -9 node `node` (1: the only one, or the first of three)."""
+        directory = self.home / ("kafka" if node == 1 else f"kafka-{node}")
+        os.killpg(int((directory / "kafka.pid").read_text()), signal.SIGKILL)
 
     def down(self) -> None:
         subprocess.run([*self.base, "down", "--purge"], capture_output=True, check=False)
@@ -361,7 +365,10 @@ class Drill:
         self.duration_s = duration_s
         self.say = progress
         self.workdir = workdir
-        self.catalog = Catalog(f"drill-{uuid.uuid4().hex[:8]}")
+        self.brokers = 3 if scenario == "broker-kill" else 1 if scenario.startswith("broker") else 0
+        self.catalog = Catalog(
+            f"drill-{uuid.uuid4().hex[:8]}", replication_factor=max(1, self.brokers)
+        )
         self.redis = OwnRedis(workdir)
         self.broker: OwnBroker | None = None
         self.replicas: dict[str, Process] = {}
@@ -380,6 +387,7 @@ class Drill:
             REDIS_URL=self.redis.url,
             JM_CLUSTER_ID=self.catalog.cluster_id,
             PYTHONUNBUFFERED="1",
+            JM_REPLICATION_FACTOR=str(self.catalog.replication_factor),
         )
 
     def replica(self, *flags: str) -> Process:
@@ -460,9 +468,9 @@ class Drill:
         from schemas import kafkaio
 
         self.redis.start()
-        if self.scenario == "broker-kill":
-            self.broker = OwnBroker(self.workdir)
-            self.say("starting the drill's own Kafka broker")
+        if self.brokers:
+            self.broker = OwnBroker(self.workdir, self.brokers)
+            self.say(f"starting the drill's own Kafka ({self.brokers} broker(s))")
             self.broker.up("--ports", "auto")
             self.bootstrap = self.broker.bootstrap
         if not self.bootstrap:
@@ -655,13 +663,14 @@ class Drill:
     async def broker_kill(self) -> None:
         assert self.broker is not None
         outage = min(20.0, max(5.0, self.duration_s / 2))
-        self.say(f"kill -9 the broker for {outage:.0f} s")
+        node = 2 if self.brokers == 3 else 1
+        self.say(f"kill -9 broker {node} of {self.brokers} for {outage:.0f} s")
         before = self.elections()
         fault = time.monotonic()
         lines = {p.name: len(p.output().splitlines()) for p in self.replicas.values()}
-        self.broker.kill()
+        self.broker.kill(node)
         await asyncio.sleep(outage)
-        self.say("restarting the broker")
+        self.say(f"restarting broker {node}")
         self.broker.up()
         self.report.recoveries_s.append(await self.recovered_after(fault))
         if self.elections() > before:
@@ -742,6 +751,7 @@ class Drill:
             "redis-outage": self.redis_outage,
             "snapshot-corrupt": self.snapshot_corrupt,
             "broker-kill": self.broker_kill,
+            "broker-kill-single": self.broker_kill,
         }
         started = time.monotonic()
         try:
@@ -801,6 +811,10 @@ def submission(job_id: str) -> ev.JobSubmitted:
     )
 
 
+def phases(scenario: str) -> tuple[str, ...]:
+    return (scenario, "broker-kill-single") if scenario == "broker-kill" else (scenario,)
+
+
 def prefixed(progress: ProgressFn, name: str) -> ProgressFn:
     return lambda line: progress(f"[{name}] {line}")
 
@@ -813,9 +827,11 @@ async def run_drill(
     duration_s: float,
     progress: ProgressFn,
 ) -> list[Report]:
-    """Run `scenario` (or each in turn for "all"); the reports."""
+    """Run `scenario` (or each in turn for "all"); the reports. broker-kill runs twice:
+    on three brokers (one killed, then back), then on a single broker (restarted)."""
     reports = []
-    for name in SCENARIOS if scenario == "all" else (scenario,):
+    names = [n for s in (SCENARIOS if scenario == "all" else (scenario,)) for n in phases(s)]
+    for name in names:
         workdir = Path(tempfile.mkdtemp(prefix=f"jm-drill-{name}-"))
         drill = Drill(
             name,
