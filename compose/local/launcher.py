@@ -376,14 +376,18 @@ log4j.logger.state.change.logger=WARN
 """
 
 
-def java_cmd(libs: Path, home: Path, main: str, *args: str) -> list[str]:
+def java_cmd(
+    libs: Path, home: Path, main: str, *args: str, node_dir: Path | None = None
+) -> list[str]:
+    """`node_dir`: the node's directory (log4j config, logs); default the first's."""
+    kdir = node_dir or home / "kafka"
     java = ensure_binary("java")
     heap = os.environ.get("JM_KAFKA_HEAP", "-Xms256m -Xmx1g").split()
     return [
         java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{home / 'kafka' / 'log4j.properties'}",
-        f"-Dkafka.logs.dir={home / 'kafka' / 'logs'}",
+        f"-Dlog4j.configuration=file:{kdir / 'log4j.properties'}",
+        f"-Dkafka.logs.dir={kdir / 'logs'}",
         "-cp", f"{libs}/*", main, *args,
     ]  # fmt: skip
 
@@ -448,8 +452,7 @@ def start_node(inst: Instance, node: int) -> Callable[[float], None] | None:
         raise LauncherError(f"port {kafka_port} is taken by another process")
     (logs / "server.log").unlink(missing_ok=True)
     stdout = kdir / "stdout.log"
-    cmd = java_cmd(libs, home, "kafka.Kafka", str(kdir / "server.properties"))
-    cmd = [a.replace(str(home / "kafka"), str(kdir)) for a in cmd]  # the node's own log4j, logs
+    cmd = java_cmd(libs, home, "kafka.Kafka", str(kdir / "server.properties"), node_dir=kdir)
     proc = spawn(cmd, stdout, pid_file)
 
     def wait(timeout: float) -> None:
