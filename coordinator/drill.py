@@ -445,7 +445,7 @@ class Drill:
         return None
 
     async def settled_leader(self) -> Process:
-        await self.until(lambda: self.leader() is not None, "a leader", 90)
+        await self.until(lambda: self.leader() is not None, "a leader", 180)
         leader = self.leader()
         assert leader is not None
         return leader
