@@ -524,7 +524,7 @@ class Drill:
         try:
             n = 0
             while not stop.is_set():
-                sub = submission(f"drill-{n:05d}")
+                sub = submission(f"drill-{n:05d}", restarts=self.scenario == "worker-kill")
                 value, headers = codec.encode(sub)
                 topic, key = self.catalog.submissions.name, self.catalog.key_for(sub)
                 headers = keys.sign("submissions", topic, key, value, headers)
@@ -705,6 +705,18 @@ class Drill:
         r.lost = len(sent - set(counts))
         r.duplicated = sum(n - 1 for n in counts.values() if n > 1)
         r.deposed_leader_writes = deposed_writes(events)
+        if self.scenario == "worker-kill":
+            final: dict[str, ev.JobStatus] = {}
+            restarted = set()
+            for _, e in events:
+                if isinstance(e, ev.JobStatusChanged):
+                    final[e.job_id] = e.to_status
+                    if e.to_status == ev.JobStatus.RESTARTING:
+                        restarted.add(e.job_id)
+            failed = sorted(j for j, status in final.items() if status == ev.JobStatus.FAILED)
+            r.notes.append(f"jobs restarted after the worker was killed: {len(restarted)}")
+            if failed:
+                r.violations.append(f"{len(failed)} job(s) FAILED, e.g. {failed[:3]}")
         r.max_leaders_at_once = leaders_at_once(events)
         settings = ClusterSettings(
             bootstrap_servers=self.bootstrap, cluster_id=self.catalog.cluster_id
@@ -791,8 +803,9 @@ def role(log: str) -> str | None:
     return found[-1] if found else None
 
 
-def submission(job_id: str) -> ev.JobSubmitted:
-    """A small job (a bounded sequence source, parallelism 1)."""
+def submission(job_id: str, restarts: bool = False) -> ev.JobSubmitted:
+    """A small job (a bounded sequence source, parallelism 1); with `restarts`, up to
+    three restarts half a second apart (a job on a killed worker runs again)."""
     vertex = ev.Vertex(
         id="src",
         name="Source",
@@ -807,7 +820,11 @@ def submission(job_id: str) -> ev.JobSubmitted:
         job_id=job_id,
         name=f"drill {job_id}",
         job_graph=ev.JobGraph(vertices=(vertex,)),
-        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+        restart_strategy=(
+            ev.RestartStrategy(kind=ev.RestartStrategyKind.FIXED_DELAY, attempts=3, delay_ms=500)
+            if restarts
+            else ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE)
+        ),
     )
 
 
