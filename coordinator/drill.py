@@ -722,7 +722,7 @@ class Drill:
             bootstrap_servers=self.bootstrap, cluster_id=self.catalog.cluster_id
         )
         live = [p.name for p in self.replicas.values() if p.alive()]
-        deadline, previous = time.monotonic() + 60, -2
+        deadline, previous = time.monotonic() + 120, -2
         while True:  # quiescence: every live replica at the journal's end, twice
             _, last = await full_replay_digest(self.bootstrap, self.catalog)
             statuses = await read_replicas(settings)
