@@ -440,7 +440,7 @@ class Drill:
         """The replica that leads and has said so with its epoch (elected, journaled)."""
         for proc in self.replicas.values():
             log = proc.output() if proc.alive() and not proc.frozen else ""
-            if role(log) == "LEADER" and log.count("leads with epoch") == log.count("role LEADER"):
+            if role(log) == "LEADER" and log.rfind("leads with epoch") > log.rfind("role LEADER"):
                 return proc
         return None
 
