@@ -543,11 +543,17 @@ class Drill:
 
     async def recovered_after(self, fault_at: float) -> float:
         """Seconds from `fault_at` until a submission sent after it is decided."""
+        from aiokafka.errors import KafkaError
+
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             after = {eid for at, eid in self._sent_at if at > fault_at}
             if after:
-                seen = decided(await read_journal(self.bootstrap, self.catalog))
+                try:
+                    seen = decided(await read_journal(self.bootstrap, self.catalog))
+                except KafkaError:  # a broker just restarted may not answer yet
+                    await asyncio.sleep(0.5)
+                    continue
                 if after & set(seen):
                     return time.monotonic() - fault_at
             await asyncio.sleep(0.3)
