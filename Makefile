@@ -9,7 +9,7 @@ LAUNCH := $(PYTHON) compose/local/launcher.py
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install deps up down status env test test-fast lint format typecheck bench demo clean
+.PHONY: help install deps up down status env test test-fast lint format typecheck bench demo drill clean
 
 help:
 	@echo "make demo       a local cluster (Kafka, Redis, 2 coordinators, 2 workers) running a sample job"
@@ -17,6 +17,7 @@ help:
 	@echo "make up / down  start / stop local Kafka and Redis (idempotent)"
 	@echo "make lint       ruff + mypy --strict"
 	@echo "make bench      benchmarks, results in docs/benchmarks.md"
+	@echo "make drill      every recovery drill at full length (docs/operations.md)"
 
 # Python >= 3.11, a virtualenv, the project and its test extra.
 $(STAMP): pyproject.toml
@@ -36,8 +37,10 @@ deps: install
 
 # SECURE=1: also a SASL listener (PLAIN, SCRAM-SHA-256) on 9094 with the KRaft authorizer
 # (docs/security.md); the plain listener on 9092 stays as it is.
+# BROKERS=3: three KRaft nodes (free ports next to 9092: 9192, 9292); topics get replication
+# factor 3 and min.insync.replicas 2 (`make env` exports JM_REPLICATION_FACTOR=3).
 up: deps
-	$(LAUNCH) up $(if $(SECURE),--secure)
+	$(LAUNCH) up $(if $(SECURE),--secure) $(if $(BROKERS),--brokers $(BROKERS))
 
 down:
 	$(LAUNCH) down
@@ -66,6 +69,10 @@ test-fast: install
 
 bench: deps
 	$(BIN)/python -m tests.bench.run
+
+# Every recovery drill at full length, on the Kafka of `make up` (docs/operations.md).
+drill: deps
+	eval "$$($(LAUNCH) env)" && $(BIN)/jm drill all --duration 60
 
 # Kafka + Redis (local launcher, unless KAFKA_BOOTSTRAP_SERVERS and REDIS_URL are set),
 # 2 coordinators, 2 workers and the sample job compose/demo-job.yaml; Ctrl-C stops it.

@@ -9,6 +9,7 @@ cluster id ``jm`` the topics are exactly ``jm.submissions``, ``jm.journal``, ...
 """
 
 import operator
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -100,6 +101,16 @@ _JOURNAL: Final[frozenset[type[ev.Event]]] = frozenset(
 )
 
 
+#: The replication factor of the cluster's topics, when the Catalog is not told one.
+REPLICATION_ENV: Final = "JM_REPLICATION_FACTOR"
+
+
+def replication_for(brokers: int) -> int:
+    """The topics' replication factor on `brokers` brokers: 3 when there are three or
+    more (min.insync.replicas 2: one broker may be down), else one copy per broker."""
+    return max(1, min(3, brokers))
+
+
 class Catalog:
     """Topics and ids of one cluster."""
 
@@ -112,13 +123,17 @@ class Catalog:
         submissions_partitions: int = 4,
         reports_partitions: int = 8,
         state_partitions: int = 8,
-        replication_factor: int = 1,
+        replication_factor: int | None = None,
     ) -> None:
         """`prefix` defaults to the cluster id; topic names are ``{prefix}.{role}``.
 
         `replication_factor` sets min.insync.replicas (RF - 1, at least 1) so a
-        single-broker development cluster and a 3-broker one both work.
+        single-broker development cluster and a 3-broker one both work; by default
+        ``$JM_REPLICATION_FACTOR`` (which `launcher.py env` exports for an instance of
+        three brokers, ``replication_for``), else 1.
         """
+        if replication_factor is None:
+            replication_factor = int(os.environ.get(REPLICATION_ENV) or 1)
         if not _CLUSTER_ID.fullmatch(cluster_id):
             raise ValueError(f"cluster id {cluster_id!r} must match {_CLUSTER_ID.pattern}")
         self.cluster_id = cluster_id

@@ -99,3 +99,35 @@ def test_percentiles_are_nearest_rank() -> None:
     assert (got["p50_ms"], got["p95_ms"], got["p99_ms"], got["max_ms"]) == (5.0, 10.0, 10.0, 10.0)
     got = percentiles([float(v) for v in range(1, 101)])
     assert (got["p50_ms"], got["p95_ms"], got["p99_ms"]) == (50.0, 95.0, 99.0)
+
+
+def test_three_brokers_share_a_quorum_and_keep_three_copies(tmp_path: Path) -> None:
+    """`up --brokers 3`: each node its own id and ports, one quorum of three voters,
+    replication factor 3 with two in sync; `env` exports the catalog's factor."""
+    inst = launcher.Instance(name="x", home=str(tmp_path), kafka_port=1, controller_port=2,
+                             redis_port=3, more_nodes=[[11, 12], [21, 22]])  # fmt: skip
+    assert inst.bootstrap == "127.0.0.1:1,127.0.0.1:11,127.0.0.1:21"
+    props = dict(
+        line.split("=", 1)
+        for line in launcher.server_properties(inst, tmp_path, node=2).splitlines()
+    )
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:2,2@127.0.0.1:12,3@127.0.0.1:22"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:11,CONTROLLER://127.0.0.1:12"
+    assert props["default.replication.factor"] == "3" and props["min.insync.replicas"] == "2"
+    assert props["transaction.state.log.min.isr"] == "2"
+    single = launcher.Instance(name="y", home=str(tmp_path), kafka_port=1, controller_port=2,
+                               redis_port=3)  # fmt: skip
+    assert "min.insync.replicas=1\n" in launcher.server_properties(single, tmp_path)
+
+
+def test_the_catalog_follows_the_broker_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from schemas.catalog import REPLICATION_ENV, Catalog, replication_for
+
+    assert [replication_for(n) for n in (1, 2, 3, 5)] == [1, 2, 3, 3]
+    monkeypatch.setenv(REPLICATION_ENV, "3")
+    three = Catalog("c3")
+    assert three.replication_factor == 3
+    assert three.journal.config()["min.insync.replicas"] == "2"
+    monkeypatch.delenv(REPLICATION_ENV)
+    assert Catalog("c1").journal.config()["min.insync.replicas"] == "1"

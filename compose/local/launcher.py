@@ -31,7 +31,8 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -250,10 +251,20 @@ class Instance:
     redis_port: int
     #: SASL_PLAINTEXT listener with the KRaft authorizer (`up --secure`); 0: none
     sasl_port: int = 0
+    #: `up --brokers 3`: the other nodes' (kafka, controller) ports; node 1 uses the above
+    more_nodes: list[list[int]] = field(default_factory=list)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.nodes())
+
+    @property
+    def brokers(self) -> int:
+        return 1 + len(self.more_nodes)
+
+    def nodes(self) -> list[tuple[int, int]]:
+        """(kafka port, controller port) of each node, node id 1 first."""
+        return [(self.kafka_port, self.controller_port), *((k, c) for k, c in self.more_nodes)]
 
     @property
     def redis_url(self) -> str:
@@ -303,15 +314,19 @@ def secure_users(kdir: Path) -> dict[str, str]:
     return users
 
 
-def server_properties(inst: Instance, data: Path, users: dict[str, str] | None = None) -> str:
+def server_properties(
+    inst: Instance, data: Path, users: dict[str, str] | None = None, node: int = 1
+) -> str:
+    kafka_port, controller_port = inst.nodes()[node - 1]
+    voters = ",".join(f"{n}@127.0.0.1:{c}" for n, (_, c) in enumerate(inst.nodes(), start=1))
     settings = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@127.0.0.1:{inst.controller_port}",
+        "node.id": str(node),
+        "controller.quorum.voters": voters,
         "listeners": (
-            f"PLAINTEXT://127.0.0.1:{inst.kafka_port},CONTROLLER://127.0.0.1:{inst.controller_port}"
+            f"PLAINTEXT://127.0.0.1:{kafka_port},CONTROLLER://127.0.0.1:{controller_port}"
         ),
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{inst.kafka_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{kafka_port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
@@ -333,6 +348,15 @@ def server_properties(inst: Instance, data: Path, users: dict[str, str] | None =
         "num.network.threads": "2",
         "log.segment.bytes": str(64 * 1024 * 1024),
     }
+    if inst.brokers >= 3:
+        # Three brokers: three copies of everything, two in sync to accept a write, so
+        # one broker may be down (`up --brokers 3`, the broker drill).
+        settings.update({
+            "default.replication.factor": "3", "min.insync.replicas": "2",
+            "offsets.topic.replication.factor": "3",
+            "transaction.state.log.replication.factor": "3",
+            "transaction.state.log.min.isr": "2",
+        })  # fmt: skip
     if inst.sasl_port:
         settings.update(secure_properties(inst, users or {}))
     return "".join(f"{key}={value}\n" for key, value in settings.items())
@@ -352,14 +376,18 @@ log4j.logger.state.change.logger=WARN
 """
 
 
-def java_cmd(libs: Path, home: Path, main: str, *args: str) -> list[str]:
+def java_cmd(
+    libs: Path, home: Path, main: str, *args: str, node_dir: Path | None = None
+) -> list[str]:
+    """`node_dir`: the node's directory (log4j config, logs); default the first's."""
+    kdir = node_dir or home / "kafka"
     java = ensure_binary("java")
     heap = os.environ.get("JM_KAFKA_HEAP", "-Xms256m -Xmx1g").split()
     return [
         java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{home / 'kafka' / 'log4j.properties'}",
-        f"-Dkafka.logs.dir={home / 'kafka' / 'logs'}",
+        f"-Dlog4j.configuration=file:{kdir / 'log4j.properties'}",
+        f"-Dkafka.logs.dir={kdir / 'logs'}",
         "-cp", f"{libs}/*", main, *args,
     ]  # fmt: skip
 
@@ -375,20 +403,43 @@ def kafka_cluster_id() -> str:
             return text
 
 
+def node_dir(home: Path, node: int) -> Path:
+    """Node 1's directory is kafka/ (as with one broker), the others' kafka-2/, kafka-3/."""
+    return home / ("kafka" if node == 1 else f"kafka-{node}")
+
+
+def kraft_cluster_id(home: Path) -> str:
+    """The instance's KRaft cluster id, the same for every node (made once)."""
+    path = home / "kraft-cluster-id"
+    if not path.exists():
+        path.write_text(kafka_cluster_id())
+    return path.read_text().strip()
+
+
 def start_kafka(inst: Instance, timeout: float) -> None:
+    """Every node of the instance; they start together (a quorum of three needs two)."""
+    starting = [start_node(inst, node) for node in range(1, inst.brokers + 1)]
+    for wait in starting:
+        if wait is not None:
+            wait(timeout)
+
+
+def start_node(inst: Instance, node: int) -> Callable[[float], None] | None:
+    """Start node `node` of `inst`; returns what waits for it to be ready (None: it runs)."""
     home = Path(inst.home)
-    kdir = home / "kafka"
+    kdir = node_dir(home, node)
+    kafka_port = inst.nodes()[node - 1][0]
     pid_file = kdir / "kafka.pid"
-    if pid_alive(pid_file, "kafka.Kafka") and port_open(inst.kafka_port):
-        return
+    if pid_alive(pid_file, "kafka.Kafka") and port_open(kafka_port):
+        return None
     libs = resolve_jars()
     data, logs = kdir / "data", kdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     users = secure_users(kdir) if inst.sasl_port else {}
-    (kdir / "server.properties").write_text(server_properties(inst, data, users))
+    (kdir / "server.properties").write_text(server_properties(inst, data, users, node))
     (kdir / "log4j.properties").write_text(LOG4J.format(logs=logs))
     if not (data / "meta.properties").exists():
-        cluster = kafka_cluster_id()
+        cluster = kraft_cluster_id(home) if inst.brokers > 1 else kafka_cluster_id()
         # SCRAM credentials live in the KRaft metadata: written when it is formatted.
         scram = [f"--add-scram=SCRAM-SHA-256=[name={n},password={p}]" for n, p in users.items()]
         fmt = java_cmd(libs, home, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}",
@@ -397,27 +448,31 @@ def start_kafka(inst: Instance, timeout: float) -> None:
         done = subprocess.run(fmt, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise LauncherError(f"formatting KRaft storage failed:\n{done.stdout}{done.stderr}")
-    if port_open(inst.kafka_port):
-        raise LauncherError(f"port {inst.kafka_port} is taken by another process")
+    if port_open(kafka_port):
+        raise LauncherError(f"port {kafka_port} is taken by another process")
     (logs / "server.log").unlink(missing_ok=True)
     stdout = kdir / "stdout.log"
-    proc = spawn(java_cmd(libs, home, "kafka.Kafka", str(kdir / "server.properties")), stdout,
-                 pid_file)  # fmt: skip
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise LauncherError(
-                f"Kafka exited with {proc.returncode}; {stdout}:\n{tail(stdout)}\n"
-                f"{logs / 'server.log'}:\n{tail(logs / 'server.log')}"
-            )
-        log = logs / "server.log"
-        ready = log.exists() and READY_LINE in log.read_text(errors="replace")
-        if ready and port_open(inst.kafka_port):
-            return
-        time.sleep(0.2)
-    stop_process(pid_file, "kafka.Kafka")
-    raise LauncherError(f"Kafka not ready after {timeout:.0f}s; {logs / 'server.log'}:\n"
-                        f"{tail(logs / 'server.log')}")  # fmt: skip
+    cmd = java_cmd(libs, home, "kafka.Kafka", str(kdir / "server.properties"), node_dir=kdir)
+    proc = spawn(cmd, stdout, pid_file)
+
+    def wait(timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise LauncherError(
+                    f"Kafka exited with {proc.returncode}; {stdout}:\n{tail(stdout)}\n"
+                    f"{logs / 'server.log'}:\n{tail(logs / 'server.log')}"
+                )
+            log = logs / "server.log"
+            ready = log.exists() and READY_LINE in log.read_text(errors="replace")
+            if ready and port_open(kafka_port):
+                return
+            time.sleep(0.2)
+        stop_process(pid_file, "kafka.Kafka")
+        raise LauncherError(f"Kafka not ready after {timeout:.0f}s; {logs / 'server.log'}:\n"
+                            f"{tail(logs / 'server.log')}")  # fmt: skip
+
+    return wait
 
 
 # -------------------------------------------------------------------- redis
@@ -478,7 +533,7 @@ def ports_asked(args: argparse.Namespace) -> dict[str, bool]:
 
 
 def instance_running(home: Path) -> bool:
-    kafka = pid_alive(home / "kafka" / "kafka.pid", "kafka.Kafka")
+    kafka = any(pid_alive(d / "kafka.pid", "kafka.Kafka") for d in home.glob("kafka*"))
     redis = pid_alive(home / "redis" / "redis.pid", "redis-server")
     return bool(kafka or redis)
 
@@ -507,6 +562,15 @@ def signing_keys(home: Path) -> Path:
     return path
 
 
+def node_port(auto: bool, kind: int, node: int) -> int:
+    """Node `node`'s Kafka (kind 1) or controller (kind 2) port: free ports with --ports
+    auto, else next to the defaults (9192/9193 for node 2, 9292/9293 for node 3)."""
+    if auto:
+        return free_port()
+    base = DEFAULT_KAFKA_PORT if kind == 1 else DEFAULT_CONTROLLER_PORT
+    return base + 100 * (node - 1)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     home = home_dir(args)
     inst = load_instance(args)
@@ -524,8 +588,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             if args.secure
             else 0
         ),
+        more_nodes=[
+            [node_port(auto, 1, n), node_port(auto, 2, n)] for n in range(2, args.brokers + 1)
+        ],
     )
+    if args.secure and args.brokers > 1:
+        raise LauncherError("--secure runs on one broker only")
     if inst is not None and not auto:
+        if inst.brokers != args.brokers and instance_running(home):
+            raise LauncherError(
+                f"instance '{args.name}' runs {inst.brokers} broker(s), not {args.brokers}; "
+                f"stop and remove it first (`launcher.py --name {args.name} down --purge`)"
+            )
         asked = ports_asked(args)
         changed = {k: v for k, v in asked.items() if getattr(inst, k) != getattr(wanted, k)}
         if changed and instance_running(home):
@@ -540,7 +614,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 f"--secure; remove it first (`launcher.py --name {args.name} down --purge`) "
                 f"or use another --name"
             )
-        if not changed:
+        if not changed and inst.brokers == args.brokers:
             wanted = inst  # the instance keeps the ports it has
     inst = wanted
     home.mkdir(parents=True, exist_ok=True)
@@ -557,6 +631,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                   "users_file": str(home / "kafka" / "users.json")}  # fmt: skip
     if args.json:
         print(json.dumps({"bootstrap": inst.bootstrap, "redis_url": inst.redis_url,
+                          "brokers": inst.brokers,
                           "home": inst.home, "seconds": round(elapsed, 2),
                           "signing_keys": str(keys), **secure}))  # fmt: skip
     else:
@@ -574,7 +649,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     home = home_dir(args)
-    kafka = stop_process(home / "kafka" / "kafka.pid", "kafka.Kafka")
+    stopped = [stop_process(d / "kafka.pid", "kafka.Kafka") for d in sorted(home.glob("kafka*"))]
+    kafka = any(stopped)
     redis = stop_process(home / "redis" / "redis.pid", "redis-server")
     print(f"Kafka {'stopped' if kafka else 'was not running'}; "
           f"Redis {'stopped' if redis else 'was not running'}")  # fmt: skip
@@ -603,6 +679,8 @@ def cmd_env(args: argparse.Namespace) -> int:
     print(f"export KAFKA_BOOTSTRAP_SERVERS={inst.bootstrap}")
     print(f"export REDIS_URL={inst.redis_url}")
     print(f"export JM_SIGNING_KEYS_FILE={signing_keys(Path(inst.home))}")
+    if inst.brokers > 1:  # the catalog's topics: schemas/catalog.py replication_for
+        print(f"export JM_REPLICATION_FACTOR={min(3, inst.brokers)}")
     if inst.sasl_port:
         print(f"# SASL listener: 127.0.0.1:{inst.sasl_port}; passwords in "
               f"{Path(inst.home) / 'kafka' / 'users.json'} (docs/security.md)")  # fmt: skip
@@ -633,6 +711,9 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--controller-port")
     up.add_argument("--redis-port")
     up.add_argument("--no-redis", action="store_true")
+    up.add_argument("--brokers", type=int, choices=[1, 3], default=1,
+                    help="KRaft nodes (default 1); 3: replication factor 3, "
+                    "min.insync.replicas 2 (`make up BROKERS=3`)")  # fmt: skip
     up.add_argument("--secure", action="store_true",
                     help="also a SASL listener (PLAIN, SCRAM), KRaft authorizer")  # fmt: skip
     up.add_argument("--sasl-port")

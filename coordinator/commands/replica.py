@@ -138,6 +138,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     r.set_defaults(handler=lambda a: run(_replicas(a)))
 
+    # `jm drill` runs replicas and breaks them: registered with them, so an install made
+    # before it existed (its entry points read from older metadata) has it too.
+    from coordinator.commands import drill
+
+    drill.register(sub)
+
 
 def _config_show(args: argparse.Namespace) -> int:
     from schemas.config import ConfigError, effective

@@ -412,14 +412,3 @@ async def both_report_foreign_records(
             return a, b
         assert time.monotonic() < deadline, f"not reported: {statuses}"
         await asyncio.sleep(0.3)
-
-
-def decided(events: list[tuple[int, ev.Event]]) -> dict[str, int]:
-    """submission event id -> how many journal decisions name it (accepted or rejected)."""
-    seen: dict[str, int] = {}
-    for _, e in events:
-        if isinstance(e, ev.JobAccepted):
-            seen[e.submission.event_id] = seen.get(e.submission.event_id, 0) + 1
-        elif isinstance(e, ev.JobRejected):
-            seen[e.input_event_id] = seen.get(e.input_event_id, 0) + 1
-    return seen

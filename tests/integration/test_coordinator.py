@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from coordinator.domain import State, evolve, state_digest
+from coordinator.drill import decided
 from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
@@ -19,7 +20,6 @@ from tests.integration.harness import (
     Journal,
     Producer,
     ProtocolWorker,
-    decided,
     job_submitted,
     joined,
     now_ms,

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from coordinator.commands.replica import read_replicas
-from coordinator.runtime import machine, snapshots
-from coordinator.runtime.journal import JournalFollower, StopAt
+from coordinator.drill import OwnRedis, decided, full_replay_digest, snapshot_plus_tail_digest
+from coordinator.runtime import snapshots
 from schemas import events as ev
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
@@ -31,7 +28,6 @@ from tests.integration.harness import (
     Journal,
     Producer,
     ProtocolWorker,
-    decided,
     job_submitted,
     joined,
 )
@@ -59,36 +55,6 @@ async def replicas(stack: Stack, catalog: Catalog) -> AsyncIterator[Start]:
     for proc in started:
         proc.kill(signal.SIGCONT)
         proc.stop()
-
-
-async def full_replay_digest(
-    stack: Stack, catalog: Catalog, to_offset: int | None = None
-) -> tuple[str, int]:
-    """Digest of a full replay (up to and including `to_offset`, else to the end)."""
-    follower = JournalFollower(stack.bootstrap, catalog)
-    await follower.start()
-    try:
-        await follower.catch_up(None if to_offset is None else StopAt(offset=to_offset + 1))
-    finally:
-        await follower.stop()
-    return machine.digest(follower.state), follower.last_offset
-
-
-async def snapshot_plus_tail_digest(
-    stack: Stack, catalog: Catalog, to_offset: int
-) -> tuple[str, str]:
-    """Digest of the latest readable snapshot plus the journal up to `to_offset`."""
-    loaded = await snapshots.load_latest(stack.bootstrap, catalog)
-    assert loaded is not None, "the leader wrote no snapshot"
-    follower = JournalFollower(stack.bootstrap, catalog)
-    await follower.start()
-    try:
-        follower.reset(loaded.state, loaded.covered_offset + 1)
-        await follower.catch_up(StopAt(offset=to_offset + 1))
-    finally:
-        await follower.stop()
-    assert follower.last_offset == to_offset
-    return machine.digest(follower.state), loaded.snapshot_id
 
 
 async def test_kill_9_leader_of_three_during_submissions(
@@ -138,7 +104,7 @@ async def test_kill_9_leader_of_three_during_submissions(
         deadline = time.monotonic() + 30
         previous = -2
         while True:
-            _, last_offset = await full_replay_digest(stack, catalog)
+            _, last_offset = await full_replay_digest(stack.bootstrap, catalog)
             statuses = await read_replicas(settings)
             live = [statuses.get(r) for r in ("r2", "r3")]
             settled = all(s is not None and s.applied_offset == last_offset for s in live)
@@ -148,8 +114,10 @@ async def test_kill_9_leader_of_three_during_submissions(
             previous = last_offset if settled else -2
             assert time.monotonic() < deadline, f"replicas did not settle: {live}"
             await asyncio.sleep(0.5)
-        replay_digest, _ = await full_replay_digest(stack, catalog, last_offset)
-        tail_digest, snapshot_id = await snapshot_plus_tail_digest(stack, catalog, last_offset)
+        replay_digest, _ = await full_replay_digest(stack.bootstrap, catalog, last_offset)
+        tail_digest, snapshot_id = await snapshot_plus_tail_digest(
+            stack.bootstrap, catalog, last_offset
+        )
         assert tail_digest == replay_digest, snapshot_id
         for rid in ("r2", "r3"):
             assert statuses[rid].digest == replay_digest, rid
@@ -225,50 +193,14 @@ async def test_second_producer_with_the_transactional_id_fences_the_first(
     assert len(events) == 1
 
 
-@dataclasses.dataclass
-class OwnRedis:
-    port: int
-    directory: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is installed by `make deps`"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def own_redis() -> Iterator[OwnRedis]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    redis = OwnRedis(port, Path(tempfile.mkdtemp(prefix="jm-redis-")))
+    directory = Path(tempfile.mkdtemp(prefix="jm-redis-"))
+    redis = OwnRedis(directory)
     redis.start()
     yield redis
     redis.stop()
-    shutil.rmtree(redis.directory, ignore_errors=True)
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_redis_outage_steps_the_leader_down_and_one_leader_returns(
@@ -312,8 +244,8 @@ async def test_corrupt_latest_snapshot_falls_back_with_the_same_digest(
             )
         )
     leader.stop()
-    replay_digest, last_offset = await full_replay_digest(stack, catalog)
-    good_digest, good_id = await snapshot_plus_tail_digest(stack, catalog, last_offset)
+    replay_digest, last_offset = await full_replay_digest(stack.bootstrap, catalog)
+    good_digest, good_id = await snapshot_plus_tail_digest(stack.bootstrap, catalog, last_offset)
     assert good_digest == replay_digest
 
     # A newer snapshot whose bytes are garbage (valid Avro, unreadable state).
@@ -327,7 +259,7 @@ async def test_corrupt_latest_snapshot_falls_back_with_the_same_digest(
     loaded = await snapshots.load_latest(stack.bootstrap, catalog)
     assert loaded is not None and loaded.snapshot_id == good_id
     assert any(reason.startswith("corrupt:") for reason in loaded.skipped)
-    fallback_digest, used = await snapshot_plus_tail_digest(stack, catalog, last_offset)
+    fallback_digest, used = await snapshot_plus_tail_digest(stack.bootstrap, catalog, last_offset)
     assert (fallback_digest, used) == (replay_digest, good_id)
 
     # A replica process started now uses the fallback and reports the same digest.
@@ -336,7 +268,7 @@ async def test_corrupt_latest_snapshot_falls_back_with_the_same_digest(
     assert "snapshot skipped: corrupt" in replica.output()
     settings = ClusterSettings(bootstrap_servers=stack.bootstrap, cluster_id=catalog.cluster_id)
     # It journaled its own LeaderElected since; fold the same journal to compare.
-    replay_digest, last_offset = await full_replay_digest(stack, catalog)
+    replay_digest, last_offset = await full_replay_digest(stack.bootstrap, catalog)
     deadline = time.monotonic() + 10
     while True:
         status = (await read_replicas(settings)).get("s2")

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.commands.replica import replica_alerts
+from coordinator.drill import decided
 from coordinator.runtime import machine
 from schemas import events as ev
 from schemas import kafkaio, signing
@@ -31,7 +32,6 @@ from tests.integration.harness import (
     Journal,
     Producer,
     both_report_foreign_records,
-    decided,
     job_submitted,
     joined,
     now_ms,

@@ -102,3 +102,32 @@ def test_install_once_on_each_logger(caplog: pytest.LogCaptureFixture) -> None:
     finally:
         for calm in installed:
             logging.getLogger(calm.rule.logger).removeFilter(calm)
+
+
+def test_an_outage_is_one_line_a_summary_and_one_line_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    outage = kafkalog.BrokerOutage(every_s=30, clock=clock)
+    text = "Unable connect to node with id %s: %s"
+    refused = logging.LogRecord("aiokafka.client", logging.ERROR, __file__, 1, text,
+                                (1, "refused"), None)  # fmt: skip
+    other = logging.LogRecord("aiokafka.client", logging.ERROR, __file__, 1, "something else",
+                              None, None)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger=kafkalog.OUTAGE_LOGGER):
+        for _ in range(100):  # 10 s of aiokafka's errors at 10 a second
+            assert not outage.filter(refused)
+            outage.failed(1, "refused")
+            clock.now += 0.1
+        assert outage.filter(other)  # anything else passes
+        clock.now += 25  # 35 s into the outage: one summary
+        assert not outage.filter(refused)
+        outage.answered(1)  # an error just now: not over yet
+        clock.now += kafkalog.OUTAGE_QUIET_S
+        outage.answered(1)
+        outage.answered(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == kafkalog.OUTAGE_LOGGER]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("Kafka does not answer (Unable connect to node with id 1")
+    assert lines[1].startswith("Kafka still does not answer after 35 s (broker(s) 1); 101 ")
+    assert lines[2].startswith("Kafka answers again after 35.0 s; 101 connection errors")
