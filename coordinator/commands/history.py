@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--port",
         type=int,
-        default=int(os.environ.get("JM_HISTORY_PORT", "8082")),
-        help="HTTP port (default $JM_HISTORY_PORT or 8082; 0 picks a free port and prints it)",
+        default=int(os.environ.get("JM_HISTORY_PORT", "8083")),
+        help="HTTP port (default $JM_HISTORY_PORT or 8083; 0 picks a free port and prints it)",
     )
     p.add_argument(
         "--data-dir",
