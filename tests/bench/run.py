@@ -2,7 +2,7 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest ...] [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|history ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -31,6 +31,7 @@ from tests.bench import (
     bench_cli,
     bench_codec,
     bench_ha,
+    bench_history,
     bench_latency,
     bench_replay,
     bench_rest,
@@ -47,7 +48,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest")  # fmt: skip
+         "ckpt-kill", "rest", "history")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -224,6 +225,10 @@ def main() -> int:
                 results["rest"] = asyncio.run(bench_rest.run(stack, n))
                 for r in results["rest"]:
                     emit(r)
+            if "history" in args.only:
+                n = 500 if args.quick else 10_000
+                results["history"] = [asyncio.run(bench_history.run(stack.bootstrap, n))]
+                emit(results["history"][0])
         finally:
             stop_stack()
     total = time.monotonic() - started
