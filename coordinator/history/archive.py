@@ -71,25 +71,34 @@ class Archive:
         self.state = state
         self._empty_metrics = MetricsStore()  # archived jobs carry no live metrics
         self.version = 0  # bumped on every change (the overview cache's key)
+        self._running: dict[str, Row] = {}  # the journal rows of jobs not ended yet
 
     def on_event(self, offset: int, event: ev.Event) -> None:
         job_id = job_id_of(event)
         if job_id is None:
             return
-        seen = self.tables.journal.get(job_id)
+        seen = self.tables.journal.get(job_id) or self._running.get(job_id)
         if seen is not None and offset < seen["last"]:
             return  # delivered again after a restart: the rows are already newer
-        if seen is None or offset > seen["last"]:
-            self.tables.journal[job_id] = {
-                "first": offset if seen is None else seen["first"],
-                "last": offset,
-                "events": 1 if seen is None else seen["events"] + 1,
-            }
-        # The job's latest record, maybe again: render again (the same rows), since a
-        # crash may have persisted some tables' writes and not others'.
+        if seen is None:
+            row = {"first": offset, "last": offset, "events": 1}
+        elif offset > seen["last"]:
+            row = {"first": seen["first"], "last": offset, "events": seen["events"] + 1}
+        else:
+            row = seen
         state = self.state()
         job = state.jobs.get(job_id)
-        if job is not None and job.status.is_globally_terminal:
+        ended = job is not None and job.status.is_globally_terminal
+        if not ended and job_id not in self.tables.journal:
+            # Still running: counted in memory (rebuilt with the fold after a restart);
+            # its changelog is written once it ended, not once per record.
+            self._running[job_id] = row
+            return
+        self._running.pop(job_id, None)
+        self.tables.journal[job_id] = row
+        # The job's latest record, maybe again: render again (the same rows), since a
+        # crash may have persisted some tables' writes and not others'.
+        if job is not None and ended:
             self._render(job, offset, state)
         self.version += 1
 
