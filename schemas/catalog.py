@@ -273,6 +273,11 @@ class Catalog:
         (inside its transactions; it reads with assign(), never joins)."""
         return f"{self.cluster_id}.leader-inputs"
 
+    def history_topic(self, name: str = "history", table: str | None = None) -> str:
+        """History server `name`'s faust app id (its consumer group on the journal),
+        or the changelog topic of its `table` (coordinator/history/)."""
+        return f"{self.prefix}.{name}" + ("" if table is None else f".{table}")
+
     @property
     def redis_prefix(self) -> str:
         """Prefix of every Redis key of this cluster."""

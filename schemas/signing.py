@@ -59,6 +59,7 @@ PROCESS_ROLES: Final[Mapping[str, tuple[str, ...]]] = {
     "coordinator": ("client", "worker", "command", "journal"),
     "worker": ("worker", "command"),
     "client": ("client",),
+    "history": ("journal",),  # verifies the journal it archives (jm history)
 }
 MIN_SECRET_BYTES: Final = 32
 ENV_FILE: Final = "JM_SIGNING_KEYS_FILE"

@@ -221,3 +221,20 @@ def test_compose_generates_the_signing_keys_once_and_every_jm_service_reads_them
         assert "jm-keys:/keys:ro" in services[name]["volumes"], name
         assert services[name]["depends_on"]["keys"]["condition"] == "service_completed_successfully"
     assert "chown jm /keys" in DOCKERFILE.read_text()
+
+
+def test_compose_runs_the_history_server_on_8083_after_topics_and_keys() -> None:
+    import argparse
+
+    from coordinator.commands import history
+
+    service = compose()["services"]["history"]
+    parser = argparse.ArgumentParser()
+    history.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(service["command"])
+    assert (args.command, args.host, args.port) == ("history", "0.0.0.0", 8083)
+    assert service["ports"] == ["127.0.0.1:8083:8083"]  # host loopback only
+    assert "http://127.0.0.1:8083/readyz" in " ".join(service["healthcheck"]["test"])
+    assert service["environment"]["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"
+    assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    assert service["depends_on"]["keys"]["condition"] == "service_completed_successfully"

@@ -92,7 +92,9 @@ def test_the_manifests_are_valid_yaml_objects_and_the_kustomization_lists_them_a
     assert set(objects) == {
         "ConfigMap/jm-cluster",
         "Deployment/jm-coordinator",
+        "Deployment/jm-history",
         "Deployment/jm-worker",
+        "Service/jm-history",
         "Service/jm-rest",
     }
     for key, obj in objects.items():
@@ -174,7 +176,7 @@ def quantity(value: object) -> float:
     return float(match[1]) * _UNITS[match[2] or ""]
 
 
-@pytest.mark.parametrize("name", ["jm-coordinator", "jm-worker"])
+@pytest.mark.parametrize("name", ["jm-coordinator", "jm-worker", "jm-history"])
 def test_every_container_has_requests_within_limits(name: str) -> None:
     for container in containers(deployment(name)):
         resources = container["resources"]
@@ -239,3 +241,25 @@ def test_the_coordinator_memory_follows_docs_memory_md() -> None:
     assert settings.memory_process_size == limit
     assert process_size_problem(settings) is None
     assert needed_for(settings) <= request <= limit
+
+
+def test_the_history_server_runs_jm_history_with_journal_keys_behind_a_service() -> None:
+    import argparse
+
+    from coordinator.commands import history
+
+    dep = deployment("jm-history")
+    assert dep["spec"]["replicas"] == 1  # one consumer of its tables' partition
+    container = main_container(dep)
+    parser = argparse.ArgumentParser()
+    history.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(container["args"])
+    assert (args.command, args.host, args.port) == ("history", "0.0.0.0", 8083)
+    assert container["ports"] == [{"name": "history", "containerPort": 8083}]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "history"}
+    assert container["envFrom"] == [{"configMapRef": {"name": "jm-cluster"}}]
+    [volume] = dep["spec"]["template"]["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == "jm-signing-keys-history"
+    service = manifests()["Service/jm-history"]
+    assert service["spec"]["selector"] == {"app.kubernetes.io/name": "jm-history"}
+    assert service["spec"]["ports"][0]["targetPort"] == "history"

@@ -448,6 +448,7 @@ class Demo:
         await self.start_coordinators()
         await self.cancel_stale_jobs()
         await self.start_workers()
+        await self.start_history()
         await self.submit()
         await self.show_running()
         await self.watch_results()
@@ -594,6 +595,14 @@ class Demo:
         await self.until(lambda: self.joined >= set(WORKERS), "both workers to join")
         say(f"{stamp()} workers {' and '.join(WORKERS)} joined, "
             f"{WORKER_SLOTS} slots each")  # fmt: skip
+
+    async def start_history(self) -> None:
+        """``jm history`` (docs/history.md): serves the job once it ended."""
+        port = rest_port(len(COORDINATORS) + 1, self.rest_base)
+        history = self.spawn("history", "history", ["history", "--port", str(port)])
+        await self.until(lambda: "history http://" in history.output(), "the history server")
+        url = history.output().split("history http://", 1)[1].split()[0]
+        say(f"{stamp()} history server (ended jobs, Flink HistoryServer paths): http://{url}")
 
     async def submit(self) -> None:
         assert self.settings is not None and self.catalog is not None
@@ -748,10 +757,16 @@ class Demo:
         warnings: list[str] = []
         if any(c.proc.poll() is None for c in self.children if c.kind == "coordinator"):
             await self.cancel_job()
+        archives = [c for c in self.children if c.kind == "history"]
+        for child in archives:
+            child.terminate()
+        reports: list[tuple[Child, str]] = []
+        if archives:
+            done = await asyncio.gather(*(c.finish(3.0) for c in archives))
+            reports += zip(archives, done, strict=True)
         workers = [c for c in self.children if c.kind == "worker"]
         # The standby first, so it does not take over when the leader goes.
         coordinators = [c for c in reversed(self.children) if c.kind == "coordinator"]
-        reports: list[tuple[Child, str]] = []
         if workers:
             say(f"{stamp()} stopping workers {', '.join(c.name for c in workers)} (SIGTERM)")
             for child in workers:

@@ -9,10 +9,19 @@ import sys
 
 from coordinator.commands.common import run
 
+#: The scenarios of coordinator/drill.py, named here so `jm --help` imports no asyncio
+#: (tests/test_drill.py checks the two lists are the same).
+SCENARIOS = (
+    "leader-kill",
+    "leader-freeze",
+    "worker-kill",
+    "redis-outage",
+    "snapshot-corrupt",
+    "broker-kill",
+)
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from coordinator.drill import SCENARIOS
-
     p = sub.add_parser(
         "drill",
         help="break a cluster of the drill's own on purpose, check nothing was lost",

@@ -30,6 +30,8 @@ from coordinator.rest.views import (
     checkpoint_config,
     checkpoint_statistics,
     current_samples,
+    dashboard_config,
+    exception_history,
     in_acceptance_order,
     io_metrics,
     job_detail,
@@ -124,18 +126,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         return json_answer(answer, 200 if reason is None else 503)
 
     async def config(request: web.Request) -> web.Response:
-        return json_answer(
-            m.DashboardConfig(
-                refresh_interval=3000,
-                timezone_name="Coordinated Universal Time",
-                timezone_offset=0,
-                flink_version=VERSION,
-                flink_revision="",
-                features=m.Features(
-                    web_submit=False, web_cancel=True, web_rescale=False, web_history=False
-                ),
-            )
-        )
+        return json_answer(dashboard_config(refresh_ms=3000, cancel=True, history=False))
 
     async def overview(request: web.Request) -> web.Response:
         state = ctx.state
@@ -217,27 +208,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
     async def job_exceptions(request: web.Request) -> web.Response:
         job = the_job(request)
         limit = int_query(request, "maxExceptions", 10, minimum=1)
-        names = {v.id: v.name for v in job.submission.job_graph.vertices}
-        hosts = {w.tm_id: w.host for w in ctx.state.workers.values()}
-        latest = list(reversed(job.exceptions))
-        entries = [
-            m.ExceptionHistoryEntry(
-                exception_name=x.error_name,
-                stacktrace=x.message,
-                timestamp=x.timestamp,
-                task_name=None
-                if x.vertex_id is None
-                else f"{names.get(x.vertex_id, x.vertex_id)} ({(x.subtask_index or 0) + 1})",
-                location=None if x.tm_id is None else hosts.get(x.tm_id, x.tm_id),
-                endpoint=None if x.tm_id is None else hosts.get(x.tm_id, x.tm_id),
-                task_manager_id=x.tm_id,
-                failure_labels={},
-                concurrent_exceptions=[],
-            )
-            for x in latest[:limit]
-        ]
-        history = m.ExceptionHistory(entries=entries, truncated=len(latest) > limit)
-        return json_answer(m.JobExceptions(exception_history=history))
+        return json_answer(exception_history(job, ctx.state.workers, limit))
 
     async def job_checkpoints(request: web.Request) -> web.Response:
         return json_answer(checkpoint_statistics(the_job(request), ctx.offset))

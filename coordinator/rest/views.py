@@ -209,6 +209,20 @@ class JobsOverviewCache:
             self._running.append((row.start_time, before, after))
 
 
+def dashboard_config(*, refresh_ms: int, cancel: bool, history: bool) -> m.DashboardConfig:
+    """Flink's ``/config`` (the coordinator's, and the history server's)."""
+    return m.DashboardConfig(
+        refresh_interval=refresh_ms,
+        timezone_name="Coordinated Universal Time",
+        timezone_offset=0,
+        flink_version=VERSION,
+        flink_revision="",
+        features=m.Features(
+            web_submit=False, web_cancel=cancel, web_rescale=False, web_history=history
+        ),
+    )
+
+
 def restart_description(r: RestartStrategy) -> str:
     """A job's restart strategy in words, as Flink's job config shows it."""
     if r.kind is RestartStrategyKind.FIXED_DELAY:
@@ -314,6 +328,31 @@ def job_detail(job: Job, offset: int, now: int, metrics: MetricsStore) -> m.JobD
         restarts=job.restart_count,
         artifact=_artifact(job.submission.artifact),
     )
+
+
+def exception_history(job: Job, workers: Mapping[str, Worker], limit: int) -> m.JobExceptions:
+    """Flink's ``/jobs/{id}/exceptions``: the latest `limit` failures, newest first."""
+    names = {v.id: v.name for v in job.submission.job_graph.vertices}
+    hosts = {w.tm_id: w.host for w in workers.values()}
+    latest = list(reversed(job.exceptions))
+    entries = [
+        m.ExceptionHistoryEntry(
+            exception_name=x.error_name,
+            stacktrace=x.message,
+            timestamp=x.timestamp,
+            task_name=None
+            if x.vertex_id is None
+            else f"{names.get(x.vertex_id, x.vertex_id)} ({(x.subtask_index or 0) + 1})",
+            location=None if x.tm_id is None else hosts.get(x.tm_id, x.tm_id),
+            endpoint=None if x.tm_id is None else hosts.get(x.tm_id, x.tm_id),
+            task_manager_id=x.tm_id,
+            failure_labels={},
+            concurrent_exceptions=[],
+        )
+        for x in latest[:limit]
+    ]
+    history = m.ExceptionHistory(entries=entries, truncated=len(latest) > limit)
+    return m.JobExceptions(exception_history=history)
 
 
 def checkpoint_statistics(job: Job, offset: int) -> m.CheckpointingStatistics:

@@ -276,6 +276,17 @@ class JournalFollower:
             applied += self._apply(record.offset, decoded)
         return applied, False
 
+    def feed(self, record: ConsumerRecord[bytes, bytes]) -> int:
+        """Fold one committed record another consumer read (the history server's faust
+        stream) by the same rules as ``poll``; returns 1 if it was applied. The read
+        position moves past it; ``seek(position)`` before polling again."""
+        decoded = self._decode(record)
+        self.position = record.offset + 1
+        if isinstance(decoded, ForeignRecord):
+            self._skip(decoded)
+            return 0
+        return self._apply(record.offset, decoded)
+
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | ForeignRecord:
         offset, value = record.offset, record.value
         try:

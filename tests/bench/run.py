@@ -2,8 +2,8 @@
 
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
-                               ckpt-throughput|ckpt-kill|rest|usercode|memory|deploy ...]
-                               [--quick] [--no-docs]
+                               ckpt-throughput|ckpt-kill|rest|usercode|memory|deploy|
+                               history ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -33,6 +33,7 @@ from tests.bench import (
     bench_codec,
     bench_deploy,
     bench_ha,
+    bench_history,
     bench_latency,
     bench_memory,
     bench_replay,
@@ -51,7 +52,7 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest", "usercode", "memory", "deploy")  # fmt: skip
+         "ckpt-kill", "rest", "usercode", "memory", "deploy", "history")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -248,6 +249,10 @@ def main() -> int:
                 ]
                 for r in results["deploy"]:
                     emit(r)
+            if "history" in args.only:
+                n = 500 if args.quick else 10_000
+                results["history"] = [asyncio.run(bench_history.run(stack.bootstrap, n))]
+                emit(results["history"][0])
         finally:
             stop_stack()
     total = time.monotonic() - started

@@ -51,6 +51,13 @@ CASES = [pytest.param(s, marks=pytest.mark.timeout(900)) if s == "broker-kill" e
          for s in SCENARIOS]  # fmt: skip
 
 
+def test_jm_drill_offers_every_scenario_the_drill_module_runs() -> None:
+    """The CLI names them without importing coordinator.drill (jm --help stays light)."""
+    from coordinator.commands import drill as command
+
+    assert command.SCENARIOS == SCENARIOS
+
+
 @pytest.mark.parametrize("scenario", CASES)
 async def test_the_drill_passes_in_its_short_form(scenario: str, stack: Stack) -> None:
     """One after the other: at once, six clusters starting on two cores took minutes."""

@@ -1,0 +1,1 @@
+"""The job history server: a faust-streaming projection of the journal (``jm history``)."""

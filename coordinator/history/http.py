@@ -1,0 +1,116 @@
+"""The history server's HTTP answers: Flink's HistoryServer paths, from the tables.
+
+The answers are the coordinator's REST models (coordinator/rest/models.py) as the
+archive stored them, so a job answers here with the fields the coordinator gave
+while it ran. Errors are Flink's ``{"errors": [...]}``; every answer carries the
+journal offset the tables reflect (``X-JM-Journal-Offset``) and allows any origin
+(the read-only archive is read by the coordinator's dashboard from another port).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Final
+
+from aiohttp import web
+
+from coordinator.history.app import HistoryApp
+from coordinator.history.archive import exceptions_answer, overview_rows
+from coordinator.rest.api import ApiError, Handler, int_query, json_answer, not_found
+from coordinator.rest.server import OFFSET_HEADER, VERSION_PREFIX
+from coordinator.rest.views import dashboard_config
+
+log = logging.getLogger(__name__)
+
+JOB: Final = "/jobs/{job_id}"
+
+
+def _json(value: Any) -> web.Response:
+    return web.Response(text=json.dumps(value), content_type="application/json")
+
+
+class _OverviewCache:
+    """``/jobs/overview`` as JSON, rebuilt only when the archive changed."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.text = ""
+
+
+def build_app(history: HistoryApp) -> web.Application:
+    tables = history.tables
+    overview = _OverviewCache()
+
+    @web.middleware
+    async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except ApiError as err:
+            response = web.Response(
+                text=json.dumps({"errors": err.errors}),
+                status=err.status,
+                content_type="application/json",
+            )
+        except web.HTTPException as err:
+            if err.status < 400:
+                raise
+            reason = "Not found: " + request.path if err.status == 404 else err.reason
+            response = web.Response(
+                text=json.dumps({"errors": [reason]}),
+                status=err.status,
+                content_type="application/json",
+            )
+        response.headers[OFFSET_HEADER] = str(history.offset)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    def row(table: Any, request: web.Request) -> Any:
+        job_id = request.match_info["job_id"]
+        found = table.get(job_id)
+        if found is None:
+            raise not_found(f"Job {job_id} not found in the archive.")
+        return found
+
+    async def readyz(request: web.Request) -> web.Response:
+        ready = history.ready[0]
+        return _json({"ready": ready, "jm-journal-offset": history.offset}) if ready else (
+            web.Response(text=json.dumps({"errors": ["recovering the tables"]}), status=503,
+                         content_type="application/json")
+        )  # fmt: skip
+
+    async def config(request: web.Request) -> web.Response:
+        return json_answer(dashboard_config(refresh_ms=10000, cancel=False, history=True))
+
+    async def jobs_overview(request: web.Request) -> web.Response:
+        if overview.version != history.archive.version:
+            overview.text = json.dumps({"jobs": overview_rows(tables.jobs)})
+            overview.version = history.archive.version
+        return web.Response(text=overview.text, content_type="application/json")
+
+    async def one_job(request: web.Request) -> web.Response:
+        return _json(row(tables.details, request))
+
+    async def exceptions(request: web.Request) -> web.Response:
+        limit = int_query(request, "maxExceptions", 10, minimum=1)
+        return json_answer(exceptions_answer(row(tables.exceptions, request), limit))
+
+    async def checkpoints(request: web.Request) -> web.Response:
+        return _json(row(tables.checkpoints, request))
+
+    async def journal(request: web.Request) -> web.Response:
+        return _json({"jid": request.match_info["job_id"], **row(tables.journal, request)})
+
+    app = web.Application(middlewares=[answer])
+    for path, handler in (
+        ("/readyz", readyz),
+        ("/config", config),
+        ("/jobs/overview", jobs_overview),
+        (JOB, one_job),
+        (JOB + "/exceptions", exceptions),
+        (JOB + "/checkpoints", checkpoints),
+        (JOB + "/journal", journal),
+    ):
+        for prefix in ("", VERSION_PREFIX):
+            app.router.add_get(prefix + path, handler)
+    return app

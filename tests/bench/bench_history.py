@@ -1,0 +1,164 @@
+"""Benchmark: the history server (``jm history``) rebuilding from a journal of ended jobs,
+and its ``/jobs/overview`` latency with that many archived jobs.
+
+Real: Kafka, the journal records (``workload.JournalGenerator`` drives decide/evolve
+like the leader, so the jobs are accepted, deployed, checkpointed, ended and archived
+as a leader journals them; written in transactions of ~5,000 records and signed with
+the journal key), and the history server: ``python -m coordinator.history`` as its
+own process (a faust-streaming worker, a fresh consumer group and empty tables),
+verifying and folding every record and writing its tables' changelogs.
+Simulated: the cluster that would have written the journal (no coordinator, no workers).
+
+Measured: from the process start until its answers carry the journal's end offset
+(``X-JM-Journal-Offset``), then sequential ``GET /jobs/overview`` round trips over
+loopback (aiohttp client in this process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+
+from schemas import kafkaio, signing
+from schemas.catalog import Catalog
+from tests.bench.workload import JournalGenerator
+
+REPO = Path(__file__).resolve().parents[2]
+TRANSACTION_RECORDS = 5_000
+OVERVIEW_REQUESTS = 200
+
+
+async def _write(
+    bootstrap: str, catalog: Catalog, gen: JournalGenerator, jobs: int, keys: signing.KeyRing
+) -> int:
+    """Journal records until `jobs` jobs were submitted and every one ended; the count."""
+    producer = kafkaio.producer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"{catalog.cluster_id}.bench-writer",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+    )
+    topic = catalog.journal.name
+    await producer.start()
+    records = 0
+    try:
+        batches = gen.batches(1 << 62)
+        while gen.jobs_submitted < jobs or any(
+            not j.status.is_globally_terminal for j in gen.state.jobs.values()
+        ):
+            pending: list[tuple[bytes, bytes, Any]] = []
+            while len(pending) < TRANSACTION_RECORDS and gen.jobs_submitted < jobs + 1:
+                pending.extend(next(batches))
+            async with producer.transaction():
+                for key, value, headers in pending:
+                    signed = keys.sign("journal", topic, key, value, headers)
+                    await producer.send(topic, value, key=key, headers=signed, partition=0)
+            records += len(pending)
+            if gen.jobs_submitted >= jobs + 1:
+                break
+    finally:
+        await producer.stop()
+    return records
+
+
+async def run(bootstrap: str, jobs: int = 10_000) -> dict[str, Any]:
+    catalog = Catalog(f"bench-history-{uuid.uuid4().hex[:8]}")
+    await kafkaio.create_topics(bootstrap, catalog)
+    home = Path(tempfile.mkdtemp(prefix="jm-bench-history-"))
+    key_file = home / "keys.json"
+    signing.write_key_file(key_file, signing.generate(("journal",)))
+    keys = signing.KeyRing.load(key_file, ("journal",))
+    gen = JournalGenerator(catalog)
+    started = time.perf_counter()
+    records = await _write(bootstrap, catalog, gen, jobs, keys)
+    write_s = time.perf_counter() - started
+    end = await _end_offset(bootstrap, catalog)
+    proc, log = _start(catalog, bootstrap, key_file, home / "history.log")
+    t0 = time.perf_counter()
+    try:
+        url = await _url(home / "history.log", proc)
+        async with aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(url + "/jobs/overview") as r:
+                    # The last offset is the writer's commit marker: never handed over.
+                    if int(r.headers["X-JM-Journal-Offset"]) >= end - 1:
+                        archived = len((await r.json())["jobs"])
+                        break
+                await asyncio.sleep(0.2)
+            rebuild_s = time.perf_counter() - t0
+            latencies = []
+            for _ in range(OVERVIEW_REQUESTS):
+                t = time.perf_counter()
+                async with session.get(url + "/jobs/overview") as r:
+                    body = await r.read()
+                latencies.append((time.perf_counter() - t) * 1000)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    latencies.sort()
+    return {
+        "benchmark": "history",
+        "cluster_id": catalog.cluster_id,
+        "jobs_submitted": gen.jobs_submitted,
+        "jobs_archived_served": archived,
+        "journal_records": records,
+        "journal_end_offset": end,
+        "write_s": round(write_s, 2),
+        "rebuild_s": round(rebuild_s, 2),
+        "overview_bytes": len(body),
+        "overview_p50_ms": round(statistics.median(latencies), 2),
+        "overview_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+        "overview_requests": OVERVIEW_REQUESTS,
+    }
+
+
+def _start(
+    catalog: Catalog, bootstrap: str, key_file: Path, log_path: Path
+) -> tuple[subprocess.Popen[bytes], IO[str]]:
+    log = open(log_path, "w")  # noqa: SIM115 - closed by the caller
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.history", "--port", "0", "--cluster-id",
+         catalog.cluster_id, "--bootstrap-servers", bootstrap, "--signing-keys", str(key_file),
+         "--log-level", "WARNING"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+    )  # fmt: skip
+    return proc, log
+
+
+def _printed_url(log: Path) -> str | None:
+    text = log.read_text(errors="replace")
+    if "history http://" not in text:
+        return None
+    return "http://" + text.split("history http://", 1)[1].split()[0]
+
+
+async def _end_offset(bootstrap: str, catalog: Catalog) -> int:
+    from aiokafka import TopicPartition
+
+    consumer = kafkaio.consumer(bootstrap)
+    tp = TopicPartition(catalog.journal.name, 0)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
+async def _url(log: Path, proc: subprocess.Popen[bytes]) -> str:
+    while (url := _printed_url(log)) is None:
+        if proc.poll() is not None:
+            raise RuntimeError(f"jm history exited (its log: {log})")
+        await asyncio.sleep(0.1)
+    return url

@@ -1,0 +1,246 @@
+"""The job history server (``jm history``, a faust-streaming app) against real processes:
+a ``jm coordinator`` leader, a real ``jm worker``, three jobs that end (a checkpointed
+one CANCELED, one FINISHED, one FAILED after a restart). Each ended job is read from the
+coordinator while it still holds it; the coordinator then archives it (it leaves its
+memory) and the history server serves the same details. The history server is killed
+with SIGKILL and restarted: its tables recover from their changelog topics and it
+answers the same. A second history server under another name starts empty, replays
+the journal from the start, and ends with the same tables."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from schemas import events as ev
+from schemas.catalog import Catalog
+from tests.conftest import Stack
+from tests.integration.harness import REPO, Cluster, Producer, now_ms
+from tests.integration.test_rest_reads import Api, eventually, rest_url
+
+pytestmark = pytest.mark.integration
+
+#: What differs by nature between a running coordinator's answer and the archive's:
+#: the clock, the offset the replica had read, and live metrics (the archive has none).
+VOLATILE = ("now", "jm-journal-offset")
+
+
+class HistoryProcess:
+    """``python -m coordinator.history`` (``jm history``) as a real OS process."""
+
+    def __init__(self, stack: Stack, catalog: Catalog, name: str = "history") -> None:
+        self.log = Path(f"/tmp/jm-test-{catalog.cluster_id}-{name}-{uuid.uuid4().hex[:6]}.log")
+        env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap,
+                   JM_CLUSTER_ID=catalog.cluster_id, PYTHONUNBUFFERED="1")  # fmt: skip
+        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.history", "--name", name, "--port", "0",
+             "--log-level", "WARNING"],
+            stdout=self._out, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    async def url(self) -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            match = re.search(r"history (http://[\w.:]+)", self.output())
+            if match:
+                return match.group(1)
+            if self.proc.poll() is not None:
+                raise AssertionError(f"jm history exited:\n{self.output()[-3000:]}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"jm history printed no url:\n{self.output()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+def _vertex(id: str, operator: str, parallelism: int, **config: str) -> ev.Vertex:
+    return ev.Vertex(id=id, name=id.title(), operator=operator, parallelism=parallelism,
+                     max_parallelism=8, config=config)  # fmt: skip
+
+
+def checkpointed(job_id: str) -> ev.JobSubmitted:
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name="archived canceled",
+        job_graph=ev.JobGraph(
+            vertices=(_vertex("numbers", "sequence", 2, rate="40"),
+                      _vertex("keyed", "map", 2, function="mod_key", n="3")),
+            edges=(ev.Edge(source="numbers", target="keyed"),),
+        ),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+        checkpoint_config=ev.CheckpointConfig(interval_ms=300, timeout_ms=10_000,
+                                              tolerable_failures=1_000),
+    )  # fmt: skip
+
+
+def finishing(job_id: str) -> ev.JobSubmitted:
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex,
+        event_time=now_ms(),
+        job_id=job_id,
+        name="archived ok",
+        job_graph=ev.JobGraph(vertices=(_vertex("src", "sequence", 2, count="20"),)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
+    )
+
+
+def failing(job_id: str) -> ev.JobSubmitted:
+    return ev.JobSubmitted(
+        event_id=uuid.uuid4().hex, event_time=now_ms(), job_id=job_id, name="archived failed",
+        job_graph=ev.JobGraph(vertices=(_vertex("boom", "fault", 1, fail_after="3"),)),
+        restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.FIXED_DELAY,
+                                            attempts=1, delay_ms=100),
+    )  # fmt: skip
+
+
+def comparable(answer: Any) -> Any:
+    """An answer without what differs by nature (VOLATILE; live vertex metrics)."""
+    if isinstance(answer, dict):
+        return {k: comparable(v) for k, v in answer.items() if k not in VOLATILE and k != "metrics"}
+    if isinstance(answer, list):
+        return [comparable(v) for v in answer]
+    return answer
+
+
+async def archive_of(api: Api, job_ids: list[str]) -> dict[str, Any]:
+    """Every answer the history server gives about `job_ids`."""
+    found: dict[str, Any] = {"overview": await api.json("/jobs/overview")}
+    for job_id in job_ids:
+        for path in ("", "/exceptions", "/checkpoints", "/journal"):
+            found[job_id + path] = await api.json(f"/jobs/{job_id}{path}")
+    return found
+
+
+@pytest.mark.timeout(300)  # three faust workers start (one after a SIGKILL)
+async def test_history_server_archives_recovers_and_replays(cluster: Cluster) -> None:
+    leader = cluster.coordinator("c1", "--archive-after-ms", "4000")
+    await leader.wait_for_line("role LEADER")
+    cluster.worker("tm-1", 4)
+    history = HistoryProcess(cluster.stack, cluster.catalog)
+    cluster.exits.callback(history.stop)
+    jobs = {
+        "cp-job": checkpointed("cp-job"),
+        "ok-job": finishing("ok-job"),
+        "failed-job": failing("failed-job"),
+    }
+    async with aiohttp.ClientSession() as session, \
+            Producer(cluster.stack, cluster.catalog) as client:  # fmt: skip
+        coordinator = Api(session, rest_url(leader))
+
+        async def joined() -> bool:
+            return bool((await coordinator.json("/taskmanagers"))["taskmanagers"])
+
+        await eventually(joined, "tm-1 to register")
+        for job in jobs.values():
+            await client.send(job)
+
+        async def checkpoint_completed() -> bool:
+            async with session.get(f"{coordinator.base}/jobs/cp-job/checkpoints") as r:
+                return r.status == 200 and (await r.json())["counts"]["completed"] >= 1
+
+        await eventually(checkpoint_completed, "a completed checkpoint of cp-job", 90)
+        await client.send(
+            ev.JobCancelRequested(event_id=uuid.uuid4().hex, event_time=now_ms(), job_id="cp-job")
+        )
+
+        # What the coordinator served once each job ended, before it archives them.
+        served: dict[str, dict[str, Any]] = {}
+
+        async def ended() -> bool:
+            for job_id in jobs:
+                if job_id in served:
+                    continue
+                async with session.get(f"{coordinator.base}/jobs/{job_id}") as r:
+                    state = (await r.json()).get("state") if r.status == 200 else None
+                if state not in ("FINISHED", "FAILED", "CANCELED"):
+                    continue
+                rows = (await coordinator.json("/jobs/overview"))["jobs"]
+                served[job_id] = {
+                    "": await coordinator.json(f"/jobs/{job_id}"),
+                    "/exceptions": await coordinator.json(f"/jobs/{job_id}/exceptions"),
+                    "/checkpoints": await coordinator.json(f"/jobs/{job_id}/checkpoints"),
+                    "row": next(row for row in rows if row["jid"] == job_id),
+                }
+            return len(served) == len(jobs)
+
+        await eventually(ended, "both jobs to end", 120)
+        assert served["ok-job"][""]["state"] == "FINISHED"
+        assert served["cp-job"][""]["state"] == "CANCELED"
+        assert served["cp-job"]["/checkpoints"]["counts"]["completed"] >= 1
+        assert served["failed-job"][""]["state"] == "FAILED"
+        assert len(served["failed-job"]["/exceptions"]["exceptionHistory"]["entries"]) >= 2
+
+        async def left_memory() -> bool:
+            for job_id in jobs:
+                async with session.get(f"{coordinator.base}/jobs/{job_id}") as r:
+                    if r.status != 404:
+                        return False
+            return True
+
+        await eventually(left_memory, "the coordinator to archive both jobs", 60)
+
+        archive = Api(session, await history.url())
+
+        async def archived() -> bool:
+            async with session.get(archive.base + "/jobs/overview") as r:
+                rows = (await r.json())["jobs"] if r.status == 200 else []
+            return {row["jid"] for row in rows} == set(jobs)
+
+        await eventually(archived, "the history server to archive both jobs", 90)
+        overview = (await archive.json("/jobs/overview"))["jobs"]
+        assert [row["jid"] for row in overview] == list(jobs)  # acceptance order
+        for job_id, answers in served.items():
+            assert comparable(await archive.json(f"/jobs/{job_id}")) == comparable(answers[""])
+            for path in ("/exceptions", "/checkpoints"):
+                assert comparable(await archive.json(f"/jobs/{job_id}{path}")) == comparable(
+                    answers[path]
+                ), path
+            assert next(row for row in overview if row["jid"] == job_id) == answers["row"]
+        journal = await archive.json("/jobs/cp-job/journal")
+        assert 0 <= journal["first"] < journal["last"] and journal["events"] > 2
+        assert (await archive.json("/config"))["features"]["web-history"] is True
+        [reason] = await archive.error("/jobs/no-such-job", 404)
+        assert "no-such-job" in reason
+        before = await archive_of(archive, list(jobs))
+
+        # kill -9, restart: the tables come back from their changelog topics.
+        history.stop(signal.SIGKILL)
+        history = HistoryProcess(cluster.stack, cluster.catalog)
+        cluster.exits.callback(history.stop)
+        archive = Api(session, await history.url())
+
+        async def recovered() -> bool:
+            async with session.get(archive.base + "/readyz") as r:
+                return r.status == 200
+
+        await eventually(recovered, "the restarted history server to recover", 90)
+        assert await archive_of(archive, list(jobs)) == before
+
+        # Another name: empty tables, a replay of the journal from the start.
+        replay = HistoryProcess(cluster.stack, cluster.catalog, name="history-replay")
+        cluster.exits.callback(replay.stop)
+        replayed = Api(session, await replay.url())
+        archive = replayed
+        await eventually(archived, "the replaying history server to archive both jobs", 90)
+        assert await archive_of(replayed, list(jobs)) == before
