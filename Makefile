@@ -60,9 +60,12 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The README's test command; .ci/run calls exactly this.
+# The README's test command; .ci/run calls exactly this. Two pytest workers (each its
+# own broker and Redis when none is given): the integration tests mostly wait on
+# brokers, leases and processes, so two of them share the two cores well.
+PYTEST_WORKERS ?= 2
 test: deps lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 test-fast: install
 	$(BIN)/pytest -m "not integration"
