@@ -7,7 +7,9 @@ published version into the latest class without a schema registry service.
 
 Performance: per class we precompute the parsed schema, the 10-byte prefix,
 the static headers and generated converters (schemas.convert); records written
-with the latest version are read without schema resolution.
+with the latest version are read without schema resolution, by a reader generated
+from the schema that builds the event straight from the bytes (fastavro reads
+older versions and resolves them into the latest class).
 """
 
 import copy
@@ -130,6 +132,9 @@ class _Reader:
     writer: dict[str, Any]
     reader: dict[str, Any] | None  # None: writer is the latest version, no resolution
     from_record: convert.FromRecord
+    # Reads the body straight into the class (the latest version's records); None:
+    # fastavro's schemaless_reader, then from_record.
+    body: convert.BodyReader | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +186,7 @@ class Codec:
         self._readers: dict[bytes, _Reader] = {}
         for cls, v in latest.items():
             to_record, from_record = convert.converters(cls)
+            body = convert.body_reader(cls, v.parsed)
             self._writers[cls] = _Writer(
                 prefix=MAGIC + v.fingerprint,
                 parsed=v.parsed,
@@ -203,6 +209,7 @@ class Codec:
                         old.parsed,
                         None if old is v else v.parsed,
                         from_record,
+                        body if old is v else None,
                     )
 
     def encode_value(self, event: Event) -> bytes:
@@ -260,6 +267,19 @@ class Codec:
         ) or self._reader(value)
         if allowed is not None and r.cls not in allowed:
             raise WrongTopicError(f"{r.cls.__name__} is not allowed here")
+        if r.body is not None:
+            data = value if type(value) is bytes else bytes(value)
+            try:
+                decoded, end = r.body(data, HEADER_LEN, len(data))
+            except Exception as e:  # an index past the end, bad UTF-8, an unknown symbol
+                raise CorruptRecordError(
+                    f"{r.cls.__name__} v{r.version}: body does not decode: {e!r}"
+                ) from e
+            if end != len(value):
+                raise CorruptRecordError(
+                    f"{r.cls.__name__} v{r.version}: {len(value) - end} trailing bytes"
+                )
+            return decoded  # type: ignore[no-any-return]
         buf = io.BytesIO(value)
         buf.seek(HEADER_LEN)
         try:

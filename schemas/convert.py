@@ -10,6 +10,7 @@ the symbol); on the way back a dict lookup maps the symbol to the member.
 
 import dataclasses
 import enum
+import struct
 import types
 import typing
 from collections.abc import Callable
@@ -93,3 +94,181 @@ def converters(cls: type) -> tuple[ToRecord, FromRecord]:
     gen.add(cls)
     exec("\n".join(gen.lines), gen.namespace)
     return gen.namespace[f"to_{cls.__name__}"], gen.namespace[f"from_{cls.__name__}"]
+
+
+BodyReader = Callable[[bytes, int, int], tuple[Any, int]]
+
+
+class _Unsupported(Exception):
+    """The schema and the class do not line up in a way the generated reader handles."""
+
+
+def _read_long(d: bytes, p: int) -> tuple[int, int]:
+    """A zig-zag varint (Avro int/long) at `d[p]`: (value, next position). One that
+    does not fit in 64 bits is refused (fastavro would wrap it around)."""
+    b = d[p]
+    n, shift = b & 0x7F, 7
+    p += 1
+    while b & 0x80:
+        b = d[p]
+        p += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+    if n >> 64:
+        raise ValueError(f"varint at {p} does not fit in 64 bits")
+    return (n >> 1) ^ -(n & 1), p
+
+
+class _ReaderGenerator:
+    """Builds the source of one class tree's body readers: Avro binary straight to
+    instances, as ``from_record(schemaless_reader(...))`` would build them."""
+
+    def __init__(self, named: dict[str, Any]) -> None:
+        self.namespace: dict[str, Any] = {
+            "new": object.__new__, "rlong": _read_long,
+            "unpack_double": struct.Struct("<d").unpack_from,
+        }  # fmt: skip
+        self.named = named
+        self.done: set[type] = set()
+        self.lines: list[str] = []
+        self.count = 0
+
+    def var(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def resolve(self, schema: Any) -> Any:
+        if isinstance(schema, str) and schema in self.named:
+            return self.named[schema]
+        if isinstance(schema, dict) and isinstance(schema["type"], (dict, list)):
+            return self.resolve(schema["type"])
+        if isinstance(schema, dict) and schema["type"] in self.named:
+            return self.named[schema["type"]]
+        return schema
+
+    def record(self, cls: type, schema: Any) -> str:
+        """The name of the function reading a record of `schema` into `cls`."""
+        name = f"read_{cls.__name__}"
+        if cls in self.done:
+            return name
+        self.done.add(cls)
+        schema = self.resolve(schema)
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise _Unsupported(f"{cls.__name__} is not read from a record")
+        fields = dataclasses.fields(cls)
+        if [f.name for f in fields] != [f["name"] for f in schema["fields"]]:
+            raise _Unsupported(f"{cls.__name__}: fields differ from the schema's")
+        self.namespace[f"C_{cls.__name__}"] = cls
+        body = [f"    o = new(C_{cls.__name__})"]
+        for f, avro in zip(fields, schema["fields"], strict=True):
+            target = self.var("v")
+            body.extend(self.value(avro["type"], f.type, target, "    "))
+            setter = f"S_{cls.__name__}_{f.name}"
+            self.namespace[setter] = getattr(cls, f.name).__set__
+            body.append(f"    {setter}(o, {target})")
+        self.lines.append(f"def {name}(d, p, n):\n" + "\n".join(body) + "\n    return o, p\n")
+        return name
+
+    def long(self, t: str, ind: str) -> list[str]:
+        return [f"{ind}b = d[p]", f"{ind}if b < 128:",
+                f"{ind}    {t} = (b >> 1) ^ -(b & 1)", f"{ind}    p += 1",
+                f"{ind}else:", f"{ind}    {t}, p = rlong(d, p)"]  # fmt: skip
+
+    def value(self, avro: Any, tp: Any, t: str, ind: str) -> list[str]:
+        """Lines reading one value of `avro` into variable `t`, converted to `tp`
+        (None: left as fastavro returns it)."""
+        avro = self.resolve(avro)
+        kind = (
+            avro if isinstance(avro, str) else avro["type"] if isinstance(avro, dict) else "union"
+        )
+        if tp is not None and isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            return [f"{ind}{t}, p = {self.record(tp, avro)}(d, p, n)"]
+        if tp is not None and isinstance(tp, type) and issubclass(tp, enum.Enum):
+            table = self.var("E_")
+            if kind != "enum":
+                raise _Unsupported(f"{tp.__name__} is not read from an enum")
+            members = tp._value2member_map_
+            self.namespace[table] = {i: members[s] for i, s in enumerate(avro["symbols"])}
+            return [*self.long(t, ind), f"{ind}{t} = {table}[{t}]"]
+        origin, args = typing.get_origin(tp), typing.get_args(tp)
+        if kind == "union":
+            inner = None
+            if origin is types.UnionType:
+                (inner,) = (a for a in args if a is not type(None))
+            elif tp is not None:
+                raise _Unsupported("a union read into a type that is not optional")
+            index = self.var("i")
+            out = self.long(index, ind)
+            for i, branch in enumerate(avro):
+                out.append(f"{ind}{'if' if i == 0 else 'elif'} {index} == {i}:")
+                if branch == "null":
+                    out.append(f"{ind}    {t} = None")
+                else:
+                    out.extend(self.value(branch, inner, t, ind + "    "))
+            out.extend([f"{ind}else:", f"{ind}    raise ValueError('union index out of range')"])
+            return out
+        if kind == "record" or (
+            tp is not None
+            and (
+                (kind == "array" and tuple not in (origin, tp) and list not in (origin, tp))
+                or (kind == "map" and dict not in (origin, tp))
+            )
+        ):
+            raise _Unsupported(f"{kind} read into {tp!r}")
+        if kind == "null":
+            return [f"{ind}{t} = None"]
+        if kind in ("long", "int"):
+            return self.long(t, ind)
+        if kind == "boolean":
+            return [f"{ind}{t} = d[p] != 0", f"{ind}p += 1"]
+        if kind == "double":
+            return [f"{ind}{t} = unpack_double(d, p)[0]", f"{ind}p += 8"]
+        if kind in ("string", "bytes"):
+            size, end = self.var("s"), self.var("e")
+            return [*self.long(size, ind), f"{ind}{end} = p + {size}",
+                    f"{ind}if {size} < 0 or {end} > n:",
+                    f"{ind}    raise EOFError('{kind} past the end of the value')",
+                    f"{ind}{t} = d[p:{end}]{'.decode()' if kind == 'string' else ''}",
+                    f"{ind}p = {end}"]  # fmt: skip
+        if kind == "enum":
+            table = self.var("Y_")
+            self.namespace[table] = dict(enumerate(avro["symbols"]))
+            return [*self.long(t, ind), f"{ind}{t} = {table}[{t}]"]
+        if kind in ("array", "map"):
+            item_tp = args[0] if origin is tuple else None
+            count, item, key = self.var("c"), self.var("x"), self.var("k")
+            out = [f"{ind}{t} = {{}}" if kind == "map" else f"{ind}{t} = []", f"{ind}while True:"]
+            out.extend(self.long(count, ind + "    "))
+            blocks = [f"{ind}    if {count} == 0:", f"{ind}        break"]
+            blocks += [f"{ind}    if {count} < 0:", f"{ind}        {count} = -{count}"]
+            out.extend(blocks)
+            out.extend(self.long(self.var("_"), ind + "        "))
+            out.append(f"{ind}    for _ in range({count}):")
+            if kind == "map":
+                out.extend(self.value("string", None, key, ind + "        "))
+                out.extend(self.value(avro["values"], None, item, ind + "        "))
+                out.append(f"{ind}        {t}[{key}] = {item}")
+            else:
+                out.extend(self.value(avro["items"], item_tp, item, ind + "        "))
+                out.append(f"{ind}        {t}.append({item})")
+            if origin is tuple:
+                out.append(f"{ind}{t} = tuple({t})")
+            return out
+        raise _Unsupported(f"Avro type {kind!r}")
+
+
+def body_reader(cls: type, parsed: dict[str, Any]) -> BodyReader | None:
+    """A function reading the Avro binary body of `cls` written with the schema
+    `parsed` (fastavro's parsed form, no resolution: the writer's schema is the
+    reader's) straight into an instance: ``read(value, start, len(value))`` returns
+    (instance, end position); it raises on bytes that are not a valid body (an
+    index past the end, an unknown enum or union index, bad UTF-8). None when the
+    schema and the class do not line up field for field (fastavro reads those)."""
+    gen = _ReaderGenerator(dict(parsed.get("__named_schemas", {})))
+    try:
+        name = gen.record(cls, parsed)
+    except _Unsupported:
+        return None
+    exec("\n".join(gen.lines), gen.namespace)
+    reader: BodyReader = gen.namespace[name]
+    return reader

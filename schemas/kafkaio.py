@@ -19,16 +19,19 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.consumer.fetcher import READ_COMMITTED, FetchResult, PartitionRecords
+from aiokafka.errors import CorruptRecordException
 from aiokafka.structs import ConsumerRecord
 
 from schemas import events as ev
@@ -69,6 +72,65 @@ def consumer(bootstrap: str, **overrides: Any) -> AIOKafkaConsumer:
         bootstrap_servers=bootstrap,
         **{**security.current().client_options(), **SAFE_CONSUMER, **overrides},
     )
+
+
+#: One record of a batch-reading consumer: (offset, value, key).
+LightRecord = tuple[int, bytes | None, bytes | None]
+
+
+class _BatchResults(collections.OrderedDict[Any, Any]):
+    """The fetcher's buffer of fetched partitions (aiokafka's ``Fetcher._records``), with
+    each fetched result set to come out whole record batches: see ``read_batches``."""
+
+    def __setitem__(self, tp: Any, result: Any) -> None:
+        if type(result) is FetchResult:
+            records = result._partition_records
+            records._records_iterator = _record_batches(records)
+        super().__setitem__(tp, result)
+
+
+def _record_batches(part: PartitionRecords) -> Iterator[list[LightRecord]]:
+    """The records of one fetch response, one list of (offset, value, key) per record
+    batch; what aiokafka's own iterator keeps and skips (a batch that fails its CRC,
+    aborted transactions under read_committed, control batches, records before the
+    fetch offset), without one ConsumerRecord object per record."""
+    memory = part._records
+    committed_only = part._isolation_level == READ_COMMITTED
+    while memory.has_next():
+        batch = memory.next_batch()
+        if part._check_crcs and not batch.validate_crc():
+            raise CorruptRecordException(f"Invalid CRC - {part._tp}")
+        if committed_only and batch.producer_id is not None:
+            part._consume_aborted_up_to(batch.base_offset)
+            if batch.is_control_batch and part._contains_abort_marker(batch):
+                part._aborted_producers.discard(batch.producer_id)
+            if batch.is_transactional and batch.producer_id in part._aborted_producers:
+                part.next_fetch_offset = batch.next_offset
+                continue
+        if batch.is_control_batch:
+            part.next_fetch_offset = batch.next_offset
+            continue
+        start = part.next_fetch_offset
+        out = [(r.offset, r.value, r.key) for r in batch if r.offset >= start]
+        part.next_fetch_offset = batch.next_offset
+        if out:
+            yield out
+
+
+def read_batches(consumer: AIOKafkaConsumer) -> None:
+    """Make a started consumer's ``getmany`` return, per partition, a list of record
+    batches, each a list of (offset, value, key), instead of one ConsumerRecord per
+    record (a full replay spends more time building those than decoding the events).
+    Positions, seeks, errors and read_committed work as before; ``max_records``
+    counts batches. Relies on aiokafka's fetcher internals (the version pinned in
+    pyproject.toml); raises TypeError when they are not what it expects."""
+    fetcher = getattr(consumer, "_fetcher", None)
+    buffered = getattr(fetcher, "_records", None)
+    if type(buffered) is not collections.OrderedDict or not hasattr(
+        PartitionRecords, "_consume_aborted_up_to"
+    ):
+        raise TypeError("read_batches: aiokafka's fetcher is not the one it was written for")
+    fetcher._records = _BatchResults(buffered)  # type: ignore[union-attr]
 
 
 def producer(*, bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:

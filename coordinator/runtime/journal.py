@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 UNTIL_LOOKAHEAD: Final = 10_000
 #: Skipped foreign records kept for reporting (all are counted).
 FOREIGN_KEPT: Final = 16
+
+#: What the reading paths need of a record: offset, value, key, headers.
+Record = tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
 class JournalError(Exception):
@@ -100,6 +103,10 @@ class JournalFollower:
         )
         self._allowed = catalog.journal.allowed
         self._on_event = on_event
+        # Without signatures to check or a callback, the consumer hands over whole
+        # record batches of (offset, value, key) (kafkaio.read_batches): no per-record
+        # objects; a skipped record is reported without its headers then.
+        self._light = keys is None and on_event is None
         self.holder = holder or StateHolder()
         self.position = 0  # next offset to read
         self.foreign: list[ForeignRecord] = []  # skipped since start (the latest few kept)
@@ -123,6 +130,8 @@ class JournalFollower:
 
     async def start(self, from_offset: int = 0) -> None:
         await self._consumer.start()
+        if self._light:
+            kafkaio.read_batches(self._consumer)
         self._consumer.assign([self.tp])
         self.seek(from_offset)
 
@@ -195,24 +204,23 @@ class JournalFollower:
         try:
             while await self._consumer.position(self.tp) < end:
                 batch = await self._consumer.getmany(self.tp, timeout_ms=200, max_records=500)
-                for record in batch.get(self.tp, []):
-                    if record.offset >= end:
+                for record in self._records(batch.get(self.tp, [])):
+                    if record[0] >= end:
                         break
-                    if key is not None and record.key != key:
+                    if key is not None and record[2] != key:
                         continue
-                    decoded = self._decode(record)
-                    found.append((record.offset, decoded))
+                    found.append((record[0], self._decode(*record)))
         finally:
             self.seek(here)
         return found
 
     async def _poll(self, timeout_ms: int, stop: StopAt | None) -> tuple[int, bool]:
         batch = await self._consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=5_000)
-        records = batch.get(self.tp, [])
-        if stop is None and self.keys is None and self._on_event is None:
-            applied = self._fold_batch(records)
+        fetched = batch.get(self.tp, [])
+        if stop is None and self._light:
+            applied = self._fold_batch(fetched)
         else:
-            applied, reached = self._fold_records(records, stop)
+            applied, reached = self._fold_records(self._records(fetched), stop)
             if reached:
                 return applied, True
         self.position = await self._consumer.position(self.tp)
@@ -220,44 +228,49 @@ class JournalFollower:
             self.on_progress("journal read")
         return applied, False
 
-    def _fold_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> int:
+    def _records(self, fetched: list[Any]) -> Iterable[Record]:
+        """(offset, value, key, headers) of each record of one poll."""
+        if self._light:
+            return ((o, v, k, ()) for batch in fetched for o, v, k in batch)
+        return ((r.offset, r.value, r.key, r.headers) for r in fetched)
+
+    def _fold_batch(self, batches: list[list[kafkaio.LightRecord]]) -> int:
         """``_fold_records`` for the common case (no stop, no signatures to check, no
-        callback): what the full replay spends its time in, so the per-record work is
-        bound to locals. A record that does not decode, or an event out of epoch,
-        takes the general path (``_decode``, ``_apply``): the same rules either way."""
+        callback): what the full replay spends its time in, so it reads whole record
+        batches and the per-record work is bound to locals. A record that does not
+        decode, or an event out of epoch, takes the general path (``_decode``,
+        ``_apply``): the same rules either way."""
         decode, allowed, holder = self.codec.decode, self._allowed, self.holder
         state, fold = holder.state, holder.apply_record
         applied = 0
-        for record in records:
-            offset, value = record.offset, record.value
-            try:
-                event = decode(value, allowed)
-            except Exception:  # None, foreign or unknown: the general path says which
-                decoded = self._decode(record)
-                if isinstance(decoded, ForeignRecord):
-                    self._skip(decoded)
-                    continue
-                event = decoded
-            if event.epoch == state.epoch and type(event) is not LeaderElected:  # type: ignore[attr-defined]
+        for batch in batches:
+            for offset, value, key in batch:
                 try:
-                    fold(offset, event)
-                except ApplyError as err:
-                    raise self._cannot_apply(offset, err) from err
-                applied += 1
-            else:
-                applied += self._apply(offset, event)
+                    event = decode(value, allowed)  # type: ignore[arg-type]  # None: raises
+                except Exception:  # None, foreign or unknown: the general path says which
+                    decoded = self._decode(offset, value, key, ())
+                    if isinstance(decoded, ForeignRecord):
+                        self._skip(decoded)
+                        continue
+                    event = decoded
+                if event.epoch == state.epoch and type(event) is not LeaderElected:  # type: ignore[attr-defined]
+                    try:
+                        fold(offset, event)
+                    except ApplyError as err:
+                        raise self._cannot_apply(offset, err) from err
+                    applied += 1
+                else:
+                    applied += self._apply(offset, event)
         return applied
 
-    def _fold_records(
-        self, records: list[ConsumerRecord[bytes, bytes]], stop: StopAt | None
-    ) -> tuple[int, bool]:
+    def _fold_records(self, records: Iterable[Record], stop: StopAt | None) -> tuple[int, bool]:
         applied = 0
         until = stop.until_ms if stop is not None else None
         for record in records:
-            if stop is not None and stop.offset is not None and record.offset >= stop.offset:
+            if stop is not None and stop.offset is not None and record[0] >= stop.offset:
                 self.position = stop.offset
                 return applied, True
-            decoded = self._decode(record)
+            decoded = self._decode(*record)
             if isinstance(decoded, ForeignRecord):
                 self._skip(decoded)
                 continue
@@ -267,28 +280,33 @@ class JournalFollower:
                         self.position = self._held_back[0][0]
                         self._held_back.clear()
                         return applied, True
-                    self._held_back.append((record.offset, decoded))
+                    self._held_back.append((record[0], decoded))
                     continue
                 # Stamped in time: everything held back before it belongs to the prefix.
                 for offset, event in self._held_back:
                     applied += self._apply(offset, event)
                 self._held_back.clear()
-            applied += self._apply(record.offset, decoded)
+            applied += self._apply(record[0], decoded)
         return applied, False
 
     def feed(self, record: ConsumerRecord[bytes, bytes]) -> int:
         """Fold one committed record another consumer read (the history server's faust
         stream) by the same rules as ``poll``; returns 1 if it was applied. The read
         position moves past it; ``seek(position)`` before polling again."""
-        decoded = self._decode(record)
+        decoded = self._decode(record.offset, record.value, record.key, record.headers)
         self.position = record.offset + 1
         if isinstance(decoded, ForeignRecord):
             self._skip(decoded)
             return 0
         return self._apply(record.offset, decoded)
 
-    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Event | ForeignRecord:
-        offset, value = record.offset, record.value
+    def _decode(
+        self,
+        offset: int,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+    ) -> Event | ForeignRecord:
         try:
             if value is None:
                 raise DecodeError("journal record without value")
@@ -301,14 +319,14 @@ class JournalFollower:
             ) from err
         except DecodeError as err:
             return ForeignRecord(
-                offset, value, record.key, tuple((k, bytes(v)) for k, v in record.headers),
+                offset, value, key, tuple((k, bytes(v)) for k, v in headers),
                 f"{type(err).__name__}: {err}",
             )  # fmt: skip
         if self.keys is not None:
-            problem = self.keys.problem("journal", record.topic, record.key, value, record.headers)
+            problem = self.keys.problem("journal", self.tp.topic, key, value, headers)
             if problem is not None:
                 return ForeignRecord(
-                    offset, value, record.key, tuple((k, bytes(v)) for k, v in record.headers),
+                    offset, value, key, tuple((k, bytes(v)) for k, v in headers),
                     f"SignatureError: {problem}",
                 )  # fmt: skip
         return event

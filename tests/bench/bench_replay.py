@@ -7,7 +7,8 @@
    transaction markers of a real one.
 3. Measured on this process (one Python thread; the broker runs beside it):
    - fetch only: a read_committed consumer with the follower's settings reads
-     every record, no decoding (the values are kept for step 5);
+     every record as the keyless follower does (whole record batches,
+     ``kafkaio.read_batches``), no decoding (the values are kept for step 5);
    - replay: a fresh ``JournalFollower`` ``catch_up()`` from offset 0
      (read + decode + apply), the figure the target is about;
    - decode only, and decode + apply, over the same values in memory.
@@ -150,6 +151,7 @@ async def _fetch_only(
     )
     tp = TopicPartition(catalog.journal.name, 0)
     await consumer.start()
+    kafkaio.read_batches(consumer)
     try:
         consumer.assign([tp])
         end = int((await consumer.end_offsets([tp]))[tp])
@@ -159,12 +161,12 @@ async def _fetch_only(
         wall, cpu = time.perf_counter(), time.process_time()
         position = 0
         while position < end:
-            batch = await consumer.getmany(tp, timeout_ms=200, max_records=5_000)
-            records = batch.get(tp, [])
-            for record in records:
-                append(record.value or b"")
-            if offsets is not None:
-                offsets.extend(r.offset for r in records)
+            fetched = await consumer.getmany(tp, timeout_ms=200, max_records=5_000)
+            for batch in fetched.get(tp, []):
+                for offset, value, _key in batch:
+                    append(value or b"")
+                    if offsets is not None:
+                        offsets.append(offset)
             position = await consumer.position(tp)
         return values, time.perf_counter() - wall, time.process_time() - cpu
     finally:

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 
 import pytest
+from aiokafka import TopicPartition
 
 from coordinator.runtime import machine
 from coordinator.runtime.journal import JournalFollower, StopAt
@@ -60,3 +61,56 @@ async def test_batch_path_equals_general_path_with_foreign_records(
     digest, applied, foreign_count, last = batch
     assert foreign_count == 2 and applied == len(records) and last == len(written) - 1
     assert digest == gen.digest()
+
+
+async def test_batch_reading_keeps_committed_records_only(stack: Stack, catalog: Catalog) -> None:
+    """``kafkaio.read_batches``: whole record batches of (offset, value, key), the same
+    records a plain read_committed consumer returns (an aborted transaction and the
+    commit markers left out), and the keyless follower's fold of them."""
+    gen = JournalGenerator(catalog)
+    records = list(itertools.chain.from_iterable(gen.batches(300)))
+    producer = kafkaio.producer(
+        bootstrap_servers=stack.bootstrap, transactional_id=f"{catalog.cluster_id}.t"
+    )
+    await producer.start()
+    try:
+        for part, commit in ((records[:120], True), (records[:50], False), (records[120:], True)):
+            await producer.begin_transaction()
+            for key, value, headers in part:
+                await producer.send(
+                    catalog.journal.name, value, key=key, headers=headers, partition=0
+                )
+            if commit:
+                await producer.commit_transaction()
+            else:
+                await producer.abort_transaction()
+    finally:
+        await producer.stop()
+
+    tp = TopicPartition(catalog.journal.name, 0)
+
+    async def read(batches: bool) -> list[tuple[int, bytes | None, bytes | None]]:
+        consumer = kafkaio.consumer(stack.bootstrap)
+        await consumer.start()
+        if batches:
+            kafkaio.read_batches(consumer)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        out: list[tuple[int, bytes | None, bytes | None]] = []
+        try:
+            while await consumer.position(tp) < end:
+                for item in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if batches:
+                        assert isinstance(item, list)
+                        out.extend(item)
+                    else:
+                        out.append((item.offset, item.value, item.key))
+        finally:
+            await consumer.stop()
+        return out
+
+    whole, plain = await read(True), await read(False)
+    assert whole == plain
+    assert [value for _, value, _ in whole] == [value for _, value, _ in records]
+    digest, applied, foreign_count, _ = await _fold(stack, catalog, None)
+    assert (digest, applied, foreign_count) == (gen.digest(), len(records), 0)
