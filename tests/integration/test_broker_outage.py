@@ -21,7 +21,7 @@ import pytest
 
 from schemas import kafkaio
 from schemas.catalog import Catalog
-from tests.conftest import Stack
+from tests.conftest import Stack, TopicFactory
 from tests.integration.harness import Cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]  # two broker starts
@@ -108,3 +108,31 @@ async def test_a_killed_broker_is_logged_once_when_it_goes_and_once_when_it_retu
         assert log.count("Kafka answers again") == 1, log[-3000:]
         # Before: about 40 aiokafka errors a second per client (14,116 in 26 s).
         assert len(aiokafka) < 20, "\n".join(aiokafka[:40])
+
+
+async def test_a_consumer_stops_without_leaking_the_cancel_of_a_fetch_in_its_retry_backoff(
+    new_topic: TopicFactory, stack: Stack
+) -> None:
+    """aiokafka 0.14 closes its fetcher by cancelling and awaiting the pending fetches; one
+    that failed because a broker went away sleeps in its retry backoff outside its cancel
+    handler, so the cancel came out of stop() (broker-kill: a leader stepping down then
+    ended its replica). Such a fetch is put in the fetcher's pending set here, as the
+    fetcher does: stop() returns, the fetch is done, the caller is not cancelled."""
+    from aiokafka import TopicPartition
+
+    topic = await new_topic("stop")
+    consumer = kafkaio.consumer(stack.bootstrap)
+    await consumer.start()
+    consumer.assign([TopicPartition(topic, 0)])
+    await consumer.getmany(timeout_ms=100)
+
+    async def failed_fetch_backing_off() -> None:
+        await asyncio.sleep(30)  # fetcher.py: `await asyncio.sleep(self._retry_backoff)`
+
+    fetch = asyncio.create_task(failed_fetch_backing_off())
+    consumer._fetcher._pending_tasks.add(fetch)
+    await asyncio.sleep(0)
+    await consumer.stop()
+    current = asyncio.current_task()
+    assert current is not None and not current.cancelling()
+    assert fetch.cancelled()
