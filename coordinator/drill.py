@@ -532,7 +532,9 @@ class Drill:
         try:
             n = 0
             while not stop.is_set():
-                sub = submission(f"drill-{n:05d}", restarts=self.scenario == "worker-kill")
+                # job ids of their own per scenario: one cluster runs several in turn
+                job_id = f"drill-{self.scenario}-{n:05d}"
+                sub = submission(job_id, restarts=self.scenario == "worker-kill")
                 value, headers = codec.encode(sub)
                 topic, key = self.catalog.submissions.name, self.catalog.key_for(sub)
                 headers = keys.sign("submissions", topic, key, value, headers)
