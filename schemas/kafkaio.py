@@ -66,9 +66,40 @@ class TopicState:
     config: dict[str, str]
 
 
+class Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka ships no types
+    """An ``AIOKafkaConsumer`` whose ``stop()`` does not leak a cancel.
+
+    aiokafka 0.14's fetcher ``close()`` cancels its pending fetch tasks and awaits
+    them; a fetch that failed because a broker is gone sleeps in its retry backoff
+    outside the ``CancelledError`` handler, so the cancel escapes ``stop()`` into
+    the caller, as if the caller itself had been cancelled, and the rest of the
+    close (the other fetches, the client's connections) is skipped. A leader
+    stepping down during a broker outage then ended its whole replica. Here such
+    a stray cancel is absorbed and the close finished; a real cancel of the
+    calling task still propagates.
+    """
+
+    async def stop(self) -> None:
+        try:
+            await super().stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # the caller is being cancelled: not ours to swallow
+            await self._finish_stop()
+
+    async def _finish_stop(self) -> None:
+        fetcher = getattr(self, "_fetcher", None)
+        pending = list(getattr(fetcher, "_pending_tasks", ()))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        await self._client.close()
+
+
 def consumer(bootstrap: str, **overrides: Any) -> AIOKafkaConsumer:
     """A consumer with the safe settings (callers assign() partitions themselves)."""
-    return AIOKafkaConsumer(
+    return Consumer(
         bootstrap_servers=bootstrap,
         **{**security.current().client_options(), **SAFE_CONSUMER, **overrides},
     )

@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,42 @@ async def test_readme_console_consumer_reads_the_journal_read_committed(
     assert [line.rsplit("\t", 1)[-1] for line in lines] == ["committed-1", "committed-2"]
     assert all("job-1" in line for line in lines)
     assert "aborted" not in done.stdout
+
+
+@pytest.mark.timeout(600)  # three Kafka nodes start: a minute or more on a loaded machine
+async def test_readme_make_up_brokers_3_starts_three_kafka_brokers(tmp_path: Path) -> None:
+    """`make up BROKERS=3` as the README has it, as an instance of its own (JM_PORTS=auto,
+    JM_LOCAL_HOME, JM_LOCAL_NAME): three brokers answer, `make env` gives all three and
+    the catalog's replication factor. `-o deps`: the suite's environment is installed."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    argv = readme_command("make up BROKERS=3")
+    argv = argv[: next((i for i, a in enumerate(argv) if a.startswith("#")), None)]
+    assert argv == ["make", "up", "BROKERS=3"]
+    name = f"readme-{os.getpid()}"
+    env = dict(os.environ, JM_PORTS="auto", JM_LOCAL_HOME=str(tmp_path), JM_LOCAL_NAME=name,
+               PYTHON=sys.executable)  # fmt: skip
+    try:
+        up = await asyncio.to_thread(subprocess.run, [argv[0], "-o", "deps", *argv[1:]],
+                                     cwd=REPO, env=env, capture_output=True, text=True)  # fmt: skip
+        assert up.returncode == 0, up.stdout + up.stderr
+        done = await asyncio.to_thread(subprocess.run, ["make", "-s", "env"], cwd=REPO, env=env,
+                                       capture_output=True, text=True, check=True)  # fmt: skip
+        out = done.stdout
+        exported = dict(re.findall(r"^export (\w+)=(.*)$", out, re.M))
+        assert exported["JM_REPLICATION_FACTOR"] == "3"
+        bootstrap = exported["KAFKA_BOOTSTRAP_SERVERS"]
+        assert len(bootstrap.split(",")) == 3
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+        finally:
+            await admin.close()
+        print(f"make up BROKERS=3: {bootstrap}, brokers {cluster['brokers']}")
+        assert len(cluster["brokers"]) == 3
+    finally:
+        launcher = str(REPO / "compose" / "local" / "launcher.py")
+        await asyncio.to_thread(subprocess.run, [sys.executable, launcher, "--name", name,
+                                "--home", str(tmp_path), "down", "--purge"],
+                                capture_output=True, check=False)  # fmt: skip

@@ -705,8 +705,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="root of instance directories (default .local/ in the repo)")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start Kafka and Redis (idempotent)")
-    up.add_argument("--ports", choices=["default", "auto"], default="default",
-                    help="auto: pick free ports (for tests)")  # fmt: skip
+    up.add_argument("--ports", choices=["default", "auto"],
+                    default=os.environ.get("JM_PORTS", "default"),
+                    help="auto: free ports (for tests; default $JM_PORTS)")  # fmt: skip
     up.add_argument("--kafka-port")
     up.add_argument("--controller-port")
     up.add_argument("--redis-port")

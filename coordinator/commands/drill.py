@@ -34,7 +34,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "See docs/operations.md."
         ),
     )
-    p.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    p.add_argument(
+        "scenario",
+        nargs="+",
+        choices=[*SCENARIOS, "all"],
+        help="one or more, run in turn (those that leave the brokers alone share a cluster)",
+    )
     p.add_argument("--seed", type=int, default=1, help="seed of the fault timing (default 1)")
     p.add_argument(
         "--duration",

@@ -225,7 +225,11 @@ class Replica:
         try:
             done, _ = await asyncio.wait({term, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if term in done:
-                err = term.exception()
+                # A term that ended by a cancel nobody asked for (a library leaking
+                # one while the term closed) is a step-down like any other, never
+                # the end of the replica: exception() would raise that cancel here.
+                err = asyncio.CancelledError("term ended cancelled") if term.cancelled() \
+                    else term.exception()  # fmt: skip
                 if isinstance(err, JournalError):
                     raise err  # the journal cannot be trusted: stop, never guess
                 if err is not None:

@@ -1,6 +1,7 @@
 """Every `jm drill` scenario in its short form (one fault each), its report in the test
-output, each on a cluster of its own (docs/operations.md); the README's `jm drill`
-command is the leader-kill one, run as written but shorter."""
+output (docs/operations.md): the five that spare the brokers in one run on one cluster,
+broker-kill on brokers of its own; the README's `jm drill` command is the leader-kill
+one, run as written but shorter, with the other four after it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +19,7 @@ from coordinator.drill import SCENARIOS, phases
 from tests.conftest import Stack
 from tests.test_readme_commands import readme_command
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,9 +48,8 @@ async def drill(argv: list[str], stack: Stack) -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-#: Four Kafka brokers start in broker-kill (three, then one): minutes on a loaded machine.
-CASES = [pytest.param(s, marks=pytest.mark.timeout(900)) if s == "broker-kill" else s
-         for s in SCENARIOS]  # fmt: skip
+#: The scenarios that leave the brokers alone: one `jm drill` run, one cluster, in turn.
+SHARED = [s for s in SCENARIOS if not s.startswith("broker")]
 
 
 def test_jm_drill_offers_every_scenario_the_drill_module_runs() -> None:
@@ -58,26 +59,44 @@ def test_jm_drill_offers_every_scenario_the_drill_module_runs() -> None:
     assert command.SCENARIOS == SCENARIOS
 
 
-@pytest.mark.parametrize("scenario", CASES)
-async def test_the_drill_passes_in_its_short_form(scenario: str, stack: Stack) -> None:
-    """One after the other: at once, six clusters starting on two cores took minutes."""
-    if scenario == "leader-kill":  # the README's command, as written but shorter
-        readme = readme_command(".venv/bin/jm drill")
-        readme = readme[: next((i for i, a in enumerate(readme) if a.startswith("#")), None)]
-        assert readme[1:3] == ["drill", "leader-kill"]
-        argv = short(readme)
-    else:
-        argv = short(["jm", "drill", scenario])
-    code, out, err = await drill(argv, stack)
-    print(f"--- {scenario}: exit {code}\n{err.strip()}\n{out.strip()}")
-    reports = json.loads(out)
-    assert [r["scenario"] for r in reports] == list(phases(scenario))
+def check(reports: list[dict[str, Any]], scenarios: list[str]) -> None:
+    assert [r["scenario"] for r in reports] == [n for s in scenarios for n in phases(s)]
     for report in reports:
         assert report["passed"], report["violations"]
         assert report["lost"] == 0 and report["duplicated"] == 0
         assert report["deposed_leader_writes"] == 0 and report["max_leaders_at_once"] <= 1
         assert report["digests_equal"] and len(report["digests"]) >= 3  # replay, replicas
         assert report["recovery_s"] is not None
+
+
+async def test_the_drills_that_spare_the_brokers_pass_in_their_short_form_on_one_cluster(
+    stack: Stack,
+) -> None:
+    """The README's command (leader-kill, as written but shorter) with the other four
+    scenarios after it: one process, one cluster, a report each in the test output."""
+    readme = readme_command(".venv/bin/jm drill")
+    readme = readme[: next((i for i, a in enumerate(readme) if a.startswith("#")), None)]
+    assert readme[1:3] == ["drill", "leader-kill"]
+    argv = short(readme)
+    argv[argv.index("leader-kill") + 1 : argv.index("leader-kill") + 1] = SHARED[1:]
+    code, out, err = await drill(argv, stack)
+    print(f"--- {' '.join(SHARED)}: exit {code}\n{err.strip()}\n{out.strip()}")
+    reports = json.loads(out)
+    check(reports, SHARED)
+    worker_kill = next(r for r in reports if r["scenario"] == "worker-kill")
+    # the unbounded jobs ran again on the new worker, from their latest checkpoint
+    restored = [n for n in worker_kill["notes"] if " from checkpoint " in n]
+    assert len(restored) == 3 and not any("from checkpoint None" in n for n in restored)
+    assert code == 0
+
+
+@pytest.mark.timeout(900)  # four Kafka brokers start (three, then one): minutes when loaded
+async def test_broker_kill_passes_in_its_short_form(stack: Stack) -> None:
+    """Three brokers, one killed and back; then one broker, killed and restarted: the
+    replicas and the worker stay quiet (the log budget), nothing lost or doubled."""
+    code, out, err = await drill(short(["jm", "drill", "broker-kill"]), stack)
+    print(f"--- broker-kill: exit {code}\n{err.strip()}\n{out.strip()}")
+    check(json.loads(out), ["broker-kill"])
     assert code == 0
 
 
