@@ -217,6 +217,13 @@ class JobManagerSettings(BaseSettings):
         True, "jobmanager.allow-checkpointing", "Accept jobs that enable checkpointing; "
         "false rejects them with the reason.", processes=COORDINATOR, flag="allow_checkpointing",
     )  # fmt: skip
+    checkpoint_interval_ms: Millis = setting(
+        0, "execution.checkpointing.interval", "The checkpoint interval of a job whose "
+        "checkpoint_config does not set interval_ms (a job that sets it, 0 included, keeps "
+        "its own); filled in where the job enters (POST /jobs on this coordinator, jm submit "
+        "from its own settings), so the journaled JobSubmitted carries it. 0: none.",
+        processes=COORDINATOR, ge=0,
+    )  # fmt: skip
 
     # ---- high availability and heartbeats (docs/ha.md: checked against each other)
     lease_ttl_ms: Millis = setting(

@@ -370,6 +370,8 @@ async def _start_rest(
         replica, replica.metrics, token=token, options=rest_options(args, settings, config),
         log_tail=tail,
     )  # fmt: skip
+    if config.settings.allow_checkpointing:  # else the leader would reject what it filled in
+        ctx.checkpoint_interval_ms = config.settings.checkpoint_interval_ms
     server = await start_rest(ctx, config.settings.rest_address, config.settings.rest_port, sock)
     logging.getLogger(__name__).info("REST API on %s", server.url)
     print(f"rest {server.url}", flush=True)
