@@ -143,15 +143,16 @@ def main() -> int:
         results["signing"] = bench_signing.measure(1.5 if args.quick else 3.0)
         for r in results["signing"]:
             emit(r)
-    if "memory" in args.only:
-        results["memory"] = [bench_memory.run()]
-        emit(results["memory"][0])
-    kafka_needed = [n for n in args.only if n not in ("codec", "signing", "memory")]
+    kafka_needed = [n for n in args.only if n not in ("codec", "signing")]
     if kafka_needed:
         stack = start_stack()
         emit({"bench": "stack", "bootstrap": stack.bootstrap, "redis_url": stack.redis_url})
         kafka_data = Path("/tmp/jm-bench/bench/kafka/data")
         try:
+            if "memory" in args.only:
+                # The folds in a process, then a running coordinator holding each size.
+                results["memory"] = [bench_memory.run(stack=stack)]
+                emit(results["memory"][0])
             if "replay" in args.only:
                 results["replay"] = [
                     asyncio.run(bench_replay.run(stack.bootstrap, events, kafka_data))
