@@ -544,6 +544,17 @@ def _memory_running(r: Results) -> str:
     return head + "\n".join(table)
 
 
+def _telemetry(r: Results) -> str:
+    rows = [_row("telemetry", "all RUNNING p50", "all RUNNING p95", "leader CPU"),
+            _row(*["---"] * 4)]  # fmt: skip
+    for name in ("off", "on"):
+        x = r[name]
+        p50, p95 = x["all_running_p50_ms"], x["all_running_p95_ms"]
+        rows.append(_row(name, f"{p50:.0f} ms", f"{p95:.0f} ms", f"{x['leader_cpu_pct']:.0f}%"))
+    return (f"{r['rounds']} rounds of {r['jobs_per_round']} jobs each way, "
+            f"{r['rate_per_s']:g} jobs/s.\n\n" + "\n".join(rows))  # fmt: skip
+
+
 def _checkpoints(results: dict[str, list[Results]]) -> str:
     missing = "_not measured in this run_"
     return CHECKPOINTS_DOC.format(
@@ -591,6 +602,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     rest = _rest(results["rest"]) if "rest" in results else missing
     code = _usercode(results["usercode"][0]) if "usercode" in results else missing
     memory = _memory(results["memory"][0]) if "memory" in results else missing
+    telemetry = _telemetry(results["telemetry"][0]) if "telemetry" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -826,6 +838,17 @@ heartbeat (simulated, like their reports): the replica runs with a one-hour
 heartbeat timeout so it keeps them while measured.
 
 {memory}
+
+## Telemetry
+
+`tests/bench/bench_telemetry.py`: the latency benchmark's set-up (one real
+coordinator, 4 simulated workers of 8 slots) in rounds that alternate telemetry
+off and on, paced submissions. On: spans and metrics to a JSON-lines file
+(`--otel-file`, metrics every second) and a Prometheus endpoint
+(`--otel-prometheus-port 0`, not scraped). Medians over the rounds of each
+round's p50 and p95 of submission to every task RUNNING, and of the leader's CPU.
+
+{telemetry}
 
 ## What limits it
 
