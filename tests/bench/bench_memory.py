@@ -12,6 +12,11 @@ allowance for those). What is simulated: the workers and their reports; there is
 Kafka in this benchmark. 10,000 jobs at once is beyond ``MAX_JOBS`` (4,096): the
 generator raises the admission limit of its own process for that row only.
 
+``running_coordinator`` (``--running N``, and ``make bench``) measures a real
+``jm coordinator`` instead: the same journal produced to Kafka, replayed by the replica,
+which then leads; its VmRSS from /proc/PID/status and its ``jm.state.*`` metrics from
+``/jobmanager/metrics``.
+
 Bytes per item come from tracemalloc: the Python allocations of a state folded from a
 journal, less those of the same state without the items.
 """
