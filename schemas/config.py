@@ -217,6 +217,13 @@ class JobManagerSettings(BaseSettings):
         True, "jobmanager.allow-checkpointing", "Accept jobs that enable checkpointing; "
         "false rejects them with the reason.", processes=COORDINATOR, flag="allow_checkpointing",
     )  # fmt: skip
+    checkpoint_interval_ms: Millis = setting(
+        0, "execution.checkpointing.interval", "The checkpoint interval of a job whose "
+        "checkpoint_config does not set interval_ms (a job that sets it, 0 included, keeps "
+        "its own); filled in where the job enters (POST /jobs on this coordinator, jm submit "
+        "from its own settings), so the journaled JobSubmitted carries it. 0: none.",
+        processes=COORDINATOR, ge=0,
+    )  # fmt: skip
 
     # ---- high availability and heartbeats (docs/ha.md: checked against each other)
     lease_ttl_ms: Millis = setting(
@@ -573,12 +580,28 @@ def render() -> str:
             f"| `{e.key}` | `{default}` | {env} | {f'`{flag}`' if flag else ''} | "
             f"{', '.join(e.processes)} | {e.doc} |"
         )
+    from schemas import security
+
     lines += [
         "",
-        "Kafka's SASL/TLS settings (`JM_KAFKA_*` and their flags) are described in",
-        "[security.md](security.md); `-D` does not set them.",
+        "## Kafka SASL/TLS",
         "",
+        "Read by every process that connects to Kafka (`schemas/security.py`, described in",
+        "[security.md](security.md)), from the flag, else the environment, else the default;",
+        "neither the config file nor `-D` sets them. `jm config show` lists them after the",
+        "settings above, with their source, the password masked.",
+        "",
+        "| key | default | environment | flag |",
+        "|---|---|---|---|",
     ]
+    for key, field_name, default in security.SHOWN:
+        flag = security.shown_flag(field_name)
+        shown = default or '""'
+        lines.append(
+            f"| `{key}` | `{shown}` | `{security.shown_env(field_name)}` | "
+            f"{f'`{flag}`' if flag else ''} |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

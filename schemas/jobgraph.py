@@ -219,12 +219,18 @@ def to_job_submitted(
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     known_operators: Collection[str] | None = None,
     source: str = "job",
+    default_checkpoint_interval_ms: int = 0,
 ) -> ev.JobSubmitted:
     """A JobSubmitted for a spec, after the semantic pass (JobGraphInvalid if any problem).
 
     Time and ids are inputs: `event_time` in ms, `new_id()` gives the event id
-    and, when the spec names none, the job id.
+    and, when the spec names none, the job id. `default_checkpoint_interval_ms`: the
+    cluster's ``execution.checkpointing.interval``, the interval of a spec whose
+    checkpoint_config does not set ``interval_ms`` (one that sets it, 0 included, keeps it).
     """
+    checkpoint = spec.checkpoint_config.model_dump()
+    if "interval_ms" not in spec.checkpoint_config.model_fields_set:
+        checkpoint["interval_ms"] = default_checkpoint_interval_ms
     graph = ev.JobGraph(
         vertices=tuple(
             ev.Vertex(
@@ -254,7 +260,7 @@ def to_job_submitted(
         name=spec.name,
         job_graph=graph,
         restart_strategy=ev.RestartStrategy(**spec.restart_strategy.model_dump()),
-        checkpoint_config=ev.CheckpointConfig(**spec.checkpoint_config.model_dump()),
+        checkpoint_config=ev.CheckpointConfig(**checkpoint),
         savepoint_path=spec.savepoint_path,
         submitted_by=spec.submitted_by,
         artifact=None if spec.artifact is None else ev.ArtifactRef(**spec.artifact.model_dump()),
@@ -311,10 +317,13 @@ def load_job_file(
     event_time: int,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     known_operators: Collection[str] | None = None,
+    default_checkpoint_interval_ms: int = 0,
 ) -> ev.JobSubmitted:
-    """Load, validate and turn a job file into a JobSubmitted (JobGraphInvalid otherwise)."""
+    """Load, validate and turn a job file into a JobSubmitted (JobGraphInvalid otherwise);
+    `default_checkpoint_interval_ms` as `to_job_submitted` takes it."""
     p = Path(path)
     spec = parse_job_spec(load_document(p), str(p))
     return to_job_submitted(
-        spec, event_time=event_time, new_id=new_id, known_operators=known_operators, source=str(p)
-    )
+        spec, event_time=event_time, new_id=new_id, known_operators=known_operators,
+        source=str(p), default_checkpoint_interval_ms=default_checkpoint_interval_ms,
+    )  # fmt: skip

@@ -222,6 +222,54 @@ def add_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--kafka-ssl-keyfile", help=f"default ${ENVIRONMENT['ssl_keyfile']}")
 
 
+#: How `jm config show` and docs/configuration.md list the Kafka SASL/TLS settings beside
+#: the settings model: (key, KafkaSecurity field, default as shown).
+SHOWN: Final = (
+    ("kafka.security.protocol", "security_protocol", "PLAINTEXT"),
+    ("kafka.sasl.mechanism", "sasl_mechanism", "PLAIN"),
+    ("kafka.sasl.username", "sasl_username", ""),
+    ("kafka.sasl.password", "sasl_password", ""),
+    ("kafka.sasl.password-file", "sasl_password_file", ""),
+    ("kafka.ssl.cafile", "ssl_cafile", ""),
+    ("kafka.ssl.certfile", "ssl_certfile", ""),
+    ("kafka.ssl.keyfile", "ssl_keyfile", ""),
+)
+
+
+def shown_env(field_name: str) -> str:
+    return PASSWORD_FILE_ENV if field_name == "sasl_password_file" else ENVIRONMENT[field_name]
+
+
+def shown_flag(field_name: str) -> str:
+    """The flag of a field ("" for the password, which has only its file's flag)."""
+    dest = next((d for d, f in FLAGS.items() if f == field_name), None)
+    return "" if dest is None else "--" + dest.replace("_", "-")
+
+
+def shown_rows(
+    args: argparse.Namespace | None = None, environ: dict[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """(key, value as shown, source) of each Kafka SASL/TLS setting: the flags of
+    ``add_flags`` in `args`, else the environment, else the default; the password
+    masked (its file's path is shown, never its content)."""
+    env = dict(os.environ) if environ is None else environ
+    rows = []
+    for key, field_name, default in SHOWN:
+        dest = shown_flag(field_name)[2:].replace("-", "_")
+        flagged = getattr(args, dest, None) if args is not None and dest else None
+        variable = shown_env(field_name)
+        if flagged is not None:
+            value, source = str(flagged), f"flag {shown_flag(field_name)}"
+        elif env.get(variable):
+            value, source = env[variable], f"env {variable}"
+        else:
+            value, source = default, "default"
+        if field_name == "sasl_password" and value:
+            value = "******"
+        rows.append((key, value, source))
+    return rows
+
+
 def from_flags(args: argparse.Namespace) -> KafkaSecurity:
     """The settings of the flags ``add_flags`` added, over the environment."""
     return KafkaSecurity.load(**{key: getattr(args, dest, None) for dest, key in FLAGS.items()})

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas import config
+from schemas import config, security
 from schemas.config import ConfigError, effective
 from worker.settings import WorkerSettings
 
@@ -85,16 +85,26 @@ def test_jm_config_show_prints_every_setting_its_source_and_masks_secrets(tmp_pa
     file = tmp_path / "jm.yaml"
     file.write_text("rest:\n  token: file-secret-token\nheartbeat.timeout: 20s\n")
     env = dict(os.environ, REDIS_URL="redis://:env-secret-password@redis:6379/0",
-               JM_REST_PORT="9999", PYTHONPATH=str(REPO))  # fmt: skip
+               JM_REST_PORT="9999", PYTHONPATH=str(REPO), JM_KAFKA_SASL_PASSWORD="kafka-secret",
+               JM_KAFKA_SECURITY_PROTOCOL="SASL_SSL")  # fmt: skip
     env.pop("JM_CONFIG_FILE", None)
     run = subprocess.run(
         [sys.executable, "-m", "coordinator", "config", "show", "--config", str(file),
-         "-D", "jobmanager.retention.ended-jobs.max-count=5", "--json"],
+         "-D", "jobmanager.retention.ended-jobs.max-count=5", "--json",
+         "--kafka-sasl-username", "alice"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     rows = {r["key"]: r for r in json.loads(run.stdout)}
-    assert set(rows) == {e.key for e in config.entries()}
+    # The model's settings, then Kafka's SASL/TLS ones (schemas/security.py).
+    assert set(rows) == {e.key for e in config.entries()} | {k for k, _, _ in security.SHOWN}
+    assert rows["kafka.sasl.password"]["value"] == "******"
+    assert rows["kafka.sasl.password"]["source"] == "env JM_KAFKA_SASL_PASSWORD"
+    assert rows["kafka.sasl.username"] == {"key": "kafka.sasl.username", "value": "alice",
+                                           "source": "flag --kafka-sasl-username"}  # fmt: skip
+    assert rows["kafka.security.protocol"]["value"] == "SASL_SSL"
+    assert rows["kafka.sasl.mechanism"] == {"key": "kafka.sasl.mechanism", "value": "PLAIN",
+                                            "source": "default"}  # fmt: skip
     assert rows["rest.token"] == {"key": "rest.token", "value": "******",
                                   "source": f"file {file}"}  # fmt: skip
     assert rows["redis.url"]["value"] == "redis://:***@redis:6379/0"

@@ -111,8 +111,8 @@ def test_two_coordinator_replicas_serve_rest_with_probes_the_app_answers() -> No
     args = parse(container)
     assert args.rest_host == "0.0.0.0" and args.rest_port == REST_PORT and not args.no_rest
     assert expand(container["args"], container)[:3] == ["coordinator", "--id", "<POD_NAME>"]
-    [port] = container["ports"]
-    assert (port["name"], port["containerPort"]) == ("rest", REST_PORT)
+    port = next(p for p in container["ports"] if p["name"] == "rest")
+    assert port["containerPort"] == REST_PORT
     paths = served_paths()
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         get = container[probe]["httpGet"]
@@ -133,15 +133,42 @@ def test_the_rest_service_reaches_the_coordinators_rest_port() -> None:
     }
 
 
-def test_workers_run_jm_worker_with_an_id_per_pod_and_no_port() -> None:
+def test_workers_run_jm_worker_with_an_id_per_pod_and_only_a_metrics_port() -> None:
     dep = deployment("jm-worker")
     container = main_container(dep)
     args = parse(container)
     assert expand(container["args"], container)[:3] == ["worker", "--id", "<POD_NAME>"]
     assert args.slots >= 1
-    assert "ports" not in container
+    assert [p["name"] for p in container["ports"]] == ["metrics"]
     # A worker cancels its tasks and deregisters on SIGTERM: give it the time.
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 20
+
+
+@pytest.mark.parametrize(("name", "process"), [("jm-coordinator", "coordinator"),
+                                               ("jm-worker", "worker")])  # fmt: skip
+def test_prometheus_scrapes_the_port_the_process_serves_its_metrics_on(
+    name: str, process: str
+) -> None:
+    """The pod's scrape annotations name the container's metrics port, and the settings
+    the container's environment gives resolve (through the real settings model) to a
+    Prometheus endpoint on that port, on every address, for that process."""
+    from schemas import config
+
+    dep = deployment(name)
+    notes = dep["spec"]["template"]["metadata"]["annotations"]
+    assert notes["prometheus.io/scrape"] == "true"
+    assert notes["prometheus.io/path"] == "/metrics"
+    container = main_container(dep)
+    [port] = [p for p in container["ports"] if p["name"] == "metrics"]
+    assert int(notes["prometheus.io/port"]) == port["containerPort"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    settings = config.effective(environ=env).settings
+    assert settings.otel_prometheus_port == port["containerPort"]
+    assert settings.otel_prometheus_host == "0.0.0.0"
+    entry = config.BY_KEY["telemetry.prometheus.port"]
+    assert process in entry.processes
+    # The REST port is another one: the two servers do not collide.
+    assert port["containerPort"] != REST_PORT
 
 
 def test_every_container_gets_the_cluster_addresses_from_the_configmap() -> None:

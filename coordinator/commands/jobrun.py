@@ -28,9 +28,26 @@ from schemas.settings import PROTECTED_TOPIC_PREFIXES_ENV, ClusterSettings, list
 from schemas.validation import check_topics, protected_prefixes, validate_job_submitted
 
 
+def _checkpoint_interval() -> int:
+    """execution.checkpointing.interval from the config file ($JM_CONFIG) and the
+    environment, as the coordinator reads them (ConfigError if a value is bad)."""
+    from schemas.config import effective
+
+    settings = effective().settings
+    return settings.checkpoint_interval_ms if settings.allow_checkpointing else 0
+
+
 def submit(args: argparse.Namespace) -> int:
+    from schemas.config import ConfigError
+
     try:
-        event = load_job_file(args.file, event_time=client.now_ms())
+        interval = _checkpoint_interval()
+    except ConfigError as err:
+        return fail(f"jm submit: {err}", 1)
+    try:
+        event = load_job_file(
+            args.file, event_time=client.now_ms(), default_checkpoint_interval_ms=interval
+        )
     except JobGraphInvalid as err:
         print(f"jm: {args.file} is not a valid job:", file=sys.stderr)
         for problem in err.problems:

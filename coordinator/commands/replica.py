@@ -18,6 +18,7 @@ from coordinator.commands.common import (
     settings_from,
 )
 from schemas import kafkalog, timing  # standard library only
+from schemas.security import add_flags as add_kafka_security_flags
 from schemas.settings import add_config_flags
 from schemas.telemetry.flags import add_flags as add_telemetry_flags
 
@@ -125,6 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "show", help="print every effective setting and where it came from, secrets masked"
     )
     add_config_flags(show)
+    add_kafka_security_flags(show.add_argument_group("Kafka SASL/TLS (listed as kafka.*)"))
     show.add_argument("--for", dest="process", choices=["coordinator", "worker"],
                       help="only the settings this process reads (default: all)")  # fmt: skip
     show.add_argument("--json", action="store_true")
@@ -152,6 +154,11 @@ def _config_show(args: argparse.Namespace) -> int:
         rows = effective(config_file=args.config, dynamic=args.dynamic).rows(args.process)
     except ConfigError as err:
         return fail(f"jm config show: {err}")
+    # Kafka's SASL/TLS settings are not in the model (schemas/security.py reads them):
+    # listed after it, from the same flags, environment and defaults, the password masked.
+    from schemas.security import shown_rows
+
+    rows += shown_rows(args)
     if args.json:
         print(json.dumps([{"key": k, "value": v, "source": s} for k, v, s in rows]))
         return 0
@@ -370,6 +377,8 @@ async def _start_rest(
         replica, replica.metrics, token=token, options=rest_options(args, settings, config),
         log_tail=tail,
     )  # fmt: skip
+    if config.settings.allow_checkpointing:  # else the leader would reject what it filled in
+        ctx.checkpoint_interval_ms = config.settings.checkpoint_interval_ms
     server = await start_rest(ctx, config.settings.rest_address, config.settings.rest_port, sock)
     logging.getLogger(__name__).info("REST API on %s", server.url)
     print(f"rest {server.url}", flush=True)

@@ -86,6 +86,8 @@ class RestContext:
     options: dict[str, str] = field(default_factory=dict)
     ready_max_lag: int = READY_MAX_LAG
     log_tail: LogTail | None = None
+    #: execution.checkpointing.interval: filled into submissions that set no interval.
+    checkpoint_interval_ms: int = 0
     _journal: JournalReader | None = field(default=None, init=False, repr=False)
     _replicas: tuple[float, dict[str, ReplicaStatus]] | None = field(
         default=None, init=False, repr=False

@@ -61,6 +61,7 @@ def parse_submission(
     job_id: str | None = None,
     submitted_by: str | None = None,
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+    default_checkpoint_interval_ms: int = 0,
 ) -> ev.JobSubmitted:
     """The JobSubmitted a ``POST /jobs`` body asks for (SubmissionInvalid otherwise).
 
@@ -90,6 +91,12 @@ def parse_submission(
         data["submitted_by"] = submitted_by
     try:
         spec = parse_job_spec(data, "body")
-        return to_job_submitted(spec, event_time=event_time, new_id=new_id, source="body")
+        return to_job_submitted(
+            spec,
+            event_time=event_time,
+            new_id=new_id,
+            source="body",
+            default_checkpoint_interval_ms=default_checkpoint_interval_ms,
+        )
     except JobGraphInvalid as err:
         raise SubmissionInvalid(by_field(err.problems)) from None

@@ -90,6 +90,7 @@ class Writes:
             event = parse_submission(
                 body, event_time=self.ctx.now_ms(), job_id=request.query.get("jobId"),
                 submitted_by=self._by,
+                default_checkpoint_interval_ms=self.ctx.checkpoint_interval_ms,
             )  # fmt: skip
         except SubmissionInvalid as err:
             raise bad_request(*err.errors) from None

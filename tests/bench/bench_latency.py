@@ -201,14 +201,17 @@ async def _phase(
     }
 
 
-async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False) -> list[dict[str, Any]]:
+async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False,
+              extra: tuple[str, ...] = (), modes: tuple[str, ...] = ("paced", "burst"),
+              ) -> list[dict[str, Any]]:  # fmt: skip
     """`unsigned`: the coordinator runs with --insecure-unsigned and the client does not
-    sign (the cost of signed records; the simulated workers sign either way)."""
+    sign (the cost of signed records; the simulated workers sign either way). `extra`:
+    more coordinator flags (bench_telemetry: its exporters); `modes`: the phases run."""
     catalog = Catalog(f"bench-lat-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(stack.bootstrap, catalog)
     w = Watch()
     watcher = asyncio.create_task(_watch(stack.bootstrap, catalog, w))
-    flags = ("--insecure-unsigned",) if unsigned else ()
+    flags = (("--insecure-unsigned",) if unsigned else ()) + extra
     coordinator = CoordinatorProcess(stack, catalog, "bench-1", *flags)
     keys = KeyRing.insecure() if unsigned else None
     fleet_log = open(f"/tmp/jm-bench-{catalog.cluster_id}-fleet.log", "w")  # noqa: SIM115, ASYNC230
@@ -228,7 +231,7 @@ async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False) -> l
         await _phase(producer, catalog, w, coordinator.proc.pid, "paced", 20, rate, keys)
         await asyncio.sleep(1.0)
         out = []
-        for mode in ("paced", "burst"):
+        for mode in modes:
             result = await _phase(producer, catalog, w, coordinator.proc.pid, mode, jobs, rate,
                                   keys)  # fmt: skip
             out.append({"bench": "latency", "signed": not unsigned, **result})

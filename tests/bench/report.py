@@ -517,7 +517,42 @@ def _memory(r: Results) -> str:
         table.append(_row(_n(int(n)), _n(f["events"]), _mib(f["rss_idle"]), _mib(f["rss"]),
                           _mib(f["rss_snapshotting"]), _mib(f["state_json_bytes"]),
                           _mib(f["snapshot_bytes"]), _mib(r["targets"][n])))  # fmt: skip
-    return "\n".join(rows) + "\n\n" + "\n".join(table)
+    out = "\n".join(rows) + "\n\n" + "\n".join(table)
+    if r.get("running"):
+        out += "\n\n" + _memory_running(r)
+    return out
+
+
+def _memory_running(r: Results) -> str:
+    """The running coordinator's rows: RSS and state size, and per job and subtask."""
+    table = [_row("jobs held (RUNNING)", "subtasks", "workers", "journal events replayed",
+                  "VmRSS", "VmHWM", "jm.state.estimated-bytes", "RSS growth per job (4 subtasks)",
+                  "model: job + 4 subtasks", "target"),
+             _row(*["---"] * 10)]  # fmt: skip
+    idle = r["running"].get("0")
+    for n, x in r["running"].items():
+        if n == "0":
+            continue
+        grown = x["rss"] - (idle["rss"] if idle else 0)
+        per_job = x["subtasks"] // x["jobs"]
+        table.append(_row(_n(x["jobs"]), _n(x["subtasks"]), _n(x["state_workers"]),
+                          _n(x["events"]), _mib(x["rss"]), _mib(x["rss_peak"]),
+                          _mib(x["state_estimated_bytes"]), _n(grown // x["jobs"]),
+                          _n(r["model"]["job"] + per_job * r["model"]["subtask"]),
+                          _mib(r["targets"][n])))  # fmt: skip
+    head = f"A running coordinator holding nothing: VmRSS {_mib(idle['rss'])}.\n\n" if idle else ""
+    return head + "\n".join(table)
+
+
+def _telemetry(r: Results) -> str:
+    rows = [_row("telemetry", "all RUNNING p50", "all RUNNING p95", "leader CPU"),
+            _row(*["---"] * 4)]  # fmt: skip
+    for name in ("off", "on"):
+        x = r[name]
+        p50, p95 = x["all_running_p50_ms"], x["all_running_p95_ms"]
+        rows.append(_row(name, f"{p50:.0f} ms", f"{p95:.0f} ms", f"{x['leader_cpu_pct']:.0f}%"))
+    return (f"{r['rounds']} rounds of {r['jobs_per_round']} jobs each way, "
+            f"{r['rate_per_s']:g} jobs/s.\n\n" + "\n".join(rows))  # fmt: skip
 
 
 def _checkpoints(results: dict[str, list[Results]]) -> str:
@@ -567,6 +602,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     rest = _rest(results["rest"]) if "rest" in results else missing
     code = _usercode(results["usercode"][0]) if "usercode" in results else missing
     memory = _memory(results["memory"][0]) if "memory" in results else missing
+    telemetry = _telemetry(results["telemetry"][0]) if "telemetry" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -781,7 +817,7 @@ the journal. Nothing simulated.
 `tests/bench/bench_memory.py` (docs/memory.md). Real: journals written by
 `decide` through the codec and folded by the real `evolve`; the state is the
 coordinator's `State`, its size `encode_state` (what a snapshot holds).
-Simulated: the workers and their reports (no Kafka in this benchmark). Bytes
+Simulated: the workers and their reports (no Kafka in the folds). Bytes
 per item: tracemalloc of a folded state less the same state without the items
 (200 jobs). Resident memory: a fresh process that imports what `jm coordinator`
 imports (aiokafka, redis, aiohttp, the REST API), then folds a journal of that
@@ -791,7 +827,28 @@ at once is beyond `MAX_JOBS` (4,096): for that row the generator raises the
 admission limit of its own process. Target: `needed_bytes` of docs/memory.md
 for the same jobs, subtasks and workers.
 
+Running coordinator (`python -m tests.bench.bench_memory --running N`): the same
+journal of N RUNNING jobs, keyed and signed as a leader writes it, produced to a
+fresh cluster's journal topic on the real Kafka; then one real `jm coordinator`
+(Kafka, Redis, REST) replays it, wins the lease and leads. Once
+`/jobmanager/metrics` shows N jobs held and 5 s later: the process's VmRSS and
+VmHWM (/proc/PID/status) and `jm.state.estimated-bytes`. The same run with no
+job gives the base the growth per job is taken from. The journal's workers never
+heartbeat (simulated, like their reports): the replica runs with a one-hour
+heartbeat timeout so it keeps them while measured.
+
 {memory}
+
+## Telemetry
+
+`tests/bench/bench_telemetry.py`: the latency benchmark's set-up (one real
+coordinator, 4 simulated workers of 8 slots) in rounds that alternate telemetry
+off and on, paced submissions. On: spans and metrics to a JSON-lines file
+(`--otel-file`, metrics every second) and a Prometheus endpoint
+(`--otel-prometheus-port 0`, not scraped). Medians over the rounds of each
+round's p50 and p95 of submission to every task RUNNING, and of the leader's CPU.
+
+{telemetry}
 
 ## What limits it
 

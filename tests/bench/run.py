@@ -3,7 +3,7 @@
     python -m tests.bench.run [--only codec|signing|replay|txn|latency|takeover|handover|coldstart|
                                workerkill|heartbeats|cli|ckpt-trigger|ckpt-demo|
                                ckpt-throughput|ckpt-kill|rest|usercode|memory|deploy|
-                               history ...] [--quick] [--no-docs]
+                               history|telemetry ...] [--quick] [--no-docs]
 
 Starts its own Kafka + Redis with the project's launcher (instance ``bench``
 under /tmp/jm-bench, free ports, purged afterwards). Benchmarks are not
@@ -39,6 +39,7 @@ from tests.bench import (
     bench_replay,
     bench_rest,
     bench_signing,
+    bench_telemetry,
     bench_txn,
     bench_usercode,
     bench_workers,
@@ -52,7 +53,8 @@ DOC = REPO / "docs" / "benchmarks.md"
 RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the page
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
-         "ckpt-kill", "rest", "usercode", "memory", "deploy", "history")  # fmt: skip
+         "ckpt-kill", "rest", "usercode", "memory", "deploy", "history",
+         "telemetry")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -143,15 +145,16 @@ def main() -> int:
         results["signing"] = bench_signing.measure(1.5 if args.quick else 3.0)
         for r in results["signing"]:
             emit(r)
-    if "memory" in args.only:
-        results["memory"] = [bench_memory.run()]
-        emit(results["memory"][0])
-    kafka_needed = [n for n in args.only if n not in ("codec", "signing", "memory")]
+    kafka_needed = [n for n in args.only if n not in ("codec", "signing")]
     if kafka_needed:
         stack = start_stack()
         emit({"bench": "stack", "bootstrap": stack.bootstrap, "redis_url": stack.redis_url})
         kafka_data = Path("/tmp/jm-bench/bench/kafka/data")
         try:
+            if "memory" in args.only:
+                # The folds in a process, then a running coordinator holding each size.
+                results["memory"] = [bench_memory.run(stack=stack)]
+                emit(results["memory"][0])
             if "replay" in args.only:
                 results["replay"] = [
                     asyncio.run(bench_replay.run(stack.bootstrap, events, kafka_data))
@@ -249,6 +252,12 @@ def main() -> int:
                 ]
                 for r in results["deploy"]:
                     emit(r)
+            if "telemetry" in args.only:
+                n = 20 if args.quick else 40
+                results["telemetry"] = [
+                    asyncio.run(bench_telemetry.run(stack, n, 2 if args.quick else 3))
+                ]
+                emit(results["telemetry"][0])
             if "history" in args.only:
                 n = 500 if args.quick else 10_000
                 results["history"] = [asyncio.run(bench_history.run(stack.bootstrap, n))]
