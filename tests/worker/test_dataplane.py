@@ -8,14 +8,15 @@ checks what reached the sink topics and the edge topics.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import edges
+from schemas import edges, kafkaio
 from schemas.catalog import Catalog
 from tests.conftest import Stack, TopicFactory
 from tests.worker.conftest import StartCluster
@@ -216,3 +217,48 @@ async def test_a_restart_reads_fresh_edges_and_ends_with_the_right_counts(
     (partial,) = (await read_topic(stack.bootstrap, old, [0])).values()
     assert len(partial) <= 300
     assert not [h for _, _, h in partial if _is_end(h)]
+
+
+async def test_a_million_records_keyed_counts_are_exact(
+    start_cluster: StartCluster, new_topic: TopicFactory, stack: Stack
+) -> None:
+    """The issue's job at 1,000,000 records over two workers, edges in batches: the sink
+    holds exactly one update per record, and every key's last update is its exact count.
+    The slowest test of this file (tens of seconds on a quiet 2-core machine)."""
+    n, keys, p = 1_000_000, 10, 2
+    sink = await new_topic("million", partitions=p)
+    job = Job(
+        vertices=[
+            V("numbers", "sequence", p, {"count": str(n)}),
+            V("keyed", "map", p, {"function": "mod_key", "n": str(keys)}),
+            V("count", "keyed_count", p),
+            V("out", "kafka_sink", p, {"topic": sink, "key_field": "key"}),
+        ],
+        edges=[
+            edge("numbers", "keyed"),
+            edge("keyed", "count", P.HASH, "key"),
+            edge("count", "out"),
+        ],
+    )
+    clusters = [await start_cluster(slots=4), await start_cluster(slots=4)]
+    await job.deploy(clusters)
+    await job.finished(within=900)
+
+    consumer = kafkaio.consumer(stack.bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(sink, i) for i in range(p)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        assert sum(ends.values()) == n  # one update per record: none lost, none repeated
+        last: dict[int, int] = {}
+        for tp in tps:  # the last updates of each key are in its partition's tail
+            consumer.seek(tp, max(0, ends[tp] - 5000))
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(*tps, timeout_ms=500)).values():
+                for r in records:
+                    value = json.loads(r.value or b"{}")
+                    last[value["key"]] = max(last.get(value["key"], 0), value["count"])
+    finally:
+        await consumer.stop()
+    assert last == {k: n // keys for k in range(keys)}
