@@ -75,15 +75,17 @@ STAGES: dict[str, tuple[str, ...]] = {
 def deploy_job(job_id: str, count: int, sink: str, rate: float = 0.0) -> ev.JobSubmitted:
     p = PARALLELISM
     source = {"count": str(count)}
-    if rate:
+    counter = {"key_field": "key"}
+    if rate:  # the emit time rides along: stamped at the source, carried by the count
         source |= {"rate": str(rate / p), "stamp": "t"}
+        counter |= {"carry": "t"}
     vertices = (
         ev.Vertex(id="numbers", name="numbers", operator="sequence", parallelism=p,
                   max_parallelism=8, config=source),
         ev.Vertex(id="keyed", name="keyed", operator="map", parallelism=p,
                   max_parallelism=8, config={"function": "mod_key", "n": str(KEYS)}),
         ev.Vertex(id="count", name="count", operator="keyed_count", parallelism=p,
-                  max_parallelism=8, config={"key_field": "key"}),
+                  max_parallelism=8, config=counter),
         ev.Vertex(id="out", name="out", operator="kafka_sink", parallelism=p,
                   max_parallelism=8, config={"topic": sink, "key_field": "key"}),
     )  # fmt: skip
