@@ -224,7 +224,7 @@ async def test_a_million_records_keyed_counts_are_exact(
 ) -> None:
     """The issue's job at 1,000,000 records over two workers, edges in batches: the sink
     holds exactly one update per record, and every key's last update is its exact count.
-    Over 60 s: 223 s in one run at load average 19-24 on the shared 2 cores (not a
+    Over 60 s: 180 s in a run at load average 9-17 on the shared 2 cores (not a
     quiet-machine figure); the slowest test of this file."""
     n, keys, p = 1_000_000, 10, 2
     sink = await new_topic("million", partitions=p)
