@@ -17,14 +17,15 @@ form plus 8 hex digits of its SHA-256, so parts never contain the ``.``
 separator and the prefix of one job is never the prefix of another's.
 
 Records carry their origin in headers (``jm-vertex``, ``jm-subtask``,
-``jm-attempt``) and their kind in ``jm-kind``: ``data`` (value = the record as
-compact JSON), ``end`` (an end-of-stream marker, empty value) or ``barrier`` (a
-checkpoint barrier, empty value, its checkpoint id in ``jm-checkpoint``; written
-to the same partitions as the end markers, docs/checkpoints.md). Each upstream
-subtask ends its output with one marker on every partition it may write to
-(``writable_partitions``); a downstream subtask is done with an edge once it
-has a marker from every upstream subtask that may write to its partition
-(``expected_upstreams``).
+``jm-attempt``) and their kind in ``jm-kind``: ``batch`` (value = many records in
+the batch encoding, ``encode_batch``; what writers send), ``data`` (value = one record
+as compact JSON; written by workers before batches, still read), ``end`` (an
+end-of-stream marker, empty value) or ``barrier`` (a checkpoint barrier, empty
+value, its checkpoint id in ``jm-checkpoint``; written to the same partitions as
+the end markers, docs/checkpoints.md). Each upstream subtask ends its output with
+one marker on every partition it may write to (``writable_partitions``); a
+downstream subtask is done with an edge once it has a marker from every upstream
+subtask that may write to its partition (``expected_upstreams``).
 """
 
 import hashlib
@@ -50,6 +51,10 @@ HEADER_KIND: Final = "jm-kind"
 KIND_DATA: Final = b"data"
 KIND_END: Final = b"end"
 KIND_BARRIER: Final = b"barrier"
+KIND_BATCH: Final = b"batch"
+#: The first 4 bytes of a batch value: "JMB" and the encoding's version.
+BATCH_MAGIC: Final = b"JMB\x01"
+_BATCH_HEAD: Final = len(BATCH_MAGIC) + 4
 HEADER_CHECKPOINT: Final = "jm-checkpoint"
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
@@ -172,14 +177,18 @@ class Origin:
     attempt: int
     end: bool
     barrier: int | None = None
+    batch: bool = False
 
 
-def edge_headers(vertex: str, subtask: int, attempt: int, *, end: bool = False) -> Headers:
+def edge_headers(
+    vertex: str, subtask: int, attempt: int, *, end: bool = False, batch: bool = False
+) -> Headers:
+    kind = KIND_END if end else KIND_BATCH if batch else KIND_DATA
     return [
         (HEADER_VERTEX, vertex.encode()),
         (HEADER_SUBTASK, str(subtask).encode()),
         (HEADER_ATTEMPT, str(attempt).encode()),
-        (HEADER_KIND, KIND_END if end else KIND_DATA),
+        (HEADER_KIND, kind),
     ]
 
 
@@ -199,7 +208,7 @@ def parse_edge_headers(headers: Iterable[tuple[str, bytes]]) -> Origin:
     found = dict(headers)
     try:
         kind = found[HEADER_KIND]
-        if kind not in (KIND_DATA, KIND_END, KIND_BARRIER):
+        if kind not in (KIND_BATCH, KIND_DATA, KIND_END, KIND_BARRIER):
             raise ValueError(f"unknown {HEADER_KIND} {kind!r}")
         barrier = int(found[HEADER_CHECKPOINT]) if kind == KIND_BARRIER else None
         return Origin(
@@ -208,6 +217,34 @@ def parse_edge_headers(headers: Iterable[tuple[str, bytes]]) -> Origin:
             attempt=int(found[HEADER_ATTEMPT]),
             end=kind == KIND_END,
             barrier=barrier,
+            batch=kind == KIND_BATCH,
         )
     except KeyError as missing:
         raise ValueError(f"edge record without header {missing}") from None
+
+
+# ------------------------------------------------------------------ batches
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def encode_batch(records: Sequence[object]) -> bytes:
+    """Many records as one edge value: ``BATCH_MAGIC`` (4 bytes: "JMB", version 1),
+    the record count (4 bytes, unsigned big-endian), then the records as one UTF-8
+    JSON array (compact; non-JSON values as strings). docs/wire-format.md."""
+    body = _encode_json(records).encode()
+    return BATCH_MAGIC + len(records).to_bytes(4, "big") + body
+
+
+def decode_batch(value: bytes) -> list[object]:
+    """The records of a batch value; ValueError if it is not one (or is damaged)."""
+    if value[:4] != BATCH_MAGIC:
+        raise ValueError(f"not a version-1 record batch (starts {value[:4]!r})")
+    count = int.from_bytes(value[4:_BATCH_HEAD], "big")
+    try:
+        records = json.loads(value[_BATCH_HEAD:])
+    except ValueError as err:
+        raise ValueError(f"record batch does not decode: {err}") from None
+    if not isinstance(records, list) or len(records) != count:
+        raise ValueError(f"record batch holds other than the {count} records it announces")
+    return records

@@ -86,6 +86,13 @@ class ChainedOutput:
         self._downstream.read_records += 1
         await self._operator.process(record, self._out)
 
+    async def emit_batch(self, records: list[Record]) -> None:
+        n = len(records)
+        self.records += n
+        self._upstream.write_records += n
+        self._downstream.read_records += n
+        await self._operator.process_batch(records, self._out)
+
     async def barrier(self, checkpoint_id: int) -> None:
         """The upstream operator snapshotted: the next one does, then passes it on."""
         await self._next.aligned(checkpoint_id, time.monotonic())

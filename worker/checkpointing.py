@@ -33,7 +33,7 @@ from schemas.snapshot import TaskSnapshot, decode_snapshot, encode_snapshot
 from schemas.statestore import StateStore, StateStoreError
 from schemas.validation import SAVEPOINT_HANDLE_PREFIX
 from worker.errors import TaskError
-from worker.operators.api import Operator, Output, Record, TaskSpec
+from worker.operators.api import Operator, Output, Record, TaskSpec, emit_batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,11 @@ class BarrierOutput:
     async def emit(self, record: Record) -> None:
         async with self.lock:
             await self.inner.emit(record)
+
+    async def emit_batch(self, records: list[Record]) -> None:
+        """A barrier goes before or after the whole batch, never inside it."""
+        async with self.lock:
+            await emit_batch(self.inner, records)
 
 
 def _ms_since(began: float) -> int:

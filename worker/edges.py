@@ -46,19 +46,34 @@ log = logging.getLogger(__name__)
 
 P = ev.Partitioning
 
-# Throughput over latency for data, within reason: a 5 ms linger batches a
-# busy edge without holding a trickle back noticeably.
-_LINGER_MS: Final = 5
-_MAX_BATCH_BYTES: Final = 256 * 1024
+#: Records per edge batch (per partition): a batch leaves once this many wait.
+BATCH_RECORDS: Final = 1000
+#: ... or this long (ms) after its first record came, whichever is first.
+BATCH_LINGER_MS: Final = 5.0
+#: A batch value larger than this is split (Kafka's default message limit is 1 MiB).
+MAX_BATCH_VALUE: Final = 900 * 1024
+#: The edge consumer: each fetched record is a batch, so fewer of them per poll, and
+#: fetches big enough for several full batches per partition.
+EDGE_CONSUMER: Final[dict[str, Any]] = {
+    "max_poll_records": 50,
+    "fetch_max_bytes": 16 * 1024 * 1024,
+    "max_partition_fetch_bytes": 4 * 1024 * 1024,
+}
+#: Keys whose partition a writer remembers per edge (cleared when full).
+_HASHED_KEYS: Final = 100_000
+#: The edge producer: batches are already built, so a short linger only gathers the
+#: batches of several partitions into one request (docs/dataplane.md, "Kafka settings").
+EDGE_PRODUCER: Final[dict[str, Any]] = {
+    "enable_idempotence": True,
+    "acks": "all",
+    "linger_ms": 1,
+    "max_batch_size": 1024 * 1024,
+    "max_request_size": 2 * 1024 * 1024,
+}
 
 
 class EdgeTopicError(TaskError):
     """An edge topic could not be created."""
-
-
-def encode_record(record: Record) -> bytes:
-    """A record as edge (and sink) value: compact JSON; non-JSON values as strings."""
-    return json.dumps(record, separators=(",", ":"), default=str).encode()
 
 
 def _partitions_of(spec: TaskSpec, vertex: str) -> int:
@@ -121,13 +136,32 @@ class _Channel:
     key_field: str | None
     sent: int = 0
     markers: Sequence[int] = field(default_factory=tuple)
+    #: records waiting for their batch, per partition
+    pending: list[list[Record]] = field(default_factory=list)
+    #: key -> partition, for hashable keys (murmur2 in Python is the costly part)
+    hashed: dict[Any, int] = field(default_factory=dict)
 
 
 class EdgeWriter:
     """The ``Output`` of a task with outgoing edges (counted in `counters`: records
-    emitted, bytes written, time the producer made it wait)."""
+    emitted, bytes written, time the producer made it wait).
 
-    def __init__(self, env: KafkaEnv, spec: TaskSpec, counters: TaskCounters | None = None) -> None:
+    Records wait per edge and partition and leave as one Kafka record per batch
+    (``schemas.edges.encode_batch``): when `batch_records` are waiting there, or at
+    most `linger_ms` after the first of them came, whichever is first, and always
+    before a barrier or the end-of-stream markers (so both stay exact at batch
+    boundaries). One lock orders every send: batches, barriers and markers reach
+    each partition in the order they were emitted."""
+
+    def __init__(
+        self,
+        env: KafkaEnv,
+        spec: TaskSpec,
+        counters: TaskCounters | None = None,
+        *,
+        batch_records: int = BATCH_RECORDS,
+        linger_ms: float = BATCH_LINGER_MS,
+    ) -> None:
         self._subtask = spec.task.subtask_index
         self._channels = []
         for edge in spec.outputs:
@@ -139,21 +173,25 @@ class EdgeWriter:
                     partitioning=edge.partitioning,
                     key_field=edge.key_field,
                     markers=edges.writable_partitions(edge.partitioning, self._subtask, n),
+                    pending=[[] for _ in range(n)],
                 )
             )
         t = self._task = spec.task
-        self._data_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt)
-        self._end_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt, end=True)
-        self._producer = kafkaio.producer(
-            bootstrap_servers=env.bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=_LINGER_MS,
-            max_batch_size=_MAX_BATCH_BYTES,
+        self._batch_headers = edges.edge_headers(
+            t.vertex_id, t.subtask_index, t.attempt, batch=True
         )
+        self._end_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt, end=True)
+        self._producer = kafkaio.producer(bootstrap_servers=env.bootstrap, **EDGE_PRODUCER)
+        self._batch_records = max(1, batch_records)
+        self._linger_s = linger_ms / 1000
+        self._lock = asyncio.Lock()
+        self._waiting = asyncio.Event()  # something is pending: the flusher's timer runs
+        self._flusher: asyncio.Task[None] | None = None
         self._started = False
         self._error: BaseException | None = None
         self.counters = counters if counters is not None else TaskCounters()
+        #: batches sent (tests and logs).
+        self.batches = 0
 
     @property
     def records(self) -> int:
@@ -166,47 +204,113 @@ class EdgeWriter:
     async def start(self) -> None:
         await self._producer.start()
         self._started = True
+        self._flusher = asyncio.create_task(self._flush_on_time())
 
     async def emit(self, record: Record) -> None:
+        await self.emit_batch([record])
+
+    async def emit_batch(self, records: list[Record]) -> None:
+        """Queue `records` for their partitions; send every batch that is full."""
         if self._error is not None:
             raise self._error
-        value = encode_record(record)
-        self.counters.write_records += 1
+        if not records:
+            return
+        self.counters.write_records += len(records)
+        full: list[tuple[_Channel, int]] = []
+        size = self._batch_records
         for ch in self._channels:
-            key: bytes | None = None
+            pending = ch.pending
             match ch.partitioning:
                 case P.FORWARD:
-                    await self._send(ch.topic, value, None, self._subtask)
+                    queue = pending[self._subtask]
+                    queue.extend(records)
+                    if len(queue) >= size:
+                        full.append((ch, self._subtask))
                 case P.HASH:
-                    field_name = ch.key_field or ""
-                    try:
-                        raw = record[field_name]
-                    except KeyError:
-                        raise EdgeProtocolError(
-                            f"record has no field {field_name!r} to hash for edge {ch.topic}"
-                        ) from None
-                    key = edges.key_string(raw).encode()
-                    partition = edges.hash_partition(raw, ch.partitions)
-                    await self._send(ch.topic, value, key, partition)
+                    self._hash(ch, records)
+                    full.extend((ch, p) for p, q in enumerate(pending) if len(q) >= size)
                 case P.REBALANCE:
-                    partition = edges.rebalance_partition(self._subtask, ch.sent, ch.partitions)
-                    ch.sent += 1
-                    await self._send(ch.topic, value, None, partition)
+                    n, u = ch.partitions, self._subtask
+                    for record in records:
+                        pending[edges.rebalance_partition(u, ch.sent, n)].append(record)
+                        ch.sent += 1
+                    full.extend((ch, p) for p, q in enumerate(pending) if len(q) >= size)
                 case P.BROADCAST:
-                    for partition in range(ch.partitions):
-                        await self._send(ch.topic, value, None, partition)
+                    for queue in pending:
+                        queue.extend(records)
+                    full.extend((ch, p) for p, q in enumerate(pending) if len(q) >= size)
+        self._waiting.set()
+        if full:
+            async with self._lock:
+                for ch, partition in full:
+                    await self._send_pending(ch, partition)
 
-    async def _send(self, topic: str, value: bytes, key: bytes | None, partition: int) -> None:
+    def _hash(self, ch: _Channel, records: list[Record]) -> None:
+        field_name = ch.key_field or ""
+        pending, hashed, n = ch.pending, ch.hashed, ch.partitions
+        for record in records:
+            try:
+                raw = record[field_name]
+            except KeyError:
+                raise EdgeProtocolError(
+                    f"record has no field {field_name!r} to hash for edge {ch.topic}"
+                ) from None
+            try:
+                partition = hashed[raw]
+            except KeyError:
+                partition = edges.hash_partition(raw, n)
+                if len(hashed) >= _HASHED_KEYS:
+                    hashed.clear()
+                hashed[raw] = partition
+            except TypeError:  # unhashable (a list or an object): not remembered
+                partition = edges.hash_partition(raw, n)
+            pending[partition].append(record)
+
+    async def _send_pending(self, ch: _Channel, partition: int) -> None:
+        """Send what waits for `partition` of `ch` (the caller holds the lock)."""
+        records = ch.pending[partition]
+        if not records:
+            return
+        ch.pending[partition] = []
+        for value in _encoded(records):
+            await self._send(ch.topic, value, partition)
+
+    async def _send(self, topic: str, value: bytes, partition: int) -> None:
         counters = self.counters
         began = time.monotonic()
         # Returns at once unless the producer's buffer is full: then downstream (the
         # brokers) holds this task back, which is what backpressured time measures.
         future = await self._producer.send(
-            topic, value, key=key, partition=partition, headers=self._data_headers
+            topic, value, partition=partition, headers=self._batch_headers
         )
         counters.backpressured_s += time.monotonic() - began
         counters.write_bytes += len(value)
+        self.batches += 1
         future.add_done_callback(self._delivered)
+
+    async def flush_batches(self) -> None:
+        """Send every batch waiting, full or not (the caller must not hold the lock)."""
+        async with self._lock:
+            await self._send_all()
+
+    async def _send_all(self) -> None:
+        self._waiting.clear()
+        for ch in self._channels:
+            for partition in range(ch.partitions):
+                await self._send_pending(ch, partition)
+
+    async def _flush_on_time(self) -> None:
+        """The time bound: a batch leaves at most `linger_ms` after it began."""
+        try:
+            while True:
+                await self._waiting.wait()
+                await asyncio.sleep(self._linger_s)
+                await self.flush_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the task fails at its next emit, barrier or end
+            if self._error is None:
+                self._error = err
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
@@ -216,14 +320,17 @@ class EdgeWriter:
             self._error = error
 
     async def finish(self) -> None:
-        """End-of-stream on every partition this subtask may write to, then flush:
-        when this returns, everything this subtask wrote is acknowledged."""
-        for ch in self._channels:
-            for partition in ch.markers:
-                future = await self._producer.send(
-                    ch.topic, b"", partition=partition, headers=self._end_headers
-                )
-                future.add_done_callback(self._delivered)
+        """The last batches, then end-of-stream on every partition this subtask may
+        write to, then flush: when this returns, everything this subtask wrote is
+        acknowledged."""
+        async with self._lock:
+            await self._send_all()
+            for ch in self._channels:
+                for partition in ch.markers:
+                    future = await self._producer.send(
+                        ch.topic, b"", partition=partition, headers=self._end_headers
+                    )
+                    future.add_done_callback(self._delivered)
         began = time.monotonic()
         await self._producer.flush()
         self.counters.backpressured_s += time.monotonic() - began
@@ -232,22 +339,38 @@ class EdgeWriter:
 
     async def barrier(self, checkpoint_id: int) -> None:
         """The barrier of `checkpoint_id` on every partition this subtask may write
-        to, behind every record sent before it (one idempotent producer)."""
+        to, behind every record emitted before it: the pending batches go first."""
         if self._error is not None:
             raise self._error
         t = self._task
         headers = edges.barrier_headers(t.vertex_id, t.subtask_index, t.attempt, checkpoint_id)
-        for ch in self._channels:
-            for partition in ch.markers:
-                future = await self._producer.send(
-                    ch.topic, b"", partition=partition, headers=headers
-                )
-                future.add_done_callback(self._delivered)
+        async with self._lock:
+            await self._send_all()
+            for ch in self._channels:
+                for partition in ch.markers:
+                    future = await self._producer.send(
+                        ch.topic, b"", partition=partition, headers=headers
+                    )
+                    future.add_done_callback(self._delivered)
 
     async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
         if self._started:
             self._started = False
             await self._producer.stop()
+
+
+def _encoded(records: list[Record]) -> list[bytes]:
+    """`records` as batch values, split in halves until each fits `MAX_BATCH_VALUE`
+    (a single record too large goes alone, and Kafka refuses it: the task fails)."""
+    value = edges.encode_batch(records)
+    if len(value) <= MAX_BATCH_VALUE or len(records) == 1:
+        return [value]
+    half = len(records) // 2
+    return _encoded(records[:half]) + _encoded(records[half:])
 
 
 @dataclass(slots=True)
@@ -277,14 +400,14 @@ class EdgeReader:
             upstream = _partitions_of(spec, edge.source)
             expected = edges.expected_upstreams(edge.partitioning, index, upstream)
             self._inputs[tp] = _Input(edge, set(expected))
-        self._consumer = kafkaio.consumer(env.bootstrap, max_poll_records=2000)
+        self._consumer = kafkaio.consumer(env.bootstrap, **EDGE_CONSUMER)
         self._started = False
         self.counters = counters if counters is not None else TaskCounters()
         self._aligning: int | None = None  # the barrier being aligned
         self._align_began = 0.0
         self._paused: set[TopicPartition] = set()
         self._released = False  # inputs were unblocked: held records to replay
-        self._process: Callable[[Record], Awaitable[None]] | None = None
+        self._process: Callable[[list[Record]], Awaitable[None]] | None = None
         self._on_aligned: OnAligned | None = None
         self._on_abandoned: OnAbandoned | None = None
         #: checkpoint ids aligned so far, in order (tests and logs).
@@ -308,12 +431,13 @@ class EdgeReader:
 
     async def run(
         self,
-        process: Callable[[Record], Awaitable[None]],
+        process: Callable[[list[Record]], Awaitable[None]],
         on_aligned: OnAligned | None = None,
         on_abandoned: OnAbandoned | None = None,
     ) -> None:
-        """Feed every data record to `process` and every aligned barrier to
-        `on_aligned`; return once every input has ended."""
+        """Feed the data records to `process`, a batch at a time (one edge record's
+        batch), and every aligned barrier to `on_aligned`; return once every input
+        has ended."""
         self._process, self._on_aligned, self._on_abandoned = process, on_aligned, on_abandoned
         open_inputs = {tp for tp, i in self._inputs.items() if i.waiting_for}
         counters = self.counters
@@ -354,11 +478,16 @@ class EdgeReader:
         else:
             if record.value is None:
                 raise EdgeProtocolError(f"{tp.topic}: data record without a value")
+            try:
+                batch = edges.decode_batch(record.value) if origin.batch else None
+            except ValueError as err:
+                raise EdgeProtocolError(f"{tp.topic}[{tp.partition}]: {err}") from None
+            records = batch if batch is not None else [json.loads(record.value)]
             counters = self.counters
-            counters.read_records += 1
+            counters.read_records += len(records)
             counters.read_bytes += len(record.value)
             assert self._process is not None
-            await self._process(json.loads(record.value))
+            await self._process(records)  # type: ignore[arg-type]
             return
         await self._check_aligned()
 

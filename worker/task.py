@@ -64,6 +64,11 @@ class CountingSink:
         self.records += 1
         self.last = record
 
+    async def emit_batch(self, records: list[Record]) -> None:
+        if records:
+            self.records += len(records)
+            self.last = records[-1]
+
 
 class NoInputEdgesError(TaskError):
     """A record operator's vertex has no input edge: it would never see a record."""
@@ -130,10 +135,10 @@ async def _run_operator(
         await checkpoints.source_done()
     else:
         assert reader is not None and isinstance(operator, RecordOperator)
-        process_record = operator.process
+        process_batch = operator.process_batch
 
-        async def process(record: Record) -> None:
-            await process_record(record, output)
+        async def process(records: list[Record]) -> None:
+            await process_batch(records, output)
 
         await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
         await operator.end_of_input(output)

@@ -19,6 +19,7 @@ from aiokafka import TopicPartition
 
 from schemas import events as ev
 from schemas import kafkaio
+from schemas.edges import HEADER_KIND, KIND_BATCH, decode_batch
 from tests.worker.conftest import Cluster
 from tests.worker.harness import ES, now_ms
 
@@ -118,7 +119,8 @@ async def read_topic(
     bootstrap: str, topic: str, partitions: Iterable[int]
 ) -> dict[int, list[tuple[bytes | None, Any, list[tuple[str, bytes]]]]]:
     """Every record of the partitions up to their end offsets: (key, JSON value or
-    raw bytes, headers) per partition."""
+    raw bytes, headers) per partition; an edge's record batch (``jm-kind: batch``)
+    counts as its records, each with the batch's key and headers."""
     consumer = kafkaio.consumer(bootstrap)
     await consumer.start()
     try:
@@ -136,9 +138,14 @@ async def read_topic(
             for tp, records in fetched.items():
                 for r in records:
                     value: Any = r.value
+                    headers = list(r.headers)
+                    if (HEADER_KIND, KIND_BATCH) in headers:
+                        for record in decode_batch(r.value or b""):
+                            out[tp.partition].append((r.key, record, headers))
+                        continue
                     if r.value:
                         value = json.loads(r.value)
-                    out[tp.partition].append((r.key, value, list(r.headers)))
+                    out[tp.partition].append((r.key, value, headers))
         return out
     finally:
         await consumer.stop()

@@ -132,3 +132,18 @@ def test_headers_round_trip_and_refuse_strangers() -> None:
         edges.parse_edge_headers([("jm-vertex", b"v")])
     with pytest.raises(ValueError, match="unknown"):
         edges.parse_edge_headers([*edges.edge_headers("v", 0, 0)[:3], ("jm-kind", b"?")])
+
+
+def test_a_batch_value_round_trips_and_bad_ones_are_refused() -> None:
+    records = [{"value": v, "key": str(v % 3), "s": "é"} for v in range(5)]
+    value = edges.encode_batch(records)
+    assert value[:4] == b"JMB\x01" and int.from_bytes(value[4:8], "big") == 5
+    assert edges.decode_batch(value) == records
+    with pytest.raises(ValueError, match="not a version-1"):
+        edges.decode_batch(b"JMB\x02" + value[4:])
+    with pytest.raises(ValueError, match="announces"):
+        edges.decode_batch(value[:4] + (6).to_bytes(4, "big") + value[8:])
+    with pytest.raises(ValueError, match="does not decode"):
+        edges.decode_batch(value[:-1])
+    origin = edges.parse_edge_headers(edges.edge_headers("v", 1, 2, batch=True))
+    assert origin.batch and not origin.end and origin.barrier is None

@@ -192,3 +192,42 @@ def test_examples_name_operators_and_functions_the_worker_has(path: Path) -> Non
         if "function" in v.config:
             name = v.config["function"]
             assert name in functions or (own and name in own.functions), name
+
+
+class CollectBatches(Collect):
+    """An output that takes batches, as the task's own outputs do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches = 0
+
+    async def emit_batch(self, records: list[Record]) -> None:
+        self.batches += 1
+        self.records.extend(records)
+
+
+@pytest.mark.parametrize(
+    ("operator", "config"),
+    [
+        ("map", {"function": "mod_key", "n": "3"}),
+        ("filter", {"function": "even"}),
+        ("flat_map", {"function": "split_words", "field": "text"}),
+        ("key_by", {"function": "mod", "n": "2", "key_field": "k"}),
+        ("keyed_count", {"key_field": "key", "carry": "t"}),
+        ("keyed_reduce", {"function": "sum", "key_field": "key"}),
+    ],
+)
+async def test_a_batch_gives_what_its_records_one_by_one_give(
+    operator: str, config: dict[str, str]
+) -> None:
+    records = [{"value": v, "key": v % 3, "t": 100 + v, "text": f"a b{v % 2}"} for v in range(9)]
+    one_by_one = await apply(operator, records, **config)
+    batched = builtins.BUILTINS[operator]()
+    assert isinstance(batched, RecordOperator)
+    await batched.open(ctx(config))
+    out = CollectBatches()
+    await batched.process_batch(records[:4], out)
+    await batched.process_batch(records[4:], out)
+    assert out.records == one_by_one and out.batches == 2  # one emit per batch, same records
+    if operator == "keyed_count":  # `carry` copies the stamp into every update
+        assert [r["t"] for r in out.records] == [100 + v for v in range(9)]

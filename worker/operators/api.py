@@ -170,9 +170,21 @@ class TaskContext:
 
 
 class Output(Protocol):
-    """Where an operator sends its records."""
+    """Where an operator sends its records. The task's own outputs (edges, chained
+    operators, sources' wrappers) also take a batch at once: ``emit_batch``."""
 
     async def emit(self, record: Record) -> None: ...
+
+
+async def emit_batch(out: Output, records: list[Record]) -> None:
+    """Every record of `records` to `out`, in order: in one call when `out` takes
+    batches (an ``emit_batch`` method), else one ``emit`` each."""
+    batch = getattr(out, "emit_batch", None)
+    if batch is not None:
+        await batch(records)
+        return
+    for record in records:
+        await out.emit(record)
 
 
 class Stateful:
@@ -220,13 +232,21 @@ class SourceOperator(ABC, Stateful):
 
 
 class RecordOperator(ABC, Stateful):
-    """Transforms records one at a time (map, filter, keyed aggregations)."""
+    """Transforms records (map, filter, keyed aggregations): one at a time in
+    ``process``, or a batch at a time in ``process_batch``."""
 
     async def open(self, ctx: TaskContext) -> None:
         """Set up. The task is INITIALIZING meanwhile."""
 
     @abstractmethod
     async def process(self, record: Record, out: Output) -> None: ...
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        """A batch of records from the input, in order (the task calls this; a batch
+        never spans a checkpoint barrier). By default ``process`` for each one;
+        built-ins override it to work on the batch at once."""
+        for record in records:
+            await self.process(record, out)
 
     async def end_of_input(self, out: Output) -> None:
         """Every input has ended (bounded input): emit what is buffered."""

@@ -28,11 +28,14 @@ from worker.operators.api import (
     RecordOperator,
     SourceOperator,
     TaskContext,
+    emit_batch,
 )
 
 # A source that never awaits would keep the task's event loop from ever
 # noticing a cancel; yield to it every this many records.
 _YIELD_EVERY: Final = 256
+#: Records per batch of an unpaced ``sequence``.
+SOURCE_BATCH: Final = 1000
 CRASH_EXIT_CODE: Final = 70
 
 
@@ -58,6 +61,10 @@ class _Counted:
         await self.out.emit(record)
         self.source.emitted += 1
 
+    async def emit_batch(self, records: list[Record]) -> None:
+        await emit_batch(self.out, records)
+        self.source.emitted += len(records)
+
 
 class Sequence(SourceOperator):
     """Emits the integers start, start + 1, ... (count of them; absent or 0:
@@ -70,6 +77,7 @@ class Sequence(SourceOperator):
         self.start = ctx.config_int("start", 0)
         self.count = ctx.config_int("count", 0)
         self.rate = ctx.config_float("rate", 0.0)
+        self.stamp = ctx.config_str("stamp", "") or None
         self.emitted = 0
 
     async def snapshot_state(self) -> TaskSnapshot:
@@ -87,7 +95,8 @@ class Sequence(SourceOperator):
         else:
             mine = 0
         first = self.start + i + self.emitted * p
-        await emit_sequence(_Counted(self, out), first, mine, self.rate, step=p)
+        out = _Counted(self, out)
+        await emit_sequence(out, first, mine, self.rate, step=p, stamp=self.stamp)
 
 
 class Fault(SourceOperator):
@@ -152,21 +161,37 @@ class Fault(SourceOperator):
             raise InjectedFault(f"fault injected after {self.emitted} records")
 
 
-async def emit_sequence(out: Output, start: int, count: int, rate: float, step: int = 1) -> None:
+async def emit_sequence(
+    out: Output, start: int, count: int, rate: float, step: int = 1, stamp: str | None = None
+) -> None:
     """Emit count integers start, start + step, ... (count 0: forever), paced at
     `rate` per second against the start time so that slow emits do not make
-    the rate drift."""
+    the rate drift; unpaced, in batches of `SOURCE_BATCH`. `stamp`: a field set to
+    the emit time (ms since the epoch) of each record (latency measurements)."""
     loop = asyncio.get_running_loop()
     began = loop.time()
     emitted = 0
+    if rate <= 0:
+        while count <= 0 or emitted < count:
+            n = SOURCE_BATCH if count <= 0 else min(SOURCE_BATCH, count - emitted)
+            first = start + emitted * step
+            values = range(first, first + n * step, step)
+            if stamp is None:
+                await emit_batch(out, [{"value": v} for v in values])
+            else:
+                t = int(time.time() * 1000)
+                await emit_batch(out, [{"value": v, stamp: t} for v in values])
+            emitted += n
+            await asyncio.sleep(0)  # a cancel, a checkpoint trigger get their turn
+        return
     while count <= 0 or emitted < count:
-        await out.emit({"value": start + emitted * step})
+        record: Record = {"value": start + emitted * step}
+        if stamp is not None:
+            record[stamp] = int(time.time() * 1000)
+        await out.emit(record)
         emitted += 1
-        if rate > 0:
-            delay = began + emitted / rate - loop.time()
-            await asyncio.sleep(max(delay, 0))
-        elif emitted % _YIELD_EVERY == 0:
-            await asyncio.sleep(0)
+        delay = began + emitted / rate - loop.time()
+        await asyncio.sleep(max(delay, 0))
 
 
 class MissingFieldError(TaskError):
@@ -189,6 +214,10 @@ class Map(RecordOperator):
     async def process(self, record: Record, out: Output) -> None:
         await out.emit(self.fn(record))
 
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        fn = self.fn
+        await emit_batch(out, [fn(r) for r in records])
+
 
 class Filter(RecordOperator):
     """Emits the records for which ``function(record)`` is true."""
@@ -199,6 +228,12 @@ class Filter(RecordOperator):
     async def process(self, record: Record, out: Output) -> None:
         if self.fn(record):
             await out.emit(record)
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        fn = self.fn
+        kept = [r for r in records if fn(r)]
+        if kept:
+            await emit_batch(out, kept)
 
 
 class FlatMap(RecordOperator):
@@ -211,6 +246,12 @@ class FlatMap(RecordOperator):
         for produced in self.fn(record):
             await out.emit(produced)
 
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        fn = self.fn
+        produced = [p for r in records for p in fn(r)]
+        if produced:
+            await emit_batch(out, produced)
+
 
 class KeyBy(RecordOperator):
     """Sets field `key_field` (default ``key``) to ``function(record)``; a HASH
@@ -222,6 +263,14 @@ class KeyBy(RecordOperator):
 
     async def process(self, record: Record, out: Output) -> None:
         await out.emit({**record, self.key_field: self.fn(record)})
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        fn, k = self.fn, self.key_field
+        await emit_batch(out, [{**r, k: fn(r)} for r in records])
+
+
+def _fields(raw: str) -> tuple[str, ...]:
+    return tuple(f.strip() for f in raw.split(",") if f.strip())
 
 
 def _keyed_of(snapshot: TaskSnapshot, name: str, operator: str) -> dict[str, Any]:
@@ -239,6 +288,7 @@ class KeyedCount(RecordOperator):
 
     async def open(self, ctx: TaskContext) -> None:
         self.key_field = ctx.config_str("key_field", "key")
+        self.carry = _fields(ctx.config_str("carry", ""))
         self.counts: dict[str, int] = {}
 
     async def snapshot_state(self) -> TaskSnapshot:
@@ -252,7 +302,31 @@ class KeyedCount(RecordOperator):
         name = key if isinstance(key, str) else key_string(key)
         count = self.counts.get(name, 0) + 1
         self.counts[name] = count
-        await out.emit({self.key_field: key, "count": count})
+        update = {self.key_field: key, "count": count}
+        for f in self.carry:
+            if f in record:
+                update[f] = record[f]
+        await out.emit(update)
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        """The batch's updates in one pass over the state (one emit of them all)."""
+        counts, k, carry = self.counts, self.key_field, self.carry
+        updates: list[Record] = []
+        for record in records:
+            try:
+                key = record[k]
+            except KeyError:
+                raise MissingFieldError(
+                    f"keyed_count: record has no field {k!r}: {record}"
+                ) from None
+            name = key if type(key) is str else key_string(key)
+            count = counts[name] = counts.get(name, 0) + 1
+            update = {k: key, "count": count}
+            for f in carry:
+                if f in record:
+                    update[f] = record[f]
+            updates.append(update)
+        await emit_batch(out, updates)
 
 
 class KeyedReduce(RecordOperator):
@@ -281,6 +355,20 @@ class KeyedReduce(RecordOperator):
             value = self.fn(self.state[name], value)
         self.state[name] = value
         await out.emit({self.key_field: key, self.value_field: value})
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        """The batch's updates in one pass over the state (one emit of them all)."""
+        state, fn, k, v = self.state, self.fn, self.key_field, self.value_field
+        updates: list[Record] = []
+        for record in records:
+            key = _get(record, k, "keyed_reduce")
+            value = _get(record, v, "keyed_reduce")
+            name = key if type(key) is str else key_string(key)
+            if name in state:
+                value = fn(state[name], value)
+            state[name] = value
+            updates.append({k: key, v: value})
+        await emit_batch(out, updates)
 
 
 BUILTINS: Final[dict[str, OperatorFactory]] = {

@@ -51,6 +51,7 @@ from typing import Any, Final
 from aiokafka import TopicPartition
 
 from schemas import kafkaio
+from schemas.catalog import murmur2
 from schemas.edges import key_string
 from schemas.snapshot import TaskSnapshot
 from worker.errors import MissingTopicError, OperatorConfigError, TaskError
@@ -62,9 +63,17 @@ from worker.operators.api import (
     RecordOperator,
     SourceOperator,
     TaskContext,
+    emit_batch,
 )
 
 _POLL_MS: Final = 200
+#: Keys whose partition a sink remembers (cleared when full).
+_HASHED_KEYS: Final = 100_000
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+class SinkRecordTooLargeError(TaskError):
+    """A record does not fit in one of the sink producer's batches."""
 
 
 class MissingKeyFieldError(TaskError):
@@ -160,13 +169,17 @@ class KafkaSource(SourceOperator):
             await self._drop_finished(remaining)
         while remaining:
             fetched = await self.consumer.getmany(*remaining, timeout_ms=_POLL_MS)
-            for tp, records in fetched.items():
+            for tp, fetched_records in fetched.items():
                 end = self.end.get(tp)
-                for record in records:
-                    if end is not None and record.offset >= end:
-                        break
-                    await out.emit(decode_value(record.value))
-                    positions[tp] = record.offset + 1  # at once: no await in between
+                records = fetched_records
+                if end is not None:
+                    records = [r for r in fetched_records if r.offset < end]
+                if not records:
+                    continue
+                # One batch per partition fetch; the position moves with it, no await
+                # in between (a barrier goes before or after the whole batch).
+                await emit_batch(out, [decode_value(r.value) for r in records])
+                positions[tp] = records[-1].offset + 1
             if self.bounded:
                 await self._drop_finished(remaining)
 
@@ -215,7 +228,9 @@ class KafkaSink(RecordOperator):
                 break
             except MissingTopicError:
                 await asyncio.sleep(wait)
-        await _partitions(env.bootstrap, self.topic, fix)
+        self.partitions = await _partitions(env.bootstrap, self.topic, fix)
+        self.hashed: dict[str, int] = {}  # key -> partition (Kafka's default partitioner)
+        self.sent = 0  # round robin of records without a key, a batch at a time
         self.error: BaseException | None = None
         self.records = 0
         self.restore_id = ctx.spec.restore_checkpoint_id
@@ -229,24 +244,70 @@ class KafkaSink(RecordOperator):
         await self.producer.start()
 
     async def process(self, record: Record, out: Output) -> None:
+        await self.process_batch([record], out)
+
+    async def process_batch(self, records: list[Record], out: Output) -> None:
+        """Each record one Kafka record of the topic, as before batches (key = the
+        key field's string form, value = compact JSON), sent as it comes."""
         if self.error is not None:
             raise self.error
-        key = None
-        if self.key_field is not None:
-            if self.key_field not in record:
-                raise MissingKeyFieldError(
-                    f"kafka_sink: record has no key field {self.key_field!r}: {record}"
-                )
-            key = key_string(record[self.key_field])
-        value = json.dumps(record, separators=(",", ":"), default=str)
-        self.records += 1
+        kf = self.key_field
+        pairs: list[tuple[str | None, str]] = []
+        for record in records:
+            key = None
+            if kf is not None:
+                if kf not in record:
+                    raise MissingKeyFieldError(
+                        f"kafka_sink: record has no key field {kf!r}: {record}"
+                    )
+                key = key_string(record[kf])
+            pairs.append((key, _dumps(record)))
+        self.records += len(pairs)
         if self.writer is not None:
-            self.writer.add((key, value))
+            for pair in pairs:
+                self.writer.add(pair)
             return
-        future = await self.producer.send(
-            self.topic, value.encode(), key=None if key is None else key.encode()
-        )
-        future.add_done_callback(self._delivered)
+        await self._send(pairs)
+
+    async def _send(self, pairs: list[tuple[str | None, str]]) -> None:
+        """Kafka record batches built here, one or more per partition, each record in
+        the partition Kafka's default partitioner picks for its key (murmur2; records
+        without a key: the next partition, round robin per call)."""
+        n, hashed = self.partitions, self.hashed
+        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+        spread = self.sent % n
+        self.sent += 1
+        for key, value in pairs:
+            if key is None:
+                by_partition.setdefault(spread, []).append((None, value.encode()))
+                continue
+            raw = key.encode()
+            partition = hashed.get(key)
+            if partition is None:
+                partition = (murmur2(raw) & 0x7FFFFFFF) % n
+                if len(hashed) >= _HASHED_KEYS:
+                    hashed.clear()
+                hashed[key] = partition
+            by_partition.setdefault(partition, []).append((raw, value.encode()))
+        producer, topic = self.producer, self.topic
+        for partition, records in by_partition.items():
+            batch = producer.create_batch()
+            for k, v in records:
+                if batch.append(key=k, value=v, timestamp=None) is None:
+                    await self._send_batch(batch, partition)
+                    batch = producer.create_batch()
+                    if batch.append(key=k, value=v, timestamp=None) is None:
+                        raise SinkRecordTooLargeError(
+                            f"kafka_sink: a record of {len(v)} bytes exceeds the "
+                            f"producer's batch size ({topic})"
+                        )
+            await self._send_batch(batch, partition)
+
+    async def _send_batch(self, batch: Any, partition: int) -> None:
+        if batch.record_count():
+            batch.close()
+            future = await self.producer.send_batch(batch, self.topic, partition=partition)
+            future.add_done_callback(self._delivered)
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled():
