@@ -584,6 +584,21 @@ worker/task.py); `first_report` the worker's RUNNING to its `TaskStateRecorded` 
 reader (report trip, the leader's decision and commit)."""
 
 
+def _history(r: Results) -> str:
+    rows = [_row("what", "measured", "notes"), "|---|---|---|",
+            _row("journal written (the simulated cluster's)",
+                 f"{_n(r['journal_records'])} records", f"{_n(r['jobs_submitted'])} jobs, "
+                 f"every one ended and archived; end offset {_n(r['journal_end_offset'])}"),
+            _row("rebuild: process start -> answers carry the journal's end offset",
+                 f"**{r['rebuild_s']} s**",
+                 f"{_n(r['jobs_archived_served'])} jobs in `/jobs/overview` then"),
+            _row("`GET /jobs/overview`, sequential, loopback",
+                 f"**p50 {r['overview_p50_ms']} ms**, p99 {r['overview_p99_ms']} ms",
+                 f"{_n(r['overview_requests'])} requests, "
+                 f"{_n(r['overview_bytes'])} bytes each")]  # fmt: skip
+    return "\n".join(rows)
+
+
 def render(info: dict[str, str], results: dict[str, list[Results]], total_s: float,
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
@@ -603,6 +618,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     code = _usercode(results["usercode"][0]) if "usercode" in results else missing
     memory = _memory(results["memory"][0]) if "memory" in results else missing
     telemetry = _telemetry(results["telemetry"][0]) if "telemetry" in results else missing
+    history = _history(results["history"][0]) if "history" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -812,6 +828,19 @@ installed. Times from the send of the JobSubmitted to the task's FINISHED in
 the journal. Nothing simulated.
 
 {code}
+
+## History server (`jm history`)
+
+`tests/bench/bench_history.py`. Real: Kafka, the history server (`python -m
+coordinator.history`, a faust-streaming worker with a fresh consumer group and empty
+tables: it folds the journal by the follower's batched reads, verifying every record's
+signature, and writes its five tables' changelogs). Simulated: the cluster that wrote the
+journal (`workload.JournalGenerator` drives decide/evolve like the leader; signed records
+in transactions of ~5,000), until its last job ended and was archived. Then sequential
+`GET /jobs/overview` over loopback (aiohttp client in the benchmark's process).
+
+{history}
+
 ## Coordinator memory
 
 `tests/bench/bench_memory.py` (docs/memory.md). Real: journals written by

@@ -10,7 +10,8 @@ simulated fleet reacting to the worker commands:
   for 1-20 s of simulated time and finish; 10% are cancelled by their client,
   2% of tasks fail (fixed-delay restart, 2 attempts);
 - workers report DEPLOYING / INITIALIZING / RUNNING when they get DeployTask,
-  CANCELED on CancelTask, and acknowledge checkpoints they are triggered for;
+  CANCELED on CancelTask, and acknowledge checkpoints they are triggered for; a
+  chained DeployTask's reports are made for every subtask of its chain;
 - now and then a worker leaves (clean deregistration) and comes back with a
   new incarnation, and a new leader is elected (workers re-register with what
   they still run, so it reconciles);
@@ -79,8 +80,11 @@ class JournalGenerator:
         slots: int = 8,
         elect_every: int = 250_000,
         codec: Codec | None = None,
+        max_jobs: int | None = None,
     ) -> None:
+        """`max_jobs`: no arrivals after that many submissions (the cluster then drains)."""
         self.catalog = catalog
+        self.max_jobs = max_jobs
         self.codec = codec or default_codec()
         self.rng = random.Random(seed)
         # Some jobs enable checkpointing: their bookkeeping is part of what replay costs.
@@ -178,6 +182,8 @@ class JournalGenerator:
         # About 8 jobs/s of ~3.6 tasks for ~2.7 s: ~60-80% of the 128 slots are busy
         # on average, and bursts make jobs wait for slots now and then.
         for _ in range(self.rng.choice((0, 0, 0, 1, 1, 1, 1, 1, 2, 2))):
+            if self.max_jobs is not None and self.jobs_submitted >= self.max_jobs:
+                return
             self._submit()
 
     def _elect(self) -> None:
@@ -269,6 +275,8 @@ class JournalGenerator:
                 if key[0] == job_id:
                     end = functools.partial(self._report_end, w, deploy, E.FINISHED)
                     self._at(self.rng.randint(1, 20), end)
+        # A task failing meanwhile restarts the job: its new attempts finish later.
+        self._at(1_000, lambda: self._finish(job_id))
 
     # -------------------------------------------------- the fleet's reactions
 
@@ -302,10 +310,12 @@ class JournalGenerator:
         deploy = w.running.get(key)
         if not w.online or deploy is None or deploy.task != task:
             return  # the worker no longer runs this attempt: nothing to report
-        self._feed(ev.TaskStateChanged(
-            event_id=self._id(f"rep-{w.tm_id}"), event_time=self.now, tm_id=w.tm_id,
-            incarnation=w.incarnation, task=task, state=state, error_name=error,
-        ))  # fmt: skip
+        # A chain head's report stands for each subtask of its chain (as the worker does).
+        for member in (task, *(c.task for c in deploy.chained)):
+            self._feed(ev.TaskStateChanged(
+                event_id=self._id(f"rep-{w.tm_id}"), event_time=self.now, tm_id=w.tm_id,
+                incarnation=w.incarnation, task=member, state=state, error_name=error,
+            ))  # fmt: skip
 
     def _report_end(self, w: _SimWorker, deploy: ev.DeployTask, state: ev.ExecutionState) -> None:
         self._report(w, deploy.task, state, "UserCodeError" if state is E.FAILED else None)

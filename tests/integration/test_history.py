@@ -123,6 +123,20 @@ def comparable(answer: Any) -> Any:
     return answer
 
 
+async def journal_end(stack: Stack, catalog: Catalog) -> int:
+    from aiokafka import TopicPartition
+
+    from schemas import kafkaio
+
+    consumer = kafkaio.consumer(stack.bootstrap)
+    tp = TopicPartition(catalog.journal.name, 0)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
 async def archive_of(api: Api, job_ids: list[str]) -> dict[str, Any]:
     """Every answer the history server gives about `job_ids`."""
     found: dict[str, Any] = {"overview": await api.json("/jobs/overview")}
@@ -199,6 +213,15 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
             return True
 
         await eventually(left_memory, "the coordinator to archive both jobs", 60)
+        # The journal's end now, past the JobArchived records (less the last commit marker,
+        # which no reader is handed).
+        journal_read = await journal_end(cluster.stack, cluster.catalog) - 1
+
+        async def folded() -> bool:
+            """The history server folded the journal as far as the coordinator had read it
+            (its overview lists a job as soon as it ended, before its last records)."""
+            async with session.get(archive.base + "/jobs/overview") as r:
+                return int(r.headers.get("X-JM-Journal-Offset", -1)) >= journal_read
 
         archive = Api(session, await history.url())
 
@@ -208,6 +231,7 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
             return {row["jid"] for row in rows} == set(jobs)
 
         await eventually(archived, "the history server to archive both jobs", 90)
+        await eventually(folded, "the history server to fold the journal", 90)
         overview = (await archive.json("/jobs/overview"))["jobs"]
         assert [row["jid"] for row in overview] == list(jobs)  # acceptance order
         for job_id, answers in served.items():
@@ -235,6 +259,7 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
                 return r.status == 200
 
         await eventually(recovered, "the restarted history server to recover", 90)
+        await eventually(folded, "the restarted history server to fold the journal", 90)
         assert await archive_of(archive, list(jobs)) == before
 
         # Another name: empty tables, a replay of the journal from the start.
@@ -243,4 +268,5 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         replayed = Api(session, await replay.url())
         archive = replayed
         await eventually(archived, "the replaying history server to archive both jobs", 90)
+        await eventually(folded, "the replaying history server to fold the journal", 90)
         assert await archive_of(replayed, list(jobs)) == before
