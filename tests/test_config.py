@@ -84,7 +84,9 @@ def test_the_worker_reads_the_same_model(tmp_path: Path, monkeypatch: pytest.Mon
 def test_jm_config_show_prints_every_setting_its_source_and_masks_secrets(tmp_path: Path) -> None:
     file = tmp_path / "jm.yaml"
     file.write_text("rest:\n  token: file-secret-token\nheartbeat.timeout: 20s\n")
-    env = dict(os.environ, REDIS_URL="redis://:env-secret-password@redis:6379/0",
+    # Only this test's JM_KAFKA_* (another test of the same process may have exported some).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JM_KAFKA_")}
+    env = dict(clean, REDIS_URL="redis://:env-secret-password@redis:6379/0",
                JM_REST_PORT="9999", PYTHONPATH=str(REPO), JM_KAFKA_SASL_PASSWORD="kafka-secret",
                JM_KAFKA_SECURITY_PROTOCOL="SASL_SSL")  # fmt: skip
     env.pop("JM_CONFIG_FILE", None)
