@@ -36,6 +36,7 @@ def submitted(job_id: str) -> ev.JobSubmitted:
             vertices=(vertex("numbers", "sequence", rate="50"),
                       vertex("keyed", "map", function="mod_key", n="5")),
             edges=(ev.Edge(source="numbers", target="keyed"),),
+            chaining=False,  # four tasks in the worker's four slots
         ),
         restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
         checkpoint_config=ev.CheckpointConfig(interval_ms=500, timeout_ms=10_000,
