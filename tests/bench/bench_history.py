@@ -30,6 +30,7 @@ import aiohttp
 
 from schemas import kafkaio, signing
 from schemas.catalog import Catalog
+from tests.bench import journal
 from tests.bench.workload import JournalGenerator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,15 +43,7 @@ async def _write(
 ) -> dict[str, float]:
     """Journal `gen`'s records until its last job was submitted, ended and archived
     (``gen.max_jobs`` caps the arrivals); the record count and where the time went."""
-    producer = kafkaio.producer(
-        bootstrap_servers=bootstrap,
-        transactional_id=f"{catalog.cluster_id}.bench-writer",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        max_request_size=1024 * 1024,
-    )
+    producer = journal.writer(bootstrap, catalog)
     topic = catalog.journal.name
     assert gen.max_jobs is not None
     await producer.start()

@@ -47,6 +47,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog, snapshot_key
 from schemas.codec import default_codec
+from tests.bench import journal
 from tests.bench.workload import T0, JournalGenerator
 
 TRANSACTION_RECORDS = 5_000
@@ -73,15 +74,7 @@ async def _write(
     """Write `n` events of `gen` to the journal; with `ladder`, also a snapshot of the
     generator's state after the transaction that crosses each ``ladder_every``
     offsets, keyed by its rung (as the leader keys them)."""
-    producer = kafkaio.producer(
-        bootstrap_servers=bootstrap,
-        transactional_id=f"{catalog.cluster_id}.bench-writer",
-        enable_idempotence=True,
-        acks="all",
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-        max_request_size=1024 * 1024,
-    )
+    producer = journal.writer(bootstrap, catalog)
     await producer.start()
     topic = catalog.journal.name
     transactions = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from schemas import kafkaio
@@ -29,3 +29,17 @@ async def arrivals(
             yield time.perf_counter(), batch.get(tp, [])
     finally:
         await consumer.stop()
+
+
+def writer(bootstrap: str, catalog: Catalog) -> AIOKafkaProducer:
+    """The transactional producer the benchmarks write generated journals with (not
+    started)."""
+    return kafkaio.producer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"{catalog.cluster_id}.bench-writer",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=1024 * 1024,
+    )
