@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
@@ -124,9 +124,17 @@ class RedisLease:
             self._valid_until = self._trust_until(sent_at)
         return bool(ok)
 
-    def extended(self, token: str, ok: bool, sent_at: float) -> bool:
+    def extended(self, token: str, ok: bool | None, sent_at: float) -> bool:
         """Record the outcome of a compare-and-extend of `token` sent at `sent_at`
-        (by ``renew`` or a ``LeaseRenewer``); drops the lease unless it is still ours."""
+        (by ``renew`` or a ``LeaseRenewer``); drops the lease unless it is still ours.
+
+        ``ok`` None: Redis did not answer (a timeout, a broken connection). The lease
+        is kept, untouched, while its local deadline (set by the last answered
+        renewal) has not passed, so one slow reply on a loaded host does not cost
+        the leadership; the caller tries again. Only a refusal or the deadline
+        drops it."""
+        if ok is None and self._token == token and time.monotonic() < self._valid_until:
+            return True
         if ok and self._token == token and time.monotonic() < self._valid_until:
             self._valid_until = self._trust_until(sent_at)
             return True
@@ -141,10 +149,12 @@ class RedisLease:
             return False
         sent_at = time.monotonic()
         try:
-            extended = await self._extend(keys=[self.key], args=[token, self.config.ttl_ms])
+            extended: bool | None = bool(
+                await self._extend(keys=[self.key], args=[token, self.config.ttl_ms])
+            )
         except RedisError:
-            extended = 0
-        return self.extended(token, bool(extended), sent_at)
+            extended = None
+        return self.extended(token, extended, sent_at)
 
     def drop(self) -> None:
         """Forget the lease locally (lost, or stepping down)."""
@@ -183,6 +193,11 @@ class Progress:
         return time.monotonic() - self.last
 
 
+#: How soon a renewal Redis did not answer is tried again (the lease's deadline is
+#: at most a renew interval plus a socket timeout away by then).
+RETRY_UNANSWERED_S: Final = 0.1
+
+
 class LeaseRenewer:
     """Renews a held lease from a thread of its own, every ttl/3, while the leader
     loop makes progress.
@@ -212,6 +227,7 @@ class LeaseRenewer:
         )
         self.renewals = 0
         self.withheld = 0
+        self.unanswered = 0  # renewals Redis did not answer in time (the lease was kept)
 
     def start(self) -> None:
         self._thread.start()
@@ -223,7 +239,9 @@ class LeaseRenewer:
 
     def _run(self) -> None:
         interval = self.lease.config.renew_interval_s
-        while not self._stop.wait(interval):
+        wait_s = interval
+        while not self._stop.wait(wait_s):
+            wait_s = interval
             token = self.lease.token
             if token is None:
                 return
@@ -239,11 +257,16 @@ class LeaseRenewer:
                 self.withheld = 0
             sent_at = time.monotonic()
             try:
-                extended = self._extend(
-                    keys=[self.lease.key], args=[token, self.lease.config.ttl_ms]
+                extended: bool | None = bool(
+                    self._extend(keys=[self.lease.key], args=[token, self.lease.config.ttl_ms])
                 )
-            except RedisError:
-                extended = 0
-            if not self.lease.extended(token, bool(extended), sent_at):
+            except RedisError as err:
+                extended = None
+                wait_s = min(interval, RETRY_UNANSWERED_S)  # soon: the deadline is near
+                self.unanswered += 1
+                log.info("lease renewal not answered (%s: %s); %.1fs of the lease left, retrying",
+                         type(err).__name__, err, self.lease.remaining_s())  # fmt: skip
+            if not self.lease.extended(token, extended, sent_at):
                 return
-            self.renewals += 1
+            if extended:
+                self.renewals += 1

@@ -6,9 +6,6 @@ test_leader_runtime.py.)"""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -26,6 +23,7 @@ from tests.integration.harness import (
     both_report_foreign_records,
     job_submitted,
 )
+from tests.own_redis import own_redis
 
 pytestmark = pytest.mark.integration
 
@@ -47,28 +45,8 @@ async def test_a_leader_whose_loop_is_blocked_loses_the_lease_to_a_standby(
 @pytest.fixture(scope="module")
 def redis_with_password() -> Iterator[int]:
     """A second real Redis that requires a password (the shared one has none)."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is installed by `make deps`"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", "right",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
+    with own_redis("--requirepass", "right") as (_, port):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.parametrize(

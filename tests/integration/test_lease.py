@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 import uuid
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 
 from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
 from tests.conftest import Stack
+from tests.own_redis import own_redis
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +126,48 @@ async def test_renewer_lets_the_lease_lapse_when_the_loop_is_stuck(
     finally:
         renewer.stop()
         await redis_client.delete(key)
+
+
+async def test_a_renewal_redis_does_not_answer_keeps_the_lease_until_its_deadline() -> None:
+    """A slow Redis reply on a loaded host (the renewal times out) is not a refusal: the
+    lease is kept while the last answered renewal still covers it, and renewed again
+    once Redis answers; Redis silent past the deadline drops it. The Redis of this test
+    is its own, stopped with SIGSTOP, so no other test's lease is touched."""
+    with own_redis() as (server, port):
+        url = f"redis://127.0.0.1:{port}/0"
+        client = Redis.from_url(url)
+        a = lease(client, f"lease-{uuid.uuid4().hex}", "a", ttl_ms=3_000)  # renews every 1 s
+        assert await a.try_acquire()
+        progress = Progress()
+        moving = threading.Event()
+
+        def beat() -> None:
+            while not moving.wait(0.1):
+                progress.beat("step")
+
+        threading.Thread(target=beat, daemon=True).start()
+        renewer = LeaseRenewer(a, url, progress)
+        renewer.start()
+        try:
+            for _ in range(3):  # Redis silent for 1.5 s at a time: longer than a reply may take
+                server.send_signal(signal.SIGSTOP)
+                time.sleep(1.5)  # noqa: ASYNC251 - the renewer is a thread of its own
+                server.send_signal(signal.SIGCONT)
+                time.sleep(0.6)  # noqa: ASYNC251
+                assert a.held, "one unanswered renewal cost the lease"
+            assert renewer.unanswered >= 1, "no renewal went unanswered: the fault missed"
+            renewals = renewer.renewals
+            time.sleep(1.5)  # noqa: ASYNC251
+            assert renewer.renewals > renewals  # renewed again once Redis answers
+
+            server.send_signal(signal.SIGSTOP)  # silent past the deadline (ttl * 0.9)
+            time.sleep(3.5)  # noqa: ASYNC251
+            assert not a.held
+            server.send_signal(signal.SIGCONT)
+            time.sleep(1.5)  # noqa: ASYNC251
+            assert a.token is None  # dropped, not resumed: a standby may lead by now
+        finally:
+            server.send_signal(signal.SIGCONT)
+            moving.set()
+            renewer.stop()
+            await client.aclose()
