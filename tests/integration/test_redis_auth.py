@@ -10,10 +10,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -22,6 +18,7 @@ import pytest
 from schemas.catalog import Catalog
 from tests.conftest import Stack
 from tests.integration.harness import CoordinatorProcess
+from tests.own_redis import own_redis
 
 pytestmark = pytest.mark.integration
 
@@ -29,29 +26,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def protected_redis(tmp_path: os.PathLike[str]) -> Iterator[tuple[int, str]]:
     """(port, password) of a redis-server that requires the password."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not on PATH (make deps installs it)"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
     password = secrets.token_urlsafe(16)
-    proc = subprocess.Popen(
-        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--requirepass", password, "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None and time.monotonic() < deadline, "redis did not start"
-            time.sleep(0.05)
+    with own_redis("--requirepass", password, "--dir", str(tmp_path)) as (_, port):
         yield port, password
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 async def test_a_coordinator_leads_with_a_redis_password_it_never_shows(
