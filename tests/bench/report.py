@@ -599,6 +599,24 @@ def _history(r: Results) -> str:
     return "\n".join(rows)
 
 
+def _keyed(rows: list[Results]) -> str:
+    out = [_row("run", "N", "seconds", "records/s", "CPU µs/record", "latency source -> sink",
+                "load"), "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        lat = r.get("latency_ms")
+        latency = (f"p50 {lat['p50']} ms, p99 {lat['p99']} ms at {_n(round(r['rate']))}/s"
+                   if lat else "")  # fmt: skip
+        rate = "(py-spy attached)" if r["run"] == "profiled" else _n(r["records_per_s"])
+        out.append(_row(r["run"], _n(r["records"]), r["seconds"], rate,
+                        r["cpu_us_per_record"], latency, r["load_avg"]))  # fmt: skip
+    shares = next((r["breakdown"] for r in rows if r.get("breakdown")), None)
+    if shares:
+        percent = (f"{v * 100:.1f}%" for v in shares.values())
+        out += ["", _row("stage", *shares), "|---" * (len(shares) + 1) + "|",
+                _row("share of slot CPU", *percent)]  # fmt: skip
+    return "\n".join(out)
+
+
 def render(info: dict[str, str], results: dict[str, list[Results]], total_s: float,
            quick: bool = False) -> str:  # fmt: skip
     missing = "_not measured in this run_"
@@ -619,6 +637,7 @@ def render(info: dict[str, str], results: dict[str, list[Results]], total_s: flo
     memory = _memory(results["memory"][0]) if "memory" in results else missing
     telemetry = _telemetry(results["telemetry"][0]) if "telemetry" in results else missing
     history = _history(results["history"][0]) if "history" in results else missing
+    keyed = _keyed(results["keyed"]) if "keyed" in results else missing
     quick_note = "\n**Quick run (`--quick`): smaller journal and fewer jobs.**\n" if quick else ""
     return f"""# Benchmarks
 
@@ -828,6 +847,19 @@ installed. Times from the send of the JobSubmitted to the task's FINISHED in
 the journal. Nothing simulated.
 
 {code}
+
+## Data plane: the keyed job (`--only keyed`)
+
+`tests/bench/bench_keyed.py`. Real: a coordinator and two `python -m worker --slots 4`
+on the shared broker; the job `sequence(2) -> map mod_key n=10 -HASH key->
+keyed_count(2) -> kafka_sink(2)`, chaining on, bounded. Records/s: N over the span from
+the last subtask RUNNING to FINISHED in the journal; CPU: the workers' and their slot
+processes' user + system time over that span, over N. A probe run sizes N for 20 s; the
+half-rate run paces the sources at half the rate reached and takes p50/p99 of sink
+append time minus the stamp each record got at its source; the profiled run's py-spy
+samples are sorted into stages (`STAGES` in the benchmark).
+
+{keyed}
 
 ## History server (`jm history`)
 

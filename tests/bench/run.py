@@ -34,6 +34,7 @@ from tests.bench import (
     bench_deploy,
     bench_ha,
     bench_history,
+    bench_keyed,
     bench_latency,
     bench_memory,
     bench_replay,
@@ -54,7 +55,7 @@ RESULTS = Path("/tmp/jm-bench-results.json")  # the last run, to re-render the p
 NAMES = ("codec", "signing", "replay", "txn", "latency", "takeover", "handover", "coldstart",
          "workerkill", "heartbeats", "cli", "ckpt-trigger", "ckpt-demo", "ckpt-throughput",
          "ckpt-kill", "rest", "usercode", "memory", "deploy", "history",
-         "telemetry")  # fmt: skip
+         "telemetry", "keyed")  # fmt: skip
 TTLS = [3000, 1500, 1000, 500]
 FLEETS = [1000, 2000, 4000, 8000, 16000, 32000]
 
@@ -117,6 +118,21 @@ def start_stack() -> Stack:
 
 def stop_stack() -> None:
     subprocess.run([*LAUNCHER, "down", "--purge"], check=False, capture_output=True, text=True)
+
+
+async def keyed(stack: Stack, quick: bool) -> list[dict[str, Any]]:
+    """The data-plane job: a probe run sizes N for a run of at least 20 s (5 s quick);
+    then the same job at half the rate it reached, for the latency source -> sink; then
+    a profiled run for the breakdown (py-spy slows the slots: its rate is not quoted)."""
+    seconds, probe_n = (5, 50_000) if quick else (20, 200_000)
+    probe = await bench_keyed.run(stack, probe_n)
+    n = max(probe_n, int(probe["records_per_s"] * seconds))
+    full = await bench_keyed.run(stack, n) if n > probe_n else probe
+    half = full["records_per_s"] / 2
+    paced = await bench_keyed.run(stack, max(1_000, int(half * seconds)), rate=half)
+    profiled = await bench_keyed.run(stack, probe_n, profile=True)
+    return [full | {"run": "throughput"}, paced | {"run": "half rate"},
+            profiled | {"run": "profiled"}]  # fmt: skip
 
 
 def main() -> int:
@@ -258,6 +274,10 @@ def main() -> int:
                     asyncio.run(bench_telemetry.run(stack, n, 2 if args.quick else 3))
                 ]
                 emit(results["telemetry"][0])
+            if "keyed" in args.only:
+                results["keyed"] = asyncio.run(keyed(stack, args.quick))
+                for r in results["keyed"]:
+                    emit(r)
             if "history" in args.only:
                 n = 500 if args.quick else 10_000
                 results["history"] = [asyncio.run(bench_history.run(stack.bootstrap, n))]
