@@ -222,6 +222,19 @@ class Report:
 # --------------------------------------------------------------- processes
 
 
+def drill_keys(workdir: Path) -> str:
+    """The signing key file of the drill's cluster: $JM_SIGNING_KEYS_FILE when set, else
+    a fresh one in the drill's directory (its cluster is its own: no one else's keys)."""
+    from schemas.signing import ENV_FILE, generate, write_key_file
+
+    given = os.environ.get(ENV_FILE)
+    if given:
+        return given
+    path = workdir / "signing-keys.json"
+    write_key_file(path, generate())
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -378,6 +391,7 @@ class Drill:
             f"drill-{uuid.uuid4().hex[:8]}", replication_factor=max(1, self.brokers)
         )
         self.redis = OwnRedis(workdir)
+        self.keys_file = drill_keys(workdir)
         self.broker: OwnBroker | None = None
         self.replicas: dict[str, Process] = {}
         self.workers: dict[str, Process] = {}
@@ -398,6 +412,7 @@ class Drill:
             JM_CLUSTER_ID=self.catalog.cluster_id,
             PYTHONUNBUFFERED="1",
             JM_REPLICATION_FACTOR=str(self.catalog.replication_factor),
+            JM_SIGNING_KEYS_FILE=self.keys_file,
         )
 
     def replica(self, *flags: str) -> Process:
@@ -455,7 +470,13 @@ class Drill:
         return None
 
     async def settled_leader(self) -> Process:
-        await self.until(lambda: self.leader() is not None, "a leader", 180)
+        def elected() -> bool:
+            if self.replicas and not any(p.alive() for p in self.replicas.values()):
+                last = {n: p.output().strip().splitlines()[-1:] for n, p in self.replicas.items()}
+                raise DrillError(f"every coordinator replica exited: {last}")
+            return self.leader() is not None
+
+        await self.until(elected, "a leader", 180)
         leader = self.leader()
         assert leader is not None
         return leader
@@ -517,6 +538,7 @@ class Drill:
             bootstrap_servers=self.bootstrap,
             redis_url=self.redis.url,
             cluster_id=self.catalog.cluster_id,
+            signing_keys=self.keys_file,
         )
         return settings.keyring(process)
 
