@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.drill import Drill, DrillError, Process, drill_keys
+from coordinator.drill import Drill, DrillError, Process, drill_keys, outage_noise
 from schemas.signing import ENV_FILE, ROLES
 
 
@@ -37,3 +37,12 @@ async def test_replicas_that_all_exit_stop_the_drill_with_their_last_line(tmp_pa
         await drill.settled_leader()
     assert time.monotonic() - started < 30  # not the 180 s a leader is waited for
     drill.replicas["r1"].stop()
+
+
+def test_outage_noise_is_warnings_errors_and_aiokafka_not_the_work_that_goes_on() -> None:
+    work = "2026-12-03 18:02:05,1 INFO worker worker.taskmanager: deploying j/Source[0]#0 in slot 1"
+    assert not outage_noise(work)
+    assert outage_noise("2026-12-03 18:02:14,7 r1 WARNING jm.kafka: Kafka still does not answer")
+    assert outage_noise("2026-12-03 18:02:14,7 r1 ERROR coordinator.runtime.leader: commit failed")
+    assert outage_noise("2026-12-03 18:02:14,7 r1 INFO aiokafka.conn: Unable connect to node 2")
+    assert outage_noise('  File "x.py", line 3, in <module>')  # a traceback's lines count
