@@ -222,9 +222,18 @@ class Replica:
         renewer.start()
         term = asyncio.create_task(leader.run())
         stopping = asyncio.create_task(self._stopping.wait())
+        lost = asyncio.create_task(self._lease_lost(leader))
         try:
-            done, _ = await asyncio.wait({term, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if term in done:
+            done, _ = await asyncio.wait(
+                {term, stopping, lost}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if lost in done and term not in done:
+                # The term did not notice on its own: it waits in an await (a Kafka call
+                # after a SIGSTOP/SIGCONT) and would check the lease only after it. A
+                # lost lease ends the term now; it writes nothing more (fenced anyway).
+                log.warning("%s steps down: StepDown: lease lost (the term was waiting "
+                            "after %r)", self.replica_id, progress.what)  # fmt: skip
+            elif term in done:
                 # A term that ended by a cancel nobody asked for (a library leaking
                 # one while the term closed) is a step-down like any other, never
                 # the end of the replica: exception() would raise that cancel here.
@@ -235,9 +244,9 @@ class Replica:
                 if err is not None:
                     log.warning("%s steps down: %s: %s", self.replica_id, type(err).__name__, err)
         finally:
-            for task in (term, stopping):
+            for task in (term, stopping, lost):
                 task.cancel()
-            for task in (term, stopping):
+            for task in (term, stopping, lost):
                 # The term's outcome was inspected above; here we only wait for it to end.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -246,6 +255,13 @@ class Replica:
             self.refused_inputs += leader.counters.refused_inputs
             self.unknown_heartbeats += leader.unknown_heartbeats
             self.leader = None
+
+    async def _lease_lost(self, leader: Leader) -> None:
+        """Returns once the lease is no longer held (never, while the leader's hooks
+        skip the lease check: a test of Kafka's fencing on its own)."""
+        every = min(0.1, self.lease.config.renew_interval_s / 4)
+        while leader.hooks.skip_lease_check or self.lease.held:  # noqa: ASYNC110 - a deadline, no event
+            await asyncio.sleep(every)
 
     def _term_telemetry(self) -> LeaderTelemetry | None:
         if self.telemetry is None or self.instruments is None:

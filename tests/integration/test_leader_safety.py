@@ -42,6 +42,29 @@ async def test_a_leader_whose_loop_is_blocked_loses_the_lease_to_a_standby(
     await stuck.wait_for_line("steps down", seconds=20)
 
 
+async def test_a_leader_waiting_in_an_await_steps_down_when_its_lease_is_lost(
+    cluster: Cluster,
+) -> None:
+    """A term that waits in an await (here: a transaction held open 30 s, the loop free)
+    would see the lost lease only after it; the replica ends the term as soon as the
+    lease is gone (found by `jm drill leader-freeze`: a leader resumed by SIGCONT stayed
+    LEADER for a minute)."""
+    held = cluster.coordinator(
+        "held", "--lease-ttl-ms", "3000", hooks={"hold_transaction_ms": 30_000}
+    )
+    await held.wait_for_line("leads with epoch 1")
+    standby = cluster.coordinator("standby", "--lease-ttl-ms", "3000")
+    await standby.wait_for_line("role STANDBY")
+    async with Producer(cluster.stack, cluster.catalog) as client:
+        await client.send(job_submitted("held-open", parallelism=0))  # rejected: a decision
+        await held.wait_for_line("holding an open transaction")
+        began = time.monotonic()
+        await standby.wait_for_line("leads with epoch 2", seconds=20)
+        await held.wait_for_line("the term was waiting", seconds=20)
+    assert time.monotonic() - began < 25, "it stepped down only when the 30 s hold ended"
+    assert "steps down: StepDown: lease lost" in held.output()
+
+
 @pytest.fixture(scope="module")
 def redis_with_password() -> Iterator[int]:
     """A second real Redis that requires a password (the shared one has none)."""
