@@ -65,6 +65,10 @@ class LeaseConfig:
     # Renew only while the holder's loop has made progress within this long: a
     # leader whose loop is stuck lets the lease lapse (None: ttl_ms, at least 2 s).
     progress_timeout_ms: int | None = None
+    # Renew only while the holder's steps end within this long (a step may wait on
+    # Kafka, each wait bounded by the leader's step timeout): a leader whose loop runs
+    # but whose step never ends lets the lease lapse (None: 4 x ttl, at least 12 s).
+    step_timeout_ms: int | None = None
 
     @property
     def progress_timeout_s(self) -> float:
@@ -73,6 +77,13 @@ class LeaseConfig:
         if self.progress_timeout_ms is not None:
             return self.progress_timeout_ms / 1000
         return max(self.ttl_ms, 2_000) / 1000
+
+    @property
+    def step_timeout_s(self) -> float:
+        """Explicit, else 4 x the ttl but at least 12 s (a commit on a loaded broker)."""
+        if self.step_timeout_ms is not None:
+            return self.step_timeout_ms / 1000
+        return max(4 * self.ttl_ms, 12_000) / 1000
 
     @property
     def renew_interval_s(self) -> float:
@@ -179,18 +190,30 @@ class RedisLease:
 
 
 class Progress:
-    """When the holder's loop last moved (monotonic seconds); ``beat`` from the loop."""
+    """When the holder's loop last ran and its work last moved (monotonic seconds).
+
+    ``beat`` from the loop's work (a step, a decision, a transaction); ``tick`` from a
+    task of the same loop that only shows the loop runs. A loop blocked in code stops
+    both; a step that waits on Kafka stops only the beats."""
 
     def __init__(self) -> None:
-        self.last = time.monotonic()
+        self.last = self.ticked = time.monotonic()
         self.what = "started"
 
     def beat(self, what: str = "loop") -> None:
-        self.last = time.monotonic()
+        self.last = self.ticked = time.monotonic()
         self.what = what
 
+    def tick(self) -> None:
+        self.ticked = time.monotonic()
+
     def idle_s(self) -> float:
+        """Since the work last moved."""
         return time.monotonic() - self.last
+
+    def loop_idle_s(self) -> float:
+        """Since the loop last ran (a beat or a tick)."""
+        return time.monotonic() - self.ticked
 
 
 #: How soon a renewal Redis did not answer is tried again (the lease's deadline is
@@ -206,11 +229,13 @@ class LeaseRenewer:
     catching up); a renewal scheduled on that loop would run late and let a
     healthy leader's lease lapse. A thread gets the interpreter every few
     milliseconds whatever the loop does, so renewals stay on time. But a thread
-    would also keep the lease of a leader whose loop is stuck (a hung commit, a
-    blocked loop): so it renews only while ``progress`` has moved within
-    ``progress_timeout``; otherwise it lets the lease run out, and a standby
-    takes over. On the first failed renewal the lease is dropped (``held`` turns
-    False) and the thread ends: the leader then steps down at its next check.
+    would also keep the lease of a leader whose loop is stuck (a blocked loop, a
+    hung commit): so it renews only while the loop has run within
+    ``progress_timeout`` and its work has moved within ``step_timeout``
+    (``Progress``: a commit that waits on a loaded broker is not a stuck loop);
+    otherwise it lets the lease run out, and a standby takes over. A refused
+    renewal, or none answered before the deadline, drops the lease (``held``
+    turns False) and the thread ends: the leader then steps down at once.
     """
 
     def __init__(self, lease: RedisLease, redis_url: str, progress: Progress | None = None) -> None:
@@ -237,6 +262,17 @@ class LeaseRenewer:
         self._thread.join(timeout=self.lease.config.renew_interval_s + 1)
         self._client.close()
 
+    def stuck(self) -> str | None:
+        """Why the holder is stuck (its loop blocked, or a step that does not end), or
+        None while it moves."""
+        config, progress = self.lease.config, self.progress
+        loop_idle, step_idle = progress.loop_idle_s(), progress.idle_s()
+        if loop_idle > config.progress_timeout_s:
+            return f"leader loop stuck for {loop_idle:.1f}s"
+        if step_idle > config.step_timeout_s:
+            return f"leader step stuck for {step_idle:.1f}s (the loop runs)"
+        return None
+
     def _run(self) -> None:
         interval = self.lease.config.renew_interval_s
         wait_s = interval
@@ -245,11 +281,11 @@ class LeaseRenewer:
             token = self.lease.token
             if token is None:
                 return
-            idle = self.progress.idle_s()
-            if idle > self.lease.config.progress_timeout_s:
+            stuck = self.stuck()
+            if stuck:
                 if self.withheld == 0:
-                    log.warning("leader loop stuck for %.1fs (last: %s): not renewing the lease",
-                                idle, self.progress.what)  # fmt: skip
+                    log.warning("%s (last: %s): not renewing the lease", stuck,
+                                self.progress.what)  # fmt: skip
                 self.withheld += 1
                 continue
             if self.withheld:

@@ -223,6 +223,7 @@ class Replica:
         term = asyncio.create_task(leader.run())
         stopping = asyncio.create_task(self._stopping.wait())
         lost = asyncio.create_task(self._lease_lost(leader))
+        ticker = asyncio.create_task(self._tick(progress))
         try:
             done, _ = await asyncio.wait(
                 {term, stopping, lost}, return_when=asyncio.FIRST_COMPLETED
@@ -244,9 +245,9 @@ class Replica:
                 if err is not None:
                     log.warning("%s steps down: %s: %s", self.replica_id, type(err).__name__, err)
         finally:
-            for task in (term, stopping, lost):
+            for task in (term, stopping, lost, ticker):
                 task.cancel()
-            for task in (term, stopping, lost):
+            for task in (term, stopping, lost, ticker):
                 # The term's outcome was inspected above; here we only wait for it to end.
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -255,6 +256,14 @@ class Replica:
             self.refused_inputs += leader.counters.refused_inputs
             self.unknown_heartbeats += leader.unknown_heartbeats
             self.leader = None
+
+    async def _tick(self, progress: Progress) -> None:
+        """Shows the renewer that the loop runs while a step waits on Kafka (a loop
+        blocked in code stops this too)."""
+        every = min(0.25, self.lease.config.renew_interval_s / 4)
+        while True:
+            progress.tick()
+            await asyncio.sleep(every)
 
     async def _lease_lost(self, leader: Leader) -> None:
         """Returns once the lease is no longer held (never, while the leader's hooks

@@ -171,3 +171,37 @@ async def test_a_renewal_redis_does_not_answer_keeps_the_lease_until_its_deadlin
             moving.set()
             renewer.stop()
             await client.aclose()
+
+
+async def test_a_loop_that_runs_keeps_the_lease_until_a_step_outlasts_the_step_timeout(
+    redis_client: Redis, stack: Stack
+) -> None:
+    """A step waiting on a slow broker is not a blocked loop: the loop's ticks keep the
+    lease past the progress timeout; a step that does not end within the step timeout
+    lets it lapse all the same."""
+    key = f"lease-{uuid.uuid4().hex}"
+    config = LeaseConfig(ttl_ms=600, progress_timeout_ms=600, step_timeout_ms=2_500)
+    a = RedisLease(redis_client, key, "a", config)
+    assert await a.try_acquire()
+    progress = Progress()
+    progress.beat("step")  # the last step began now and never ends
+    ticking = threading.Event()
+
+    def tick() -> None:  # the loop runs (a task of it ticks), its step waits
+        while not ticking.wait(0.1):
+            progress.tick()
+
+    threading.Thread(target=tick, daemon=True).start()
+    renewer = LeaseRenewer(a, stack.redis_url, progress)
+    renewer.start()
+    try:
+        time.sleep(1.8)  # noqa: ASYNC251 - three times the progress timeout: still ours
+        assert a.held and renewer.withheld == 0
+        time.sleep(2.5)  # noqa: ASYNC251 - past the step timeout: withheld, lapsed
+        assert renewer.withheld >= 1
+        assert not a.held
+        assert "step stuck" in (renewer.stuck() or "")
+    finally:
+        ticking.set()
+        renewer.stop()
+        await redis_client.delete(key)
