@@ -238,3 +238,17 @@ def test_compose_runs_the_history_server_on_8083_after_topics_and_keys() -> None
     assert service["environment"]["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"
     assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert service["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_coordinators_relay_the_history_service() -> None:
+    """Each coordinator's --history-url resolves (through the real flags and settings
+    model) to the history service's name and port: the dashboard's archived jobs."""
+    from coordinator.cli import build_parser
+    from schemas import config
+
+    services = compose()["services"]
+    history_port = int(services["history"]["ports"][0].rsplit(":", 1)[1])
+    for n in (1, 2):
+        args = build_parser().parse_args(services[f"coordinator-{n}"]["command"])
+        settings = config.effective(flags=vars(args), environ={}).settings
+        assert settings.history_url == f"http://history:{history_port}"

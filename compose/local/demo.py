@@ -43,6 +43,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -316,6 +317,7 @@ class Demo:
         self.args = args
         self.ci: bool = args.ci
         self.rest_base: int = args.rest_port
+        self._history_port: int | None = None
         self.log_dir = Path(args.log_dir)
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
@@ -545,14 +547,30 @@ class Demo:
         leader = self.spawn(
             leader_id,
             "coordinator",
-            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1, self.rest_base))],
+            [
+                "coordinator",
+                "--id",
+                leader_id,
+                "--rest-port",
+                str(rest_port(1, self.rest_base)),
+                "--history-url",
+                self.history_url(),
+            ],
         )
         await self.until(lambda: "role LEADER" in leader.output(), f"{leader_id} to lead")
         say(f"{stamp()} coordinator {leader_id} is the leader (pid {leader.proc.pid})")
         standby = self.spawn(
             standby_id,
             "coordinator",
-            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2, self.rest_base))],
+            [
+                "coordinator",
+                "--id",
+                standby_id,
+                "--rest-port",
+                str(rest_port(2, self.rest_base)),
+                "--history-url",
+                self.history_url(),
+            ],
         )
         await self.until(lambda: "role STANDBY" in standby.output(), f"{standby_id} to stand by")
         say(f"{stamp()} coordinator {standby_id} is a hot standby (pid {standby.proc.pid})")
@@ -596,9 +614,24 @@ class Demo:
         say(f"{stamp()} workers {' and '.join(WORKERS)} joined, "
             f"{WORKER_SLOTS} slots each")  # fmt: skip
 
+    def history_port(self) -> int:
+        """Where ``jm history`` listens: after the coordinators' ports (base 0: a free
+        port, chosen once), known before it starts so the coordinators can relay it."""
+        if self._history_port is None:
+            self._history_port = rest_port(len(COORDINATORS) + 1, self.rest_base)
+            if not self._history_port:
+                with socket.create_server(("127.0.0.1", 0)) as probe:
+                    self._history_port = int(probe.getsockname()[1])
+        return self._history_port
+
+    def history_url(self) -> str:
+        """The coordinators relay it from the start (``--history-url``); their dashboards
+        list archived jobs from it once it answers."""
+        return f"http://127.0.0.1:{self.history_port()}"
+
     async def start_history(self) -> None:
         """``jm history`` (docs/history.md): serves the job once it ended."""
-        port = rest_port(len(COORDINATORS) + 1, self.rest_base)
+        port = self.history_port()
         history = self.spawn("history", "history", ["history", "--port", str(port)])
         await self.until(lambda: "history http://" in history.output(), "the history server")
         url = history.output().split("history http://", 1)[1].split()[0]

@@ -17,8 +17,15 @@ from aiohttp import web
 
 from coordinator.history.app import HistoryApp
 from coordinator.history.archive import exceptions_answer, overview_rows
-from coordinator.rest.api import ApiError, Handler, int_query, json_answer, not_found
-from coordinator.rest.server import OFFSET_HEADER, VERSION_PREFIX
+from coordinator.rest.api import (
+    OFFSET_HEADER,
+    ApiError,
+    Handler,
+    int_query,
+    json_answer,
+    not_found,
+)
+from coordinator.rest.server import VERSION_PREFIX
 from coordinator.rest.views import dashboard_config
 
 log = logging.getLogger(__name__)
