@@ -82,6 +82,14 @@ def rest_port(replica_number: int, base: int = REST_BASE_PORT) -> int:
     return base + replica_number - 1 if base else 0
 
 
+def _get_json(url: str) -> dict[str, object]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        found: dict[str, object] = json.load(answer)
+        return found
+
+
 def rest_url(output: str) -> str | None:
     """The address a coordinator printed (``rest http://host:port``), if it did yet."""
     match = re.search(r"^rest (http://\S+)$", output, re.MULTILINE)
@@ -784,6 +792,30 @@ class Demo:
             await asyncio.sleep(0.1)
         self.job_final = self.job_status(job_id)
         say(f"{stamp()} job {job_id} is {self.job_final}")
+        if _terminal(self.job_final) and not self.hurry:
+            await self.show_archived(job_id)
+
+    async def show_archived(self, job_id: str) -> None:
+        """The ended job as the leader relays it from the history server (its
+        dashboard's Archived jobs page lists it)."""
+        leader = next((c for c in self.children if c.kind == "coordinator"), None)
+        base = None if leader is None else rest_url(leader.output())
+        if base is None:
+            return
+        url = f"{base}/history/jobs/{job_id}"
+        why = ""
+        limit = time.monotonic() + 10
+        while time.monotonic() < limit:
+            try:
+                answer = await asyncio.to_thread(_get_json, url)
+                say(f"{stamp()} job {job_id} archived by the history server "
+                    f"({answer.get('state')}), relayed at {url}; the dashboard lists it at "
+                    f"{base}/#/archive")  # fmt: skip
+                return
+            except Exception as err:  # not archived yet, or the history server not up
+                why = str(err)
+            await asyncio.sleep(0.3)
+        say(f"{stamp()} job {job_id} not in the archive at {url}: {why}")
 
     async def shutdown(self) -> list[str]:
         """Cancel the job, stop the children (workers, standby, leader). Returns warnings."""
