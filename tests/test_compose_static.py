@@ -170,7 +170,8 @@ def test_compose_runs_two_coordinators_and_two_workers_with_distinct_ids() -> No
         if command[0] == "coordinator":
             assert command[1:3] == ["--id", name], command
             assert command[3:5] == ["--rest-host", "0.0.0.0"] and command[5] == "--rest-port"
-            assert len(command) == 7, command
+            # Then the history server it relays (test_compose_coordinators_relay_...).
+            assert command[7] == "--history-url" and len(command) == 9, command
             coordinator_ids.append(command[2])
         else:
             assert command[0] == "worker", command

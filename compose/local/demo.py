@@ -326,6 +326,7 @@ class Demo:
         self.ci: bool = args.ci
         self.rest_base: int = args.rest_port
         self._history_port: int | None = None
+        self.failed = False  # the run failed: shut down without the extras
         self.log_dir = Path(args.log_dir)
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
@@ -792,7 +793,7 @@ class Demo:
             await asyncio.sleep(0.1)
         self.job_final = self.job_status(job_id)
         say(f"{stamp()} job {job_id} is {self.job_final}")
-        if _terminal(self.job_final) and not self.hurry:
+        if _terminal(self.job_final) and not self.hurry and not self.failed:
             await self.show_archived(job_id)
 
     async def show_archived(self, job_id: str) -> None:
@@ -904,6 +905,7 @@ async def amain(args: argparse.Namespace) -> int:
     if failure is not None:
         say(f"\n{stamp()} demo FAILED: {failure}")
     say()
+    demo.failed = failure is not None
     warnings = await demo.shutdown()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -85,8 +85,8 @@ export async function archive() {
   const rows = jobs.map((j) => html`<tr class="link" data-job="${j.jid}">
     <td><a href="#/jobs/${j.jid}">${j.name}</a><div class="muted mono">${j.jid}</div></td>
     <td>${badge(j.state)}</td>
-    <td>${time(j["start-time"])}</td>
-    <td>${j["end-time"] > 0 ? time(j["end-time"]) : "-"}</td>
+    <td class="nowrap">${time(j["start-time"])}</td>
+    <td class="nowrap">${j["end-time"] > 0 ? time(j["end-time"]) : "-"}</td>
     <td>${duration(j.duration)}</td>
   </tr>`);
   return panel(title(jobs.length), table(ARCHIVE_HEADERS, rows,
