@@ -90,7 +90,7 @@ export async function archive() {
     <td>${duration(j.duration)}</td>
   </tr>`);
   return panel(title(jobs.length), table(ARCHIVE_HEADERS, rows,
-    "No archived jobs yet: a job is archived once it ended and left the coordinator's memory.", "jobs"),
+    "No archived jobs yet: the history server lists a job once it ended.", "archived"),
   "archived-jobs");
 }
 
