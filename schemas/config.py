@@ -308,6 +308,18 @@ class JobManagerSettings(BaseSettings):
         processes=COORDINATOR, secret=True,
     )  # fmt: skip
 
+    # ---- historyserver: where the coordinator finds the job history server (docs/history.md)
+    history_url: str = setting(
+        "", "historyserver.web.url", "Base URL of the job history server (jm history), e.g. "
+        "http://127.0.0.1:8083: the coordinator relays its archive under /history/ and the "
+        "dashboard lists archived jobs from it; empty: none.", processes=COORDINATOR,
+        flag="history_url", pattern=r"^(https?://[^\s/]+(/\S*)?)?$",
+    )  # fmt: skip
+    history_timeout_ms: Millis = setting(
+        5_000, "historyserver.web.timeout", "How long the coordinator waits for the history "
+        "server's answer before it answers 502.", processes=COORDINATOR, gt=0,
+    )  # fmt: skip
+
     # ---- telemetry: OpenTelemetry exporters (docs/observability.md); all off by default
     otel_console: bool = setting(
         False, "telemetry.console", "Spans and metrics as JSON on stderr.", processes=BOTH,

@@ -170,7 +170,8 @@ def test_compose_runs_two_coordinators_and_two_workers_with_distinct_ids() -> No
         if command[0] == "coordinator":
             assert command[1:3] == ["--id", name], command
             assert command[3:5] == ["--rest-host", "0.0.0.0"] and command[5] == "--rest-port"
-            assert len(command) == 7, command
+            # Then the history server it relays (test_compose_coordinators_relay_...).
+            assert command[7] == "--history-url" and len(command) == 9, command
             coordinator_ids.append(command[2])
         else:
             assert command[0] == "worker", command
@@ -238,3 +239,17 @@ def test_compose_runs_the_history_server_on_8083_after_topics_and_keys() -> None
     assert service["environment"]["JM_SIGNING_KEYS_FILE"] == "/keys/signing-keys.json"
     assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     assert service["depends_on"]["keys"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_coordinators_relay_the_history_service() -> None:
+    """Each coordinator's --history-url resolves (through the real flags and settings
+    model) to the history service's name and port: the dashboard's archived jobs."""
+    from coordinator.cli import build_parser
+    from schemas import config
+
+    services = compose()["services"]
+    history_port = int(services["history"]["ports"][0].rsplit(":", 1)[1])
+    for n in (1, 2):
+        args = build_parser().parse_args(services[f"coordinator-{n}"]["command"])
+        settings = config.effective(flags=vars(args), environ={}).settings
+        assert settings.history_url == f"http://history:{history_port}"

@@ -130,6 +130,38 @@ def test_jm_config_show_prints_every_setting_its_source_and_masks_secrets(tmp_pa
     assert bad.returncode == 2 and "rest.port = 'x' (flag -D rest.port)" in bad.stderr
 
 
+def test_the_history_server_url_from_flag_environment_and_config_show() -> None:
+    """historyserver.web.url (the dashboard's archived jobs): --history-url wins over
+    $JM_HISTORYSERVER_WEB_URL; `jm config show` lists it with its source; a value that
+    is not an http(s) URL is refused saying which."""
+    environ = {"JM_HISTORYSERVER_WEB_URL": "http://history:8083"}
+    got = effective(environ=environ)
+    assert got.settings.history_url == "http://history:8083"
+    assert got.sources["historyserver.web.url"] == "env JM_HISTORYSERVER_WEB_URL"
+    got = effective(environ=environ, flags={"history_url": "https://archive.example/hs"})
+    assert got.settings.history_url == "https://archive.example/hs"
+    assert got.sources["historyserver.web.url"] == "flag --history-url"
+    assert effective(environ={}).settings.history_url == ""  # none by default
+    with pytest.raises(ConfigError) as caught:
+        effective(environ={}, dynamic=["historyserver.web.url=history:8083"])
+    assert "historyserver.web.url = 'history:8083' (flag -D historyserver.web.url)" in str(
+        caught.value
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), **environ)
+    env.pop("JM_CONFIG_FILE", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "coordinator", "config", "show", "--json",
+         "-D", "historyserver.web.timeout=2 s"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = {r["key"]: r for r in json.loads(run.stdout)}
+    assert rows["historyserver.web.url"] == {"key": "historyserver.web.url",
+                                             "value": "http://history:8083",
+                                             "source": "env JM_HISTORYSERVER_WEB_URL"}  # fmt: skip
+    assert rows["historyserver.web.timeout"]["value"] == "2000 ms"
+
+
 def test_docs_memory_md_shows_the_sizing_of_the_model() -> None:
     """The sizing table of docs/memory.md is the one coordinator/runtime/memory.py
     computes from the measured figures (update both when the figures change)."""

@@ -131,6 +131,9 @@ def test_demo_in_ci_mode_runs_the_sample_job_and_stops_everything(
     records = re.search(r"(\d+) results for 10 keys", summary[0])
     assert records is not None and int(records.group(1)) >= 500, summary
     assert summary[0].endswith("job CANCELED"), summary
+    # The leader relays the history server (--history-url): the ended job is archived.
+    assert re.search(r"archived by the history server \(CANCELED\), relayed at "
+                     r"http://\S+/history/jobs/", out), out  # fmt: skip
     for name in ("demo-1", "demo-2", "tm-1", "tm-2"):
         assert (tmp_path / "logs" / f"{name}.log").stat().st_size > 0
     assert alarms(tmp_path / "logs") == []

@@ -290,3 +290,16 @@ def test_the_history_server_runs_jm_history_with_journal_keys_behind_a_service()
     service = manifests()["Service/jm-history"]
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "jm-history"}
     assert service["spec"]["ports"][0]["targetPort"] == "history"
+
+
+def test_the_coordinators_relay_the_history_service() -> None:
+    """The coordinator's environment resolves (through the real settings model) to the
+    history Service's name and port: the dashboard's archived jobs."""
+    from schemas import config
+
+    container = main_container(deployment("jm-coordinator"))
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    service = manifests()["Service/jm-history"]
+    url = config.effective(environ=env).settings.history_url
+    assert url == f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert "coordinator" in config.BY_KEY["historyserver.web.url"].processes

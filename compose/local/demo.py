@@ -43,6 +43,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,6 +80,14 @@ REST_BASE_PORT = 8081
 def rest_port(replica_number: int, base: int = REST_BASE_PORT) -> int:
     """Replica N's REST port: base + N - 1 (base 0: a free port each)."""
     return base + replica_number - 1 if base else 0
+
+
+def _get_json(url: str) -> dict[str, object]:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        found: dict[str, object] = json.load(answer)
+        return found
 
 
 def rest_url(output: str) -> str | None:
@@ -316,6 +325,8 @@ class Demo:
         self.args = args
         self.ci: bool = args.ci
         self.rest_base: int = args.rest_port
+        self._history_port: int | None = None
+        self.failed = False  # the run failed: shut down without the extras
         self.log_dir = Path(args.log_dir)
         self.children: list[Child] = []
         self.stop_requested = asyncio.Event()
@@ -545,14 +556,30 @@ class Demo:
         leader = self.spawn(
             leader_id,
             "coordinator",
-            ["coordinator", "--id", leader_id, "--rest-port", str(rest_port(1, self.rest_base))],
+            [
+                "coordinator",
+                "--id",
+                leader_id,
+                "--rest-port",
+                str(rest_port(1, self.rest_base)),
+                "--history-url",
+                self.history_url(),
+            ],
         )
         await self.until(lambda: "role LEADER" in leader.output(), f"{leader_id} to lead")
         say(f"{stamp()} coordinator {leader_id} is the leader (pid {leader.proc.pid})")
         standby = self.spawn(
             standby_id,
             "coordinator",
-            ["coordinator", "--id", standby_id, "--rest-port", str(rest_port(2, self.rest_base))],
+            [
+                "coordinator",
+                "--id",
+                standby_id,
+                "--rest-port",
+                str(rest_port(2, self.rest_base)),
+                "--history-url",
+                self.history_url(),
+            ],
         )
         await self.until(lambda: "role STANDBY" in standby.output(), f"{standby_id} to stand by")
         say(f"{stamp()} coordinator {standby_id} is a hot standby (pid {standby.proc.pid})")
@@ -596,9 +623,24 @@ class Demo:
         say(f"{stamp()} workers {' and '.join(WORKERS)} joined, "
             f"{WORKER_SLOTS} slots each")  # fmt: skip
 
+    def history_port(self) -> int:
+        """Where ``jm history`` listens: after the coordinators' ports (base 0: a free
+        port, chosen once), known before it starts so the coordinators can relay it."""
+        if self._history_port is None:
+            self._history_port = rest_port(len(COORDINATORS) + 1, self.rest_base)
+            if not self._history_port:
+                with socket.create_server(("127.0.0.1", 0)) as probe:
+                    self._history_port = int(probe.getsockname()[1])
+        return self._history_port
+
+    def history_url(self) -> str:
+        """The coordinators relay it from the start (``--history-url``); their dashboards
+        list archived jobs from it once it answers."""
+        return f"http://127.0.0.1:{self.history_port()}"
+
     async def start_history(self) -> None:
         """``jm history`` (docs/history.md): serves the job once it ended."""
-        port = rest_port(len(COORDINATORS) + 1, self.rest_base)
+        port = self.history_port()
         history = self.spawn("history", "history", ["history", "--port", str(port)])
         await self.until(lambda: "history http://" in history.output(), "the history server")
         url = history.output().split("history http://", 1)[1].split()[0]
@@ -751,6 +793,30 @@ class Demo:
             await asyncio.sleep(0.1)
         self.job_final = self.job_status(job_id)
         say(f"{stamp()} job {job_id} is {self.job_final}")
+        if _terminal(self.job_final) and not self.hurry and not self.failed:
+            await self.show_archived(job_id)
+
+    async def show_archived(self, job_id: str) -> None:
+        """The ended job as the leader relays it from the history server (its
+        dashboard's Archived jobs page lists it)."""
+        leader = next((c for c in self.children if c.kind == "coordinator"), None)
+        base = None if leader is None else rest_url(leader.output())
+        if base is None:
+            return
+        url = f"{base}/history/jobs/{job_id}"
+        why = ""
+        limit = time.monotonic() + 10
+        while time.monotonic() < limit:
+            try:
+                answer = await asyncio.to_thread(_get_json, url)
+                say(f"{stamp()} job {job_id} archived by the history server "
+                    f"({answer.get('state')}), relayed at {url}; the dashboard lists it at "
+                    f"{base}/#/archive")  # fmt: skip
+                return
+            except Exception as err:  # not archived yet, or the history server not up
+                why = str(err)
+            await asyncio.sleep(0.3)
+        say(f"{stamp()} job {job_id} not in the archive at {url}: {why}")
 
     async def shutdown(self) -> list[str]:
         """Cancel the job, stop the children (workers, standby, leader). Returns warnings."""
@@ -839,6 +905,7 @@ async def amain(args: argparse.Namespace) -> int:
     if failure is not None:
         say(f"\n{stamp()} demo FAILED: {failure}")
     say()
+    demo.failed = failure is not None
     warnings = await demo.shutdown()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)

@@ -183,6 +183,12 @@ def add_rest_flags(p: argparse.ArgumentParser) -> None:
     )
     rest.add_argument("--no-rest", action="store_true", help="serve no REST API")
     rest.add_argument(
+        "--history-url",
+        metavar="URL",
+        help="historyserver.web.url: the job history server (jm history) whose archive the "
+        "REST API relays under /history/ and the dashboard lists (docs/history.md)",
+    )
+    rest.add_argument(
         "--rest-token-file",
         metavar="PATH",
         help="file holding the token mutating requests need ($JM_REST_TOKEN holds the "
@@ -377,6 +383,8 @@ async def _start_rest(
         replica, replica.metrics, token=token, options=rest_options(args, settings, config),
         log_tail=tail,
     )  # fmt: skip
+    ctx.history_url = config.settings.history_url.rstrip("/")
+    ctx.history_timeout_ms = config.settings.history_timeout_ms
     if config.settings.allow_checkpointing:  # else the leader would reject what it filled in
         ctx.checkpoint_interval_ms = config.settings.checkpoint_interval_ms
     server = await start_rest(ctx, config.settings.rest_address, config.settings.rest_port, sock)

@@ -4,7 +4,8 @@ The answers are the coordinator's REST models (coordinator/rest/models.py) as th
 archive stored them, so a job answers here with the fields the coordinator gave
 while it ran. Errors are Flink's ``{"errors": [...]}``; every answer carries the
 journal offset the tables reflect (``X-JM-Journal-Offset``) and allows any origin
-(the read-only archive is read by the coordinator's dashboard from another port).
+(a read-only archive; the coordinator's dashboard reads it through the coordinator's
+``/history/...`` relay, coordinator/rest/archived.py).
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ from aiohttp import web
 
 from coordinator.history.app import HistoryApp
 from coordinator.history.archive import exceptions_answer, overview_rows
-from coordinator.rest.api import ApiError, Handler, int_query, json_answer, not_found
-from coordinator.rest.server import OFFSET_HEADER, VERSION_PREFIX
+from coordinator.rest.api import (
+    OFFSET_HEADER,
+    ApiError,
+    Handler,
+    int_query,
+    json_answer,
+    not_found,
+)
+from coordinator.rest.server import VERSION_PREFIX
 from coordinator.rest.views import dashboard_config
 
 log = logging.getLogger(__name__)

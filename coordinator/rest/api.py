@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 from aiohttp import web
 from pydantic import BaseModel
+
+#: The journal offset an answer reflects (every replica sends it; docs/rest.md).
+OFFSET_HEADER: Final = "X-JM-Journal-Offset"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -25,6 +25,8 @@ from schemas.events import ReplicaRole
 from schemas.settings import ClusterSettings
 
 if TYPE_CHECKING:
+    from aiohttp import ClientSession
+
     from coordinator.rest.history import JournalReader
     from coordinator.runtime.replica import Replica
     from schemas.events import ReplicaStatus
@@ -88,7 +90,12 @@ class RestContext:
     log_tail: LogTail | None = None
     #: execution.checkpointing.interval: filled into submissions that set no interval.
     checkpoint_interval_ms: int = 0
+    #: historyserver.web.url (no trailing /): the archive ``/history/...`` relays ("": none).
+    history_url: str = ""
+    #: historyserver.web.timeout: how long a relayed request may take.
+    history_timeout_ms: int = 5_000
     _journal: JournalReader | None = field(default=None, init=False, repr=False)
+    _history: ClientSession | None = field(default=None, init=False, repr=False)
     _replicas: tuple[float, dict[str, ReplicaStatus]] | None = field(
         default=None, init=False, repr=False
     )
@@ -121,9 +128,20 @@ class RestContext:
                 self._replicas = (now, await read_replicas(self.settings))
             return self._replicas[1]
 
+    def history_session(self) -> ClientSession:
+        """The HTTP client of the ``/history/...`` relay (made on first use)."""
+        from aiohttp import ClientSession
+
+        if self._history is None:
+            self._history = ClientSession()
+        return self._history
+
     async def close(self) -> None:
         if self._journal is not None:
             await self._journal.close()
+        if self._history is not None:
+            await self._history.close()
+            self._history = None
 
     @property
     def state(self) -> machine.State:

@@ -126,7 +126,8 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         return json_answer(answer, 200 if reason is None else 503)
 
     async def config(request: web.Request) -> web.Response:
-        return json_answer(dashboard_config(refresh_ms=3000, cancel=True, history=False))
+        history = bool(ctx.history_url)  # the archive is relayed under /history
+        return json_answer(dashboard_config(refresh_ms=3000, cancel=True, history=history))
 
     async def overview(request: web.Request) -> web.Response:
         state = ctx.state

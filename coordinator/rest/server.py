@@ -17,13 +17,12 @@ from typing import Any, Final, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
-from coordinator.rest import artifacts, dashboard, reads, writes
-from coordinator.rest.api import ApiError, Handler, Route
+from coordinator.rest import archived, artifacts, dashboard, reads, writes
+from coordinator.rest.api import OFFSET_HEADER, ApiError, Handler, Route
 from coordinator.rest.context import RestContext
 
 log = logging.getLogger(__name__)
 
-OFFSET_HEADER: Final = "X-JM-Journal-Offset"
 VERSION_PREFIX: Final = "/v1"
 CONTEXT_KEY: Final = web.AppKey("rest_context", RestContext)
 
@@ -63,6 +62,7 @@ def _all_routes(ctx: RestContext) -> list[Route | web.RouteDef]:
         *reads.routes(ctx),
         *writes.routes(ctx),
         *artifacts.routes(ctx),
+        *archived.routes(ctx),
         *dashboard.routes(ctx),
     ]
 

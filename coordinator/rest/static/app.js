@@ -1,6 +1,6 @@
 // The dashboard's router and refresh loop: hash routes, a page re-rendered every few seconds.
 import { get, html, send, token, setToken, lastServed } from "./util.js";
-import { overview, jobs, taskmanagers, replicas } from "./pages.js";
+import { overview, jobs, archive, taskmanagers, replicas } from "./pages.js";
 import { jobPage } from "./job.js";
 
 const REFRESH_MS = 3000;
@@ -18,15 +18,17 @@ function route() {
   const params = new URLSearchParams(query || "");
   const at = params.has("at") ? Number(params.get("at")) : null;
   if (parts[0] === "jobs" && parts[1]) return { page: "job", jid: parts[1], tab: parts[2] || "overview", at };
-  if (["jobs", "taskmanagers", "replicas"].includes(parts[0])) return { page: parts[0] };
+  if (["jobs", "archive", "taskmanagers", "replicas"].includes(parts[0])) return { page: parts[0] };
   return { page: "overview" };
 }
 
-const TITLES = { overview: "Overview", jobs: "Jobs", taskmanagers: "Task Managers", replicas: "Replicas" };
+const TITLES = {
+  overview: "Overview", jobs: "Jobs", archive: "Archived jobs", taskmanagers: "Task Managers", replicas: "Replicas",
+};
 
 async function content(r) {
   if (r.page === "job") return jobPage(r.jid, r.tab, r.at);
-  const page = { overview, jobs, taskmanagers, replicas }[r.page];
+  const page = { overview, jobs, archive, taskmanagers, replicas }[r.page];
   return { title: TITLES[r.page], content: await page() };
 }
 

@@ -1,6 +1,6 @@
 // One job: its header, then the tabs Overview (graph + vertices), Exceptions, Checkpoints, Timeline.
 import {
-  get, html, badge, counts, time, duration, number, bytes, table, panel, TERMINAL,
+  get, html, badge, counts, time, duration, number, bytes, table, panel, TERMINAL, ApiError,
 } from "./util.js";
 import { graph, nodesOf } from "./graph.js";
 
@@ -61,8 +61,10 @@ async function overviewTab(job) {
   return panel(html`Vertices`, jobBody(job), "vertices");
 }
 
-async function exceptionsTab(jid) {
-  const ex = await get(`jobs/${jid}/exceptions?maxExceptions=20`);
+// `path`: where the job's answers are: "jobs/<id>" (the coordinator holds it) or
+// "history/jobs/<id>" (archived: the history server's, relayed by the coordinator).
+async function exceptionsTab(path) {
+  const ex = await get(`${path}/exceptions?maxExceptions=20`);
   const entries = (ex.exceptionHistory && ex.exceptionHistory.entries) || [];
   const rows = entries.map((e) => html`<tr>
     <td>${time(e.timestamp)}</td>
@@ -82,10 +84,10 @@ async function exceptionsTab(jid) {
       table(["Time", "Exception", "Task", "Location"], rows, "No exceptions."), "exception-history")}`;
 }
 
-async function checkpointsTab(jid) {
+async function checkpointsTab(path) {
   let cp;
   try {
-    cp = await get(`jobs/${jid}/checkpoints`);
+    cp = await get(`${path}/checkpoints`);
   } catch (e) {
     return panel(html`Checkpoints`, html`<div class="empty">${e.message}</div>`, "checkpoints");
   }
@@ -119,15 +121,17 @@ async function checkpointsTab(jid) {
 const EVENT_PAGE = 1000; // the most /jobs/{id}/events hands out at once
 const MAX_EVENT_PAGES = 20;
 
-// Every journal event of the job, following the pages the API hands out.
-async function allEvents(jid) {
+// Every journal event of the job, following the pages the API hands out; an archived
+// job's from its first journal offset to its last (`span`, from the history server).
+async function allEvents(jid, span) {
   const events = [];
-  let offset = 0;
+  let offset = span ? span.first : 0;
   for (let page = 0; page < MAX_EVENT_PAGES; page += 1) {
     const answer = await get(`jobs/${jid}/events?from=${offset}&limit=${EVENT_PAGE}`);
-    events.push(...(answer.events || []));
+    events.push(...(answer.events || []).filter((e) => !span || e.offset <= span.last));
     const next = answer["next-offset"];
     if (next === undefined || next <= offset || next >= answer["end-offset"]) break;
+    if (span && next > span.last) break;
     offset = next;
   }
   return events;
@@ -174,8 +178,8 @@ const TYPE_COLORS = {
   JobCancelRequested: "CANCELING",
 };
 
-async function timelineTab(job, at) {
-  const events = await allEvents(job.jid);
+async function timelineTab(job, at, span) {
+  const events = await allEvents(job.jid, span);
   const offsets = events.map((e) => e.offset);
   const index = at === null ? events.length - 1 : Math.max(0, offsets.indexOf(at));
   const chosen = events[index];
@@ -197,7 +201,8 @@ async function timelineTab(job, at) {
       <span class="where" id="scrub-where">${where}</span>
       ${at !== null ? html`<button id="scrub-live">Back to live</button>` : ""}
     </div>`, "timeline");
-  const list = panel(html`Events`, table(["#Offset", "Time", "Event", "Details"], rows,
+  const from = span ? html` <span class="muted" id="timeline-from">from journal offset ${span.first} to ${span.last}</span>` : "";
+  const list = panel(html`Events${from}`, table(["#Offset", "Time", "Event", "Details"], rows,
     "The journal holds no event of this job."), "timeline-events");
   return { scrubber, list };
 }
@@ -209,26 +214,49 @@ async function stateAt(jid, at) {
   return answer.job;
 }
 
+// The job from the coordinator; once it left the coordinator's memory, from the
+// history server (relayed under history/): {job, path, span} (span: its journal offsets).
+async function findJob(jid) {
+  try {
+    return { job: await get(`jobs/${jid}`), path: `jobs/${jid}`, span: null };
+  } catch (e) {
+    if (e.status !== 404) throw e;
+    const path = `history/jobs/${jid}`;
+    try {
+      const [job, span] = await Promise.all([get(path), get(`${path}/journal`)]);
+      return { job, path, span };
+    } catch (h) {
+      throw new ApiError(404, `${e.message}. History server: ${h.message}`);
+    }
+  }
+}
+
+function archivedBanner(span) {
+  return html`<div class="banner archived" id="archived-banner">Archived: this job left the
+    coordinator's memory. Its details come from the history server; its
+    ${number(span.events)} events are in the journal at offsets ${span.first} to ${span.last}.</div>`;
+}
+
 export async function jobPage(jid, tab, at) {
-  const live = await get(`jobs/${jid}`);
+  const { job: live, path, span } = await findJob(jid);
   let shown = live;
-  let banner = "";
+  let banner = span ? archivedBanner(span) : "";
   if (tab === "timeline" && at !== null) {
     const then = await stateAt(jid, at);
     // Metrics are volatile (heartbeats), never in the journal: a past state has none.
     shown = then
       ? { ...then, vertices: (then.vertices || []).map((v) => ({ ...v, metrics: null })) }
       : { ...live, state: "NOT YET ACCEPTED", vertices: [] };
-    banner = html`<div class="banner history" id="history-banner">Showing the job as it was at journal offset <b>${at}</b>,
+    banner = html`${banner}<div class="banner history" id="history-banner">Showing the job as it was at journal offset <b>${at}</b>,
       replayed from the journal: status ${badge(shown.state)} (live: ${badge(live.state)}).</div>`;
   }
   let body;
-  if (tab === "exceptions") body = await exceptionsTab(jid);
-  else if (tab === "checkpoints") body = await checkpointsTab(jid);
+  if (tab === "exceptions") body = html`${banner}${await exceptionsTab(path)}`;
+  else if (tab === "checkpoints") body = html`${banner}${await checkpointsTab(path)}`;
   else if (tab === "timeline") {
-    const { scrubber, list } = await timelineTab(live, at);
+    const { scrubber, list } = await timelineTab(live, at, span);
     const then = at !== null ? panel(html`Vertices at offset ${at}`, jobBody(shown), "vertices-at") : "";
     body = html`${banner}${scrubber}${then}${list}`;
-  } else body = await overviewTab(live);
+  } else body = html`${banner}${await overviewTab(live)}`;
   return { title: "Job", content: html`${header(shown, tab, at !== null && tab === "timeline")}${body}` };
 }

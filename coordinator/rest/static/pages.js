@@ -62,6 +62,38 @@ export async function jobs() {
   `;
 }
 
+const ARCHIVE_HEADERS = ["Job", "Final status", "Start time", "End time", "Duration"];
+
+// Ended jobs that left the coordinator's memory, from the history server (jm history),
+// which the coordinator relays under history/; /config says whether one is configured.
+export async function archive() {
+  const config = await get("config");
+  const title = (n) => html`Archived jobs${n === undefined ? "" : html` <span class="muted">${n}</span>`}`;
+  const problem = (text) => panel(title(), html`<div class="empty problem" id="archive-problem">${text}</div>`, "archived-jobs");
+  if (!(config.features || {})["web-history"]) {
+    return problem(html`No history server is configured: this coordinator lists only the jobs it
+      holds. Set <code>historyserver.web.url</code> (<code>--history-url</code>) to the URL of
+      <code>jm history</code> to list the jobs that left its memory.`);
+  }
+  let list;
+  try {
+    list = await get("history/jobs/overview");
+  } catch (e) {
+    return problem(`The history server does not answer: ${e.message}`);
+  }
+  const jobs = (list.jobs || []).slice().sort((a, b) => (b["end-time"] || 0) - (a["end-time"] || 0));
+  const rows = jobs.map((j) => html`<tr class="link" data-job="${j.jid}">
+    <td><a href="#/jobs/${j.jid}">${j.name}</a><div class="muted mono">${j.jid}</div></td>
+    <td>${badge(j.state)}</td>
+    <td class="nowrap">${time(j["start-time"])}</td>
+    <td class="nowrap">${j["end-time"] > 0 ? time(j["end-time"]) : "-"}</td>
+    <td>${duration(j.duration)}</td>
+  </tr>`);
+  return panel(title(jobs.length), table(ARCHIVE_HEADERS, rows,
+    "No archived jobs yet: the history server lists a job once it ended.", "archived"),
+  "archived-jobs");
+}
+
 // Flink's timeSinceLastHeartbeat is the heartbeat's timestamp despite its name;
 // jm-heartbeat-age-ms is the age the replica measured (null: none seen yet).
 function heartbeatAge(tm, now) {
