@@ -465,7 +465,7 @@ class Drill:
             "--slots",
             "8",
             "--heartbeat-timeout",
-            "3",
+            "5",
             "--cancel-timeout",
             "1",
         ]

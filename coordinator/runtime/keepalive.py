@@ -79,6 +79,10 @@ class KeepaliveSender:
     def start(self) -> None:
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """No round after this one (does not wait for the thread)."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)

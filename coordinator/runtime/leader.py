@@ -186,6 +186,7 @@ class Leader:
         self._deferred_offsets: dict[TopicPartition, int] = {}
         self._deferred_since: int | None = None
         self._keepalives: KeepaliveSender | None = None
+        self._closing = False  # set when the term ends: nothing more is said for it
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
         self.edges = EdgeCollector(bootstrap, catalog)
         self.state_io: StateIO | None = None
@@ -295,7 +296,11 @@ class Leader:
         )  # fmt: skip
 
     def _alive(self) -> bool:
-        return self._producer is not None and (self.hooks.skip_lease_check or self.lease_held())
+        return (
+            not self._closing
+            and self._producer is not None
+            and (self.hooks.skip_lease_check or self.lease_held())
+        )
 
     async def _resume_inputs(self, now: int) -> None:
         inputs = [self.catalog.submissions, self.catalog.reports]
@@ -627,10 +632,18 @@ class Leader:
             raise StepDown("lease lost")
 
     async def _close(self) -> None:
-        if self.state_io is not None:
-            await self.state_io.close()
+        # First, and before any await: this term says nothing more. A close cut short
+        # (the replica cancels a term whose lease is lost) must not leave its keepalive
+        # thread running: it would speak for this old epoch once the replica leads again.
+        self._closing = True
         if self._keepalives is not None:
-            await asyncio.to_thread(self._keepalives.stop)
+            self._keepalives.request_stop()
+        try:
+            if self.state_io is not None:
+                await self.state_io.close()
+        finally:
+            if self._keepalives is not None:
+                await asyncio.to_thread(self._keepalives.stop)
         await self.edges.stop()
         producer, self._producer = self._producer, None
         if producer is not None:

@@ -32,12 +32,15 @@ async def test_a_leader_whose_loop_is_blocked_loses_the_lease_to_a_standby(
     cluster: Cluster,
 ) -> None:
     """The lease is renewed only while the leader loop moves (issue 10, item 3)."""
-    stuck = cluster.coordinator("stuck", hooks={"block_loop_ms": 8_000})
+    # 20 s: long enough for the standby to start and take over while the leader is
+    # still blocked, even when a loaded host takes 13 s to start a replica (a leader
+    # that wakes first steps down and may win the lease again, in a term of its own).
+    stuck = cluster.coordinator("stuck", hooks={"block_loop_ms": 20_000})
     await stuck.wait_for_line("leads with epoch 1")
     standby = cluster.coordinator("standby")
     await standby.wait_for_line("role STANDBY")
     await stuck.wait_for_line("blocking the leader loop")
-    await standby.wait_for_line("leads with epoch 2", seconds=20)
+    await standby.wait_for_line("leads with epoch 2", seconds=30)
     assert "not renewing the lease" in stuck.output()
     await stuck.wait_for_line("steps down", seconds=20)
 
