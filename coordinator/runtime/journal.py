@@ -24,6 +24,7 @@ finds between its own writes to the dead letters.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 UNTIL_LOOKAHEAD: Final = 10_000
 #: Skipped foreign records kept for reporting (all are counted).
 FOREIGN_KEPT: Final = 16
+#: Records folded between two turns of the event loop: one poll hands over whole
+#: record batches of up to a fetch's size (8 MiB), which a replica must not fold
+#: in one go (its REST reads, status and lease tasks share the loop).
+FOLD_SLICE: Final = 5_000
 
 #: What the reading paths need of a record: offset, value, key, headers.
 Record = kafkaio.LightRecord
@@ -223,13 +228,13 @@ class JournalFollower:
         batch = await self._consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=5_000)
         fetched = batch.get(self.tp, [])
         if stop is None:
-            applied = self._fold_batch(fetched)
+            applied = await self._fold_slices(fetched)
         elif stop.until_ms is None and stop.offset is not None:
             # A stop at an offset only (``--to-offset``, the REST view's ``offset=``):
             # the batches cut before it, folded as without a stop.
             limit = stop.offset
             kept = [b if b[-1][0] < limit else [r for r in b if r[0] < limit] for b in fetched]
-            applied = self._fold_batch(kept)
+            applied = await self._fold_slices(kept)
             if any(b[-1][0] >= limit for b in fetched):
                 self.position = limit
                 return applied, True
@@ -246,6 +251,19 @@ class JournalFollower:
     def _records(fetched: list[list[kafkaio.LightRecord]]) -> Iterable[Record]:
         """(offset, value, key, headers) of each record of one poll."""
         return (record for batch in fetched for record in batch)
+
+    async def _fold_slices(self, batches: list[list[kafkaio.LightRecord]]) -> int:
+        """``_fold_batch`` of one poll's batches, FOLD_SLICE records at a time with a
+        turn of the event loop between two slices."""
+        applied = 0
+        start = size = 0
+        for end, batch in enumerate(batches, 1):
+            size += len(batch)
+            if size >= FOLD_SLICE and end < len(batches):
+                applied += self._fold_batch(batches[start:end])
+                start, size = end, 0
+                await asyncio.sleep(0)
+        return applied + self._fold_batch(batches[start:])
 
     def _fold_batch(self, batches: list[list[kafkaio.LightRecord]]) -> int:
         """``_fold_records`` for the common case (no stop): what a full replay and a
