@@ -13,6 +13,8 @@ rounds each, CPU microseconds per record (``time.process_time``):
 - ``pickle_out`` / ``pickle_in``: ``pickle.dumps`` / ``pickle.loads`` of the decoded
   events, 1,000 at a time: what handing decoded events from a decoding process to
   the applying one costs each side at the least (the pipe's copies not counted);
+- ``pickle_raw_out``: ``pickle.dumps`` of (key, value, headers) of 1,000 records at a
+  time: what handing records to a verifying process would cost the applying one;
 - ``verify_2_threads``: the same checks split over two threads, wall and CPU of
   the process: hashlib releases the GIL only for data of 2 KiB and more, so small
   records are checked one thread at a time.
@@ -109,6 +111,12 @@ def main(bootstrap: str, cluster: str, key_file: str) -> None:
         for blob in pickled:
             pickle.loads(blob)
 
+    raw = [[r[1:] for r in records[i : i + 1_000]] for i in range(0, n, 1_000)]
+
+    def pickle_raw_out() -> None:
+        for chunk in raw:
+            pickle.dumps(chunk, pickle.HIGHEST_PROTOCOL)
+
     def verify_2_threads() -> None:
         half = n // 2
         threads = [threading.Thread(target=verify, args=(part,))
@@ -124,6 +132,7 @@ def main(bootstrap: str, cluster: str, key_file: str) -> None:
     out["apply_us"] = _best_us(n, apply)
     out["pickle_out_us"] = _best_us(n, pickle_out)
     out["pickle_in_us"] = _best_us(n, pickle_in)
+    out["pickle_raw_out_us"] = _best_us(n, pickle_raw_out)
     out["verify_1_thread_us"] = _best_us(n, lambda: verify(records))
     wall = time.perf_counter()
     out["verify_2_threads_cpu_us"] = _best_us(n, verify_2_threads)
