@@ -23,7 +23,7 @@ import collections
 import heapq
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -105,26 +105,32 @@ def consumer(bootstrap: str, **overrides: Any) -> AIOKafkaConsumer:
     )
 
 
-#: One record of a batch-reading consumer: (offset, value, key).
-LightRecord = tuple[int, bytes | None, bytes | None]
+#: One record of a batch-reading consumer: (offset, value, key, headers); the headers
+#: are an empty tuple unless the consumer was set to read them (``read_batches``).
+LightRecord = tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes | None]]]
 
 
 class _BatchResults(collections.OrderedDict[Any, Any]):
     """The fetcher's buffer of fetched partitions (aiokafka's ``Fetcher._records``), with
     each fetched result set to come out whole record batches: see ``read_batches``."""
 
+    def __init__(self, buffered: Any, headers: bool) -> None:
+        super().__init__(buffered)
+        self.headers = headers
+
     def __setitem__(self, tp: Any, result: Any) -> None:
         if type(result) is FetchResult:
             records = result._partition_records
-            records._records_iterator = _record_batches(records)
+            records._records_iterator = _record_batches(records, self.headers)
         super().__setitem__(tp, result)
 
 
-def _record_batches(part: PartitionRecords) -> Iterator[list[LightRecord]]:
-    """The records of one fetch response, one list of (offset, value, key) per record
-    batch; what aiokafka's own iterator keeps and skips (a batch that fails its CRC,
-    aborted transactions under read_committed, control batches, records before the
-    fetch offset), without one ConsumerRecord object per record."""
+def _record_batches(part: PartitionRecords, headers: bool) -> Iterator[list[LightRecord]]:
+    """The records of one fetch response, one list of (offset, value, key, headers) per
+    record batch; what aiokafka's own iterator keeps and skips (a batch that fails its
+    CRC, aborted transactions under read_committed, control batches, records before the
+    fetch offset), without one ConsumerRecord object per record. The record batch
+    parser builds each record's header list anyway: taking it costs one attribute read."""
     memory = part._records
     committed_only = part._isolation_level == READ_COMMITTED
     while memory.has_next():
@@ -142,26 +148,31 @@ def _record_batches(part: PartitionRecords) -> Iterator[list[LightRecord]]:
             part.next_fetch_offset = batch.next_offset
             continue
         start = part.next_fetch_offset
-        out = [(r.offset, r.value, r.key) for r in batch if r.offset >= start]
+        if headers:
+            out = [(r.offset, r.value, r.key, r.headers) for r in batch if r.offset >= start]
+        else:
+            out = [(r.offset, r.value, r.key, ()) for r in batch if r.offset >= start]
         part.next_fetch_offset = batch.next_offset
         if out:
             yield out
 
 
-def read_batches(consumer: AIOKafkaConsumer) -> None:
+def read_batches(consumer: AIOKafkaConsumer, *, headers: bool = False) -> None:
     """Make a started consumer's ``getmany`` return, per partition, a list of record
-    batches, each a list of (offset, value, key), instead of one ConsumerRecord per
-    record (a full replay spends more time building those than decoding the events).
-    Positions, seeks, errors and read_committed work as before; ``max_records``
-    counts batches. Relies on aiokafka's fetcher internals (the version pinned in
-    pyproject.toml); raises TypeError when they are not what it expects."""
+    batches, each a list of (offset, value, key, headers), instead of one
+    ConsumerRecord per record (a full replay spends more time building those than
+    decoding the events). `headers`: each record's headers as a list of (key, value)
+    (a reader that verifies signatures); otherwise an empty tuple. Positions, seeks,
+    errors and read_committed work as before; ``max_records`` counts batches. Relies
+    on aiokafka's fetcher internals (the version pinned in pyproject.toml); raises
+    TypeError when they are not what it expects."""
     fetcher = getattr(consumer, "_fetcher", None)
     buffered = getattr(fetcher, "_records", None)
     if type(buffered) is not collections.OrderedDict or not hasattr(
         PartitionRecords, "_consume_aborted_up_to"
     ):
         raise TypeError("read_batches: aiokafka's fetcher is not the one it was written for")
-    fetcher._records = _BatchResults(buffered)  # type: ignore[union-attr]
+    fetcher._records = _BatchResults(buffered, headers)  # type: ignore[union-attr]
 
 
 def producer(*, bootstrap_servers: str, **options: Any) -> AIOKafkaProducer:

@@ -89,20 +89,76 @@ def _keyed(secret: bytes) -> hmac.HMAC:
     return hmac.new(secret, _DOMAIN, hashlib.sha256)
 
 
+def _identity(part: bytes | None) -> bytes:
+    """One length-prefixed part of a record's identity (None: length -1)."""
+    return _NONE if part is None else _LENGTH(len(part)) + part
+
+
+_LENGTH: Final = struct.Struct(">i").pack
+_NONE: Final = _LENGTH(-1)
+
+
 def digest(secret: bytes, topic: str, key: bytes | None, value: bytes | None) -> bytes:
     """HMAC-SHA256 of the record's identity: topic, key and value, each length-prefixed
     (a missing key or value is length -1, so it differs from an empty one)."""
     mac = _keyed(secret).copy()
     for part in (topic.encode(), key, value):
-        if part is None:
-            mac.update(struct.pack(">i", -1))
-        else:
-            mac.update(struct.pack(">i", len(part)))
-            mac.update(part)
+        mac.update(_identity(part))
     return mac.digest()
 
 
 Headers = Sequence[tuple[str, bytes | None]]
+#: How much of a key id a reason quotes, and so the longest id a signature can name.
+_KEY_ID_SHOWN: Final = 64
+
+
+class Verifier:
+    """``KeyRing.problem`` for the records of one topic, for readers that check every
+    record (``KeyRing.verifier``). ``valid`` is the quick test: True only for a record
+    ``problem`` accepts, computed from the HMAC state after the key and the topic,
+    kept per key id (two updates and a digest per record). False means "ask
+    ``problem``": the key ring's own check gives the reason, and it alone decides (a
+    key id that ``KeyRing.problem`` cuts to 64 characters is not matched here, and is
+    found there)."""
+
+    def __init__(self, ring: KeyRing, topic_role: str, topic: str) -> None:
+        self._ring, self._role, self._topic = ring, topic_role, topic
+        self._states: dict[bytes, hmac.HMAC] = {}
+        if ring.unsigned:
+            return
+        for known in ring.keys[SIGNING_ROLE[topic_role]]:
+            if len(known.id) <= _KEY_ID_SHOWN:  # longer ids never match in ``problem``
+                mac = _keyed(known.secret).copy()
+                mac.update(_identity(topic.encode()))
+                self._states[known.id.encode()] = mac
+
+    def problem(
+        self, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> str | None:
+        """``KeyRing.problem`` of the record (None: its signature is valid)."""
+        if self.valid(key, value, headers):
+            return None
+        return self._ring.problem(self._role, self._topic, key, value, headers)
+
+    def valid(self, key: bytes | None, value: bytes | None, headers: Headers | None) -> bool:
+        if self._ring.unsigned:
+            return True
+        if not headers:
+            return False
+        named = dict(headers)
+        if len(named) != len(headers):
+            return False  # a header name twice (never written so): ``problem`` looks
+        found = named.get(HEADER)
+        if found is None:
+            return False
+        key_id, sep, encoded = bytes(found).partition(b":")
+        state = self._states.get(key_id)
+        if state is None or not sep:
+            return False
+        computed = state.copy()
+        computed.update(_identity(key) + _identity(value))
+        # The signature as ``KeyRing.sign`` encodes it: what decodes to this MAC.
+        return hmac.compare_digest(encoded, binascii.b2a_base64(computed.digest(), newline=False))
 
 
 @dataclass(frozen=True)
@@ -184,7 +240,7 @@ class KeyRing:
             mac = b""
         if not sep or len(mac) != hashlib.sha256().digest_size:
             return f"malformed {HEADER} header (want <key id>:<base64 HMAC-SHA256>)"
-        name = key_id.decode(errors="replace")[:64]
+        name = key_id.decode(errors="replace")[:_KEY_ID_SHOWN]
         keys = {k.id: k for k in self.keys[role]}
         known = keys.get(name)
         if known is None:
@@ -192,6 +248,11 @@ class KeyRing:
         if not hmac.compare_digest(mac, digest(known.secret, topic, key, value)):
             return f"bad signature: does not match {role} key {name!r} over topic, key and value"
         return None
+
+    def verifier(self, topic_role: str, topic: str) -> Verifier:
+        """The check of the records of one topic, for readers that verify every
+        record (the journal's replicas): see ``Verifier``."""
+        return Verifier(self, topic_role, topic)
 
     def describe(self) -> str:
         """For logs: roles and key ids, never secrets."""

@@ -2,9 +2,10 @@
 
 Each command folds the journal (read_committed) itself, so it needs no running
 coordinator and shows exactly what the journal says, at any point in time.
-``jm list`` and ``jm status`` start from the latest snapshot and read only the
-journal after it (``--full-replay``: from offset 0, the same answer, slower);
-``jm replay`` and ``jm state digest`` always fold the whole journal, as audits.
+Each starts from the newest readable snapshot before its target (the latest,
+or one of the ladder for ``--until`` / ``--to-offset``) and reads only the
+journal after it (``--full-replay``: from offset 0, the same answer, slower).
+``fold`` is also the REST API's point-in-time view (``/jobs/{id}/state``).
 
 Only the standard library is imported at module level: ``jm --help`` registers
 every command and must not pay for aiokafka, fastavro or the domain.
@@ -163,7 +164,8 @@ async def fold(
             rejections.append((offset, event))
 
     keys = settings.journal_reader_keys()
-    follower = JournalFollower(settings.bootstrap_servers, catalog, on_event=keep, keys=keys)
+    follower = JournalFollower(settings.bootstrap_servers, catalog, keys=keys,
+                               on_event=None if job is None else keep)  # fmt: skip
     started = time.perf_counter()
     await follower.start()
     try:

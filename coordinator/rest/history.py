@@ -69,9 +69,13 @@ class JournalReader:
             return found, here, end
 
     async def state_at(self, stop: StopAt) -> Folded:
-        """The state up to `stop`, replayed from offset 0 (what ``jm replay`` does)."""
+        """The state up to `stop`, as ``jm replay --until/--to-offset`` folds it: from the
+        newest readable ladder snapshot wholly before `stop` and the journal after it
+        (an older snapshot, or offset 0, when one is missing or unreadable)."""
         async with self._lock:
-            folded, _ = await fold(argparse.Namespace(), stop, settings=self.settings)
+            folded, _ = await fold(
+                argparse.Namespace(), stop, use_snapshot=True, settings=self.settings
+            )
             return folded
 
 

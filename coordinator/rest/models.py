@@ -508,6 +508,10 @@ class JobStateAt(Model):
     found: bool
     archived_status: str | None = Field(alias="archived-status")
     job: JobDetail | None
+    # Where the replay started: the offset the ladder snapshot it started from covers
+    # (None: offset 0), and how many events it applied after it.
+    snapshot_offset: int | None = Field(alias="snapshot-offset")
+    replayed: int
 
 
 class Readiness(Reflecting):

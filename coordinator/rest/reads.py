@@ -18,6 +18,7 @@ from typing import Final
 from aiohttp import web
 
 from coordinator.commands.common import parse_time_ms
+from coordinator.commands.state import Folded
 from coordinator.domain.state import Job, Worker
 from coordinator.rest import models as m
 from coordinator.rest.api import Route, bad_request, int_query, json_answer, not_found
@@ -435,22 +436,7 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
                 "or offset (the last journal offset to include)"
             )
         folded = await ctx.journal.state_at(stop)
-        job = folded.state.jobs.get(job_id)
-        ended = folded.state.ended_jobs.get(job_id)
-        detail = None
-        if job is not None:  # durations count to the point asked for, not to now
-            at = until_ms if until_ms is not None else last_modification(job)
-            detail = job_detail(job, folded.offset, max(at, job.status_since), _NO_METRICS)
-        return json_answer(
-            m.JobStateAt(
-                job_id=job_id,
-                until=until_ms,
-                offset=folded.offset,
-                found=job is not None or ended is not None,
-                archived_status=None if ended is None else ended.final_status.value,
-                job=detail,
-            )
-        )
+        return json_answer(job_state_at(folded, job_id, until_ms))
 
     job = "/jobs/{job_id}"
     vertex_path = job + "/vertices/{vertex_id}"
@@ -579,6 +565,26 @@ def routes(ctx: RestContext) -> list[Route | web.RouteDef]:
 
 
 _NO_METRICS: Final = MetricsStore()
+
+
+def job_state_at(folded: Folded, job_id: str, until_ms: int | None) -> m.JobStateAt:
+    """``/jobs/{id}/state``'s answer from the state a replay folded."""
+    job = folded.state.jobs.get(job_id)
+    ended = folded.state.ended_jobs.get(job_id)
+    detail = None
+    if job is not None:  # durations count to the point asked for, not to now
+        at = until_ms if until_ms is not None else last_modification(job)
+        detail = job_detail(job, folded.offset, max(at, job.status_since), _NO_METRICS)
+    return m.JobStateAt(
+        job_id=job_id,
+        until=until_ms,
+        offset=folded.offset,
+        found=job is not None or ended is not None,
+        archived_status=None if ended is None else ended.final_status.value,
+        job=detail,
+        snapshot_offset=folded.snapshot_offset,
+        replayed=folded.applied,
+    )
 
 
 def _json_list(rows: Sequence[m.Model]) -> web.Response:

@@ -24,11 +24,12 @@ finds between its own writes to the dead letters.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -48,9 +49,13 @@ log = logging.getLogger(__name__)
 UNTIL_LOOKAHEAD: Final = 10_000
 #: Skipped foreign records kept for reporting (all are counted).
 FOREIGN_KEPT: Final = 16
+#: Records folded between two turns of the event loop: one poll hands over whole
+#: record batches of up to a fetch's size (8 MiB), which a replica must not fold
+#: in one go (its REST reads, status and lease tasks share the loop).
+FOLD_SLICE: Final = 5_000
 
 #: What the reading paths need of a record: offset, value, key, headers.
-Record = tuple[int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+Record = kafkaio.LightRecord
 
 
 class JournalError(Exception):
@@ -76,8 +81,14 @@ class ForeignRecord:
     offset: int
     value: bytes | None
     key: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
     reason: str
+
+    @classmethod
+    def of(cls, record: Record, reason: str) -> ForeignRecord:
+        offset, value, key, headers = record
+        kept = tuple((k, None if v is None else bytes(v)) for k, v in headers)
+        return cls(offset, value, key, kept, reason)
 
 
 class JournalFollower:
@@ -103,10 +114,10 @@ class JournalFollower:
         )
         self._allowed = catalog.journal.allowed
         self._on_event = on_event
-        # Without signatures to check or a callback, the consumer hands over whole
-        # record batches of (offset, value, key) (kafkaio.read_batches): no per-record
-        # objects; a skipped record is reported without its headers then.
-        self._light = keys is None and on_event is None
+        # The consumer hands over whole record batches of (offset, value, key, headers)
+        # (kafkaio.read_batches): no per-record objects. Headers are read only to
+        # verify signatures; a skipped record is reported without them otherwise.
+        self._verifier = None if keys is None else keys.verifier("journal", self.tp.topic)
         self.holder = holder or StateHolder()
         self.position = 0  # next offset to read
         self.foreign: list[ForeignRecord] = []  # skipped since start (the latest few kept)
@@ -130,8 +141,7 @@ class JournalFollower:
 
     async def start(self, from_offset: int = 0) -> None:
         await self._consumer.start()
-        if self._light:
-            kafkaio.read_batches(self._consumer)
+        kafkaio.read_batches(self._consumer, headers=self.keys is not None)
         self._consumer.assign([self.tp])
         self.seek(from_offset)
 
@@ -217,8 +227,17 @@ class JournalFollower:
     async def _poll(self, timeout_ms: int, stop: StopAt | None) -> tuple[int, bool]:
         batch = await self._consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=5_000)
         fetched = batch.get(self.tp, [])
-        if stop is None and self._light:
-            applied = self._fold_batch(fetched)
+        if stop is None:
+            applied = await self._fold_slices(fetched)
+        elif stop.until_ms is None and stop.offset is not None:
+            # A stop at an offset only (``--to-offset``, the REST view's ``offset=``):
+            # the batches cut before it, folded as without a stop.
+            limit = stop.offset
+            kept = [b if b[-1][0] < limit else [r for r in b if r[0] < limit] for b in fetched]
+            applied = await self._fold_slices(kept)
+            if any(b[-1][0] >= limit for b in fetched):
+                self.position = limit
+                return applied, True
         else:
             applied, reached = self._fold_records(self._records(fetched), stop)
             if reached:
@@ -228,27 +247,42 @@ class JournalFollower:
             self.on_progress("journal read")
         return applied, False
 
-    def _records(self, fetched: list[Any]) -> Iterable[Record]:
+    @staticmethod
+    def _records(fetched: list[list[kafkaio.LightRecord]]) -> Iterable[Record]:
         """(offset, value, key, headers) of each record of one poll."""
-        if self._light:
-            return ((o, v, k, ()) for batch in fetched for o, v, k in batch)
-        return ((r.offset, r.value, r.key, r.headers) for r in fetched)
+        return (record for batch in fetched for record in batch)
+
+    async def _fold_slices(self, batches: list[list[kafkaio.LightRecord]]) -> int:
+        """``_fold_batch`` of one poll's batches, FOLD_SLICE records at a time with a
+        turn of the event loop between two slices."""
+        applied = 0
+        start = size = 0
+        for end, batch in enumerate(batches, 1):
+            size += len(batch)
+            if size >= FOLD_SLICE and end < len(batches):
+                applied += self._fold_batch(batches[start:end])
+                start, size = end, 0
+                await asyncio.sleep(0)
+        return applied + self._fold_batch(batches[start:])
 
     def _fold_batch(self, batches: list[list[kafkaio.LightRecord]]) -> int:
-        """``_fold_records`` for the common case (no stop, no signatures to check, no
-        callback): what the full replay spends its time in, so it reads whole record
-        batches and the per-record work is bound to locals. A record that does not
-        decode, or an event out of epoch, takes the general path (``_decode``,
-        ``_apply``): the same rules either way."""
+        """``_fold_records`` for the common case (no stop): what a full replay and a
+        following replica spend their time in, so it takes whole record batches and
+        the per-record work is bound to locals. A record that does not decode, whose
+        signature the verifier does not accept at once, or an event out of epoch,
+        takes the general path (``_decode``, ``_apply``): the same rules either way."""
         decode, allowed, holder = self.codec.decode, self._allowed, self.holder
-        state, fold = holder.state, holder.apply_record
+        state, fold, on_event = holder.state, holder.apply_record, self._on_event
+        valid = None if self._verifier is None else self._verifier.valid
         applied = 0
         for batch in batches:
-            for offset, value, key in batch:
+            for offset, value, key, headers in batch:
                 try:
                     event = decode(value, allowed)  # type: ignore[arg-type]  # None: raises
                 except Exception:  # None, foreign or unknown: the general path says which
-                    decoded = self._decode(offset, value, key, ())
+                    event = None
+                if event is None or (valid is not None and not valid(key, value, headers)):
+                    decoded = self._decode(offset, value, key, headers)
                     if isinstance(decoded, ForeignRecord):
                         self._skip(decoded)
                         continue
@@ -258,6 +292,8 @@ class JournalFollower:
                         fold(offset, event)
                     except ApplyError as err:
                         raise self._cannot_apply(offset, err) from err
+                    if on_event is not None:
+                        on_event(offset, event)
                     applied += 1
                 else:
                     applied += self._apply(offset, event)
@@ -305,7 +341,7 @@ class JournalFollower:
         offset: int,
         value: bytes | None,
         key: bytes | None,
-        headers: Sequence[tuple[str, bytes]],
+        headers: Sequence[tuple[str, bytes | None]],
     ) -> Event | ForeignRecord:
         try:
             if value is None:
@@ -318,17 +354,11 @@ class JournalFollower:
                 f"skipping it would fork the state (upgrade this replica)"
             ) from err
         except DecodeError as err:
-            return ForeignRecord(
-                offset, value, key, tuple((k, bytes(v)) for k, v in headers),
-                f"{type(err).__name__}: {err}",
-            )  # fmt: skip
-        if self.keys is not None:
-            problem = self.keys.problem("journal", self.tp.topic, key, value, headers)
+            return ForeignRecord.of((offset, value, key, headers), f"{type(err).__name__}: {err}")
+        if self._verifier is not None:
+            problem = self._verifier.problem(key, value, headers)
             if problem is not None:
-                return ForeignRecord(
-                    offset, value, key, tuple((k, bytes(v)) for k, v in headers),
-                    f"SignatureError: {problem}",
-                )  # fmt: skip
+                return ForeignRecord.of((offset, value, key, headers), f"SignatureError: {problem}")
         return event
 
     def _epoch_problem(self, event: Event) -> str | None:

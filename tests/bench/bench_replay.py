@@ -156,7 +156,7 @@ async def _fetch_only(
         while position < end:
             fetched = await consumer.getmany(tp, timeout_ms=200, max_records=5_000)
             for batch in fetched.get(tp, []):
-                for offset, value, _key in batch:
+                for offset, value, _key, _headers in batch:
                     append(value or b"")
                     if offsets is not None:
                         offsets.append(offset)

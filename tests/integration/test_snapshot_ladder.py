@@ -1,16 +1,20 @@
 """Time travel from the snapshot ladder (issue 18, item 2): the state from the newest
 snapshot before a point plus the journal after it equals a replay from offset 0 to
-that point, and a missing or corrupt snapshot falls back to an older one."""
+that point, and a missing or corrupt snapshot falls back to an older one; for
+``jm replay`` and for the REST API's ``/jobs/{id}/state``."""
 
 from __future__ import annotations
 
 import json
 import random
 
+import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from coordinator.commands.state import Folded, job_of
 from coordinator.domain import State, evolve, state_digest
+from coordinator.rest.reads import job_state_at
 from coordinator.runtime import snapshots
 from coordinator.runtime.journal import StopAt
 from schemas import events as ev
@@ -20,6 +24,7 @@ from schemas.codec import default_codec
 from tests.conftest import run_keys
 from tests.integration.harness import (
     Cluster,
+    CoordinatorProcess,
     Journal,
     Producer,
     ProtocolWorker,
@@ -27,6 +32,7 @@ from tests.integration.harness import (
     status_of,
 )
 from tests.integration.test_cli_submit import jm
+from tests.integration.test_rest_reads import rest_url
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +75,29 @@ async def _send_chunks(cluster: Cluster, chunks: list[ev.SnapshotChunk]) -> None
         await producer.stop()
 
 
+async def _ladder_leader(cluster: Cluster) -> CoordinatorProcess:
+    """A leader writing a snapshot every 5 events, each in its own ladder rung: several
+    rungs to choose from."""
+    c1 = cluster.coordinator("c1", "--snapshot-every-events", "5", "--snapshot-ladder-every", "5")
+    await c1.wait_for_line("leads with epoch 1")
+    return c1
+
+
+async def _running_jobs(
+    client: Producer, journal: Journal, prefix: str, jobs: int, snapshots: int
+) -> list[tuple[int, ev.Event]]:
+    """Submit `jobs` jobs of parallelism 2; the journal once all run and it holds at
+    least `snapshots` SnapshotTaken."""
+    for n in range(jobs):
+        await client.send(job_submitted(f"{prefix}-{n}", parallelism=2))
+    return await journal.wait_until(
+        lambda es: (
+            all(status_of(es, f"{prefix}-{n}") == ev.JobStatus.RUNNING for n in range(jobs))
+            and sum(isinstance(e, ev.SnapshotTaken) for _, e in es) >= snapshots
+        )
+    )
+
+
 def _replay(cluster: Cluster, *args: str) -> tuple[dict[str, object], str]:
     """`jm replay --json ARGS`: (its output without the count of events it applied
     (fewer from a snapshot), its stderr)."""
@@ -80,20 +109,11 @@ def _replay(cluster: Cluster, *args: str) -> tuple[dict[str, object], str]:
 
 
 async def test_snapshot_plus_tail_equals_full_replay_at_random_points(cluster: Cluster) -> None:
-    # A snapshot every 5 events, each in its own ladder rung: several rungs to choose from.
-    c1 = cluster.coordinator("c1", "--snapshot-every-events", "5", "--snapshot-ladder-every", "5")
-    await c1.wait_for_line("leads with epoch 1")
+    c1 = await _ladder_leader(cluster)
     stack, catalog = cluster.stack, cluster.catalog
     async with ProtocolWorker(stack, catalog, "tm-1", slots=2 * JOBS), \
             Producer(stack, catalog) as client, Journal(stack, catalog) as journal:  # fmt: skip
-        for n in range(JOBS):
-            await client.send(job_submitted(f"ladder-{n}", parallelism=2))
-        events = await journal.wait_until(
-            lambda es: (
-                all(status_of(es, f"ladder-{n}") == ev.JobStatus.RUNNING for n in range(JOBS))
-                and sum(isinstance(e, ev.SnapshotTaken) for _, e in es) >= 5
-            )
-        )
+        events = await _running_jobs(client, journal, "ladder", JOBS, snapshots=5)
         c1.stop()  # freeze the journal: every fold below sees the same end
         while await journal.read(500):
             pass
@@ -149,3 +169,67 @@ async def test_snapshot_plus_tail_equals_full_replay_at_random_points(cluster: C
     fast, how = _replay(cluster, "--to-offset", str(early))
     assert fast == _replay(cluster, "--to-offset", str(early), "--full-replay")[0]
     assert "replayed from offset 0" in how, how
+
+
+async def test_the_rest_view_of_a_past_point_starts_from_the_ladder_like_jm_replay(
+    cluster: Cluster,
+) -> None:
+    """``GET /jobs/{id}/state?offset=N`` of a running replica folds from the newest ladder
+    snapshot at or before N (the answer says which, and how many events it replayed
+    after it) and answers what a replay from offset 0 answers, also when a newer
+    snapshot is corrupt; before the first snapshot it replays from offset 0."""
+    c1 = await _ladder_leader(cluster)
+    await c1.wait_for_line("rest http://")
+    stack, catalog = cluster.stack, cluster.catalog
+    async with ProtocolWorker(stack, catalog, "tm-1", slots=JOBS), \
+            Producer(stack, catalog) as client, Journal(stack, catalog) as journal:  # fmt: skip
+        events = await _running_jobs(client, journal, "rest-ladder", JOBS // 2, snapshots=4)
+    chunks = await _snapshot_chunks(stack.bootstrap, catalog)
+    ladder = sorted({c.covered_offset for c in chunks})
+    assert len(ladder) >= 4, ladder
+
+    async def check(session: aiohttp.ClientSession, point: int) -> dict[str, object]:
+        """Ask for the job last touched at or before `point` (the first job when none
+        was yet) and compare with the answer a replay from offset 0 gives; the fields
+        that say where the replay started are returned, not compared."""
+        touched = (j for o, e in reversed(events) if o <= point and (j := job_of(e)))
+        job_id = next(touched, "rest-ladder-0")
+        state = _fold(events, State(), -1, point)
+        want = json.loads(
+            job_state_at(Folded(state, point, 0, 0.0), job_id, None).model_dump_json(by_alias=True)
+        )
+        async with session.get(f"{rest_url(c1)}/jobs/{job_id}/state?offset={point}") as r:
+            assert r.status == 200, await r.text()
+            got: dict[str, object] = await r.json()
+        where = {k: got.pop(k) for k in ("snapshot-offset", "replayed")}
+        del want["snapshot-offset"], want["replayed"]
+        assert got == want, point
+        assert got["offset"] == point
+        return where
+
+    def tail(start: int, point: int) -> int:
+        return sum(start < o <= point for o, _ in events)
+
+    rng = random.Random(1818)
+    points = sorted(rng.sample([o for o, _ in events if o > ladder[0]], 4))
+    async with aiohttp.ClientSession() as session:
+        for point in points:
+            start = max(o for o in ladder if o <= point)
+            where = await check(session, point)
+            assert where == {"snapshot-offset": start, "replayed": tail(start, point)}, ladder
+
+        # Before the first snapshot: from offset 0.
+        early = max(o for o, _ in events if o < ladder[0])
+        assert await check(session, early) == {"snapshot-offset": None,
+                                               "replayed": tail(-1, early)}  # fmt: skip
+
+        # A corrupt snapshot newer than the real one before the last point: skipped.
+        point = points[-1]
+        bad = ev.SnapshotChunk(
+            event_id="rest-bad:0", event_time=0, snapshot_id="rest-bad",
+            format_version=chunks[0].format_version, covered_offset=point - 1, chunk_index=0,
+            chunk_count=1, payload=b"not zlib", epoch=max(c.epoch for c in chunks),
+        )  # fmt: skip
+        await _send_chunks(cluster, [bad])
+        start = max(o for o in ladder if o <= point)
+        assert (await check(session, point))["snapshot-offset"] == start

@@ -92,6 +92,68 @@ def test_an_unsigned_ring_neither_signs_nor_checks() -> None:
     assert ring.problem("journal", TOPIC, b"k", b"v", []) is None
 
 
+def test_the_verifier_accepts_only_what_problem_accepts_and_says_the_same() -> None:
+    """``Verifier``: its quick ``valid`` is True only for records ``KeyRing.problem``
+    accepts, and its ``problem`` is the key ring's, for good and bad records alike
+    (rotation, other roles and topics, malformed, doubled, valueless headers, a
+    key id longer than the 64 characters a reason quotes)."""
+    long_id = {"id": "L" * 64 + "-long", "secret": signing.new_key("x")["secret"]}
+    new, old = signing.new_key("new"), signing.new_key("old")
+    ring = KeyRing.from_mapping({"journal": [new, old]}, ["journal"])
+    long_ring = KeyRing.from_mapping({"journal": [long_id]}, ["journal"])
+    old_only = KeyRing.from_mapping({"journal": [old]}, ["journal"])
+    signed = ring.sign("journal", TOPIC, b"k", b"v")
+    cases: list[tuple[bytes | None, bytes | None, signing.Headers | None]] = [
+        (b"k", b"v", signed),
+        (b"k", b"v", [("a", None), *signed]),
+        (b"k", b"v", old_only.sign("journal", TOPIC, b"k", b"v")),  # rotation: the old key
+        (None, b"v", ring.sign("journal", TOPIC, None, b"v")),
+        (b"k", None, ring.sign("journal", TOPIC, b"k", None)),
+        # Accepted by ``problem`` alone: a header name twice, a signature whose base64
+        # is not the canonical one (its unused last bits set).
+        (b"k", b"v", [("a", b"1"), ("a", b"2"), *signed]),
+        (b"k", b"v", [(HEADER, _noncanonical(signed[-1][1]))]),
+        (b"k", b"w", signed),  # another value
+        (b"k", b"v", ring.sign("journal", "c2.journal", b"k", b"v")),  # another topic
+        (b"k", b"v", ALL.sign("submissions", TOPIC, b"k", b"v")),  # another key file and role
+        (b"k", b"v", long_ring.sign("journal", TOPIC, b"k", b"v")),
+        (b"k", b"v", []),
+        (b"k", b"v", None),
+        (b"k", b"v", [*signed, signed[-1]]),
+        (b"k", b"v", [(HEADER, None)]),
+        (b"k", b"v", [(HEADER, b"new:not base64!")]),
+        (b"k", b"v", [(HEADER, b"new" + signed[-1][1][3:-4])]),  # cut short
+        (b"k", b"v", [(HEADER, signed[-1][1].replace(b":", b""))]),
+    ]
+    verifier = ring.verifier("journal", TOPIC)
+    verdicts = []
+    for key, value, headers in cases:
+        problem = ring.problem("journal", TOPIC, key, value, headers)
+        assert verifier.problem(key, value, headers) == problem
+        if verifier.valid(key, value, headers):
+            assert problem is None
+        verdicts.append(problem is None)
+    assert verdicts == [True] * 7 + [False] * 11
+    assert not any(verifier.valid(*case) for case in cases[5:7])  # ``problem`` decided
+    # A key id of more than 64 characters never verifies, by either check.
+    long_signed = cases[10][2]
+    assert long_signed and (long_signed[-1][1] or b"").startswith(b"L" * 64 + b"-long:")
+    assert long_ring.problem("journal", TOPIC, b"k", b"v", long_signed) is not None
+    assert not long_ring.verifier("journal", TOPIC).valid(b"k", b"v", long_signed)
+    # Unsigned rings accept everything, as ``problem`` does.
+    assert KeyRing.insecure().verifier("journal", TOPIC).problem(b"k", b"v", None) is None
+
+
+def _noncanonical(header: bytes) -> bytes:
+    """The same signature with the unused low bit of its last base64 digit set."""
+    key_id, _, encoded = header.partition(b":")
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    last = alphabet[alphabet.index(encoded[42]) ^ 1]
+    changed = encoded[:42] + bytes([last]) + encoded[43:]
+    assert changed != encoded and base64.b64decode(changed) == base64.b64decode(encoded)
+    return key_id + b":" + changed
+
+
 def test_a_process_loads_only_its_roles_and_needs_keys_or_the_flag(tmp_path: Path) -> None:
     path = tmp_path / "keys.json"
     signing.write_key_file(path, signing.generate())
