@@ -12,8 +12,10 @@ the job runs (on-CPU samples only) and the samples are sorted into the stages of
 record's path by the innermost frame that names one (``STAGES``).
 
 ``--rate R`` runs the sequence at R records/s in total (R/2 per subtask) and reports
-the latency source -> sink: each record carries its emit time (config ``stamp``) and a
-consumer of the sink topic takes p50/p99 of (append time - emit time).
+the latency source -> sink: each record carries the time it was due at the source
+(config ``stamp``; the keyed count carries it on) and a consumer of the sink topic takes
+p50/p99 of (the broker's append time of its sink record - that time): the sink topic
+has ``message.timestamp.type=LogAppendTime``, so the sink's own send is counted.
 
     python -m tests.bench.bench_keyed [--records N] [--profile] [--rate R]
 """
@@ -52,9 +54,16 @@ PY_SPY = Path(os.environ.get("PY_SPY", "/work/main/.venv/bin/py-spy"))
 #: stage -> patterns of a frame (function name and file); the innermost frame of a
 #: sample that matches one decides its stage, in this order of precedence per frame.
 STAGES: dict[str, tuple[str, ...]] = {
-    "encode": ("encode_record", "encode_batch", "json/encoder", "dumps "),
+    "encode": ("encode_record", "encode_batch", "json/encoder", "dumps ", "key_string"),
     "decode": ("decode_batch", "json/decoder", "loads ", "parse_edge_headers", "_origin "),
-    "produce": ("aiokafka/producer", "aiokafka/record", "_send ", "murmur2", "hash_partition"),
+    "produce": (
+        "aiokafka/producer",
+        "aiokafka/record",
+        "_send ",
+        "murmur2",
+        "hash_partition",
+        "sink_batches",
+    ),
     "fetch": ("aiokafka/consumer", "getmany"),
     "report": ("worker/metrics", "worker/slotchild", "worker/telemetry", "sample"),
     "state update": ("KeyedCount", "KeyedReduce", "process_batch (worker/operators/builtins"),
@@ -142,17 +151,36 @@ def classify(stack: str) -> str:
     return "other"
 
 
-def breakdown(raw_files: list[Path]) -> dict[str, float]:
-    """Share of on-CPU samples per stage, over every slot process's profile."""
+def _samples(raw_files: list[Path]) -> collections.Counter[str]:
+    """Collapsed stack -> on-CPU samples, over every slot process's profile."""
     counts: collections.Counter[str] = collections.Counter()
     for path in raw_files:
         with contextlib.suppress(OSError):
             for line in path.read_text().splitlines():
                 stack, _, n = line.rpartition(" ")
                 if stack and n.isdigit():
-                    counts[classify(stack)] += int(n)
+                    counts[stack] += int(n)
+    return counts
+
+
+def breakdown(raw_files: list[Path]) -> dict[str, float]:
+    """Share of on-CPU samples per stage, over every slot process's profile."""
+    counts: collections.Counter[str] = collections.Counter()
+    for stack, n in _samples(raw_files).items():
+        counts[classify(stack)] += n
     total = sum(counts.values()) or 1
     return {k: round(v / total, 3) for k, v in counts.most_common()}
+
+
+def top_frames(raw_files: list[Path], n: int = 15) -> dict[str, float]:
+    """The `n` innermost frames (function and file, no line) with most of the samples,
+    each with its share: what inside a stage costs."""
+    counts: collections.Counter[str] = collections.Counter()
+    for stack, k in _samples(raw_files).items():
+        leaf = stack.rsplit(";", 1)[-1]
+        counts[leaf.rsplit(":", 1)[0] + ")" if ":" in leaf else leaf] += k
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in counts.most_common(n)}
 
 
 async def _latency(bootstrap: str, topic: str, want: int, out: list[int]) -> None:
@@ -178,7 +206,8 @@ async def run(
     sink = f"{catalog.prefix}-sink"
     admin = kafkaio.admin_client(bootstrap_servers=stack.bootstrap)
     await admin.start()
-    await admin.create_topics([NewTopic(sink, PARALLELISM, 1)])
+    appended = {"message.timestamp.type": "LogAppendTime"}  # the latency's end: see above
+    await admin.create_topics([NewTopic(sink, PARALLELISM, 1, topic_configs=appended)])
     seen = Seen()
     reader = asyncio.create_task(_follow(stack.bootstrap, catalog.journal.name, 1, seen))
     coordinator = CoordinatorProcess(stack, catalog, "bench-1")
@@ -251,6 +280,7 @@ async def run(
                    "latency_samples": len(lat)}  # fmt: skip
     if profile:
         result["breakdown"] = breakdown(raw)
+        result["top_frames"] = top_frames(raw)
         for path in raw:
             path.unlink(missing_ok=True)
     return result
