@@ -183,7 +183,8 @@ def top_frames(raw_files: list[Path], n: int = 15) -> dict[str, float]:
     return {k: round(v / total, 3) for k, v in counts.most_common(n)}
 
 
-async def _latency(bootstrap: str, topic: str, want: int, out: list[int]) -> None:
+async def _latency(bootstrap: str, topic: str, want: int, out: list[tuple[int, int]]) -> None:
+    """(stamp, latency) in ms of every stamped record of the sink topic, until `want`."""
     consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
     await consumer.start()
     try:
@@ -193,9 +194,25 @@ async def _latency(bootstrap: str, topic: str, want: int, out: list[int]) -> Non
                 for r in records:
                     value = json.loads(r.value or b"{}")
                     if "t" in value:
-                        out.append(r.timestamp - int(value["t"]))
+                        out.append((int(value["t"]), r.timestamp - int(value["t"])))
     finally:
         await consumer.stop()
+
+
+def windows(samples: list[tuple[int, int]], width_ms: int = 2000) -> list[list[float]]:
+    """[start s, p50 ms, p99 ms] of the latency per `width_ms` of stamp time from the
+    first stamp: does it settle (a start-up backlog) or grow (the rate is too high)?"""
+    if not samples:
+        return []
+    first = min(t for t, _ in samples)
+    by: dict[int, list[float]] = collections.defaultdict(list)
+    for t, latency in samples:
+        by[(t - first) // width_ms].append(float(latency))
+    rows = []
+    for w in sorted(by):
+        p = percentiles(by[w])
+        rows.append([w * width_ms / 1000, p["p50_ms"], p["p99_ms"]])
+    return rows
 
 
 async def run(
@@ -216,7 +233,7 @@ async def run(
     ]
     spies: list[subprocess.Popen[bytes]] = []
     raw: list[Path] = []
-    lat: list[int] = []
+    lat: list[tuple[int, int]] = []
     lat_task: asyncio.Task[None] | None = None
     try:
         await _until(lambda: seen.leader, "a leader elected", 180)
@@ -276,8 +293,12 @@ async def run(
         "load_avg": os.getloadavg()[0],
     }
     if rate:
-        result |= {"rate": rate, "latency_ms": percentiles([float(x) for x in lat]),
-                   "latency_samples": len(lat)}  # fmt: skip
+        result |= {
+            "rate": rate,
+            "latency_ms": percentiles([float(x) for _, x in lat]),
+            "latency_samples": len(lat),
+            "latency_windows": windows(lat),
+        }
     if profile:
         result["breakdown"] = breakdown(raw)
         result["top_frames"] = top_frames(raw)
