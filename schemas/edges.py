@@ -114,6 +114,8 @@ def key_string(value: object) -> str:
     every process maps a key to the same partition."""
     if isinstance(value, str):
         return value
+    if type(value) is int:  # the common key: json.dumps would build an encoder per call
+        return str(value)  # what JSON writes for an int (a bool is not one: type check)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 

@@ -138,7 +138,7 @@ class _Channel:
     markers: Sequence[int] = field(default_factory=tuple)
     #: records waiting for their batch, per partition
     pending: list[list[Record]] = field(default_factory=list)
-    #: key -> partition, for hashable keys (murmur2 in Python is the costly part)
+    #: key -> partition, for str and int keys (murmur2 in Python is the costly part)
     hashed: dict[Any, int] = field(default_factory=dict)
 
 
@@ -255,14 +255,16 @@ class EdgeWriter:
                 raise EdgeProtocolError(
                     f"record has no field {field_name!r} to hash for edge {ch.topic}"
                 ) from None
-            try:
-                partition = hashed[raw]
-            except KeyError:
-                partition = edges.hash_partition(raw, n)
-                if len(hashed) >= _HASHED_KEYS:
-                    hashed.clear()
-                hashed[raw] = partition
-            except TypeError:  # unhashable (a list or an object): not remembered
+            kind = type(raw)
+            if kind is str or kind is int:  # remembered (not True, == 1 as a dict key)
+                try:
+                    partition = hashed[raw]
+                except KeyError:
+                    partition = edges.hash_partition(raw, n)
+                    if len(hashed) >= _HASHED_KEYS:
+                        hashed.clear()
+                    hashed[raw] = partition
+            else:
                 partition = edges.hash_partition(raw, n)
             pending[partition].append(record)
 

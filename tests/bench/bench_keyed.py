@@ -12,8 +12,10 @@ the job runs (on-CPU samples only) and the samples are sorted into the stages of
 record's path by the innermost frame that names one (``STAGES``).
 
 ``--rate R`` runs the sequence at R records/s in total (R/2 per subtask) and reports
-the latency source -> sink: each record carries its emit time (config ``stamp``) and a
-consumer of the sink topic takes p50/p99 of (append time - emit time).
+the latency source -> sink: each record carries the time it was due at the source
+(config ``stamp``; the keyed count carries it on) and a consumer of the sink topic takes
+p50/p99 of (the broker's append time of its sink record - that time): the sink topic
+has ``message.timestamp.type=LogAppendTime``, so the sink's own send is counted.
 
     python -m tests.bench.bench_keyed [--records N] [--profile] [--rate R]
 """
@@ -52,9 +54,16 @@ PY_SPY = Path(os.environ.get("PY_SPY", "/work/main/.venv/bin/py-spy"))
 #: stage -> patterns of a frame (function name and file); the innermost frame of a
 #: sample that matches one decides its stage, in this order of precedence per frame.
 STAGES: dict[str, tuple[str, ...]] = {
-    "encode": ("encode_record", "encode_batch", "json/encoder", "dumps "),
+    "encode": ("encode_record", "encode_batch", "json/encoder", "dumps ", "key_string"),
     "decode": ("decode_batch", "json/decoder", "loads ", "parse_edge_headers", "_origin "),
-    "produce": ("aiokafka/producer", "aiokafka/record", "_send ", "murmur2", "hash_partition"),
+    "produce": (
+        "aiokafka/producer",
+        "aiokafka/record",
+        "_send ",
+        "murmur2",
+        "hash_partition",
+        "sink_batches",
+    ),
     "fetch": ("aiokafka/consumer", "getmany"),
     "report": ("worker/metrics", "worker/slotchild", "worker/telemetry", "sample"),
     "state update": ("KeyedCount", "KeyedReduce", "process_batch (worker/operators/builtins"),
@@ -142,20 +151,40 @@ def classify(stack: str) -> str:
     return "other"
 
 
-def breakdown(raw_files: list[Path]) -> dict[str, float]:
-    """Share of on-CPU samples per stage, over every slot process's profile."""
+def _samples(raw_files: list[Path]) -> collections.Counter[str]:
+    """Collapsed stack -> on-CPU samples, over every slot process's profile."""
     counts: collections.Counter[str] = collections.Counter()
     for path in raw_files:
         with contextlib.suppress(OSError):
             for line in path.read_text().splitlines():
                 stack, _, n = line.rpartition(" ")
                 if stack and n.isdigit():
-                    counts[classify(stack)] += int(n)
+                    counts[stack] += int(n)
+    return counts
+
+
+def breakdown(raw_files: list[Path]) -> dict[str, float]:
+    """Share of on-CPU samples per stage, over every slot process's profile."""
+    counts: collections.Counter[str] = collections.Counter()
+    for stack, n in _samples(raw_files).items():
+        counts[classify(stack)] += n
     total = sum(counts.values()) or 1
     return {k: round(v / total, 3) for k, v in counts.most_common()}
 
 
-async def _latency(bootstrap: str, topic: str, want: int, out: list[int]) -> None:
+def top_frames(raw_files: list[Path], n: int = 15) -> dict[str, float]:
+    """The `n` innermost frames (function and file, no line) with most of the samples,
+    each with its share: what inside a stage costs."""
+    counts: collections.Counter[str] = collections.Counter()
+    for stack, k in _samples(raw_files).items():
+        leaf = stack.rsplit(";", 1)[-1]
+        counts[leaf.rsplit(":", 1)[0] + ")" if ":" in leaf else leaf] += k
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in counts.most_common(n)}
+
+
+async def _latency(bootstrap: str, topic: str, want: int, out: list[tuple[int, int]]) -> None:
+    """(stamp, latency) in ms of every stamped record of the sink topic, until `want`."""
     consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
     await consumer.start()
     try:
@@ -165,9 +194,25 @@ async def _latency(bootstrap: str, topic: str, want: int, out: list[int]) -> Non
                 for r in records:
                     value = json.loads(r.value or b"{}")
                     if "t" in value:
-                        out.append(r.timestamp - int(value["t"]))
+                        out.append((int(value["t"]), r.timestamp - int(value["t"])))
     finally:
         await consumer.stop()
+
+
+def windows(samples: list[tuple[int, int]], width_ms: int = 2000) -> list[list[float]]:
+    """[start s, p50 ms, p99 ms] of the latency per `width_ms` of stamp time from the
+    first stamp: does it settle (a start-up backlog) or grow (the rate is too high)?"""
+    if not samples:
+        return []
+    first = min(t for t, _ in samples)
+    by: dict[int, list[float]] = collections.defaultdict(list)
+    for t, latency in samples:
+        by[(t - first) // width_ms].append(float(latency))
+    rows = []
+    for w in sorted(by):
+        p = percentiles(by[w])
+        rows.append([w * width_ms / 1000, p["p50_ms"], p["p99_ms"]])
+    return rows
 
 
 async def run(
@@ -178,7 +223,8 @@ async def run(
     sink = f"{catalog.prefix}-sink"
     admin = kafkaio.admin_client(bootstrap_servers=stack.bootstrap)
     await admin.start()
-    await admin.create_topics([NewTopic(sink, PARALLELISM, 1)])
+    appended = {"message.timestamp.type": "LogAppendTime"}  # the latency's end: see above
+    await admin.create_topics([NewTopic(sink, PARALLELISM, 1, topic_configs=appended)])
     seen = Seen()
     reader = asyncio.create_task(_follow(stack.bootstrap, catalog.journal.name, 1, seen))
     coordinator = CoordinatorProcess(stack, catalog, "bench-1")
@@ -187,7 +233,7 @@ async def run(
     ]
     spies: list[subprocess.Popen[bytes]] = []
     raw: list[Path] = []
-    lat: list[int] = []
+    lat: list[tuple[int, int]] = []
     lat_task: asyncio.Task[None] | None = None
     try:
         await _until(lambda: seen.leader, "a leader elected", 180)
@@ -247,10 +293,15 @@ async def run(
         "load_avg": os.getloadavg()[0],
     }
     if rate:
-        result |= {"rate": rate, "latency_ms": percentiles([float(x) for x in lat]),
-                   "latency_samples": len(lat)}  # fmt: skip
+        result |= {
+            "rate": rate,
+            "latency_ms": percentiles([float(x) for _, x in lat]),
+            "latency_samples": len(lat),
+            "latency_windows": windows(lat),
+        }
     if profile:
         result["breakdown"] = breakdown(raw)
+        result["top_frames"] = top_frames(raw)
         for path in raw:
             path.unlink(missing_ok=True)
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -147,3 +148,8 @@ def test_a_batch_value_round_trips_and_bad_ones_are_refused() -> None:
         edges.decode_batch(value[:-1])
     origin = edges.parse_edge_headers(edges.edge_headers("v", 1, 2, batch=True))
     assert origin.batch and not origin.end and origin.barrier is None
+
+
+@given(key=st.integers())
+def test_an_int_keys_string_is_its_json(key: int) -> None:
+    assert edges.key_string(key) == json.dumps(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from importlib import metadata
 from pathlib import Path
@@ -231,3 +232,17 @@ async def test_a_batch_gives_what_its_records_one_by_one_give(
     assert out.records == one_by_one and out.batches == 2  # one emit per batch, same records
     if operator == "keyed_count":  # `carry` copies the stamp into every update
         assert [r["t"] for r in out.records] == [100 + v for v in range(9)]
+
+
+async def test_a_paced_sequence_emits_what_is_due_a_tick_at_a_time() -> None:
+    """At 4,000 records/s, 200 records take 50 ms and leave in batches (one per 5 ms
+    tick, not one per record), each stamped with the time it was due: 0.25 ms apart."""
+    out = CollectBatches()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await builtins.emit_sequence(out, 5, 200, 4000.0, step=2, stamp="t")
+    assert loop.time() - began >= 199 / 4000
+    assert [r["value"] for r in out.records] == list(range(5, 405, 2))
+    assert 2 <= out.batches <= 40
+    stamps = [r["t"] for r in out.records]
+    assert stamps == sorted(stamps) and abs(stamps[-1] - stamps[0] - 199 * 0.25) <= 1

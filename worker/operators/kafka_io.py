@@ -34,9 +34,10 @@ kafka_sink (config):
     is the Kafka key; absent: no key.
   delivery: ``at_least_once`` (default) or ``exactly_once``.
   Values are the record as compact JSON.
-  at_least_once: an idempotent producer (acks=all); a checkpoint and the end
-  of input flush it and a failed delivery fails the task, so a FINISHED sink
-  has had everything acknowledged; a restart may write records again.
+  at_least_once: an idempotent producer (acks=all) fed Kafka record batches the
+  sink builds (worker/operators/sink_batches.py); a checkpoint and the end of
+  input flush it and a failed delivery fails the task, so a FINISHED sink has
+  had everything acknowledged; a restart may write records again.
   exactly_once: each checkpoint interval's records are committed in one Kafka
   transaction on ``NotifyCheckpointComplete`` (worker/operators/exactly_once.py,
   docs/checkpoints.md "Exactly-once sink"); read the topic read_committed.
@@ -65,15 +66,12 @@ from worker.operators.api import (
     TaskContext,
     emit_batch,
 )
+from worker.operators.jsonvalues import encode_record, encode_records
+from worker.operators.sink_batches import Pair, SinkBatches
 
 _POLL_MS: Final = 200
-#: Keys whose partition a sink remembers (cleared when full).
+#: Keys whose Kafka key and partition a sink remembers (cleared when full).
 _HASHED_KEYS: Final = 100_000
-_dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-class SinkRecordTooLargeError(TaskError):
-    """A record does not fit in one of the sink producer's batches."""
 
 
 class MissingKeyFieldError(TaskError):
@@ -229,7 +227,7 @@ class KafkaSink(RecordOperator):
             except MissingTopicError:
                 await asyncio.sleep(wait)
         self.partitions = await _partitions(env.bootstrap, self.topic, fix)
-        self.hashed: dict[str, int] = {}  # key -> partition (Kafka's default partitioner)
+        self.keys: dict[Any, tuple[bytes, int]] = {}  # see _by_partition
         self.sent = 0  # round robin of records without a key, a batch at a time
         self.error: BaseException | None = None
         self.records = 0
@@ -242,79 +240,72 @@ class KafkaSink(RecordOperator):
             return
         self.producer = exactly_once.sink_producer(env.bootstrap)
         await self.producer.start()
+        self.batches = SinkBatches(self.producer, self.topic, self.partitions)
 
     async def process(self, record: Record, out: Output) -> None:
         await self.process_batch([record], out)
 
     async def process_batch(self, records: list[Record], out: Output) -> None:
         """Each record one Kafka record of the topic, as before batches (key = the
-        key field's string form, value = compact JSON), sent as it comes."""
+        key field's string form, value = compact JSON), in the partition Kafka's
+        default partitioner picks for its key (murmur2; records without a key: one
+        partition per call, round robin); sent as ``sink_batches`` says."""
         if self.error is not None:
             raise self.error
-        kf = self.key_field
-        pairs: list[tuple[str | None, str]] = []
-        for record in records:
-            key = None
-            if kf is not None:
-                if kf not in record:
-                    raise MissingKeyFieldError(
-                        f"kafka_sink: record has no key field {kf!r}: {record}"
-                    )
-                key = key_string(record[kf])
-            pairs.append((key, _dumps(record)))
-        self.records += len(pairs)
         if self.writer is not None:
-            for pair in pairs:
-                self.writer.add(pair)
+            kf = self.key_field
+            for record in records:
+                key = None if kf is None else key_string(self._key_of(record, kf))
+                self.writer.add((key, encode_record(record)))
+            self.records += len(records)
             return
-        await self._send(pairs)
+        if self.batches.error is not None:
+            raise self.batches.error
+        by_partition = self._by_partition(records)
+        self.records += len(records)
+        await self.batches.write(by_partition)
 
-    async def _send(self, pairs: list[tuple[str | None, str]]) -> None:
-        """Kafka record batches built here, one or more per partition, each record in
-        the partition Kafka's default partitioner picks for its key (murmur2; records
-        without a key: the next partition, round robin per call)."""
-        n, hashed = self.partitions, self.hashed
-        by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
-        spread = self.sent % n
-        self.sent += 1
-        for key, value in pairs:
-            if key is None:
-                by_partition.setdefault(spread, []).append((None, value.encode()))
-                continue
-            raw = key.encode()
-            partition = hashed.get(key)
-            if partition is None:
-                partition = (murmur2(raw) & 0x7FFFFFFF) % n
-                if len(hashed) >= _HASHED_KEYS:
-                    hashed.clear()
-                hashed[key] = partition
-            by_partition.setdefault(partition, []).append((raw, value.encode()))
-        producer, topic = self.producer, self.topic
-        for partition, records in by_partition.items():
-            batch = producer.create_batch()
-            for k, v in records:
-                if batch.append(key=k, value=v, timestamp=None) is None:
-                    await self._send_batch(batch, partition)
-                    batch = producer.create_batch()
-                    if batch.append(key=k, value=v, timestamp=None) is None:
-                        raise SinkRecordTooLargeError(
-                            f"kafka_sink: a record of {len(v)} bytes exceeds the "
-                            f"producer's batch size ({topic})"
-                        )
-            await self._send_batch(batch, partition)
+    @staticmethod
+    def _key_of(record: Record, kf: str) -> Any:
+        try:
+            return record[kf]
+        except KeyError:
+            raise MissingKeyFieldError(
+                f"kafka_sink: record has no key field {kf!r}: {record}"
+            ) from None
 
-    async def _send_batch(self, batch: Any, partition: int) -> None:
-        if batch.record_count():
-            batch.close()
-            future = await self.producer.send_batch(batch, self.topic, partition=partition)
-            future.add_done_callback(self._delivered)
-
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()  # also marks it retrieved
-        if error is not None and self.error is None:
-            self.error = error
+    def _by_partition(self, records: list[Record]) -> dict[int, list[Pair]]:
+        """The records as (key, value) bytes, grouped by partition, in order."""
+        kf, n = self.key_field, self.partitions
+        values = encode_records(records)
+        if kf is None:
+            spread = self.sent % n
+            self.sent += 1
+            return {spread: [(None, v) for v in values]}
+        # raw key -> (Kafka key, partition), for str and int keys (others vary too
+        # much, and True == 1 as a dict key while their key strings differ)
+        known = self.keys
+        grouped: dict[int, list[Pair]] = {}
+        for record, value in zip(records, values, strict=True):
+            try:
+                raw = record[kf]
+            except KeyError:
+                raw = self._key_of(record, kf)  # raises MissingKeyFieldError
+            kind = type(raw)
+            found = known.get(raw) if kind is str or kind is int else None
+            if found is None:
+                key = key_string(raw).encode()
+                found = (key, (murmur2(key) & 0x7FFFFFFF) % n)
+                if kind is str or kind is int:
+                    if len(known) >= _HASHED_KEYS:
+                        known.clear()
+                    known[raw] = found
+            key, partition = found
+            try:
+                grouped[partition].append((key, value))
+            except KeyError:
+                grouped[partition] = [(key, value)]
+        return grouped
 
     async def snapshot_state_at(self, checkpoint_id: int) -> TaskSnapshot:
         if self.error is not None:
@@ -323,9 +314,7 @@ class KafkaSink(RecordOperator):
             return self.writer.snapshot(checkpoint_id)
         # At-least-once: everything before the barrier is acknowledged by Kafka
         # before the checkpoint counts (no state of its own).
-        await self.producer.flush()
-        if self.error is not None:
-            raise self.error
+        await self.batches.flush()
         return TaskSnapshot()
 
     async def restore_state(self, snapshot: TaskSnapshot) -> None:
@@ -356,14 +345,15 @@ class KafkaSink(RecordOperator):
         if self.writer is not None:
             await self.writer.commit(2**62, final=True)
             return
-        await self.producer.flush()
-        if self.error is not None:
-            raise self.error
+        await self.batches.flush()
 
     async def close(self) -> None:
         writer = getattr(self, "writer", None)
         if writer is not None:
             await writer.close()
+        batches = getattr(self, "batches", None)
+        if batches is not None:
+            await batches.close()
         producer = getattr(self, "producer", None)
         if producer is not None:
             await producer.stop()
