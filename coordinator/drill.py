@@ -444,7 +444,7 @@ class Drill:
             "--lease-ttl-ms",
             str(LEASE_TTL_MS),
             "--heartbeat-timeout-ms",
-            "6000",
+            "9000",
             "--snapshot-every-events",
             "25",
             *flags,
