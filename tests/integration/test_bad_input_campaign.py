@@ -406,7 +406,10 @@ async def test_bad_input_campaign(cluster: Cluster) -> None:
     )
 
     elections = [e for _, e in journal.events if isinstance(e, ev.LeaderElected)]
-    assert [(e.epoch, e.replica_id) for e in elections] == [(1, "c1")], "the epoch changed"
+    why = [line for line in leader.output().splitlines() if "lease" in line or "steps" in line]
+    assert [(e.epoch, e.replica_id) for e in elections] == [(1, "c1")], (
+        f"the epoch changed: {why[-10:]}"
+    )
     assert leader.count("steps down") == 0, leader.output()[-3000:]
     dead_procs = [p.replica_id for p in cluster.coordinators if p.proc.poll() is not None]
     dead_procs += [tm for tm, w in cluster.workers.items() if w.proc.poll() is not None]

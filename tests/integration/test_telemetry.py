@@ -105,6 +105,9 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
         c1.stop()  # SIGTERM: releases the lease, flushes its telemetry
         await c2.wait_for_line("role LEADER", seconds=60)
         await journal.wait_until(lambda es: any(elected_c2(e) for _, e in es))
+        # Exported every second while it leads (nothing while it starts or stops).
+        gauges = {"jm.leader.epoch", "jm.replica.journal_lag"}
+        await until(lambda: gauges <= read_lines(files["c2"])[1], "c2's gauges", seconds=60)
     c2.stop()
     for worker in cluster.workers.values():
         await worker.close()
