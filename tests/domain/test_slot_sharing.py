@@ -106,7 +106,10 @@ def test_two_jobs_never_share_a_slot() -> None:
     assert three.status is JobStatus.CREATED
     assert three.waiting_reason is not None and "1 slots needed, 0 free" in three.waiting_reason
     c.run_all("one")
-    c.run_all("one", E.FINISHED)  # its slot is free again: the waiting job takes it
+    c.run_all("one", E.FINISHED)  # its slot is free again: the next tick gives it away
+    assert _status(c, "three") is JobStatus.CREATED
+    c.heartbeat_all()
+    c.tick(100)
     assert _status(c, "three") is JobStatus.RUNNING
     _check(c)
 
@@ -158,7 +161,9 @@ def test_worker_loss_ends_its_slots_tasks_and_a_shared_slot_frees_with_its_last(
     c.heartbeat_all()
     c.tick(1_000)
     assert _status(c) is JobStatus.RUNNING
-    assert _held(c, "tm-c") == [{"src#0", "mid#0", "out#0"}]
+    # Equal free slots: subtask 0's slot goes to the smaller id.
+    assert _held(c, "tm-b") == [{"src#0", "mid#0", "out#0"}]
+    assert _held(c, "tm-c") == [{"src#1", "mid#1", "out#1"}]
     _check(c)
 
 
