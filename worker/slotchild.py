@@ -1,7 +1,9 @@
 """The main function of a slot process: runs one task at a time, as told.
 
 Started ahead of time (one per slot) so that a DeployTask only pays for
-pickling the spec, not for starting Python and importing the operators.
+pickling the spec, not for starting Python and importing the operators. A task
+that shares a slot with another (slot sharing) runs in an extra process of that
+worker, a lane (worker/slots.py), started the first time one is needed and kept.
 Each task runs in a fresh event loop; while it runs, the loop also watches the
 pipe, so a CancelRun cancels the task at its next ``await``. User code that
 never awaits (or blocks in C) cannot be cancelled that way: the TaskManager

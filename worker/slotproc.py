@@ -30,7 +30,8 @@ OnExit = Callable[[int, int | None, bool], None]  # index, exit code, had been r
 
 
 class SlotProcess:
-    """One pre-started process running the tasks of one slot."""
+    """One process running one task at a time: a lane of worker/slots.py (lane i <
+    the slot count is slot i's own, pre-started; the others run tasks sharing a slot)."""
 
     def __init__(
         self,

@@ -1,18 +1,27 @@
-"""Slot bookkeeping: which task attempt runs in which slot, and in what state.
+"""Slot bookkeeping: which task attempts run in which slot, and in what state.
 
 Pure: no processes, no Kafka. The TaskManager asks it what a DeployTask or a
 CancelTask means, and tells it what the slot processes reported. Tested
 directly (tests/worker/test_slots.py).
 
+Slot sharing (docs/coordinator.md, "Slot sharing"): one slot may run several tasks at once, one per
+operator chain of one job (the coordinator decides which). Each task runs in a slot
+process of its own, a *lane*: lane i is the process started for slot i, and a task
+that shares a slot whose lane is busy gets an extra lane (index >= the slot count),
+started on demand and kept for the next one. Lanes, not slots, identify the
+processes: reports, cancels and kills are per lane.
+
 Answers (docs/workers.md, "Commands"):
 
 - DeployTask of an attempt already here (same TaskRef): idempotent, nothing
   happens. The coordinator may resend after a takeover.
-- DeployTask into a busy slot, or of a subtask another attempt of which still
-  runs here, or into a slot that does not exist: the NEW attempt is reported
-  FAILED with a reason; the running task is not disturbed. Two attempts of one
-  subtask must never run at once.
-- CancelTask of a running attempt: the slot process is asked to cancel.
+- DeployTask into a slot that runs a task of another job or of the same vertex,
+  or of a subtask another attempt of which still runs here, or into a slot that
+  does not exist: the NEW attempt is reported FAILED with a reason; the running
+  tasks are not disturbed. Two attempts of one subtask must never run at once.
+- DeployTask into a slot that runs tasks of other vertices of the same job: the
+  task shares the slot, in a lane of its own.
+- CancelTask of a running attempt: its lane's process is asked to cancel.
   Of an attempt that already ended here: its final state is reported again
   (the answer is idempotent and never contradicts an earlier report).
   Of an attempt never seen: ignored.
@@ -39,19 +48,21 @@ _ORDER = {ES.DEPLOYING: 0, ES.INITIALIZING: 1, ES.RUNNING: 2}
 
 @dataclass(slots=True)
 class SlotEntry:
-    """The attempt occupying one slot."""
+    """The attempt running in one lane, and the slot it holds (with its sharers)."""
 
     task: ev.TaskRef
     state: ES
+    slot_index: int
     cancel_requested: bool = False
     stop_reason: str | None = None  # the worker stopped it on its own, and why
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Occupy the slot (already recorded as DEPLOYING) and run the task."""
+    """Run the task in this lane (the slot is recorded as held, DEPLOYING). A lane
+    index the TaskManager has no process for yet is a new one: start it."""
 
-    slot_index: int
+    lane: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +84,9 @@ DeployDecision = Start | AlreadyHere | Reject
 
 @dataclass(frozen=True, slots=True)
 class CancelRunning:
-    """Ask the slot process to cancel; kill it if it has not ended in time."""
+    """Ask the lane's process to cancel; kill it if it has not ended in time."""
 
-    slot_index: int
+    lane: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,75 +123,101 @@ def _subtask(task: ev.TaskRef) -> tuple[str, str, int]:
 
 
 class SlotTable:
-    """Slots of one worker and the final states of recently ended attempts."""
+    """Slots of one worker, the lanes running their tasks, and the final states of
+    recently ended attempts."""
 
     def __init__(self, slots: int, remember_ended: int = 10_000) -> None:
         if slots < 1:
             raise ValueError("a worker needs at least one slot")
-        self._slots: list[SlotEntry | None] = [None] * slots
+        self._size = slots
+        # Lane i < slots: slot i's own process; beyond: extra lanes of shared slots.
+        self._lanes: list[SlotEntry | None] = [None] * slots
         # Bounded: enough to answer a late CancelTask or a resent DeployTask.
         self._ended: OrderedDict[ev.TaskRef, ES] = OrderedDict()
         self._remember = remember_ended
 
     @property
     def size(self) -> int:
-        return len(self._slots)
+        """The number of slots (what the worker registers with)."""
+        return self._size
 
-    def entry(self, slot_index: int) -> SlotEntry | None:
-        return self._slots[slot_index]
+    @property
+    def lanes(self) -> int:
+        """The number of lanes so far (at least one per slot)."""
+        return len(self._lanes)
 
-    def slot_of(self, task: ev.TaskRef) -> int | None:
-        for index, entry in enumerate(self._slots):
+    def entry(self, lane: int) -> SlotEntry | None:
+        return self._lanes[lane]
+
+    def lane_of(self, task: ev.TaskRef) -> int | None:
+        for lane, entry in enumerate(self._lanes):
             if entry is not None and entry.task == task:
-                return index
+                return lane
         return None
 
+    def _held(self, slot_index: int) -> list[SlotEntry]:
+        return [e for e in self._lanes if e is not None and e.slot_index == slot_index]
+
     def free_slots(self) -> int:
-        return sum(1 for entry in self._slots if entry is None)
+        held = {e.slot_index for e in self._lanes if e is not None}
+        return self._size - len(held)
 
     def running(self) -> tuple[ev.RunningTask, ...]:
-        """Every attempt still occupying a slot, for registration."""
+        """Every attempt still holding a slot, for registration."""
         return tuple(
-            ev.RunningTask(task=entry.task, slot_index=index, state=entry.state)
-            for index, entry in enumerate(self._slots)
+            ev.RunningTask(task=entry.task, slot_index=entry.slot_index, state=entry.state)
+            for entry in self._lanes
             if entry is not None
         )
 
     def deploy(self, task: ev.TaskRef, slot_index: int) -> DeployDecision:
-        here = self.slot_of(task)
+        here = self.lane_of(task)
         if here is not None:
-            entry = self._slots[here]
+            entry = self._lanes[here]
             assert entry is not None
             return AlreadyHere(entry.state)
         if task in self._ended:
             return AlreadyHere(self._ended[task])
-        if not 0 <= slot_index < len(self._slots):
+        if not 0 <= slot_index < self._size:
             return Reject(
                 errors.NoSuchSlotError(
-                    f"slot {slot_index} does not exist: this worker has {len(self._slots)} slots"
+                    f"slot {slot_index} does not exist: this worker has {self._size} slots"
                 )
             )
-        for index, entry in enumerate(self._slots):
+        for entry in self._lanes:
             if entry is not None and _subtask(entry.task) == _subtask(task):
                 return Reject(
                     errors.SlotBusyError(
-                        f"attempt {entry.task.attempt} of this subtask still runs in slot {index}"
+                        f"attempt {entry.task.attempt} of this subtask still runs in slot "
+                        f"{entry.slot_index}"
                     )
                 )
-        occupant = self._slots[slot_index]
-        if occupant is not None:
-            return Reject(
-                errors.SlotBusyError(
-                    f"slot {slot_index} runs {task_name(occupant.task)} ({occupant.state})"
+        for occupant in self._held(slot_index):
+            # Shared only by tasks of one job, one per vertex (the coordinator's rule).
+            if occupant.task.job_id != task.job_id or occupant.task.vertex_id == task.vertex_id:
+                return Reject(
+                    errors.SlotBusyError(
+                        f"slot {slot_index} runs {task_name(occupant.task)} ({occupant.state})"
+                    )
                 )
-            )
-        self._slots[slot_index] = SlotEntry(task, ES.DEPLOYING)
-        return Start(slot_index)
+        lane = self._free_lane(slot_index)
+        self._lanes[lane] = SlotEntry(task, ES.DEPLOYING, slot_index)
+        return Start(lane)
+
+    def _free_lane(self, slot_index: int) -> int:
+        """The slot's own lane if idle, else the first idle extra lane, else a new one."""
+        if self._lanes[slot_index] is None:
+            return slot_index
+        for lane in range(self._size, len(self._lanes)):
+            if self._lanes[lane] is None:
+                return lane
+        self._lanes.append(None)
+        return len(self._lanes) - 1
 
     def cancel(self, task: ev.TaskRef) -> CancelDecision:
-        here = self.slot_of(task)
+        here = self.lane_of(task)
         if here is not None:
-            entry = self._slots[here]
+            entry = self._lanes[here]
             assert entry is not None
             entry.cancel_requested = True
             return CancelRunning(here)
@@ -189,48 +226,48 @@ class SlotTable:
         return UnknownTask()
 
     def cancel_all(self, reason: str) -> list[CancelRunning]:
-        """Stop every occupied slot on the worker's own decision (leader not heard,
+        """Stop every running task on the worker's own decision (leader not heard,
         declared lost, shutdown): each attempt will end FAILED with `reason`, except
         those the coordinator had asked to cancel already (CANCELED, as it expects)."""
         out = []
-        for index, entry in enumerate(self._slots):
+        for lane, entry in enumerate(self._lanes):
             if entry is not None:
                 if not entry.cancel_requested:
                     entry.cancel_requested = True
                     entry.stop_reason = reason
-                out.append(CancelRunning(index))
+                out.append(CancelRunning(lane))
         return out
 
-    def record(self, slot_index: int, task: ev.TaskRef, state: ES) -> Report | None:
-        """A slot process reported `state` for `task`. The report to send when it
-        is news; None for a task no longer in that slot (a late message from a
+    def record(self, lane: int, task: ev.TaskRef, state: ES) -> Report | None:
+        """A lane's process reported `state` for `task`. The report to send when it
+        is news; None for a task no longer in that lane (a late message from a
         replaced process) or a state that does not move forward."""
-        entry = self._slots[slot_index]
+        entry = self._lanes[lane]
         if entry is None or entry.task != task:
             return None
         if state.is_terminal:
-            return self._end(slot_index, state)
+            return self._end(lane, state)
         if state not in _ORDER or _ORDER[state] <= _ORDER.get(entry.state, 0):
             return None
         entry.state = state
         return Report(state)
 
-    def process_died(self, slot_index: int) -> tuple[ev.TaskRef, Report] | None:
-        """The slot's process exited without a final report: the attempt ends
+    def process_died(self, lane: int) -> tuple[ev.TaskRef, Report] | None:
+        """The lane's process exited without a final report: the attempt ends
         CANCELED if a cancel was asked for (we killed it), else FAILED."""
-        entry = self._slots[slot_index]
+        entry = self._lanes[lane]
         if entry is None:
             return None
         state = ES.CANCELED if entry.cancel_requested else ES.FAILED
-        return entry.task, self._end(slot_index, state)
+        return entry.task, self._end(lane, state)
 
-    def _end(self, slot_index: int, state: ES) -> Report:
-        entry = self._slots[slot_index]
+    def _end(self, lane: int, state: ES) -> Report:
+        entry = self._lanes[lane]
         assert entry is not None
         report = Report(state)
         if state is ES.CANCELED and entry.stop_reason is not None:
             report = Report(ES.FAILED, entry.stop_reason)
-        self._slots[slot_index] = None
+        self._lanes[lane] = None
         self._ended[entry.task] = report.state
         while len(self._ended) > self._remember:
             self._ended.popitem(last=False)

@@ -120,26 +120,19 @@ class TaskManager:
         self.filter = CommandFilter(self.tm_id, self.incarnation)
         self.leader = LeaderWatch(settings.heartbeat_timeout_s)
         self.table = slots.SlotTable(settings.slots)
-        self._slots = [
-            SlotProcess(
-                i,
-                self._on_slot_message,
-                self._on_slot_exit,
-                log_level,
-                kafka,
-                settings.state_checkpoints_dir,
-            )
-            for i in range(settings.slots)
-        ]
-        self._kill_timers: dict[int, asyncio.TimerHandle] = {}
-        #: jobs' own code: installed here once per artifact; slots running it
+        self._log_level, self._kafka = log_level, kafka
+        # One slot process per lane (worker/slots.py): lane i < slots is slot i's own,
+        # pre-started; the extra lanes of shared slots are started when first needed.
+        self._lanes = [self._new_process(i) for i in range(settings.slots)]
+        self._kill_timers: dict[int, asyncio.TimerHandle] = {}  # by lane
+        #: jobs' own code: installed here once per artifact; lanes running it
         self.artifacts = usercode.cache_for(
             settings.tm_id,
             settings.artifact_cache_dir,
             _artifact_store(settings.state_checkpoints_dir, kafka),
             settings.package_index,
         )
-        self._own_code_slots: set[int] = set()
+        self._own_code_lanes: set[int] = set()
         # The incarnation that accepted each task in a slot: its reports say so
         # even if the worker has become a new incarnation since.
         self._accepted_by: dict[ev.TaskRef, str] = {}
@@ -166,12 +159,22 @@ class TaskManager:
         #: sends of a batch of reports that failed (and were retried).
         self.send_failures = 0
 
+    def _new_process(self, lane: int) -> SlotProcess:
+        return SlotProcess(
+            lane,
+            self._on_slot_message,
+            self._on_slot_exit,
+            self._log_level,
+            self._kafka,
+            self.settings.state_checkpoints_dir,
+        )
+
     # ------------------------------------------------------------------ run
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set, then stop every task and deregister."""
-        for slot in self._slots:
-            slot.start()
+        for process in self._lanes:
+            process.start()
         self._register("started")
         sender = asyncio.create_task(self._send_reports(), name="reports")
         loops = [
@@ -196,8 +199,8 @@ class TaskManager:
                 task.cancel()
             await asyncio.gather(*ends, sender, *loops, *self._background,
                                  return_exceptions=True)  # fmt: skip
-            for slot in self._slots:
-                await slot.stop(timeout_s=1.0)
+            for process in self._lanes:
+                await process.stop(timeout_s=1.0)
             await self.artifacts.close()
 
     async def _shutdown(self, loops: list[asyncio.Task[None]], sender: asyncio.Task[None]) -> None:
@@ -368,17 +371,21 @@ class TaskManager:
             return
         decision = self.table.deploy(task, command.slot_index)
         match decision:
-            case slots.Start(slot_index=index):
+            case slots.Start(lane=lane):
                 spec = TaskSpec.from_command(command)
-                log.info("deploying %s in slot %d", spec.describe(), index)
+                if lane == len(self._lanes):  # a shared slot's first extra process
+                    self._lanes.append(self._new_process(lane))
+                    self._lanes[lane].start()
+                log.info("deploying %s in slot %d (process %d)", spec.describe(),
+                         command.slot_index, lane)  # fmt: skip
                 for t in (task, *self._chained.get(task, ())):
                     self._accepted_by[t] = self.incarnation
                 self._report_state(task, ES.DEPLOYING)
                 if command.artifact is None:
-                    self._slots[index].send(slotmsg.RunTask(spec))
+                    self._lanes[lane].send(slotmsg.RunTask(spec))
                 else:
                     self._background.append(
-                        asyncio.create_task(self._deploy_own_code(index, command.artifact, spec))
+                        asyncio.create_task(self._deploy_own_code(lane, command.artifact, spec))
                     )
             case slots.AlreadyHere(state=state):
                 log.info("DeployTask for %s again: already %s", slots.task_name(task), state)
@@ -386,7 +393,7 @@ class TaskManager:
                 log.warning("DeployTask for %s rejected: %s", slots.task_name(task), rejection)
                 self._report_state(task, ES.FAILED, rejection)
 
-    async def _deploy_own_code(self, index: int, artifact: ev.ArtifactRef, spec: TaskSpec) -> None:
+    async def _deploy_own_code(self, lane: int, artifact: ev.ArtifactRef, spec: TaskSpec) -> None:
         """Install the job's code (once per worker, worker/usercode.py), then run the
         task; its slot gets a fresh interpreter when the task ends."""
         try:
@@ -394,16 +401,16 @@ class TaskManager:
         except Exception as err:  # every failure is the task's, with its reason
             failed = slotmsg.StateUpdate(spec.task, ES.FAILED, type(err).__name__,
                                          str(err), non_recoverable=True)  # fmt: skip
-            self._on_slot_message(index, failed)
+            self._on_slot_message(lane, failed)
             return
-        entry = self.table.entry(index)
+        entry = self.table.entry(lane)
         if entry is None or entry.task != spec.task:
             return
         if entry.cancel_requested:
-            self._on_slot_message(index, slotmsg.StateUpdate(spec.task, ES.CANCELED))
+            self._on_slot_message(lane, slotmsg.StateUpdate(spec.task, ES.CANCELED))
             return
-        self._own_code_slots.add(index)
-        self._slots[index].send(slotmsg.RunTask(spec, code=str(code)))
+        self._own_code_lanes.add(lane)
+        self._lanes[lane].send(slotmsg.RunTask(spec, code=str(code)))
 
     def _trigger(self, command: ev.TriggerCheckpoint) -> None:
         """Source tasks checkpoint (their slot processes inject the barriers)."""
@@ -413,8 +420,8 @@ class TaskManager:
             self._trigger_task(task, command.checkpoint_id)
 
     def _trigger_task(self, task: ev.TaskRef, checkpoint_id: int) -> None:
-        index = self.table.slot_of(task)
-        entry = self.table.entry(index) if index is not None else None
+        lane = self.table.lane_of(task)
+        entry = self.table.entry(lane) if lane is not None else None
         if entry is not None and entry.state is ES.FINISHED:
             # Reported FINISHED already (FLIP-147): it counts with no state (its chain too).
             for t in (task, *self._chained.get(task, ())):
@@ -422,21 +429,21 @@ class TaskManager:
                     checkpointing.Acked(t, checkpoint_id, FINISHED_TASK_HANDLE, 0, 0, 0)
                 )
             return
-        if index is None or entry is None or entry.state is not ES.RUNNING:
+        if lane is None or entry is None or entry.state is not ES.RUNNING:
             state = "not here" if entry is None else str(entry.state)
             why = f"task not running on this worker ({state})"
             self._checkpoint_report(checkpointing.Declined(task, checkpoint_id, why))
             return
-        self._slots[index].send(slotmsg.TriggerRun(task, checkpoint_id))
+        self._lanes[lane].send(slotmsg.TriggerRun(task, checkpoint_id))
 
     def _notify(self, command: ev.NotifyCheckpointComplete | ev.NotifyCheckpointAborted) -> None:
         """Pass a checkpoint's outcome to the tasks' slot processes (an operator may
         commit, e.g. an exactly-once sink); a task that is not running here ignores it."""
         completed = isinstance(command, ev.NotifyCheckpointComplete)
         for task in command.tasks():
-            index = self.table.slot_of(self._head_of.get(task, task))
-            entry = self.table.entry(index) if index is not None else None
-            if index is None or entry is None or entry.state is not ES.RUNNING:
+            lane = self.table.lane_of(self._head_of.get(task, task))
+            entry = self.table.entry(lane) if lane is not None else None
+            if lane is None or entry is None or entry.state is not ES.RUNNING:
                 log.debug(
                     "checkpoint %d %s: %s not running here",
                     command.checkpoint_id,
@@ -444,7 +451,7 @@ class TaskManager:
                     slots.task_name(task),
                 )
                 continue
-            self._slots[index].send(slotmsg.NotifyRun(task, command.checkpoint_id, completed))
+            self._lanes[lane].send(slotmsg.NotifyRun(task, command.checkpoint_id, completed))
 
     def _checkpoint_report(self, report: checkpointing.CheckpointReport) -> None:
         incarnation = self._accepted_by.get(report.task, self.incarnation)
@@ -467,8 +474,8 @@ class TaskManager:
     def _cancel(self, task: ev.TaskRef) -> None:
         task = self._head_of.get(task, task)  # a chained subtask: its chain is canceled
         match self.table.cancel(task):
-            case slots.CancelRunning(slot_index=index):
-                self._ask_to_cancel(index)
+            case slots.CancelRunning(lane=lane):
+                self._ask_to_cancel(lane)
             case slots.AlreadyEnded(state=state):
                 self._report_state(task, state)
             case slots.UnknownTask():
@@ -479,35 +486,35 @@ class TaskManager:
         if cancels:
             log.warning("canceling %d task(s): %s", len(cancels), why)
         for cancel in cancels:
-            self._ask_to_cancel(cancel.slot_index)
+            self._ask_to_cancel(cancel.lane)
 
-    def _ask_to_cancel(self, index: int) -> None:
-        entry = self.table.entry(index)
-        if entry is None or index in self._kill_timers:
+    def _ask_to_cancel(self, lane: int) -> None:
+        entry = self.table.entry(lane)
+        if entry is None or lane in self._kill_timers:
             return
-        self._slots[index].send(slotmsg.CancelRun(entry.task))
+        self._lanes[lane].send(slotmsg.CancelRun(entry.task))
         loop = asyncio.get_running_loop()
-        self._kill_timers[index] = loop.call_later(
-            self.settings.cancel_timeout_s, self._cancel_timed_out, index, entry.task
+        self._kill_timers[lane] = loop.call_later(
+            self.settings.cancel_timeout_s, self._cancel_timed_out, lane, entry.task
         )
 
-    def _cancel_timed_out(self, index: int, task: ev.TaskRef) -> None:
-        self._kill_timers.pop(index, None)
-        entry = self.table.entry(index)
+    def _cancel_timed_out(self, lane: int, task: ev.TaskRef) -> None:
+        self._kill_timers.pop(lane, None)
+        entry = self.table.entry(lane)
         if entry is not None and entry.task == task:
             log.warning(
-                "%s ignored cancellation for %.1f s: killing slot %d",
+                "%s ignored cancellation for %.1f s: killing its process (slot %d)",
                 slots.task_name(task),
                 self.settings.cancel_timeout_s,
-                index,
+                entry.slot_index,
             )
-            self._slots[index].kill()
+            self._lanes[lane].kill()
 
     # ---------------------------------------------------------------- slots
 
-    def _on_slot_message(self, index: int, message: slotmsg.FromSlot) -> None:
+    def _on_slot_message(self, lane: int, message: slotmsg.FromSlot) -> None:
         if isinstance(message, slotmsg.Ready):
-            log.debug("slot %d ready (pid %d)", index, message.pid)
+            log.debug("slot process %d ready (pid %d)", lane, message.pid)
             return
         if isinstance(message, slotmsg.MetricsUpdate):
             self.task_metrics.update(message.sample)
@@ -515,7 +522,7 @@ class TaskManager:
         if isinstance(message, (checkpointing.Acked, checkpointing.Declined)):
             self._checkpoint_report(message)
             return
-        report = self.table.record(index, message.task, message.state)
+        report = self.table.record(lane, message.task, message.state)
         if report is not None:
             if report.stopped is not None:
                 stopped = errors.TaskStoppedError(report.stopped)
@@ -535,18 +542,18 @@ class TaskManager:
                     )
                 )
             if report.state.is_terminal:
-                if index in self._own_code_slots:
-                    self._own_code_slots.discard(index)
-                    self._slots[index].renew()
+                if lane in self._own_code_lanes:
+                    self._own_code_lanes.discard(lane)
+                    self._lanes[lane].renew()
                 for t in (message.task, *self._chained.get(message.task, ())):
                     self._accepted_by.pop(t, None)
                     self.task_metrics.ended(t)
-                self._slot_freed(index)
+                self._slot_freed(lane)
 
-    def _on_slot_exit(self, index: int, exitcode: int | None, was_ready: bool) -> None:
-        self._own_code_slots.discard(index)  # the next process is a fresh one anyway
-        outcome = self.table.process_died(index)
-        self._slot_freed(index)
+    def _on_slot_exit(self, lane: int, exitcode: int | None, was_ready: bool) -> None:
+        self._own_code_lanes.discard(lane)  # the next process is a fresh one anyway
+        outcome = self.table.process_died(lane)
+        self._slot_freed(lane)
         if outcome is not None:
             task, report = outcome
             error: errors.TaskError | None = None
@@ -563,15 +570,15 @@ class TaskManager:
         # A process that died before it was ready (a plugin that crashes the
         # interpreter on import) would otherwise be restarted in a tight loop.
         delay = 0.0 if was_ready else 1.0
-        log.info("slot %d process exited (%s): starting a new one", index, exitcode)
-        asyncio.get_running_loop().call_later(delay, self._restart_slot, index)
+        log.info("slot process %d exited (%s): starting a new one", lane, exitcode)
+        asyncio.get_running_loop().call_later(delay, self._restart_slot, lane)
 
-    def _restart_slot(self, index: int) -> None:
+    def _restart_slot(self, lane: int) -> None:
         if not self._stopping:
-            self._slots[index].start()
+            self._lanes[lane].start()
 
-    def _slot_freed(self, index: int) -> None:
-        timer = self._kill_timers.pop(index, None)
+    def _slot_freed(self, lane: int) -> None:
+        timer = self._kill_timers.pop(lane, None)
         if timer is not None:
             timer.cancel()
         if not self.table.running():

@@ -3,11 +3,19 @@
 Placement is all-or-nothing, like Flink's default scheduler with a fixed
 parallelism: a job runs when every subtask has a slot, else it waits CREATED
 (with the reason: too few free slots, or no worker offering an operator yet).
-The unit placed is a slot request: subtask i of an operator chain (every vertex of
-the chain, coordinator/domain/chaining.py), deployed as one task. Each request goes to
-the worker that offers all its operators and has the most free slots (ties:
-smallest tm_id), lowest free slot index first, which spreads a job across workers
-(Flink's cluster.evenly-spread-out-slots).
+
+Slot sharing (Flink's default): the unit placed is a shared slot, one per subtask
+index of a job's slot sharing group (``Vertex.slot_sharing_group``, "default"
+unless set). Shared slot i of a group holds subtask i of every vertex of that
+group that has one, so a job needs, per group, as many slots as the group's highest
+parallelism, not the sum. Inside a shared slot, each operator chain
+(coordinator/domain/chaining.py) is still one task: the slot runs one task per
+chain. Vertices in different groups never share a slot; a vertex alone in its group
+has slots of its own (and, as chains stay within a group, is chained to nothing).
+
+Each shared slot goes to the worker that offers all its operators and has the most
+free slots (ties: smallest tm_id), lowest free slot index first, which spreads a job
+across workers (Flink's cluster.evenly-spread-out-slots).
 """
 
 from collections.abc import Mapping, Sequence
@@ -27,8 +35,8 @@ from schemas.events import (
 from schemas.validation import savepoint_handle
 
 Placement = dict[SubtaskKey, tuple[str, int]]
-#: The subtasks one slot runs as one task (a chain's subtask i, head first), and
-#: their operators.
+#: The subtasks one shared slot holds (subtask i of each vertex of one slot sharing
+#: group, chain by chain, head first), and the operator of each, in the same order.
 SlotRequest = tuple[tuple[SubtaskKey, ...], tuple[str, ...]]
 
 
@@ -46,13 +54,18 @@ def provided(submission: JobSubmitted) -> frozenset[str]:
 
 
 def slot_requests(submission: JobSubmitted) -> list[SlotRequest]:
-    """A slot request per subtask of each chain, chains in graph order, then subtask."""
+    """A shared slot per subtask index of each slot sharing group, groups in the order
+    of their first vertex in the graph, then by subtask index."""
     graph = submission.job_graph
     vertices = {v.id: v for v in graph.vertices}
-    out: list[SlotRequest] = []
+    groups: dict[str, list[tuple[str, ...]]] = {}
     for chain in chains(graph):
-        for i in range(vertices[chain[0]].parallelism):
-            out.append((tuple((v, i) for v in chain), tuple(vertices[v].operator for v in chain)))
+        groups.setdefault(vertices[chain[0]].slot_sharing_group, []).append(chain)
+    out: list[SlotRequest] = []
+    for members in groups.values():
+        for i in range(max(vertices[chain[0]].parallelism for chain in members)):
+            held = [v for chain in members if i < vertices[chain[0]].parallelism for v in chain]
+            out.append((tuple((v, i) for v in held), tuple(vertices[v].operator for v in held)))
     return out
 
 
@@ -76,12 +89,12 @@ def place(
             ):
                 best = tm
         if best is None:
-            key = keys[0]
-            for operator in operators:
+            for key, operator in zip(keys, operators, strict=True):
                 if operator not in brought and not any(
                     operator in w.operators for w in workers.values()
                 ):
                     return f"waiting for a worker offering {operator!r} (for {key[0]}#{key[1]})"
+            key = keys[0]
             total = sum(len(s) for s in free.values()) + placed
             wanted = " and ".join(repr(o) for o in dict.fromkeys(operators))
             return (

@@ -70,13 +70,19 @@ def submission(
     name: str = "job",
     checkpoints: CheckpointConfig | None = None,
     chaining: bool = False,
+    groups: dict[str, str] | None = None,
 ) -> JobSubmitted:
     """A submission of `vertices` (id, operator, parallelism), joined by FORWARD edges
     when parallelisms match (else REBALANCE). Operator chaining is off unless asked
-    for (`chaining`): the tests written before it count one task per subtask."""
+    for (`chaining`): the tests written before it count one task per subtask.
+    `groups`: vertex id -> slot sharing group (else "default")."""
     from schemas.events import Edge, Partitioning
 
-    vs = tuple(Vertex(id=v, name=v, operator=op, parallelism=p) for v, op, p in vertices)
+    vs = tuple(
+        Vertex(id=v, name=v, operator=op, parallelism=p,
+               slot_sharing_group=(groups or {}).get(v, "default"))
+        for v, op, p in vertices
+    )  # fmt: skip
     edges = tuple(
         Edge(
             source=a.id,

@@ -78,14 +78,20 @@ def test_a_chained_job_is_one_deploy_per_chain_subtask_with_every_vertex_journal
     assert state_digest(replay(c.journal)) == state_digest(c.state)
 
 
-def test_the_same_job_unchained_needs_a_slot_per_subtask() -> None:
+def test_the_same_job_unchained_is_a_task_per_subtask_sharing_the_same_slots() -> None:
     c = Cluster()
     c.register("tm-a", slots=1)
     c.register("tm-b", slots=1)
-    c.submit("job", (("src", "map", 2), ("mid", "map", 2), ("out", "sink", 2)))
-    job = c.state.jobs["job"]
+    d = c.submit("job", (("src", "map", 2), ("mid", "map", 2), ("out", "sink", 2)))
+    assert c.state.jobs["job"].status is JobStatus.RUNNING
+    assert len([x for x in d.commands if isinstance(x, DeployTask)]) == 6
+    assert all(len(w.slots[0]) == 3 for w in c.state.workers.values())
+    # Without slot sharing (each vertex in a group of its own): a slot per subtask.
+    c.submit("apart", (("src", "map", 2), ("mid", "map", 2), ("out", "sink", 2)),
+             groups={"src": "src", "mid": "mid", "out": "out"})  # fmt: skip
+    job = c.state.jobs["apart"]
     assert job.status is JobStatus.CREATED
-    assert job.waiting_reason is not None and "6 slots needed, 2 free" in job.waiting_reason
+    assert job.waiting_reason is not None and "6 slots needed, 0 free" in job.waiting_reason
 
 
 def test_a_lost_worker_ends_its_whole_chain_and_the_restart_redeploys_it() -> None:

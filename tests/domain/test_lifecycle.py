@@ -51,12 +51,13 @@ def test_happy_path_spreads_tasks_and_finishes() -> None:
     assert _types(d.events)[:3] == ["JobAccepted", "JobStatusChanged", "ExecutionGraphCreated"]
     assert _types(d.events)[-1] == "JobStatusChanged"
     deploys = [x for x in d.commands if isinstance(x, DeployTask)]
-    # most free slots first, ties by tm_id: b(3), a(2)->a? b=2,a=2 -> a ...
+    # Slot sharing: subtask i of src and of out share a slot; the slot of subtask 0
+    # goes to the worker with the most free slots (b: 3), then ties by tm_id (a).
     assert [(x.tm_id, x.slot_index) for x in deploys] == [
         ("tm-b", 0),
         ("tm-a", 0),
-        ("tm-b", 1),
-        ("tm-a", 1),
+        ("tm-b", 0),
+        ("tm-a", 0),
     ]
     assert all(x.epoch == 1 and x.event_time == c.now for x in d.commands)
     assert [e.event_id for e in d.events][:2] == ["submit-job:1", "submit-job:2"]

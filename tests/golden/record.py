@@ -234,11 +234,13 @@ def read_journal(path: Path) -> list[bytes]:
 # ids of the events decided after them; happy_path.v6, failover.v5 and checkpoints.v3,
 # the same decisions written with JobAccepted v3 (JobSubmitted.artifact, null here);
 # happy_path.v7, failover.v6 and checkpoints.v4, written with JobSubmitted/JobAccepted
-# v4 (Vertex.chaining and slot_sharing_group, JobGraph.chaining), so the bytes differ.
+# v4 (Vertex.chaining and slot_sharing_group, JobGraph.chaining), so the bytes differ;
+# happy_path.v8 and checkpoints.v5, slot sharing: the two-vertex jobs take one slot per
+# subtask index instead of one per subtask (failover's jobs have one vertex: unchanged).
 SCENARIOS: dict[str, Callable[[], Cluster]] = {
-    "happy_path.v7": happy_path_v3,
+    "happy_path.v8": happy_path_v3,
     "failover.v6": failover,
-    "checkpoints.v4": checkpoints,
+    "checkpoints.v5": checkpoints,
 }
 REFUSED: dict[str, Callable[[], list[bytes]]] = {
     "status_from_wrong_status.refused.v1": status_from_wrong_status,

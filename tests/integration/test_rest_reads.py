@@ -36,7 +36,7 @@ def submitted(job_id: str) -> ev.JobSubmitted:
             vertices=(vertex("numbers", "sequence", rate="50"),
                       vertex("keyed", "map", function="mod_key", n="5")),
             edges=(ev.Edge(source="numbers", target="keyed"),),
-            chaining=False,  # four tasks in the worker's four slots
+            chaining=False,  # four tasks, sharing two of the worker's four slots
         ),
         restart_strategy=ev.RestartStrategy(kind=ev.RestartStrategyKind.NONE),
         checkpoint_config=ev.CheckpointConfig(interval_ms=500, timeout_ms=10_000,
@@ -164,7 +164,7 @@ async def _check_reads(api: Api, p: str, role: str, submitted_at: int) -> None:
     overview, header = await api.get(p + "/overview")
     assert overview["jm-journal-offset"] == header >= 0
     assert overview["taskmanagers"] == 1 and overview["slots-total"] == 4
-    assert overview["slots-available"] == 0 and overview["jobs-running"] == 1
+    assert overview["slots-available"] == 2 and overview["jobs-running"] == 1
 
     assert {"id": JOB, "status": "RUNNING"} in (await api.json(p + "/jobs"))["jobs"]
     [row] = [j for j in (await api.json(p + "/jobs/overview"))["jobs"] if j["jid"] == JOB]
@@ -217,9 +217,16 @@ async def _check_reads(api: Api, p: str, role: str, submitted_at: int) -> None:
     assert await api.json(p + f"/jobs/{JOB}/vertices/keyed/watermarks") == []
 
     [tm] = (await api.json(p + "/taskmanagers"))["taskmanagers"]
-    assert tm["id"] == "tm-1" and tm["slotsNumber"] == 4 and tm["freeSlots"] == 0
+    assert tm["id"] == "tm-1" and tm["slotsNumber"] == 4 and tm["freeSlots"] == 2
     detail = await api.json(p + "/taskmanagers/tm-1")
-    assert sorted(s["jobId"] for s in detail["allocatedSlots"]) == [JOB] * 4
+    # Slot sharing: a row per subtask of a shared slot (subtask i of each vertex), an
+    # empty row per free slot.
+    rows = sorted((s["index"], s["jobId"] or "", s["jm-vertex-id"] or "", s["jm-subtask"])
+                  for s in detail["allocatedSlots"])  # fmt: skip
+    assert rows == [
+        (0, JOB, "keyed", 0), (0, JOB, "numbers", 0), (1, JOB, "keyed", 1),
+        (1, JOB, "numbers", 1), (2, "", "", None), (3, "", "", None),
+    ]  # fmt: skip
     tm_metrics = await api.json(p + "/taskmanagers/tm-1/metrics?get=jm.slots.total")
     assert tm_metrics == [{"id": "jm.slots.total", "value": "4"}]
 

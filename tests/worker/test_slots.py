@@ -22,8 +22,8 @@ from worker.slots import (
 ES = ev.ExecutionState
 
 
-def ref(vertex: str = "v", subtask: int = 0, attempt: int = 0) -> ev.TaskRef:
-    return ev.TaskRef(job_id="j", vertex_id=vertex, subtask_index=subtask, attempt=attempt)
+def ref(vertex: str = "v", subtask: int = 0, attempt: int = 0, job: str = "j") -> ev.TaskRef:
+    return ev.TaskRef(job_id=job, vertex_id=vertex, subtask_index=subtask, attempt=attempt)
 
 
 def test_deploy_occupies_the_slot_as_deploying() -> None:
@@ -36,7 +36,8 @@ def test_deploy_occupies_the_slot_as_deploying() -> None:
 @pytest.mark.parametrize(
     ("second", "slot", "error"),
     [
-        (ref("other"), 0, errors.SlotBusyError),  # slot taken
+        (ref(job="other"), 0, errors.SlotBusyError),  # slot taken by another job
+        (ref(subtask=1), 0, errors.SlotBusyError),  # by another subtask of the vertex
         (ref(attempt=1), 1, errors.SlotBusyError),  # same subtask, new attempt
         (ref("other"), 2, errors.NoSuchSlotError),
         (ref("other"), -1, errors.NoSuchSlotError),
@@ -150,3 +151,77 @@ def test_never_two_attempts_of_a_subtask_nor_two_tasks_in_a_slot(
         assert len(subtasks) == len(set(subtasks))
         assert len({r.slot_index for r in running}) == len(running)
         assert table.free_slots() == 3 - len(running)
+
+
+def test_tasks_of_other_vertices_of_the_job_share_the_slot_each_in_a_lane() -> None:
+    table = SlotTable(2)
+    assert table.deploy(ref("a"), 0) == Start(0)  # the slot's own lane
+    assert table.deploy(ref("b"), 0) == Start(2)  # a new extra lane
+    assert table.deploy(ref("c"), 0) == Start(3)
+    assert table.deploy(ref("a", 1), 1) == Start(1)
+    assert table.deploy(ref("b", 1), 1) == Start(4)
+    assert table.lanes == 5 and table.free_slots() == 0
+    assert [(r.task.vertex_id, r.slot_index) for r in table.running()] == [
+        ("a", 0), ("a", 1), ("b", 0), ("c", 0), ("b", 1)
+    ]  # fmt: skip
+    # One task ending leaves its sharers running and the slot held.
+    assert table.record(2, ref("b"), ES.FINISHED) == Report(ES.FINISHED)
+    assert table.process_died(0) == (ref("a"), Report(ES.FAILED))
+    assert table.free_slots() == 0
+    assert table.cancel(ref("c")) == CancelRunning(3)
+    assert table.record(3, ref("c"), ES.CANCELED) == Report(ES.CANCELED)
+    assert table.free_slots() == 1  # slot 0: no task left
+    # The next sharer takes the first idle extra lane: no new process.
+    table.deploy(ref("a", attempt=1), 0)
+    assert table.deploy(ref("b", attempt=1), 0) == Start(2)
+    assert table.lanes == 5
+
+
+def test_cancel_all_stops_every_lane_of_a_shared_slot() -> None:
+    table = SlotTable(1)
+    table.deploy(ref("a"), 0)
+    table.deploy(ref("b"), 0)
+    assert table.cancel_all("shutdown") == [CancelRunning(0), CancelRunning(1)]
+    assert table.record(1, ref("b"), ES.CANCELED) == Report(ES.FAILED, "shutdown")
+    assert table.process_died(0) == (ref("a"), Report(ES.FAILED, "shutdown"))
+    assert table.free_slots() == 1 and table.running() == ()
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["deploy", "finish", "die"]),
+            st.integers(0, 5),
+            st.sampled_from(["j", "k"]),
+            st.sampled_from(["a", "b", "c"]),
+            st.integers(0, 1),
+        ),
+        max_size=80,
+    )
+)
+def test_a_slot_holds_one_job_and_one_task_per_vertex(
+    steps: list[tuple[str, int, str, str, int]],
+) -> None:
+    table = SlotTable(2)
+    for action, where, job, vertex, subtask in steps:
+        task = ref(vertex, subtask, job=job)
+        if action == "deploy":
+            decision = table.deploy(task, where)
+            if isinstance(decision, Start):
+                assert table.entry(decision.lane) is not None
+        elif where < table.lanes:
+            entry = table.entry(where)
+            if action == "finish" and entry is not None:
+                table.record(where, entry.task, ES.FINISHED)
+            elif action == "die":
+                table.process_died(where)
+        running = table.running()
+        subtasks = [(r.task.job_id, r.task.vertex_id, r.task.subtask_index) for r in running]
+        assert len(subtasks) == len(set(subtasks))
+        for slot in range(table.size):
+            held = [r.task for r in running if r.slot_index == slot]
+            assert len({t.job_id for t in held}) <= 1
+            assert len({t.vertex_id for t in held}) == len(held)
+        assert table.free_slots() == table.size - len({r.slot_index for r in running})
+        lanes = [i for i in range(table.lanes) if table.entry(i) is not None]
+        assert len(lanes) == len(running)

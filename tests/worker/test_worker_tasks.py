@@ -123,16 +123,20 @@ async def test_busy_slot_and_duplicate_deploys(start_cluster: StartCluster) -> N
     running = task_ref(vertex="a")
     await leader.send(leader.deploy(running, "sequence", slot=0))
     await cluster.reports.state(running, ES.RUNNING)
-    intruder = task_ref(vertex="b")
+    intruder = task_ref(job="other", vertex="b")
+    same_vertex = task_ref(vertex="a", subtask=1)
     second_attempt = task_ref(vertex="a", attempt=1)
     nowhere = task_ref(vertex="c")
     await leader.send(
         leader.deploy(running, "sequence", slot=0),  # same attempt again: idempotent
-        leader.deploy(intruder, "sequence", slot=0),  # slot busy
+        leader.deploy(intruder, "sequence", slot=0),  # slot busy: another job's
+        leader.deploy(same_vertex, "sequence", slot=0),  # busy: one subtask per vertex
         leader.deploy(second_attempt, "sequence", slot=1),  # its subtask still runs
         leader.deploy(nowhere, "sequence", slot=7),  # no such slot
     )
     busy = await cluster.reports.state(intruder, ES.FAILED)
+    assert busy.error_name == "SlotBusyError"
+    busy = await cluster.reports.state(same_vertex, ES.FAILED)
     assert busy.error_name == "SlotBusyError"
     again = await cluster.reports.state(second_attempt, ES.FAILED)
     assert again.error_name == "SlotBusyError"
@@ -143,6 +147,29 @@ async def test_busy_slot_and_duplicate_deploys(start_cluster: StartCluster) -> N
     await leader.send(leader.cancel(running))
     await cluster.reports.state(running, ES.CANCELED)
     assert cluster.reports.states(running).count(ES.DEPLOYING) == 1
+
+
+async def test_tasks_of_one_job_share_a_slot_and_run_at_once(
+    start_cluster: StartCluster,
+) -> None:
+    """Slot sharing: another vertex's task of the same job runs in the busy slot, in a
+    process of its own, while the first runs; the slot is free once both ended."""
+    cluster = await start_cluster(slots=1)
+    leader = cluster.leader
+    first, second = task_ref(vertex="a"), task_ref(vertex="b")
+    await leader.send(leader.deploy(first, "sequence", slot=0, rate="100"))
+    await cluster.reports.state(first, ES.RUNNING)
+    await leader.send(leader.deploy(second, "sequence", slot=0, rate="100"))
+    await cluster.reports.state(second, ES.RUNNING)
+    assert cluster.reports.states(first) == [ES.DEPLOYING, ES.INITIALIZING, ES.RUNNING]
+    await leader.send(leader.cancel(first))
+    await cluster.reports.state(first, ES.CANCELED)
+    # The second still runs in the shared slot, undisturbed.
+    assert cluster.reports.states(second) == [ES.DEPLOYING, ES.INITIALIZING, ES.RUNNING]
+    await leader.send(leader.cancel(second))
+    await cluster.reports.state(second, ES.CANCELED)
+    log = cluster.worker.log()
+    assert "in slot 0 (process 0)" in log and "in slot 0 (process 1)" in log
 
 
 async def test_crashed_slot_process_fails_the_task_and_is_replaced(
