@@ -29,7 +29,9 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -49,7 +51,20 @@ from tests.worker.harness import WorkerProcess
 PARALLELISM = 2
 KEYS = 10
 _TICK = os.sysconf("SC_CLK_TCK")
-PY_SPY = Path(os.environ.get("PY_SPY", "/work/main/.venv/bin/py-spy"))
+#: py-spy for ``--profile`` ($PY_SPY, else beside this interpreter, else on PATH); it is
+#: not a dependency of the project: ``pip install py-spy`` to profile.
+PY_SPY = Path(
+    os.environ.get("PY_SPY")
+    or next(
+        (str(p) for p in (Path(sys.executable).parent / "py-spy",) if p.exists()),
+        shutil.which("py-spy") or "py-spy",
+    )
+)
+
+
+def can_profile() -> bool:
+    return PY_SPY.exists() or shutil.which(str(PY_SPY)) is not None
+
 
 #: stage -> patterns of a frame (function name and file); the innermost frame of a
 #: sample that matches one decides its stage, in this order of precedence per frame.
