@@ -55,6 +55,15 @@ PRODUCE_RETRIES: Final = Rule(
     "Kafka 3.9 reports a transaction that starts while the previous one on the "
     "partition completes this way: normal under load, not a replication problem",
 )  # fmt: skip
+#: Produce retries to a partition whose leader is still being elected or just moved (an
+#: edge topic a task created a moment before, on a busy broker): retried by aiokafka.
+PRODUCE_LEADER_RETRIES: Final = Rule(
+    SENDER_LOGGER, logging.WARNING, "retrying",
+    ("NotLeaderForPartitionError", "LeaderNotAvailableError"),
+    "Kafka answered %s to %d produce request(s) since the last such line; retried. "
+    "A partition just created or whose leader just moved has no leader for a moment: "
+    "normal, not a failure",
+)  # fmt: skip
 #: A consumer's offset lookup for a partition whose leader is still being elected (a
 #: topic just created, on a busy broker): aiokafka logs it as an ERROR, then retries.
 OFFSET_RETRIES: Final = Rule(
@@ -63,7 +72,7 @@ OFFSET_RETRIES: Final = Rule(
     "Kafka answered %s to %d offset lookup(s) since the last such line; retried. "
     "A partition just created has no leader for a moment: normal, not a failure",
 )  # fmt: skip
-RULES: Final = (PRODUCE_RETRIES, OFFSET_RETRIES)
+RULES: Final = (PRODUCE_RETRIES, PRODUCE_LEADER_RETRIES, OFFSET_RETRIES)
 
 
 class CalmRetries(logging.Filter):

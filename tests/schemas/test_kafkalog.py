@@ -139,3 +139,25 @@ def test_an_outage_is_one_line_a_summary_and_one_line_when_it_ends(
     assert lines[0].startswith("Kafka does not answer (Unable connect to node with id 1")
     assert lines[1].startswith("Kafka still does not answer after 35 s (broker(s) 1); 101 ")
     assert lines[2].startswith("Kafka answers again after 35.0 s; 101 connection errors")
+
+
+def test_a_produce_retry_while_a_new_partition_gets_its_leader_is_one_calm_line() -> None:
+    """An edge topic created a moment before: aiokafka retries NotLeaderForPartition on
+    produce and logs a WARNING each time; the filter lets one INFO summary through."""
+    clock = Clock()
+    calm = kafkalog.CalmRetries(clock=clock, rule=kafkalog.PRODUCE_LEADER_RETRIES)
+    args = ("TopicPartition(topic='c.edge.j.a0.keyed.count', partition=1)",
+            "<class 'aiokafka.errors.NotLeaderForPartitionError'>")  # fmt: skip
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        first = logging.LogRecord(kafkalog.SENDER_LOGGER, logging.WARNING, __file__, 1, RETRY,
+                                  args, None)  # fmt: skip
+        assert calm.filter(first) and first.levelno == logging.INFO
+        assert "NotLeaderForPartition to 1 produce request(s)" in first.getMessage()
+        again = logging.LogRecord(kafkalog.SENDER_LOGGER, logging.WARNING, __file__, 1, RETRY,
+                                  args, None)  # fmt: skip
+        assert not calm.filter(again)  # within the minute: dropped, counted
+    finally:
+        root.setLevel(level)
