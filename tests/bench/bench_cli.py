@@ -31,7 +31,8 @@ from typing import Any
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from tests.bench import bench_replay
-from tests.bench.bench_ha import _end_offset, _write_snapshot
+from tests.bench.bench_ha import _write_snapshot
+from tests.bench.journal import end_offset
 from tests.bench.workload import JournalGenerator
 from tests.integration.harness import REPO
 
@@ -46,11 +47,11 @@ async def prepare(bootstrap: str, events: int, reuse: str | None = None) -> dict
     written: dict[str, Any] = {}
     catalog = Catalog(reuse or f"bench-cli-{uuid.uuid4().hex[:8]}")
     await kafkaio.create_topics(bootstrap, catalog)  # idempotent
-    end = await _end_offset(bootstrap, catalog)
+    end = await end_offset(bootstrap, catalog)
     reused = end > 0
     if not reused:  # a new cluster id, or one whose journal is empty: write it
         written = await bench_replay._write(bootstrap, catalog, JournalGenerator(catalog), events)
-        end = await _end_offset(bootstrap, catalog)
+        end = await end_offset(bootstrap, catalog)
     snap = await _write_snapshot(bootstrap, catalog, max(0, end - TAIL))
     return {"cluster_id": catalog.cluster_id, "end_offset": end, "snapshot": snap,
             "reused": reused, "write_s": round(written.get("write_s", 0.0), 1)}  # fmt: skip

@@ -44,7 +44,7 @@ from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
-from tests.bench import bench_replay
+from tests.bench import bench_replay, journal
 from tests.bench.journal import arrivals
 from tests.bench.workload import JournalGenerator
 from tests.conftest import Stack
@@ -301,7 +301,7 @@ async def _takeover_ttl(
             "decided_ms": [round(x) for x in decided_ms],
             "extra_elections_during_kills": kill_spurious,
             "not_exited_20s": replicas.hung,
-            "journal_end_offset": await _end_offset(stack.bootstrap, catalog),
+            "journal_end_offset": await journal.end_offset(stack.bootstrap, catalog),
         }
     finally:
         if load is not None:
@@ -315,15 +315,6 @@ async def _takeover_ttl(
         replicas.stop()
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
-
-
-async def _end_offset(bootstrap: str, catalog: Catalog) -> int:
-    follower = JournalFollower(bootstrap, catalog)
-    await follower.start()
-    try:
-        return await follower.end_offset()
-    finally:
-        await follower.stop()
 
 
 async def takeover(
@@ -452,7 +443,7 @@ async def cold_start(stack: Stack, events: int) -> dict[str, Any]:
             await redis.set(c.leader_lease_key, "bench-holder", px=1_800_000)
         gen = JournalGenerator(catalog)
         written = await bench_replay._write(stack.bootstrap, catalog, gen, events)
-        end_offset = await _end_offset(stack.bootstrap, catalog)
+        end_offset = await journal.end_offset(stack.bootstrap, catalog)
         empty_s, _ = await _spawn_until_standby(stack, empty, "cold-empty", "--no-snapshots")
         replay_s, _ = await _spawn_until_standby(stack, catalog, "cold-replay", "--no-snapshots")
         snap = await _write_snapshot(stack.bootstrap, catalog, int(end_offset * 0.99))

@@ -83,7 +83,7 @@ async def run(bootstrap: str, jobs: int = 10_000) -> dict[str, Any]:
     started = time.perf_counter()
     written = await _write(bootstrap, catalog, gen, keys)
     write_s = time.perf_counter() - started
-    end = await _end_offset(bootstrap, catalog)
+    end = await journal.end_offset(bootstrap, catalog)
     proc, log = _start(catalog, bootstrap, key_file, home / "history.log")
     t0 = time.perf_counter()
     try:
@@ -144,18 +144,6 @@ def _printed_url(log: Path) -> str | None:
     if "history http://" not in text:
         return None
     return "http://" + text.split("history http://", 1)[1].split()[0]
-
-
-async def _end_offset(bootstrap: str, catalog: Catalog) -> int:
-    from aiokafka import TopicPartition
-
-    consumer = kafkaio.consumer(bootstrap)
-    tp = TopicPartition(catalog.journal.name, 0)
-    await consumer.start()
-    try:
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
 
 
 async def _url(log: Path, proc: subprocess.Popen[bytes]) -> str:

@@ -31,6 +31,17 @@ async def arrivals(
         await consumer.stop()
 
 
+async def end_offset(bootstrap: str, catalog: Catalog) -> int:
+    """The journal's end offset (the next offset to be written)."""
+    consumer = kafkaio.consumer(bootstrap)
+    tp = TopicPartition(catalog.journal.name, 0)
+    await consumer.start()
+    try:
+        return int((await consumer.end_offsets([tp]))[tp])
+    finally:
+        await consumer.stop()
+
+
 def writer(bootstrap: str, catalog: Catalog) -> AIOKafkaProducer:
     """The transactional producer the benchmarks write generated journals with (not
     started)."""

@@ -25,6 +25,7 @@ import pytest
 
 from schemas import events as ev
 from schemas.catalog import Catalog
+from tests.bench.journal import end_offset
 from tests.conftest import Stack
 from tests.integration.harness import REPO, Cluster, Producer, now_ms
 from tests.integration.test_rest_reads import Api, eventually, rest_url
@@ -123,20 +124,6 @@ def comparable(answer: Any) -> Any:
     return answer
 
 
-async def journal_end(stack: Stack, catalog: Catalog) -> int:
-    from aiokafka import TopicPartition
-
-    from schemas import kafkaio
-
-    consumer = kafkaio.consumer(stack.bootstrap)
-    tp = TopicPartition(catalog.journal.name, 0)
-    await consumer.start()
-    try:
-        return int((await consumer.end_offsets([tp]))[tp])
-    finally:
-        await consumer.stop()
-
-
 async def archive_of(api: Api, job_ids: list[str]) -> dict[str, Any]:
     """Every answer the history server gives about `job_ids`."""
     found: dict[str, Any] = {"overview": await api.json("/jobs/overview")}
@@ -215,7 +202,7 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         await eventually(left_memory, "the coordinator to archive both jobs", 60)
         # The journal's end now, past the JobArchived records (less the last commit marker,
         # which no reader is handed).
-        journal_read = await journal_end(cluster.stack, cluster.catalog) - 1
+        journal_read = await end_offset(cluster.stack.bootstrap, cluster.catalog) - 1
 
         async def folded() -> bool:
             """The history server folded the journal as far as the coordinator had read it
