@@ -62,6 +62,10 @@ LEASE_TTL_MS: Final = 3000
 OUTAGE_LOG_LINES_MAX: Final = 60
 #: Of them, aiokafka's own (before: about 40 a second per client, 14,116 in 26 s).
 OUTAGE_AIOKAFKA_LINES_MAX: Final = 20
+#: The verdict waits for the journal to stop growing (the jobs the load sent run to their
+#: end) this long after its last growth, and at most QUIESCE_MAX_S in all.
+QUIET_WAIT_S: Final = 60
+QUIESCE_MAX_S: Final = 600
 
 
 def outage_noise(line: str) -> bool:
@@ -107,9 +111,10 @@ async def snapshot_plus_tail_digest(
     from coordinator.runtime import machine, snapshots
     from coordinator.runtime.journal import JournalFollower, StopAt
 
-    loaded = await snapshots.load_latest(bootstrap, catalog)
+    # A snapshot wholly before the compared point: one written after it covers more.
+    loaded = await snapshots.load_latest(bootstrap, catalog, before=StopAt(offset=to_offset + 1))
     if loaded is None:
-        raise DrillError("the leader wrote no snapshot")
+        raise DrillError(f"the leader wrote no snapshot before journal offset {to_offset}")
     follower = JournalFollower(bootstrap, catalog)
     await follower.start()
     try:
@@ -908,15 +913,26 @@ class Drill:
             bootstrap_servers=self.bootstrap, cluster_id=self.catalog.cluster_id
         )
         live = [p.name for p in self.replicas.values() if p.alive()]
-        deadline, previous = time.monotonic() + 120, -2
-        while True:  # quiescence: every live replica at the journal's end, twice
+        # Quiescence: every live replica at the journal's end, twice. The jobs the load
+        # sent may still be running (a worker works off its backlog after the load stops),
+        # so the wait lasts while the journal grows: QUIET_WAIT_S after its last growth,
+        # at most QUIESCE_MAX_S in all.
+        begun = time.monotonic()
+        grew, previous, grown_to = begun, -2, -2
+        while True:
             _, last = await full_replay_digest(self.bootstrap, self.catalog)
             statuses = await read_replicas(settings)
             settled = all(rid in statuses and statuses[rid].applied_offset == last for rid in live)
-            if (settled and last == previous) or time.monotonic() > deadline:
+            now = time.monotonic()
+            if last != grown_to:
+                grew, grown_to = now, last
+            if settled and last == previous:
+                break
+            if now - grew > QUIET_WAIT_S or now - begun > QUIESCE_MAX_S:
                 break
             previous = last if settled else -2
             await asyncio.sleep(0.5)
+        r.notes.append(f"journal quiet at offset {last} after {time.monotonic() - begun:.1f}s")
         r.digests["full replay"], _ = await full_replay_digest(self.bootstrap, self.catalog, last)
         try:
             tail, snapshot_id = await snapshot_plus_tail_digest(self.bootstrap, self.catalog, last)

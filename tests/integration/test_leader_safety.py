@@ -64,7 +64,10 @@ async def test_a_leader_waiting_in_an_await_steps_down_when_its_lease_is_lost(
         began = time.monotonic()
         # The renewer withholds once the step outlasts the step timeout (12 s here),
         # the lease lapses, the standby takes over: well before the hold ends.
-        await standby.wait_for_line("leads with epoch 2", seconds=45)
+        try:
+            await standby.wait_for_line("leads with epoch 2", seconds=45)
+        except AssertionError as err:  # the held leader's side of the story too
+            raise AssertionError(f"{err}\n--- held:\n{held.output()[-4000:]}") from None
         await held.wait_for_line("the term was waiting", seconds=45)
     assert time.monotonic() - began < 55, "it stepped down only when the 60 s hold ended"
     assert "steps down: StepDown: lease lost" in held.output()

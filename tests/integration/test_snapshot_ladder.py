@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from coordinator import drill
 from coordinator.commands.state import Folded, job_of
 from coordinator.domain import State, evolve, state_digest
 from coordinator.rest.reads import job_state_at
@@ -134,6 +135,13 @@ async def test_snapshot_plus_tail_equals_full_replay_at_random_points(cluster: C
         assert loaded.covered_offset == max(o for o in ladder if o <= point), point
         tail = _fold(events, loaded.state, loaded.covered_offset, point)
         assert state_digest(tail) == full, (point, loaded.snapshot_id)
+
+    # `jm drill`'s verdict at a point before the newest snapshot starts from a snapshot
+    # before that point (it once took the newest, which covers events after the point).
+    mid = next(o for o in offsets if o > ladder[len(ladder) // 2])
+    assert mid < ladder[-1]
+    from_snapshot, used = await drill.snapshot_plus_tail_digest(stack.bootstrap, catalog, mid)
+    assert from_snapshot == (await drill.full_replay_digest(stack.bootstrap, catalog, mid))[0], used
 
     # The real jm, by offset and by time, against its own replay from offset 0.
     # Neither the point nor the offset before it holds a real snapshot, so the corrupt and
