@@ -70,6 +70,16 @@ MAX_JOB_CONFIG_BYTES: Final = 32_768
 MAX_SLOTS_PER_WORKER: Final = 256
 #: operators one worker offers.
 MAX_OPERATORS_PER_WORKER: Final = 256
+#: tasks one slot holds: a shared slot holds subtask i of every vertex of one slot
+#: sharing group (chained vertices counted one by one), at most this many; the
+#: scheduler gives a group with more a second slot per subtask index, and cuts an
+#: operator chain this long (coordinator/domain/scheduler.py, chaining.py).
+MAX_TASKS_PER_SLOT: Final = 16
+#: tasks a worker reports running when it registers (``running_tasks``), and what its
+#: slots can hold. The worst case (every id at MAX_ID_BYTES, 256 operator names at
+#: MAX_NAME_BYTES) encodes to about 968 KB: a registration and the TaskManagerJoined
+#: the leader journals from it fit a 1 MiB record (tests/test_limits.py).
+MAX_RUNNING_TASKS_PER_WORKER: Final = MAX_SLOTS_PER_WORKER * MAX_TASKS_PER_SLOT
 #: task counters one heartbeat carries: the tasks running (one per slot) and as many
 #: that ended last. The worst case (every id at MAX_ID_BYTES, every counter a full
 #: long) is about 150 KB, far under jm.heartbeats' 1 MiB records.
@@ -136,7 +146,7 @@ COLLECTION_LIMITS: Final[dict[str, int]] = {
     "edges": MAX_EDGES,
     "config": MAX_CONFIG_ENTRIES,
     "operators": MAX_OPERATORS_PER_WORKER,
-    "running_tasks": MAX_SLOTS_PER_WORKER,
+    "running_tasks": MAX_RUNNING_TASKS_PER_WORKER,
     "task_metrics": MAX_TASK_METRICS_PER_HEARTBEAT,
     "more_tasks": MAX_TASKS_PER_COMMAND - 1,
     "functions": MAX_OPERATORS_PER_WORKER,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from schemas import events as ev
 from schemas import timing
-from schemas.limits import FINISHED_TASK_HANDLE
+from schemas.limits import FINISHED_TASK_HANDLE, MAX_RUNNING_TASKS_PER_WORKER
 from schemas.statestore import StateStore, open_store
 from worker import checkpointing, errors, slotmsg, slots, usercode
 from worker.epochs import CommandFilter, LeaderWatch
@@ -621,6 +621,11 @@ class TaskManager:
             for r in self.table.running()
             for i, t in enumerate((r.task, *self._chained.get(r.task, ())))
         )
+        if len(running) > MAX_RUNNING_TASKS_PER_WORKER:  # a coordinator never places more
+            log.warning("%d running tasks, a registration lists %d: the coordinator "
+                        "ends the others as missing", len(running),
+                        MAX_RUNNING_TASKS_PER_WORKER)  # fmt: skip
+            running = running[:MAX_RUNNING_TASKS_PER_WORKER]
         log.info("registering (%s) with %d running task(s)", why, len(running))
         self._report(
             ev.TaskManagerRegistered(

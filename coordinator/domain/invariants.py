@@ -3,6 +3,7 @@ enough for a debug assertion in the loop). Returns the violations found."""
 
 from coordinator.domain.state import State
 from schemas.events import ExecutionState, JobStatus
+from schemas.limits import MAX_TASKS_PER_SLOT
 
 
 def violations(state: State) -> list[str]:
@@ -18,6 +19,10 @@ def violations(state: State) -> list[str]:
             elif (x.tm_id, x.slot_index, x.incarnation) != (tm_id, i, worker.incarnation):
                 found.append(f"slot {tm_id}#{i} holds {task}, deployed elsewhere")
             held[(task.job_id, task.vertex_id, task.subtask_index)] = f"{tm_id}#{i}"
+        for i, slot in enumerate(worker.slots):
+            if len(slot) > MAX_TASKS_PER_SLOT:
+                found.append(f"slot {tm_id}#{i} holds {len(slot)} tasks, more than "
+                             f"{MAX_TASKS_PER_SLOT}")  # fmt: skip
     for job_id in sorted(state.jobs):
         job = state.jobs[job_id]
         for key, x in job.executions.items():

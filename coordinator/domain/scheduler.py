@@ -8,7 +8,8 @@ Slot sharing (Flink's default): the unit placed is a shared slot, one per subtas
 index of a job's slot sharing group (``Vertex.slot_sharing_group``, "default"
 unless set). Shared slot i of a group holds subtask i of every vertex of that
 group that has one, so a job needs, per group, as many slots as the group's highest
-parallelism, not the sum. Inside a shared slot, each operator chain
+parallelism, not the sum (at most ``MAX_TASKS_PER_SLOT`` tasks a slot: a group with
+more vertices takes more slots per subtask index). Inside a shared slot, each operator chain
 (coordinator/domain/chaining.py) is still one task: the slot runs one task per
 chain. Vertices in different groups never share a slot; a vertex alone in its group
 has slots of its own (and, as chains stay within a group, is chained to nothing).
@@ -20,18 +21,20 @@ across workers (Flink's cluster.evenly-spread-out-slots).
 
 from collections.abc import Mapping, Sequence
 
-from coordinator.domain.chaining import chained_edge, chains
+from coordinator.domain.chaining import chained_edges, chains
 from coordinator.domain.planner import Planner
 from coordinator.domain.state import Job, SubtaskKey, Worker
 from schemas.events import (
     ChainedTask,
     DeployTask,
+    Edge,
     JobStatus,
     JobStatusChanged,
     JobSubmitted,
     SlotRef,
     TaskAssigned,
 )
+from schemas.limits import MAX_TASKS_PER_SLOT
 from schemas.validation import savepoint_handle
 
 Placement = dict[SubtaskKey, tuple[str, int]]
@@ -55,17 +58,30 @@ def provided(submission: JobSubmitted) -> frozenset[str]:
 
 def slot_requests(submission: JobSubmitted) -> list[SlotRequest]:
     """A shared slot per subtask index of each slot sharing group, groups in the order
-    of their first vertex in the graph, then by subtask index."""
+    of their first vertex in the graph, then by subtask index. A slot holds at most
+    ``MAX_TASKS_PER_SLOT`` tasks, whole chains: where a group's chains at one index hold
+    more vertices, they fill a second slot (and a third ...), in chain order."""
     graph = submission.job_graph
     vertices = {v.id: v for v in graph.vertices}
     groups: dict[str, list[tuple[str, ...]]] = {}
     for chain in chains(graph):
         groups.setdefault(vertices[chain[0]].slot_sharing_group, []).append(chain)
     out: list[SlotRequest] = []
+
+    def request(held: list[str], i: int) -> SlotRequest:
+        return tuple((v, i) for v in held), tuple(vertices[v].operator for v in held)
+
     for members in groups.values():
         for i in range(max(vertices[chain[0]].parallelism for chain in members)):
-            held = [v for chain in members if i < vertices[chain[0]].parallelism for v in chain]
-            out.append((tuple((v, i) for v in held), tuple(vertices[v].operator for v in held)))
+            held: list[str] = []
+            for chain in members:
+                if i >= vertices[chain[0]].parallelism:
+                    continue
+                if held and len(held) + len(chain) > MAX_TASKS_PER_SLOT:
+                    out.append(request(held, i))
+                    held = []
+                held.extend(chain)
+            out.append(request(held, i))
     return out
 
 
@@ -137,10 +153,11 @@ def deploy(p: Planner, job_id: str, placement: Placement) -> None:
         restore_id = 0
         handles = {k: savepoint_handle(savepoint, k[0], k[1]) for k in job.executions}
     # Edges inside a chain are function calls: no vertex lists them as an output.
-    outputs = {
-        v.id: tuple(e for e in graph.edges if e.source == v.id and not chained_edge(graph, e))
-        for v in graph.vertices
-    }
+    inside = chained_edges(graph)
+    outputs: dict[str, tuple[Edge, ...]] = {v.id: () for v in graph.vertices}
+    for e in graph.edges:
+        if (e.source, e.target) not in inside:
+            outputs[e.source] += (e,)
     for chain in chains(graph):
         for i in range(vertices[chain[0]].parallelism):
             head = (chain[0], i)

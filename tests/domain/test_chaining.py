@@ -2,9 +2,10 @@
 deployed, lost and restarted (coordinator/domain/chaining.py, scheduler.py)."""
 
 import dataclasses
+import itertools
 
 from coordinator.domain import state_digest
-from coordinator.domain.chaining import chains
+from coordinator.domain.chaining import chained_edges, chains
 from coordinator.domain.invariants import violations
 from schemas.events import (
     DeployTask,
@@ -18,7 +19,8 @@ from schemas.events import (
     TaskManagerLost,
     Vertex,
 )
-from tests.domain.cluster import Cluster, replay
+from schemas.limits import MAX_TASKS_PER_SLOT
+from tests.domain.cluster import Cluster, replay, submission
 
 E = ExecutionState
 P = Partitioning
@@ -133,3 +135,24 @@ def test_reconciliation_keeps_a_chain_its_worker_still_runs() -> None:
     assert [type(e).__name__ for e in d.events] == ["TaskManagerJoined"]
     assert d.commands == []
     assert violations(c.state) == []
+
+
+def test_a_line_longer_than_a_slot_holds_is_cut_into_chains_with_a_topic_between() -> None:
+    ids = [f"v{n:02d}" for n in range(MAX_TASKS_PER_SLOT + 4)]
+    graph = JobGraph(
+        vertices=tuple(Vertex(id=v, name=v, operator="map", parallelism=2) for v in ids),
+        edges=tuple(_fwd(a, b) for a, b in itertools.pairwise(ids)),
+    )
+    assert chains(graph) == (tuple(ids[:MAX_TASKS_PER_SLOT]), tuple(ids[MAX_TASKS_PER_SLOT:]))
+    inside = chained_edges(graph)
+    assert (ids[MAX_TASKS_PER_SLOT - 1], ids[MAX_TASKS_PER_SLOT]) not in inside
+    assert len(inside) == len(ids) - 2  # every other edge runs by call
+    c = Cluster()
+    c.register("tm-a", slots=4)  # the two chains (20 tasks) do not fit one slot per index
+    d = c.feed(dataclasses.replace(submission("job"), job_graph=graph))
+    deploys = [x for x in d.commands if isinstance(x, DeployTask)]
+    assert sorted((d.task.vertex_id, len(d.chained)) for d in deploys) == sorted(
+        [(ids[0], MAX_TASKS_PER_SLOT - 1)] * 2 + [(ids[MAX_TASKS_PER_SLOT], 3)] * 2
+    )
+    head = next(d for d in deploys if d.task.vertex_id == ids[0])
+    assert [e.target for e in head.chained[-1].outputs] == [ids[MAX_TASKS_PER_SLOT]]

@@ -212,7 +212,7 @@ CASES: list[tuple[str, int, Callable[[int], Event]]] = [
         lambda n: _registration(operators=tuple(f"op{i}" for i in range(n))),
     ),
     ("operator name", lim.MAX_NAME_BYTES, lambda n: _registration(operators=(_x(n),))),
-    ("running_tasks", lim.MAX_SLOTS_PER_WORKER, _running),
+    ("running_tasks", lim.MAX_RUNNING_TASKS_PER_WORKER, _running),
     ("state_handle", lim.MAX_STATE_HANDLE_BYTES, _ack),
     ("decline reason", lim.MAX_REASON_BYTES, _decline),
     (
@@ -405,14 +405,15 @@ def test_the_worst_submission_within_limits_derives_records_well_under_1_mib(
     c.view.savepoint_checks[s.event_id] = None  # the leader read the savepoint: restorable
     d = c.feed(s)
     assert c.state.jobs[s.job_id].status is JobStatus.RUNNING
-    # A worker with every registration limit at its maximum (its tasks unknown: cancelled).
+    # A worker with every registration limit at its maximum (its tasks unknown: cancelled):
+    # every slot full of shared-slot tasks.
     running = tuple(
         RunningTask(
             task=TaskRef(job_id="j" * 100, vertex_id="v" * 100, subtask_index=32767, attempt=2**40),
-            slot_index=i,
+            slot_index=i % lim.MAX_SLOTS_PER_WORKER,
             state=ExecutionState.RUNNING,
         )
-        for i in range(lim.MAX_SLOTS_PER_WORKER)
+        for i in range(lim.MAX_RUNNING_TASKS_PER_WORKER)
     )
     joined = c.feed(
         TaskManagerRegistered(
@@ -474,5 +475,10 @@ def test_the_worst_submission_within_limits_derives_records_well_under_1_mib(
         for name, size in sorted(largest.items(), key=lambda kv: -kv[1]):
             print(f"  {name}: {size}")
     assert largest[JobAccepted.__name__] > 100_000  # the case really is large
+    # The registration's own record: a worker's every running task, the largest by design;
+    # it fits the journal's 1 MiB with room for the signature and the batch's overhead.
+    joined_bytes = largest.pop("TaskManagerJoined")
+    assert 900_000 < joined_bytes < DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024, joined_bytes
     assert max(largest.values()) < COMFORT_BYTES, largest
+    largest["TaskManagerJoined"] = joined_bytes
     assert {DeployTask.__name__, "TaskManagerJoined", "CancelTask"} <= set(largest)

@@ -17,6 +17,7 @@ from schemas.events import (
     TaskManagerLost,
     TaskRef,
 )
+from schemas.limits import MAX_TASKS_PER_SLOT
 from tests.domain.cluster import Cluster, replay, submission
 
 E = ExecutionState
@@ -214,3 +215,24 @@ def test_the_keyed_job_fits_in_two_slots_chained_or_not() -> None:
         ]  # fmt: skip
         c.run_all("job")
         _check(c)
+
+
+def test_a_group_of_more_vertices_than_a_slot_holds_takes_a_second_slot_per_index() -> None:
+    """A slot holds at most MAX_TASKS_PER_SLOT tasks (a worker's registration lists them
+    all and must fit its record): 20 vertices of one group at parallelism 2 take 2 slots
+    per subtask index, 16 tasks and 4."""
+    line = tuple((f"v{n:02d}", "map", 2) for n in range(20))
+    c = Cluster()
+    c.register("tm-a", slots=3)
+    c.submit("job", line)
+    job = c.state.jobs["job"]
+    assert job.waiting_reason is not None and "4 slots needed, 3 free" in job.waiting_reason
+    c.register("tm-b", slots=1)
+    assert _status(c) is JobStatus.RUNNING
+    sizes = sorted(len(s) for tm in ("tm-a", "tm-b") for s in _held(c, tm))
+    assert sizes == [4, 4, MAX_TASKS_PER_SLOT, MAX_TASKS_PER_SLOT]
+    first = next(s for s in _held(c, "tm-a") if len(s) == MAX_TASKS_PER_SLOT)
+    index = next(iter(first)).split("#")[1]
+    assert first == {f"v{n:02d}#{index}" for n in range(MAX_TASKS_PER_SLOT)}  # in graph order
+    c.run_all("job")
+    _check(c)
