@@ -295,6 +295,33 @@ class Codec:
             )
         return event
 
+    def decoder(self, allowed: Collection[type[Event]] | None = None) -> Callable[[bytes], Event]:
+        """``decode`` with `allowed` bound, for a reader that decodes a whole topic: the
+        generated body readers of the allowed classes' latest schemas, looked up by the
+        value's first HEADER_LEN bytes (magic and fingerprint) in one step. Anything
+        else (an older schema version, a value too large, a class not allowed, a body
+        that does not decode to its end) goes to ``decode`` itself, which reads it or
+        says why not: the same result as ``decode`` for every value."""
+        table = {
+            MAGIC + fingerprint: r.body
+            for fingerprint, r in self._readers.items()
+            if r.body is not None and (allowed is None or r.cls in allowed)
+        }
+        get, limit, general = table.get, self.max_record_bytes, self.decode
+
+        def decode(value: bytes) -> Event:
+            body = get(value[:HEADER_LEN]) if type(value) is bytes else None
+            if body is not None and len(value) <= limit:
+                try:
+                    event, end = body(value, HEADER_LEN, len(value))
+                except Exception:  # ``decode`` says what is wrong
+                    return general(value, allowed)
+                if end == len(value):
+                    return event  # type: ignore[no-any-return]
+            return general(value, allowed)
+
+        return decode
+
     def peek(self, value: bytes) -> tuple[type[Event], int]:
         """(event class, writer schema version) of a value, without reading its body."""
         r = self._reader(value)

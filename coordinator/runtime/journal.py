@@ -113,6 +113,7 @@ class JournalFollower:
             bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=8 * 1024 * 1024
         )
         self._allowed = catalog.journal.allowed
+        self._decode_journal = self.codec.decoder(self._allowed)
         self._on_event = on_event
         # The consumer hands over whole record batches of (offset, value, key, headers)
         # (kafkaio.read_batches): no per-record objects. Headers are read only to
@@ -271,14 +272,14 @@ class JournalFollower:
         the per-record work is bound to locals. A record that does not decode, whose
         signature the verifier does not accept at once, or an event out of epoch,
         takes the general path (``_decode``, ``_apply``): the same rules either way."""
-        decode, allowed, holder = self.codec.decode, self._allowed, self.holder
+        decode, holder = self._decode_journal, self.holder
         state, fold, on_event = holder.state, holder.apply_record, self._on_event
         valid = None if self._verifier is None else self._verifier.valid
         applied = 0
         for batch in batches:
             for offset, value, key, headers in batch:
                 try:
-                    event = decode(value, allowed)  # type: ignore[arg-type]  # None: raises
+                    event = decode(value)  # type: ignore[arg-type]  # None: raises
                 except Exception:  # None, foreign or unknown: the general path says which
                     event = None
                 if event is None or (valid is not None and not valid(key, value, headers)):

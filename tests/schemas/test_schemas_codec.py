@@ -349,3 +349,40 @@ def test_generated_reader_accepts_and_refuses_what_fastavro_does(
         assert "does not fit in 64 bits" in str(err)
     else:
         assert _same_types(decoded, expected)
+
+
+def _outcome(decode: Any, value: bytes) -> tuple[str, Any]:
+    try:
+        return "event", decode(value)
+    except DecodeError as err:
+        return type(err).__name__, str(err)
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=any_event, position=st.integers(min_value=0), byte=st.integers(0, 255))
+def test_a_bound_decoder_answers_what_decode_answers(
+    event: Event, position: int, byte: int
+) -> None:
+    """``Codec.decoder(allowed)`` (the journal follower's fast path) gives the same event,
+    or the same error with the same reason, as ``decode(value, allowed)``: intact values,
+    a flipped byte anywhere, a value cut short, a class the topic does not allow."""
+    journal = Catalog().journal.allowed
+    c = codec.default_codec()
+    bound = c.decoder(journal)
+    value = codec.encode(event)[0]
+    flipped = bytearray(value)
+    flipped[position % len(value)] = byte
+    for v in (value, bytes(flipped), value[: len(value) // 2], value + b"\x00"):
+        assert _outcome(bound, v) == _outcome(lambda x: c.decode(x, journal), v)
+
+
+def test_a_bound_decoder_reads_older_versions_and_refuses_what_is_too_large() -> None:
+    v1 = _encode_with(
+        "TaskManagerRegistered/v1.avsc",
+        {"event_id": "r1", "event_time": 5, "tm_id": "tm-1", "incarnation": "inc", "host": "h",
+         "slots": 4, "operators": [], "running_tasks": [], "version": "0.1"},
+    )  # fmt: skip
+    assert isinstance(codec.default_codec().decoder()(v1), TaskManagerRegistered)
+    small = Codec(codec.default_codec().versions, max_record_bytes=50)
+    with pytest.raises(OversizedRecordError):
+        small.decoder()(codec.encode(CHANGED)[0])
