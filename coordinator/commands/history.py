@@ -73,8 +73,15 @@ def _run(args: argparse.Namespace) -> int:
     )
     from aiohttp import web
 
+    # The first fold of the journal, before the faust worker joins its group (see
+    # coordinator/history/app.py); the worker then runs on the same loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(history.fold_journal())
+
     @history.app.task  # type: ignore[untyped-decorator]  # once the tables recovered
     async def serve() -> None:
+        await history.publish()
         history.ready[0] = True
         runner = web.AppRunner(build_app(history), access_log=None, handle_signals=False)
         await runner.setup()
@@ -87,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     worker = faust.Worker(
-        history.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False
+        history.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False, loop=loop
     )
     worker.execute_from_commandline()
     return 0

@@ -82,7 +82,8 @@ def build_app(history: HistoryApp) -> web.Application:
 
     async def readyz(request: web.Request) -> web.Response:
         ready = history.ready[0]
-        return _json({"ready": ready, "jm-journal-offset": history.offset}) if ready else (
+        return _json({"ready": ready, "jm-journal-offset": history.offset,
+                      "jm-rows-written-at-start": history.rows_written}) if ready else (
             web.Response(text=json.dumps({"errors": ["recovering the tables"]}), status=503,
                          content_type="application/json")
         )  # fmt: skip

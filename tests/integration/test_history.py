@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from coordinator.history.archive import TABLES
 from schemas import events as ev
 from schemas.catalog import Catalog
 from tests.bench.journal import end_offset
@@ -248,6 +249,8 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         await eventually(recovered, "the restarted history server to recover", 90)
         await eventually(folded, "the restarted history server to fold the journal", 90)
         assert await archive_of(archive, list(jobs)) == before
+        # Its first fold found every row in the recovered tables: none written again.
+        assert (await archive.json("/readyz"))["jm-rows-written-at-start"] == 0
 
         # Another name: empty tables, a replay of the journal from the start.
         replay = HistoryProcess(cluster.stack, cluster.catalog, name="history-replay")
@@ -257,3 +260,6 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         await eventually(archived, "the replaying history server to archive both jobs", 90)
         await eventually(folded, "the replaying history server to fold the journal", 90)
         assert await archive_of(replayed, list(jobs)) == before
+        # Empty tables: its first fold wrote each ended job's row of every table.
+        ready = await archive.json("/readyz")
+        assert ready["jm-rows-written-at-start"] == len(jobs) * len(TABLES)
