@@ -31,17 +31,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-from aiokafka.structs import ConsumerRecord
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.transport.drivers import aiokafka as faust_kafka
 
 from coordinator.history.archive import TABLES, Archive, Tables
 from coordinator.runtime.journal import JournalFollower, StopAt
 from coordinator.runtime.machine import State, new_state
+from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.signing import KeyRing
 
@@ -92,6 +94,8 @@ class HistoryApp:
     tables: Tables
     archive: Archive
     new_follower: Callable[[], JournalFollower]
+    #: Commits the agent's journal offset in its consumer group (``skip_folded``).
+    commit_offset: Callable[[int], Awaitable[None]]
     follower: JournalFollower | None = None
     ready: list[bool] = field(default_factory=lambda: [False])
     #: Set once ``publish`` wrote the first fold's rows: the agent folds on from there.
@@ -125,6 +129,21 @@ class HistoryApp:
             time.monotonic() - started,
             len(self.archive.tables.jobs),
         )
+        await self.skip_folded()
+
+    async def skip_folded(self) -> None:
+        """Move the agent's committed offset to the first fold's end, so that the stream
+        does not hand over every record folded already, one by one, to be skipped (a
+        10,000-job journal's 230,000 records: a minute of CPU). Kafka takes a commit
+        from outside the group only while the group has no member; with one (another
+        replica, or one killed less than a session timeout ago) the offset stays and
+        the agent skips those records. Either way nothing is lost: every start folds
+        from offset 0, whatever the group committed."""
+        assert self.follower is not None
+        try:
+            await self.commit_offset(self.follower.position)
+        except KafkaError as err:
+            log.info("history: the agent will skip the folded records (%r)", err)
 
     async def publish(self) -> None:
         """Once faust recovered the tables: write the first fold's rows they do not
@@ -207,6 +226,7 @@ def build(
         tables,
         archive,
         lambda: JournalFollower(bootstrap, catalog, keys=keys, on_event=archive.on_event),
+        lambda offset: _commit(bootstrap, app_id, catalog.journal.name, offset),
     )
     archive.state = history.state
     journal = app.topic(
@@ -245,6 +265,20 @@ def build(
     app.on_before_shutdown.connect(stop_follower)
 
     return history
+
+
+async def _commit(bootstrap: str, group: str, topic: str, offset: int) -> None:
+    """Commit `group`'s offset of the journal from outside the group, if it is behind."""
+    consumer = kafkaio.consumer(bootstrap, group_id=group)
+    tp = TopicPartition(topic, 0)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        committed = await consumer.committed(tp)
+        if committed is None or committed < offset:
+            await consumer.commit({tp: offset})
+    finally:
+        await consumer.stop()
 
 
 def _record(message: Any) -> ConsumerRecord[bytes, bytes]:
