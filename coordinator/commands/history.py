@@ -72,12 +72,18 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=data_dir,
     )
     from aiohttp import web
+    from aiokafka.errors import KafkaError
+
+    from coordinator.runtime.journal import JournalError
 
     # The first fold of the journal, before the faust worker joins its group (see
     # coordinator/history/app.py); the worker then runs on the same loop.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(history.fold_journal())
+    try:
+        loop.run_until_complete(history.fold_journal())
+    except (JournalError, KafkaError) as err:
+        return fail(f"jm history: cannot fold the journal: {err or type(err).__name__}", 1)
 
     @history.app.task  # type: ignore[untyped-decorator]  # once the tables recovered
     async def serve() -> None:

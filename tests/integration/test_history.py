@@ -263,3 +263,16 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         # Empty tables: its first fold wrote each ended job's row of every table.
         ready = await archive.json("/readyz")
         assert ready["jm-rows-written-at-start"] == len(jobs) * len(TABLES)
+
+
+def test_history_server_says_why_it_cannot_fold_the_journal() -> None:
+    """No broker at the address: ``jm history`` exits 1 saying so (its first fold runs
+    before the faust worker starts)."""
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", JM_CLUSTER_ID="no-broker")
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator.history", "--port", "0", "--log-level", "WARNING"],
+        check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "jm history: cannot fold the journal" in done.stderr, done.stderr[-3000:]
+    assert "Unable to bootstrap from [('127.0.0.1', 1" in done.stderr
