@@ -143,7 +143,7 @@ class HistoryApp:
         try:
             await self.commit_offset(self.follower.position)
         except KafkaError as err:
-            log.info("history: the agent will skip the folded records (%r)", err)
+            log.info("history: the agent will skip the folded records (%s)", type(err).__name__)
 
     async def publish(self) -> None:
         """Once faust recovered the tables: write the first fold's rows they do not
