@@ -72,9 +72,22 @@ def _run(args: argparse.Namespace) -> int:
         data_dir=data_dir,
     )
     from aiohttp import web
+    from aiokafka.errors import KafkaError
+
+    from coordinator.runtime.journal import JournalError
+
+    # The first fold of the journal, before the faust worker joins its group (see
+    # coordinator/history/app.py); the worker then runs on the same loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(history.fold_journal())
+    except (JournalError, KafkaError) as err:
+        return fail(f"jm history: cannot fold the journal: {err or type(err).__name__}", 1)
 
     @history.app.task  # type: ignore[untyped-decorator]  # once the tables recovered
     async def serve() -> None:
+        await history.publish()
         history.ready[0] = True
         runner = web.AppRunner(build_app(history), access_log=None, handle_signals=False)
         await runner.setup()
@@ -87,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             await runner.cleanup()
 
     worker = faust.Worker(
-        history.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False
+        history.app, loglevel=args.log_level.lower(), quiet=True, redirect_stdouts=False, loop=loop
     )
     worker.execute_from_commandline()
     return 0

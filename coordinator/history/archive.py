@@ -57,9 +57,16 @@ class Tables:
 
 def job_id_of(event: ev.Event) -> str | None:
     """The job an event belongs to (its journal key), None for cluster-wide events."""
-    path = dict(ev.identity_fields(type(event))).get("job-id")
-    value = operator.attrgetter(path)(event) if path else None
+    cls = type(event)
+    if cls not in _JOB_ID_READERS:  # once per event type: the fold asks for every record
+        path = dict(ev.identity_fields(cls)).get("job-id")
+        _JOB_ID_READERS[cls] = operator.attrgetter(path) if path else None
+    read = _JOB_ID_READERS[cls]
+    value = read(event) if read is not None else None
     return None if value is None else str(value)
+
+
+_JOB_ID_READERS: dict[type, Callable[[ev.Event], Any] | None] = {}
 
 
 class Archive:

@@ -149,6 +149,14 @@ class JournalFollower:
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    def pause(self, paused: bool = True) -> None:
+        """Stop (or resume) fetching: a follower fed records another consumer read
+        (``feed``) would otherwise keep fetching at the journal's end."""
+        if paused:
+            self._consumer.pause(self.tp)
+        else:
+            self._consumer.resume(self.tp)
+
     def seek(self, offset: int) -> None:
         """Read on from `offset` (the leader, after committing records up to offset - 1)."""
         self._consumer.seek(self.tp, offset)

@@ -105,6 +105,17 @@ async def test_coordinator_relays_the_archive_and_the_dashboard_shows_it(
         assert statuses["/jobs/no-such-job"] == 404 and statuses["/jobs/ok-job"] == 200
         assert statuses["/jobs/no%20such%20job"] == 404
         assert (await coordinator.json("/history/jobs/failed-job"))["state"] == "FAILED"
+        # The overview's ETag, sent back, is answered 304 without a body while the archive
+        # is unchanged, by the history server and through the relay; another tag is not.
+        for base in (history_url, coordinator.base + "/history"):
+            async with session.get(base + "/jobs/overview") as r:
+                etag = r.headers["ETag"]
+                assert r.status == 200 and (await r.json())["jobs"]
+            async with session.get(base + "/jobs/overview", headers={"If-None-Match": etag}) as r:
+                assert (r.status, await r.read(), r.headers["ETag"]) == (304, b"", etag), base
+            stale = {"If-None-Match": '"an-older-tag"'}
+            async with session.get(base + "/jobs/overview", headers=stale) as r:
+                assert r.status == 200 and (await r.json())["jobs"], base
         assert (await coordinator.json("/config"))["features"]["web-history"] is True
         assert (await standby.json("/config"))["features"]["web-history"] is False
         [reason] = await standby.error("/history/jobs/overview", 503)
@@ -124,9 +135,23 @@ async def test_coordinator_relays_the_archive_and_the_dashboard_shows_it(
         ui.shows("archived ok", "archived failed", "FINISHED", "FAILED", css="#archived-jobs")
         ui.shows("ok-job", "failed-job", css="#archived-jobs")
         ui.shot("20-archived-jobs")
+        assert ui.nav() == "archive"
+
+        def revalidated() -> bool:
+            """Refreshed every 3 s, the list was fetched once and answered 304 since."""
+            statuses: list[int] = browser.execute_script(
+                "return performance.getEntriesByType('resource')"
+                ".filter((e) => e.name.endsWith('history/jobs/overview'))"
+                ".map((e) => e.responseStatus)"
+            )
+            return statuses.count(200) == 1 and statuses.count(304) >= 2
+
+        wait_for("the archived list revalidated, not fetched again", revalidated)
+        ui.shows("ok-job", "failed-job", css="#archived-jobs")
         failed_span = await coordinator.json("/history/jobs/failed-job/journal")
         ui.click('#archived-jobs a[href="#/jobs/failed-job"]')
         wait_for("the archived job's page", partial(ui.shown, "#/jobs/failed-job"))
+        assert ui.nav() == "archive"  # listed under Archived jobs, not Jobs
         ui.shows("archived failed", "FAILED", css="#job-header")
         ui.shows("Archived", f"offsets {failed_span['first']} to {failed_span['last']}",
                  css="#archived-banner")  # fmt: skip

@@ -206,6 +206,11 @@ class Dashboard:
         self.driver.find_element(By.ID, "scrubber").send_keys(key)
         return True
 
+    def nav(self) -> str:
+        """The sidebar entry highlighted."""
+        active = self.driver.find_elements(By.CSS_SELECTOR, "[data-nav].active")
+        return ",".join(str(a.get_attribute("data-nav")) for a in active)
+
     def shown(self, hash_end: str) -> bool:
         shown = self.driver.find_element(By.TAG_NAME, "body").get_attribute("data-shown")
         return bool(shown and shown.endswith(hash_end))
@@ -255,6 +260,7 @@ async def test_dashboard_pages_timeline_and_cancel(
 
         ui.open(f"jobs/{job_id}", "job-overview")
         ui.shows("dashboard demo", "RUNNING", css="#job-header")
+        assert ui.nav() == "jobs"  # a job the coordinator holds is listed under Jobs
         for vertex in ("numbers", "evens", "counts"):
             ui.find(f'#job-graph g.node[data-vertex="{vertex}"]')
         ui.shows("Parallelism: 2", css="#job-graph")

@@ -17,16 +17,20 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from coordinator.history.archive import TABLES
 from schemas import events as ev
+from schemas import kafkaio
 from schemas.catalog import Catalog
 from tests.bench.journal import end_offset
-from tests.conftest import Stack
+from tests.bench.workload import JournalGenerator
+from tests.conftest import Stack, run_keys
 from tests.integration.harness import REPO, Cluster, Producer, now_ms
 from tests.integration.test_rest_reads import Api, eventually, rest_url
 
@@ -248,6 +252,8 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         await eventually(recovered, "the restarted history server to recover", 90)
         await eventually(folded, "the restarted history server to fold the journal", 90)
         assert await archive_of(archive, list(jobs)) == before
+        # Its first fold found every row in the recovered tables: none written again.
+        assert (await archive.json("/readyz"))["jm-rows-written-at-start"] == 0
 
         # Another name: empty tables, a replay of the journal from the start.
         replay = HistoryProcess(cluster.stack, cluster.catalog, name="history-replay")
@@ -257,3 +263,80 @@ async def test_history_server_archives_recovers_and_replays(cluster: Cluster) ->
         await eventually(archived, "the replaying history server to archive both jobs", 90)
         await eventually(folded, "the replaying history server to fold the journal", 90)
         assert await archive_of(replayed, list(jobs)) == before
+        # Empty tables: its first fold wrote each ended job's row of every table.
+        ready = await archive.json("/readyz")
+        assert ready["jm-rows-written-at-start"] == len(jobs) * len(TABLES)
+
+
+def test_history_server_says_why_it_cannot_fold_the_journal() -> None:
+    """No broker at the address: ``jm history`` exits 1 saying so (its first fold runs
+    before the faust worker starts)."""
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", JM_CLUSTER_ID="no-broker")
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator.history", "--port", "0", "--log-level", "WARNING"],
+        check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "jm history: cannot fold the journal" in done.stderr, done.stderr[-3000:]
+    assert "Unable to bootstrap from [('127.0.0.1', 1" in done.stderr
+
+
+async def test_history_server_folds_on_across_an_aborted_transaction(
+    stack: Stack, catalog: Catalog
+) -> None:
+    """A live journal with an aborted transaction in it (a fenced leader's records, which
+    a read_committed stream never hands over: the gap after them is wider than a commit
+    marker, so the agent reads it with the follower): the history server started before
+    it folds on across it, archives every job, and answers as a server replaying the
+    whole journal under another name does."""
+    keys, topic = run_keys(), catalog.journal.name
+    gen = JournalGenerator(catalog, max_jobs=12)
+    batches = gen.batches(1 << 62)
+    producer = kafkaio.producer(
+        bootstrap_servers=stack.bootstrap, transactional_id=f"{catalog.cluster_id}.t"
+    )
+
+    async def write(records: list[Any], commit: bool = True) -> None:
+        await producer.begin_transaction()
+        for key, value, headers in records:
+            signed = keys.sign("journal", topic, key, value, headers)
+            await producer.send(topic, value, key=key, headers=signed, partition=0)
+        await (producer.commit_transaction() if commit else producer.abort_transaction())
+
+    def until(done: Callable[[], bool]) -> list[Any]:
+        records: list[Any] = []
+        while not done():
+            records.extend(next(batches))
+        return records
+
+    await producer.start()
+    history = replay = None
+    try:
+        early = until(lambda: gen.jobs_submitted >= 4)
+        await write(early)
+        history = HistoryProcess(stack, catalog)
+        async with aiohttp.ClientSession() as session:
+            archive = Api(session, await history.url())
+            await write(early[:40], commit=False)  # never folded: aborted
+            await write(until(lambda: gen.jobs_submitted >= 12 and not gen.state.jobs))
+            end = await end_offset(stack.bootstrap, catalog) - 1  # less the commit marker
+
+            async def folded() -> bool:
+                async with session.get(archive.base + "/jobs/overview") as r:
+                    return int(r.headers.get("X-JM-Journal-Offset", -1)) >= end
+
+            await eventually(folded, "the history server to fold past the aborted records", 90)
+            jobs = [row["jid"] for row in (await archive.json("/jobs/overview"))["jobs"]]
+            assert len(jobs) == 12
+            replay = HistoryProcess(stack, catalog, name="replay")
+            replayed = Api(session, await replay.url())
+            archive = replayed
+            await eventually(folded, "the replaying history server to fold the journal", 90)
+            assert await archive_of(replayed, jobs) == await archive_of(
+                Api(session, (await history.url())), jobs
+            )
+    finally:
+        await producer.stop()
+        for server in (history, replay):
+            if server is not None:
+                server.stop()

@@ -44,13 +44,18 @@ async function render() {
   }
 }
 
-async function show(mine, hash, r) {
+function highlight(nav) {
   document.querySelectorAll("[data-nav]").forEach((a) => {
-    a.classList.toggle("active", a.dataset.nav === (r.page === "job" ? "jobs" : r.page));
+    a.classList.toggle("active", a.dataset.nav === nav);
   });
+}
+
+async function show(mine, hash, r) {
+  if (r.page !== "job") highlight(r.page); // a job's entry is known once it was found
   try {
     const page = await content(r);
     if (mine !== generation || scrubbing) return;
+    if (r.page === "job") highlight(page.nav);
     document.getElementById("page-title").textContent = page.title;
     document.title = `${page.title} · kafka-jobmanager`;
     const text = String(page.content);

@@ -258,5 +258,7 @@ export async function jobPage(jid, tab, at) {
     const then = at !== null ? panel(html`Vertices at offset ${at}`, jobBody(shown), "vertices-at") : "";
     body = html`${banner}${scrubber}${then}${list}`;
   } else body = html`${banner}${await overviewTab(live)}`;
-  return { title: "Job", content: html`${header(shown, tab, at !== null && tab === "timeline")}${body}` };
+  // The sidebar entry the job is listed under: an archived job's is "Archived jobs".
+  const nav = span ? "archive" : "jobs";
+  return { title: "Job", nav, content: html`${header(shown, tab, at !== null && tab === "timeline")}${body}` };
 }

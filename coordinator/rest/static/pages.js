@@ -1,6 +1,6 @@
 // Overview, job list, task managers and replicas: one render function per page.
 import {
-  get, html, badge, counts, time, duration, number, table, panel, TERMINAL,
+  get, getUnlessSame, html, badge, counts, time, duration, number, table, panel, TERMINAL,
 } from "./util.js";
 
 function jobRows(jobs) {
@@ -64,6 +64,10 @@ export async function jobs() {
 
 const ARCHIVE_HEADERS = ["Job", "Final status", "Start time", "End time", "Duration"];
 
+// The last archived-jobs list and its ETag: refreshed only when the history server's
+// answer changed.
+const archived = {};
+
 // Ended jobs that left the coordinator's memory, from the history server (jm history),
 // which the coordinator relays under history/; /config says whether one is configured.
 export async function archive() {
@@ -77,7 +81,7 @@ export async function archive() {
   }
   let list;
   try {
-    list = await get("history/jobs/overview");
+    list = await getUnlessSame("history/jobs/overview", archived);
   } catch (e) {
     return problem(`The history server does not answer: ${e.message}`);
   }

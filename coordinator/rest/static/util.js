@@ -36,6 +36,21 @@ export async function get(path) {
   return response.json();
 }
 
+// A read whose server may answer 304 Not Modified (the history server's overview, a few
+// MiB with thousands of archived jobs): `memo` keeps the last answer and its ETag, sent
+// back as If-None-Match, so an unchanged answer is not sent again.
+export async function getUnlessSame(path, memo) {
+  const headers = { Accept: "application/json" };
+  if (memo.etag && memo.value !== undefined) headers["If-None-Match"] = memo.etag;
+  const response = await fetch(new URL(path, base), { headers, cache: "no-store" });
+  if (response.status === 304 && memo.value !== undefined) return memo.value;
+  if (!response.ok) throw await failure(response);
+  lastServed.offset = response.headers.get("X-JM-Journal-Offset") || lastServed.offset;
+  memo.value = await response.json();
+  memo.etag = response.headers.get("ETag");
+  return memo.value;
+}
+
 // A write: sends the token (Authorization: Bearer) when the user entered one.
 export async function send(method, path, token) {
   const headers = { Accept: "application/json" };
