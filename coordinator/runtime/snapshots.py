@@ -50,6 +50,7 @@ from coordinator.domain import (
     state_from_dict,
     state_to_dict,
 )
+from coordinator.domain.digest import json_pieces
 from coordinator.runtime.journal import JournalFollower, StopAt
 from schemas import events as ev
 from schemas import kafkaio
@@ -99,7 +100,9 @@ FIRST_WINDOW: Final = 16
 def encode_state(state: State) -> bytes:
     # Keys stay in the state's order (not sorted): where evolve prunes the oldest
     # entries of a dict, a restored state must prune exactly as a replayed one.
-    text = json.dumps(state_to_dict(state), separators=(",", ":"))
+    # In pieces (json_pieces): one C call over a large state would hold the interpreter
+    # lock, and the lease renewer thread with it, for as long as it runs.
+    text = "".join(json_pieces(state_to_dict(state), sort_keys=False))
     return zlib.compress(text.encode(), level=1)
 
 

@@ -1,5 +1,6 @@
 """Digest stability and the snapshot dict round trip."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -7,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.domain import (
     STATE_FORMAT_VERSION,
@@ -15,9 +18,10 @@ from coordinator.domain import (
     state_from_dict,
     state_to_dict,
 )
-from coordinator.domain.digest import canonical_json
+from coordinator.domain.digest import canonical_json, json_pieces
 from schemas.events import ExecutionState, RestartStrategy, RestartStrategyKind
-from tests.domain.cluster import Cluster
+from schemas.limits import MAX_SLOTS_PER_WORKER, MAX_SUBTASKS, MAX_SUBTASKS_PER_JOB
+from tests.domain.cluster import Cluster, submission
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,3 +69,50 @@ def test_digest_is_stable_across_hash_seeds() -> None:
         )  # fmt: skip
         digests.add(out.stdout.strip())
     assert digests == {state_digest(busy_cluster().state)}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=5),
+    max_leaves=40,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, sort_keys=st.booleans(), depth=st.integers(0, 6))
+def test_json_pieces_join_to_what_json_dumps_writes(
+    value: object, sort_keys: bool, depth: int
+) -> None:
+    expected = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True)
+    assert "".join(json_pieces(value, sort_keys, depth)) == expected
+
+
+def test_a_large_state_is_encoded_in_pieces_of_a_job_at_most() -> None:
+    """The digest and a snapshot of a quarter of the largest state the coordinator holds
+    (16,384 subtasks): the same text as one json.dumps, but no single C-encoder call over
+    more than a job's worth (the encoder holds the interpreter lock, and the lease renewer
+    waits, for the whole of a call)."""
+    c = Cluster()
+    subtasks = MAX_SUBTASKS // 4
+    for w in range(subtasks // MAX_SLOTS_PER_WORKER):
+        c.register(f"tm-{w:03d}", slots=MAX_SLOTS_PER_WORKER)
+    jobs = subtasks // MAX_SUBTASKS_PER_JOB
+    for j in range(jobs):
+        s = submission(f"job-{j:02d}", (("src", "map", MAX_SUBTASKS_PER_JOB),))
+        (v,) = s.job_graph.vertices
+        graph = dataclasses.replace(
+            s.job_graph, vertices=(dataclasses.replace(v, max_parallelism=MAX_SUBTASKS_PER_JOB),)
+        )
+        c.feed(dataclasses.replace(s, job_graph=graph))
+    assert sum(len(job.executions) for job in c.state.jobs.values()) == subtasks
+    data = state_to_dict(c.state)
+    for sort_keys in (True, False):
+        pieces = list(json_pieces(data, sort_keys))
+        whole = json.dumps(data, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=True)
+        assert "".join(pieces) == whole
+        assert max(map(len, pieces)) < len(whole) // jobs, (max(map(len, pieces)), len(whole))
+    assert canonical_json(c.state) == json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")

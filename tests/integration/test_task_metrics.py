@@ -208,8 +208,13 @@ async def test_heartbeats_carry_task_counters_to_leader_and_standby(
                 assert m["sink", 0].idle_ms > 0  # it waited for input at least once
             # Both replicas hold the same counts (each read jm.heartbeats itself).
             assert by_subtask(leader.metrics, "evens") == by_subtask(standby.metrics, "evens")
-            sample = standby.metrics.worker("tm-1")
-            assert sample is not None and sample.slots_free == 5 and sample.running_tasks == 0
+            # The worker's heartbeat after the last task ended (one a second; the final
+            # counts can arrive in the heartbeat before it, with the sink still running).
+            def idle(store: MetricsStore) -> bool:
+                sample = store.worker("tm-1")
+                return sample is not None and sample.slots_free == 5 and sample.running_tasks == 0
+
+            await until(partial(idle, standby.metrics), "no heartbeat of an idle worker")
 
             # A record that is no heartbeat, and a heartbeat of a worker nobody
             # registered: skipped, and the feed goes on with the next real heartbeat.
