@@ -41,6 +41,7 @@ from schemas.limits import (
     MAX_MAX_PARALLELISM,
     MAX_NAME_BYTES,
     MAX_OPERATORS_PER_WORKER,
+    MAX_RUNNING_TASKS_PER_WORKER,
     MAX_SLOTS_PER_WORKER,
     MAX_SUBTASKS,
     MAX_SUBTASKS_PER_JOB,
@@ -1225,10 +1226,11 @@ def _kinds() -> list[Kind]:
             _register("rep/register-incarnation-101", incarnation=lambda c: c.hex(ID + 1)),
         ),
         _k(
-            "rep/register-running-tasks-257",
+            "rep/register-running-tasks-4097",
             R,
             _register(
-                "rep/register-running-tasks-257", running=_running_tasks(MAX_SLOTS_PER_WORKER + 1)
+                "rep/register-running-tasks-4097",
+                running=_running_tasks(MAX_RUNNING_TASKS_PER_WORKER + 1),
             ),
         ),
         _k("rep/state-unknown-job", R, _report("rep/state-unknown-job", _unknown_job), 2),
