@@ -31,6 +31,7 @@ class AckingWorker(ProtocolWorker):
     """Acknowledges each trigger for the tasks it names only (not every task of its job)."""
 
     async def _acknowledge(self, trigger: ev.TriggerCheckpoint) -> None:
+        print(f"got {trigger.checkpoint_id} {now_ms()}", flush=True)  # for the breakdown
         for task in trigger.tasks():
             ack = ev.CheckpointAcknowledged(
                 event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
