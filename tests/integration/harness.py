@@ -231,7 +231,10 @@ class ProtocolWorker:
 
     async def __aenter__(self) -> ProtocolWorker:
         await self._producer.__aenter__()
-        self._consumer = kafkaio.consumer(self.stack.bootstrap)
+        # The real worker's consumer settings (worker/kafka.py, KafkaCommands).
+        self._consumer = kafkaio.consumer(
+            self.stack.bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS
+        )
         await self._consumer.start()
         tp = TopicPartition(self.catalog.commands.name, self.catalog.commands_partition(self.tm_id))
         self._consumer.assign([tp])
