@@ -206,6 +206,9 @@ class Producer:
 class ProtocolWorker:
     """A test TaskManager speaking the protocol over real Kafka (no task code runs)."""
 
+    #: check each command's signature, as a real worker does (the benchmarks' fleet)
+    verify_commands: bool = False
+
     def __init__(self, stack: Stack, catalog: Catalog, tm_id: str, slots: int,
                  operators: tuple[str, ...] = ("sequence",), finish_after_s: float | None = None,
                  acknowledge_checkpoints: bool = False,
@@ -296,6 +299,12 @@ class ProtocolWorker:
             for records in batch.values():
                 for record in records:
                     command = codec.decode(record.value or b"")
+                    # As a real worker does (worker/kafka.py): a command without the
+                    # leader's valid signature is ignored.
+                    if self.verify_commands and run_keys().problem(
+                        "commands", record.topic, record.key, record.value, record.headers
+                    ):
+                        continue
                     await self._handle(command)
 
     async def _handle(self, command: ev.Event) -> None:
