@@ -53,6 +53,15 @@ SAFE_CONSUMER: Final[Mapping[str, Any]] = {
 }
 
 
+#: Fetch wait of the consumers that sit waiting for control records: the leader's inputs,
+#: a worker's commands, every replica's heartbeat feed. The broker answers a fetch as
+#: soon as a record is there (under read_committed, the transaction's commit markers wake
+#: it too), so a long wait costs no latency; it bounds how often an idle consumer asks:
+#: twice a second instead of 100-200 times (each empty fetch costs the broker and the
+#: consumer's event loop CPU, which the 2-core hosts of the benchmarks lack).
+CONTROL_FETCH_WAIT_MS: Final = 500
+
+
 class TopicError(Exception):
     """The broker's topics do not match the catalog (missing, misconfigured)."""
 

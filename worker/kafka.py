@@ -53,8 +53,11 @@ class KafkaCommands:
         self.partition = catalog.commands_partition(tm_id)
         self._tp = TopicPartition(catalog.commands.name, self.partition)
         self._allowed = catalog.commands.allowed
-        # Control topic: a small fetch wait keeps deploy latency in milliseconds.
-        self._consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=10)
+        # The broker answers the waiting fetch as soon as a command is committed: the
+        # wait only bounds how often an idle worker asks (kafkaio.CONTROL_FETCH_WAIT_MS).
+        self._consumer = kafkaio.consumer(
+            bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS
+        )
         self.undecodable = 0
         self.unverified = 0  # commands with a missing or bad signature, ignored
         #: sees each verified command with its record's headers (trace context)

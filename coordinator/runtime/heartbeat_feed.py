@@ -87,7 +87,9 @@ class HeartbeatFeed:
         self.unknown = 0
 
     async def start(self) -> None:
-        consumer = kafkaio.consumer(self._bootstrap)
+        consumer = kafkaio.consumer(
+            self._bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS
+        )
         await consumer.start()
         topic = self.catalog.heartbeats
         partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]

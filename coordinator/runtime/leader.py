@@ -32,7 +32,8 @@ the lease is renewed only while the loop moves. Keepalives go out from a
 thread of their own (coordinator/runtime/keepalive.py), so a busy loop cannot
 starve them; they stop with the lease.
 
-Batching: ``getmany`` returns as soon as records are there (fetch wait 5 ms),
+Batching: ``getmany`` returns as soon as records are there (the broker answers a
+waiting fetch when records come: ``kafkaio.CONTROL_FETCH_WAIT_MS``),
 so an idle leader answers one submission in one poll plus one commit. Under
 load, records pile up during a commit and the next poll takes them all, up to
 ``max_batch`` (500): transactions amortise by themselves, without a linger that
@@ -178,7 +179,7 @@ class Leader:
         self.epoch = 0
         self.elected = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
-        self._inputs = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
+        self._inputs = kafkaio.consumer(bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS)
         self._view: machine.View | None = None
         self._last_snapshot_ms = 0
         self._next_journal_offset = -1  # where our next journal record should land
@@ -310,22 +311,23 @@ class Leader:
             for p in range(self.catalog.heartbeats.partitions)
         ]
         await self._inputs.start()
-        self._inputs.assign(tps + heartbeat_tps)
         committed = await committed_offsets(self.bootstrap, self.catalog.leader_group_id)
-        for tp in tps:
-            if tp in committed:
-                self._inputs.seek(tp, committed[tp])
-            else:
-                await self._inputs.seek_to_beginning(tp)
+        unread = [tp for tp in tps if tp not in committed]
+        firsts = await self._inputs.beginning_offsets(unread) if unread else {}
         # Heartbeats are not journaled: only those of the last timeout matter.
         since = self.system_clock.wall_ms() - self.domain_config.heartbeat_timeout_ms
         found = await self._inputs.offsets_for_times({tp: since for tp in heartbeat_tps})
+        quiet = [tp for tp in heartbeat_tps if found.get(tp) is None]
+        ends = await self._inputs.end_offsets(quiet) if quiet else {}
+        # Every position is known before assign(), and nothing is awaited from there
+        # on: the first fetch starts from them. A seek while a fetch is in flight would
+        # wait for that fetch to return (up to the fetch wait) before reading again.
+        self._inputs.assign(tps + heartbeat_tps)
+        for tp in tps:
+            self._inputs.seek(tp, committed[tp] if tp in committed else firsts[tp])
         for tp in heartbeat_tps:
             hit = found.get(tp)
-            if hit is not None:
-                self._inputs.seek(tp, hit.offset)
-            else:
-                await self._inputs.seek_to_end(tp)
+            self._inputs.seek(tp, hit.offset if hit is not None else ends[tp])
 
     # ---------------------------------------------------------------- loop
 

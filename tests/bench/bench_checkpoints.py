@@ -239,22 +239,41 @@ async def trigger_protocol(stack: Stack, subtasks: int, checkpoints: int) -> dic
 
 
 def _breakdown(seen: Seen, fleet_log: str) -> dict[str, Any]:
-    """Where the protocol run's time goes, on wall clocks of this one machine: the leader's
-    trigger -> the fleet handled the last of the 256 trigger commands (its ack's
-    event_time) -> the leader journaled the completion."""
+    """Where the protocol run's time goes, hop by hop, on wall clocks of this one machine
+    (ms, per completed checkpoint): the leader's trigger (``CheckpointTriggered``'s
+    event_time, the step's clock) -> the trigger's transaction seen committed by the
+    journal reader -> the first and the last simulated worker got its trigger command ->
+    the last acknowledgement sent (its event_time) -> the leader's step that took it
+    (``CheckpointCompleted``'s event_time) -> the completion seen committed by the
+    reader. The reader is a read_committed consumer (fetch wait 5 ms), like the workers."""
+    got: dict[int, list[int]] = {}
+    for ck, t in re.findall(r"^got (\d+) (\d+)$", fleet_log, re.M):
+        got.setdefault(int(ck), []).append(int(t))
     last_ack: dict[int, int] = {}
     for ck, t in re.findall(r"^ack (\d+) (\d+)$", fleet_log, re.M):
         last_ack[int(ck)] = max(last_ack.get(int(ck), 0), int(t))
-    trig = {e.checkpoint_id: e.event_time for _, e in of(seen, ev.CheckpointTriggered)}
-    done = [e for _, e in of(seen, ev.CheckpointCompleted)][1:]
-    return {
-        "trigger_to_last_trigger_handled": pct(
-            [float(last_ack[e.checkpoint_id] - trig[e.checkpoint_id]) for e in done
-             if e.checkpoint_id in last_ack and e.checkpoint_id in trig]),
-        "last_ack_sent_to_completed": pct(
-            [float(e.event_time - last_ack[e.checkpoint_id]) for e in done
-             if e.checkpoint_id in last_ack]),
-    }  # fmt: skip
+    wall = time.time() - time.perf_counter()  # perf_counter -> epoch seconds
+    trig = {e.checkpoint_id: (e.event_time, (t + wall) * 1000)
+            for t, e in of(seen, ev.CheckpointTriggered)}  # fmt: skip
+    done = [(e, (t + wall) * 1000) for t, e in of(seen, ev.CheckpointCompleted)][1:]
+    hops: dict[str, list[float]] = {k: [] for k in (
+        "trigger_to_trigger_committed", "trigger_to_first_worker_got_it",
+        "trigger_to_last_worker_got_it", "last_worker_got_it_to_last_ack_sent",
+        "trigger_to_last_trigger_handled", "last_ack_sent_to_completed",
+        "completed_to_completion_committed")}  # fmt: skip
+    for e, seen_at in done:
+        ck = e.checkpoint_id
+        if ck not in trig or ck not in last_ack or not got.get(ck):
+            continue
+        at, committed = trig[ck]
+        hops["trigger_to_trigger_committed"].append(committed - at)
+        hops["trigger_to_first_worker_got_it"].append(float(min(got[ck]) - at))
+        hops["trigger_to_last_worker_got_it"].append(float(max(got[ck]) - at))
+        hops["last_worker_got_it_to_last_ack_sent"].append(float(last_ack[ck] - max(got[ck])))
+        hops["trigger_to_last_trigger_handled"].append(float(last_ack[ck] - at))
+        hops["last_ack_sent_to_completed"].append(float(e.event_time - last_ack[ck]))
+        hops["completed_to_completion_committed"].append(seen_at - e.event_time)
+    return {name: pct(values) for name, values in hops.items()}
 
 
 async def trigger_real(stack: Stack, subtasks: int, checkpoints: int) -> dict[str, Any]:

@@ -10,8 +10,9 @@ once registered. Workers are named ``bench-tm-N`` from N = ``--first-index`` on 
 fleets of one cluster, one process per simulated TaskManager as real ones would be, use
 distinct ranges). ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowledged at once
 for the triggered task (trivial state: a fake 16-byte handle, nothing stored), the way a
-source subtask with nothing downstream would (the checkpoint benchmark), and a line
-``ack CHECKPOINT_ID EVENT_TIME_MS`` printed.
+source subtask with nothing downstream would (the checkpoint benchmark), and two lines
+printed per trigger: ``got CHECKPOINT_ID MS`` (the command read) and ``ack CHECKPOINT_ID
+EVENT_TIME_MS`` (its last acknowledgement).
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ from tests.integration.harness import ProtocolWorker, now_ms, signed_record
 
 
 class AckingWorker(ProtocolWorker):
-    """Acknowledges each trigger for the tasks it names only (not every task of its job)."""
+    """Acknowledges each trigger for the tasks it names only (not every task of its job);
+    reads its commands as a real worker does (read_committed, the worker's fetch wait,
+    signatures checked)."""
+
+    verify_commands = True
 
     async def _acknowledge(self, trigger: ev.TriggerCheckpoint) -> None:
+        got, last = now_ms(), 0
         for task in trigger.tasks():
             ack = ev.CheckpointAcknowledged(
                 event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
@@ -41,7 +47,9 @@ class AckingWorker(ProtocolWorker):
             # Not waiting for the broker's ack of each one: a worker's acks go out batched.
             topic, key, value, headers = signed_record(self.catalog, ack)
             await self._producer.producer.send(topic, value, key=key, headers=headers)
-            print(f"ack {trigger.checkpoint_id} {ack.event_time}", flush=True)  # for the breakdown
+            last = ack.event_time
+        # For the breakdown: when this worker got the trigger and sent its last ack.
+        print(f"got {trigger.checkpoint_id} {got}\nack {trigger.checkpoint_id} {last}", flush=True)
 
 
 async def main(args: argparse.Namespace) -> None:

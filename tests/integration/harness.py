@@ -206,6 +206,9 @@ class Producer:
 class ProtocolWorker:
     """A test TaskManager speaking the protocol over real Kafka (no task code runs)."""
 
+    #: check each command's signature, as a real worker does (the benchmarks' fleet)
+    verify_commands: bool = False
+
     def __init__(self, stack: Stack, catalog: Catalog, tm_id: str, slots: int,
                  operators: tuple[str, ...] = ("sequence",), finish_after_s: float | None = None,
                  acknowledge_checkpoints: bool = False,
@@ -231,7 +234,10 @@ class ProtocolWorker:
 
     async def __aenter__(self) -> ProtocolWorker:
         await self._producer.__aenter__()
-        self._consumer = kafkaio.consumer(self.stack.bootstrap)
+        # The real worker's consumer settings (worker/kafka.py, KafkaCommands).
+        self._consumer = kafkaio.consumer(
+            self.stack.bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS
+        )
         await self._consumer.start()
         tp = TopicPartition(self.catalog.commands.name, self.catalog.commands_partition(self.tm_id))
         self._consumer.assign([tp])
@@ -293,6 +299,12 @@ class ProtocolWorker:
             for records in batch.values():
                 for record in records:
                     command = codec.decode(record.value or b"")
+                    # As a real worker does (worker/kafka.py): a command without the
+                    # leader's valid signature is ignored.
+                    if self.verify_commands and run_keys().problem(
+                        "commands", record.topic, record.key, record.value, record.headers
+                    ):
+                        continue
                     await self._handle(command)
 
     async def _handle(self, command: ev.Event) -> None:

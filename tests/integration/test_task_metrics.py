@@ -208,6 +208,7 @@ async def test_heartbeats_carry_task_counters_to_leader_and_standby(
                 assert m["sink", 0].idle_ms > 0  # it waited for input at least once
             # Both replicas hold the same counts (each read jm.heartbeats itself).
             assert by_subtask(leader.metrics, "evens") == by_subtask(standby.metrics, "evens")
+
             # The worker's heartbeat after the last task ended (one a second; the final
             # counts can arrive in the heartbeat before it, with the sink still running).
             def idle(store: MetricsStore) -> bool:
