@@ -167,7 +167,6 @@ async def fold(
     follower = JournalFollower(settings.bootstrap_servers, catalog, keys=keys,
                                on_event=None if job is None else keep)  # fmt: skip
     started = time.perf_counter()
-    await follower.start()
     try:
         loaded = await snapshots.restore(
             follower,
@@ -176,6 +175,7 @@ async def fold(
             use_snapshot=use_snapshot,
             stop=stop,
             keys=keys,
+            start=True,
         )
         if loaded is not None and job is not None and len(events) < recent:
             earlier = await _events_before(follower, job, loaded.covered_offset + 1)

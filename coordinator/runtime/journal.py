@@ -53,6 +53,12 @@ FOREIGN_KEPT: Final = 16
 #: record batches of up to a fetch's size (8 MiB), which a replica must not fold
 #: in one go (its REST reads, status and lease tasks share the loop).
 FOLD_SLICE: Final = 5_000
+#: How long one poll of ``catch_up`` waits for records. A journal ends with a transaction's
+#: commit marker, which moves the position but is no record: a poll that reads only the
+#: marker waits its whole timeout (200 ms before: every ``jm replay``, every takeover's
+#: catch-up paid it), so the loop polls briefly and checks the position in between.
+#: Records that are there come back at once whatever the timeout.
+CATCH_UP_POLL_MS: Final = 20
 
 #: What the reading paths need of a record: offset, value, key, headers.
 Record = kafkaio.LightRecord
@@ -190,7 +196,7 @@ class JournalFollower:
         while self.position < end:
             if time.monotonic() > deadline:
                 raise JournalError(f"journal not read to {end} within {timeout_s:.0f}s")
-            count, reached_stop = await self._poll(200, stop)
+            count, reached_stop = await self._poll(CATCH_UP_POLL_MS, stop)
             applied += count
             if reached_stop:
                 break

@@ -33,6 +33,7 @@ rebuilding, ``jm list`` and ``jm status``): the latest readable snapshot into a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import zlib
@@ -266,11 +267,19 @@ async def restore(
     use_snapshot: bool = True,
     stop: StopAt | None = None,
     keys: KeyRing | None = None,
+    start: bool = False,
 ) -> LoadedSnapshot | None:
     """Reset `follower` to the newest readable snapshot wholly before `stop` (or to
     an empty state at offset 0: none, or `use_snapshot` false) and apply the journal
-    after it, up to its end or `stop`. Returns the snapshot used."""
-    loaded = await load_latest(bootstrap, catalog, keys, stop) if use_snapshot else None
+    after it, up to its end or `stop`. Returns the snapshot used. `start`: start the
+    follower too, while the snapshot is read (two connections made at once)."""
+    if start and use_snapshot:
+        loaded, _ = await asyncio.gather(load_latest(bootstrap, catalog, keys, stop),
+                                         follower.start())  # fmt: skip
+    else:
+        if start:
+            await follower.start()
+        loaded = await load_latest(bootstrap, catalog, keys, stop) if use_snapshot else None
     if loaded is None:
         follower.reset()
     else:
