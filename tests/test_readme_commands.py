@@ -10,6 +10,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,8 +95,12 @@ async def test_readme_make_up_brokers_3_starts_three_kafka_brokers(tmp_path: Pat
         assert len(bootstrap.split(",")) == 3
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
-        try:
+        try:  # ready means reachable: the last broker may still be registering
+            deadline = time.monotonic() + 60
             cluster = await admin.describe_cluster()
+            while len(cluster["brokers"]) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                cluster = await admin.describe_cluster()
         finally:
             await admin.close()
         print(f"make up BROKERS=3: {bootstrap}, brokers {cluster['brokers']}")

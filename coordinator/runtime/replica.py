@@ -42,6 +42,15 @@ from schemas.telemetry.providers import Telemetry
 
 log = logging.getLogger(__name__)
 
+#: How long a replica waits for an ended term to close before it goes on as a standby.
+TERM_CLOSE_S = 15.0
+
+
+def _retrieve(task: asyncio.Task[object]) -> None:
+    """Mark a finished task's outcome as seen (its exception was handled, or is moot)."""
+    if not task.cancelled():
+        task.exception()
+
 
 @dataclass(frozen=True)
 class ReplicaConfig:
@@ -261,12 +270,20 @@ class Replica:
                 if err is not None:
                     log.warning("%s steps down: %s: %s", self.replica_id, type(err).__name__, err)
         finally:
-            for task in (term, stopping, lost, ticker):
+            tasks = (term, stopping, lost, ticker)
+            for task in tasks:
                 task.cancel()
-            for task in (term, stopping, lost, ticker):
                 # The term's outcome was inspected above; here we only wait for it to end.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                task.add_done_callback(_retrieve)
+            # At most TERM_CLOSE_S for the term: one resumed by SIGCONT after its lease
+            # was lost once stayed in its close past a minute (a drill saw it), the
+            # replica stuck as LEADER. Its producer is fenced by the new leader and its
+            # close said nothing more first (Leader._close): it is left to end alone.
+            await asyncio.wait(tasks, timeout=TERM_CLOSE_S)
+            if not term.done():
+                log.error("%s: the ended term did not close within %.0fs; left to end on "
+                          "its own (fenced: it writes nothing more)", self.replica_id,
+                          TERM_CLOSE_S)  # fmt: skip
             await asyncio.to_thread(renewer.stop)
             await self.lease.release()  # compare-and-delete: a no-op if it is no longer ours
             self.refused_inputs += leader.counters.refused_inputs
