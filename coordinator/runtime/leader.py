@@ -57,7 +57,7 @@ from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from coordinator.domain import SavepointWritten
 from coordinator.ha.lease import Progress
-from coordinator.runtime import machine, snapshots
+from coordinator.runtime import machine, memory, snapshots
 from coordinator.runtime.clock import Clock, LeaderClock, SystemClock
 from coordinator.runtime.edges_gc import EdgeCollector
 from coordinator.runtime.holder import ApplyError, StateHolder
@@ -235,6 +235,7 @@ class Leader:
             await self.follower.catch_up()
         finally:
             self.follower.on_progress = None
+        memory.release_free_memory()
         read_to = self.holder.last_offset
         steps.append(("journal read", self.system_clock.wall_ms()))
         previous_leader = self.holder.state.leader_replica_id
@@ -497,6 +498,7 @@ class Leader:
             lambda: (snapshots.chunks(state, snapshot_id, covered, self.epoch, now),
                      machine.digest(state))
         )  # fmt: skip
+        memory.release_free_memory()
         taken = ev.SnapshotTaken(
             event_id=snapshot_id, event_time=now, epoch=self.epoch, snapshot_id=snapshot_id,
             covered_offset=covered, format_version=parts[0].format_version,

@@ -11,7 +11,11 @@ Imported by ``jm coordinator`` as it starts, and by the benchmark.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import resource
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -147,3 +151,24 @@ def sizing_table() -> str:
         rows.append(f"| {jobs:,} | {subtasks:,} | {workers:,} | {state / MIB:.1f} MiB "
                     f"| {needed / MIB:.0f} MiB | {size}m |")  # fmt: skip
     return "\n".join(rows)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc: nothing to call
+        return None
+    return trim
+
+
+def release_free_memory() -> None:
+    """Give the C allocator's free pages back to the system (glibc's ``malloc_trim``;
+    nothing where there is none). A snapshot or a digest of a large state builds and
+    drops tens of megabytes of temporary objects, in a worker thread whose own malloc
+    arena keeps the pages otherwise: 10,000 jobs held, 20 MiB of resident memory
+    (measured, docs/memory.md). About 2 ms."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from coordinator.ha.lease import LeaseConfig, LeaseRenewer, Progress, RedisLease
-from coordinator.runtime import machine, snapshots
+from coordinator.runtime import machine, memory, snapshots
 from coordinator.runtime.clock import Clock, SystemClock
 from coordinator.runtime.heartbeat_feed import HeartbeatFeed
 from coordinator.runtime.holder import StateHolder
@@ -338,6 +338,7 @@ class CommittedDigest:
                 digest = await asyncio.to_thread(machine.digest, state)
             except RuntimeError:  # a dict changed size under the walk
                 digest = None
+            memory.release_free_memory()
             if digest is not None and self._key(holder) == key and holder.committed:
                 self._cache = (*key, digest)
             else:

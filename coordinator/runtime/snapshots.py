@@ -103,8 +103,11 @@ def encode_state(state: State) -> bytes:
     # entries of a dict, a restored state must prune exactly as a replayed one.
     # In pieces (json_pieces): one C call over a large state would hold the interpreter
     # lock, and the lease renewer thread with it, for as long as it runs.
-    text = "".join(json_pieces(state_to_dict(state), sort_keys=False))
-    return zlib.compress(text.encode(), level=1)
+    # Compressed piece by piece: the whole text is never held at once.
+    z = zlib.compressobj(level=1)
+    out = [z.compress(piece.encode()) for piece in json_pieces(state_to_dict(state), False)]
+    out.append(z.flush())
+    return b"".join(out)
 
 
 def decode_state(payload: bytes) -> State:
