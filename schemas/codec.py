@@ -182,35 +182,51 @@ class Codec:
         for v in self.versions:
             if v.cls not in latest or v.version > latest[v.cls].version:
                 latest[v.cls] = v
+        self._latest = latest
+        # Every fingerprint, and the class it is a version of: duplicates refused now.
+        self._classes: dict[bytes, type[Event]] = {}
+        for v in self.versions:
+            if v.fingerprint in self._classes:
+                raise SchemaError(f"duplicate fingerprint for {v.cls.__name__}")
+            self._classes[v.fingerprint] = v.cls
+        # A class's writer and readers are generated the first time it is encoded or
+        # decoded (``_build``): a process meets a few of the event types, and generating
+        # all of them cost every command and process 75 ms at start. Built once per
+        # class; a lookup that finds nothing builds (the tables only grow, with the same
+        # entries whichever thread builds first).
         self._writers: dict[type[Event], _Writer] = {}
         self._readers: dict[bytes, _Reader] = {}
-        for cls, v in latest.items():
-            to_record, from_record = convert.converters(cls)
-            body = convert.body_reader(cls, v.parsed)
-            self._writers[cls] = _Writer(
-                prefix=MAGIC + v.fingerprint,
-                parsed=v.parsed,
-                to_record=to_record,
-                static_headers=(
-                    ("event-type", cls.__name__.encode()),
-                    ("schema-version", str(v.version).encode()),
-                ),
-                identity=tuple(
-                    (h, operator.attrgetter(path)) for h, path in events.identity_fields(cls)
-                ),
+
+    def _build(self, cls: type[Event]) -> None:
+        """Generate `cls`'s writer (its latest version) and the readers of all its versions."""
+        v = self._latest[cls]
+        to_record, from_record = convert.converters(cls)
+        body = convert.body_reader(cls, v.parsed)
+        readers = {
+            old.fingerprint: _Reader(
+                cls,
+                old.version,
+                old.parsed,
+                None if old is v else v.parsed,
+                from_record,
+                body if old is v else None,
             )
-            for old in self.versions:
-                if old.cls is cls:
-                    if old.fingerprint in self._readers:
-                        raise SchemaError(f"duplicate fingerprint for {cls.__name__}")
-                    self._readers[old.fingerprint] = _Reader(
-                        cls,
-                        old.version,
-                        old.parsed,
-                        None if old is v else v.parsed,
-                        from_record,
-                        body if old is v else None,
-                    )
+            for old in self.versions
+            if old.cls is cls
+        }
+        self._readers.update(readers)
+        self._writers[cls] = _Writer(
+            prefix=MAGIC + v.fingerprint,
+            parsed=v.parsed,
+            to_record=to_record,
+            static_headers=(
+                ("event-type", cls.__name__.encode()),
+                ("schema-version", str(v.version).encode()),
+            ),
+            identity=tuple(
+                (h, operator.attrgetter(path)) for h, path in events.identity_fields(cls)
+            ),
+        )
 
     def encode_value(self, event: Event) -> bytes:
         """The Kafka record value of `event`."""
@@ -302,6 +318,9 @@ class Codec:
         else (an older schema version, a value too large, a class not allowed, a body
         that does not decode to its end) goes to ``decode`` itself, which reads it or
         says why not: the same result as ``decode`` for every value."""
+        for cls in self._latest:
+            if (allowed is None or cls in allowed) and cls not in self._writers:
+                self._build(cls)
         table = {
             MAGIC + fingerprint: r.body
             for fingerprint, r in self._readers.items()
@@ -336,7 +355,11 @@ class Codec:
             raise BadMagicError(f"value starts with {bytes(value[:2])!r}, expected C3 01")
         if len(value) < HEADER_LEN:
             raise CorruptRecordError(f"value of {len(value)} bytes has no full fingerprint")
-        r = self._readers.get(bytes(value[2:HEADER_LEN]))
+        fingerprint = bytes(value[2:HEADER_LEN])
+        r = self._readers.get(fingerprint)
+        if r is None and fingerprint in self._classes:
+            self._build(self._classes[fingerprint])
+            r = self._readers[fingerprint]
         if r is None:
             raise UnknownFingerprintError(
                 f"unknown schema fingerprint {bytes(value[2:HEADER_LEN]).hex()}"
@@ -344,10 +367,12 @@ class Codec:
         return r
 
     def _writer(self, event: Event) -> _Writer:
-        try:
-            return self._writers[type(event)]
-        except KeyError:
-            raise EncodeError(f"{type(event).__name__} has no published schema") from None
+        cls = type(event)
+        if cls not in self._writers:
+            if cls not in self._latest:
+                raise EncodeError(f"{cls.__name__} has no published schema")
+            self._build(cls)
+        return self._writers[cls]
 
 
 @functools.cache

@@ -194,13 +194,13 @@ class JobManagerSettings(BaseSettings):
         "events arrive.", processes=COORDINATOR, flag="snapshot_every_ms", gt=0,
     )  # fmt: skip
     snapshot_ladder_every: int = setting(
-        20_000, "jobmanager.snapshot.ladder.every", "Keep the newest snapshot of every "
+        10_000, "jobmanager.snapshot.ladder.every", "Keep the newest snapshot of every "
         "window of this many journal offsets: jm replay --until / --to-offset start from "
         "the newest one before the target (docs/ha.md).", processes=COORDINATOR,
         flag="snapshot_ladder_every", gt=0,
     )  # fmt: skip
     snapshot_ladder_rungs: int = setting(
-        50, "jobmanager.snapshot.ladder.rungs", "How many of those windows keep a snapshot "
+        100, "jobmanager.snapshot.ladder.rungs", "How many of those windows keep a snapshot "
         "(compaction removes older ones).", processes=COORDINATOR,
         flag="snapshot_ladder_rungs", gt=0,
     )  # fmt: skip

@@ -103,29 +103,13 @@ class _Unsupported(Exception):
     """The schema and the class do not line up in a way the generated reader handles."""
 
 
-def _read_long(d: bytes, p: int) -> tuple[int, int]:
-    """A zig-zag varint (Avro int/long) at `d[p]`: (value, next position). One that
-    does not fit in 64 bits is refused (fastavro would wrap it around)."""
-    b = d[p]
-    n, shift = b & 0x7F, 7
-    p += 1
-    while b & 0x80:
-        b = d[p]
-        p += 1
-        n |= (b & 0x7F) << shift
-        shift += 7
-    if n >> 64:
-        raise ValueError(f"varint at {p} does not fit in 64 bits")
-    return (n >> 1) ^ -(n & 1), p
-
-
 class _ReaderGenerator:
     """Builds the source of one class tree's body readers: Avro binary straight to
     instances, as ``from_record(schemaless_reader(...))`` would build them."""
 
     def __init__(self, named: dict[str, Any]) -> None:
         self.namespace: dict[str, Any] = {
-            "new": object.__new__, "rlong": _read_long,
+            "new": object.__new__,
             "unpack_double": struct.Struct("<d").unpack_from,
         }  # fmt: skip
         self.named = named
@@ -170,9 +154,17 @@ class _ReaderGenerator:
         return name
 
     def long(self, t: str, ind: str) -> list[str]:
+        # A zig-zag varint (Avro int/long): one byte, or the loop written out (timestamps
+        # of several bytes are in every event: no call, no tuple). One that does not
+        # fit in 64 bits is refused (fastavro would wrap it around).
         return [f"{ind}b = d[p]", f"{ind}if b < 128:",
                 f"{ind}    {t} = (b >> 1) ^ -(b & 1)", f"{ind}    p += 1",
-                f"{ind}else:", f"{ind}    {t}, p = rlong(d, p)"]  # fmt: skip
+                f"{ind}else:", f"{ind}    z = b & 127", f"{ind}    h = 7", f"{ind}    p += 1",
+                f"{ind}    while b & 128:", f"{ind}        b = d[p]", f"{ind}        p += 1",
+                f"{ind}        z |= (b & 127) << h", f"{ind}        h += 7",
+                f"{ind}    if z >> 64:",
+                f"{ind}        raise ValueError(f'varint at {{p}} does not fit in 64 bits')",
+                f"{ind}    {t} = (z >> 1) ^ -(z & 1)"]  # fmt: skip
 
     def value(self, avro: Any, tp: Any, t: str, ind: str) -> list[str]:
         """Lines reading one value of `avro` into variable `t`, converted to `tp`

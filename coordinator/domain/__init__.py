@@ -34,7 +34,7 @@ from coordinator.domain.errors import (
     NotLeader,
     UnsupportedSnapshot,
 )
-from coordinator.domain.evolve import evolve
+from coordinator.domain.evolve import evolve, in_epoch_handlers
 from coordinator.domain.state import Execution, Job, State, Worker
 from coordinator.domain.view import DomainConfig, LeaderView
 
@@ -57,6 +57,7 @@ __all__ = [
     "Worker",
     "decide",
     "evolve",
+    "in_epoch_handlers",
     "leader_elected",
     "leader_elected_id",
     "refuse",

@@ -547,3 +547,10 @@ _HANDLERS: Final[dict[type[JournalEvent], Callable[[State, Any], None]]] = {
 
 #: Journal event types evolve knows (a test checks it is every JournalEvent).
 HANDLED_EVENT_TYPES: Final = frozenset(_HANDLERS)
+
+
+def in_epoch_handlers() -> Callable[[type], Callable[[State, Any], None] | None]:
+    """For a reader that folds many events: the lookup of what ``evolve`` does with an
+    event of the state's current epoch that is not a LeaderElected (the epoch check
+    is the caller's). None for a type evolve refuses: ``evolve`` says why."""
+    return _HANDLERS.get

@@ -77,6 +77,20 @@ class StateHolder:
         ):
             self.first_watched = Applied(offset, event)
 
+    @property
+    def watch_pending(self) -> bool:
+        """True while ``watch_after`` waits for its first record."""
+        return self._watch_from is not None and self.first_watched is None
+
+    def note_folded(self, count: int, last_offset: int, max_event_time: int) -> None:
+        """A reader's own loop (the journal follower's batch path) folded `count` more
+        committed records, the last at `last_offset`, into ``state`` as ``apply_record``
+        would (SnapshotTaken offsets it sets itself): count them the same way."""
+        self.version += count
+        self.applied += count
+        self.last_offset = last_offset
+        self.max_event_time = max(self.max_event_time, max_event_time)
+
     def watch_after(self, offset: int) -> None:
         """Remember the first committed record read after `offset` (takeover checks
         that its own LeaderElected came right after what it had read)."""

@@ -15,6 +15,7 @@ from coordinator.domain import (
     State,
     Tick,
     evolve,
+    in_epoch_handlers,
     leader_elected_id,
     state_digest,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "decide",
     "digest",
     "epoch",
+    "in_epoch_handlers",
     "leader_elected_id",
     "new_state",
     "new_view",

@@ -75,8 +75,8 @@ class SnapshotPolicy:
 
     every_events: int = 10_000
     every_ms: int = 60_000
-    ladder_every: int = 20_000
-    ladder_rungs: int = 50
+    ladder_every: int = 10_000
+    ladder_rungs: int = 100
 
     def rung(self, covered_offset: int) -> int:
         """The ladder rung (the compaction key's part) of a snapshot covering `covered_offset`."""
