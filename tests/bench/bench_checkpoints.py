@@ -47,7 +47,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from aiokafka.admin import NewTopic
 
@@ -56,6 +56,7 @@ from schemas import kafkaio
 from schemas.catalog import Catalog
 from schemas.codec import default_codec
 from schemas.jobgraph import load_document, parse_job_spec, to_job_submitted
+from tests.bench import bench_keyed
 from tests.bench.bench_ha import end, until
 from tests.bench.journal import arrivals
 from tests.conftest import Stack
@@ -345,12 +346,23 @@ _FINISHED = re.compile(r"worker\.task\.[^/]+/(\S+)\[(\d+)\]#\d+: finished: (\d+)
                        r"([\d.]+) s")  # fmt: skip
 
 
-async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> dict[str, Any]:
-    job_id = f"keyed-{n}"
-    sink = f"{s.catalog.cluster_id}-sink-{n}"
-    await create_topic(s.stack.bootstrap, sink, 2)
-    config = ev.CheckpointConfig(interval_ms=interval_ms, tolerable_failures=1_000)
-    submission = job(job_id, (
+#: The jobs ``throughput`` runs: "keyed" is the data-plane benchmark's keyed job
+#: (bench_keyed.deploy_job: key = n % 10, so 10 keys of state), "distinct" a harder one
+#: whose state grows by a key per record (1,000,000 keys, about 10 MB, by the end).
+THROUGHPUT_JOBS: Final = {
+    "keyed": "sequence(2) -FORWARD-> map key = n % 10 (2) -HASH(key)-> keyed_count(2) "
+             "-FORWARD-> kafka_sink(2), chained into 2 tasks",
+    "distinct": "sequence(1) -HASH(value)-> keyed_count(2) -FORWARD-> kafka_sink(2), a key "
+                "per record",
+}  # fmt: skip
+
+
+def _throughput_job(shape: str, job_id: str, records: int, sink: str,
+                    config: ev.CheckpointConfig) -> ev.JobSubmitted:  # fmt: skip
+    if shape == "keyed":
+        graph = bench_keyed.deploy_job(job_id, records, sink).job_graph
+        return job(job_id, graph.vertices, graph.edges, config)
+    return job(job_id, (
         vertex("numbers", "sequence", 1, count=str(records)),
         vertex("count", "keyed_count", 2, key_field="value"),
         vertex("out", "kafka_sink", 2, topic=sink, key_field="value"),
@@ -358,6 +370,16 @@ async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> 
         ev.Edge(source="numbers", target="count", partitioning=P.HASH, key_field="value"),
         ev.Edge(source="count", target="out", partitioning=P.FORWARD),
     ), config)  # fmt: skip
+
+
+async def _throughput_once(
+    s: Setup, n: int, records: int, interval_ms: int, shape: str
+) -> dict[str, Any]:
+    job_id = f"{shape}-{n}"
+    sink = f"{s.catalog.cluster_id}-sink-{n}"
+    await create_topic(s.stack.bootstrap, sink, 2)
+    config = ev.CheckpointConfig(interval_ms=interval_ms, tolerable_failures=1_000)
+    submission = _throughput_job(shape, job_id, records, sink, config)
     await s.submit(submission)
     await until(lambda: bool(of(s.seen, ev.JobAccepted, None) and [
         e for _, e in of(s.seen, ev.JobAccepted) if e.submission.job_id == job_id]),
@@ -385,24 +407,26 @@ async def _throughput_once(s: Setup, n: int, records: int, interval_ms: int) -> 
     }
 
 
-async def throughput(stack: Stack, records: int, pairs: int) -> dict[str, Any]:
+async def throughput(
+    stack: Stack, records: int, pairs: int, shape: str = "keyed"
+) -> dict[str, Any]:
     load_before = load()
     runs = []
-    async with Setup(stack, "ckthru") as s:
+    async with Setup(stack, f"ckthru-{shape}") as s:
         w = s.worker("tm-a", 5)
         await s.joined(1)
         n = 0
         for i in range(pairs):
             order = (0, 1000) if i % 2 == 0 else (1000, 0)
             for interval in order:
-                runs.append(await _throughput_once(s, n, records, interval))
+                runs.append(await _throughput_once(s, n, records, interval, shape))
                 n += 1
         tasks = [m.groups() for m in _FINISHED.finditer(w.log())]
     off = [r["records_per_s"] for r in runs if not r["checkpoints_every_ms"]]
     on = [r["records_per_s"] for r in runs if r["checkpoints_every_ms"]]
     mean_off, mean_on = sum(off) / len(off), sum(on) / len(on)
     return {"bench": "ckpt_throughput", "records": records,
-            "job": "sequence(1) -HASH(value)-> keyed_count(2) -FORWARD-> kafka_sink(2)",
+            "shape": shape, "job": THROUGHPUT_JOBS[shape],
             "workers": "real (1 x python -m worker --slots 5)", "load_before": load_before,
             "load_after": load(), "runs": runs, "mean_records_per_s_without": round(mean_off),
             "mean_records_per_s_with": round(mean_on),

@@ -243,10 +243,14 @@ def main() -> int:
                 # Long enough for about a dozen checkpoints a run (100,000 records took
                 # 1.3-2.2 s once the data plane moved batches: one checkpoint a run).
                 records, pairs = (200_000, 1) if args.quick else (1_000_000, 2)
+                # The data-plane bench's keyed job, then one whose state grows by a key
+                # per record (bench_checkpoints.THROUGHPUT_JOBS).
                 results["ckpt-throughput"] = [
-                    asyncio.run(bench_checkpoints.throughput(stack, records, pairs))
+                    asyncio.run(bench_checkpoints.throughput(stack, records, pairs, shape))
+                    for shape in ("keyed", "distinct")
                 ]
-                emit(results["ckpt-throughput"][0])
+                for r in results["ckpt-throughput"]:
+                    emit(r)
             if "ckpt-kill" in args.only:
                 results["ckpt-kill"] = [
                     asyncio.run(bench_checkpoints.kill(stack, 1 if args.quick else 2))
