@@ -10,17 +10,30 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib import metadata
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:  # `jm --help` loads no Kafka module: aiokafka is imported by the commands
     from aiokafka.errors import KafkaError
 
 CLI_ENTRY_POINTS = "kafka_jobmanager.cli"
+#: This package's command groups, also declared under CLI_ENTRY_POINTS. Loaded
+#: directly: reading the entry points means importing importlib.metadata and scanning
+#: every installed distribution (60 ms of every jm command), needed only for a command
+#: another package adds (`jm worker`) and for the whole list (`jm --help`).
+BUILTIN_GROUPS = (
+    "coordinator.commands.events",
+    "coordinator.commands.history",
+    "coordinator.commands.jobs",
+    "coordinator.commands.keys",
+    "coordinator.commands.replica",
+    "coordinator.commands.state",
+    "coordinator.commands.topics",
+)
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Register: TypeAlias = Callable[[SubParsers], None]
@@ -28,10 +41,23 @@ Handler: TypeAlias = Callable[[argparse.Namespace], int]
 
 
 def _version() -> str:
+    from importlib import metadata
+
     try:
         return metadata.version("kafka-jobmanager")
     except metadata.PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
+
+
+class _Version(argparse.Action):
+    """``--version``, the installed distribution's version looked up only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
 
 
 #: What ``jm`` exits with (README "Exit codes" says the same).
@@ -46,18 +72,29 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C)"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command's parser; `command`: the command about to be parsed, whose group,
+    when it is one of BUILTIN_GROUPS, spares reading the entry points."""
     parser = argparse.ArgumentParser(
         prog="jm",
         description="kafka-jobmanager: a Flink-style JobManager on Kafka",
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in BUILTIN_GROUPS:
+        register: Register = importlib.import_module(module).register
+        register(sub)
+    if command is not None and command in sub.choices:
+        return parser
+    from importlib import metadata
+
     for entry in sorted(metadata.entry_points(group=CLI_ENTRY_POINTS), key=lambda e: e.name):
+        if entry.module in BUILTIN_GROUPS:
+            continue
         try:
-            register: Register = entry.load()
+            register = entry.load()
         except ImportError as err:  # one broken plugin must not take every command down
             print(f"jm: command group {entry.name!r} unavailable: {err}", file=sys.stderr)
             continue
@@ -66,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(argv)
     handler: Handler = args.handler
     # A jm command says itself what went wrong with Kafka; the long-running ones
     # (coordinator, worker) configure their own logging, aiokafka's level included.

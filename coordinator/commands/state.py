@@ -146,7 +146,7 @@ async def fold(
     `settings` (the REST API's point-in-time view) stand for the connection flags."""
     from coordinator.commands.common import catalog_from, settings_from
     from coordinator.runtime import snapshots
-    from coordinator.runtime.journal import JournalFollower
+    from coordinator.runtime.journal import BOUNDED_FETCH_BYTES, FETCH_BYTES, JournalFollower
 
     settings = settings or settings_from(args)
     catalog = catalog_from(settings)
@@ -164,8 +164,10 @@ async def fold(
             rejections.append((offset, event))
 
     keys = settings.journal_reader_keys()
-    follower = JournalFollower(settings.bootstrap_servers, catalog, keys=keys,
-                               on_event=None if job is None else keep)  # fmt: skip
+    follower = JournalFollower(
+        settings.bootstrap_servers, catalog, keys=keys, on_event=None if job is None else keep,
+        fetch_bytes=FETCH_BYTES if stop is None else BOUNDED_FETCH_BYTES,
+    )  # fmt: skip
     started = time.perf_counter()
     try:
         loaded = await snapshots.restore(
@@ -225,8 +227,7 @@ def _stop_from(args: argparse.Namespace) -> StopAt | None:
 
 
 async def _replay(args: argparse.Namespace) -> int:
-    from coordinator.domain import state_to_dict
-    from coordinator.runtime import machine
+    from coordinator.domain import plain_digest, state_to_dict
     from coordinator.runtime.journal import JournalError
 
     try:
@@ -234,7 +235,9 @@ async def _replay(args: argparse.Namespace) -> int:
         folded, _ = await fold(args, stop, use_snapshot=not args.full_replay)
     except (ValueError, JournalError) as err:
         return fail(str(err), 1)
-    data: dict[str, Any] = state_to_dict(folded.state)["state"]
+    plain = state_to_dict(folded.state)  # printed and digested: converted once
+    digest = plain_digest(plain, in_pieces=False)
+    data: dict[str, Any] = plain["state"]
     if args.job:
         job = data["jobs"].get(args.job)
         if job is None:
@@ -243,7 +246,7 @@ async def _replay(args: argparse.Namespace) -> int:
     out = {
         "offset": folded.offset,
         "events": folded.applied,
-        "digest": machine.digest(folded.state),
+        "digest": digest,
         "state": data,
     }
     if args.json:

@@ -23,6 +23,7 @@ from coordinator.domain.decide import (
 )
 from coordinator.domain.digest import (
     STATE_FORMAT_VERSION,
+    plain_digest,
     state_digest,
     state_from_dict,
     state_to_dict,
@@ -60,6 +61,7 @@ __all__ = [
     "in_epoch_handlers",
     "leader_elected",
     "leader_elected_id",
+    "plain_digest",
     "refuse",
     "state_digest",
     "state_from_dict",

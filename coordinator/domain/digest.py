@@ -80,7 +80,17 @@ def canonical_json(state: State) -> bytes:
 def state_digest(state: State) -> str:
     """sha256 hex of the canonical encoding of the state (``canonical_json``), hashed
     piece by piece: the whole text is never held at once (30 MB for 10,000 jobs)."""
+    return plain_digest(state_to_dict(state))
+
+
+def plain_digest(plain: dict[str, Any], in_pieces: bool = True) -> str:
+    """``state_digest`` of the state whose ``state_to_dict`` is `plain`. `in_pieces`
+    False: the text in one call of the C encoder, about a third faster, for a process
+    with no other thread to keep running (a command that prints a state)."""
+    if not in_pieces:
+        text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
     h = hashlib.sha256()
-    for piece in json_pieces(state_to_dict(state), sort_keys=True):
+    for piece in json_pieces(plain, sort_keys=True):
         h.update(piece.encode("ascii"))
     return h.hexdigest()

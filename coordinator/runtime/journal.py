@@ -44,6 +44,12 @@ from schemas.signing import KeyRing
 
 log = logging.getLogger(__name__)
 
+#: The most one fetch of the journal brings: a full replay reads on, 8 MiB at a time.
+FETCH_BYTES: Final = 8 * 1024 * 1024
+#: A fold that stops at a point (``jm replay --until`` / ``--to-offset``, the REST API's
+#: point-in-time view) reads a tail of a few thousand records after a snapshot: fetches
+#: of 1 MiB bring it in 0.08 s where one of 8 MiB took 0.15 s (parsing what lies past it).
+BOUNDED_FETCH_BYTES: Final = 1024 * 1024
 #: How many records after the stop time a point-in-time replay looks ahead for an
 #: earlier-stamped event. A leader stamps with a clock that never goes back, nor
 #: before the latest event of the journal it took over (LeaderClock), so a journal
@@ -112,15 +118,17 @@ class JournalFollower:
         on_event: Callable[[int, Event], None] | None = None,
         holder: StateHolder | None = None,
         keys: KeyRing | None = None,
+        fetch_bytes: int = FETCH_BYTES,
     ) -> None:
         """`keys`: verify every record's journal signature (None: read unverified,
-        for tools without the journal key)."""
+        for tools without the journal key). `fetch_bytes`: the most one fetch brings
+        (``BOUNDED_FETCH_BYTES`` for a fold that stops at a point)."""
         self.catalog = catalog
         self.keys = keys
         self.codec = codec or default_codec()
         self.tp = TopicPartition(catalog.journal.name, 0)
         self._consumer: AIOKafkaConsumer = kafkaio.consumer(
-            bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=8 * 1024 * 1024
+            bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=fetch_bytes
         )
         self._allowed = catalog.journal.allowed
         self._decode_journal = self.codec.decoder(self._allowed)
@@ -259,7 +267,15 @@ class JournalFollower:
                 self.position = limit
                 return applied, True
         else:
-            applied, reached = self._fold_records(self._records(fetched), stop)
+            applied, rest = 0, fetched
+            if not self._held_back and stop.offset is None and stop.until_ms is not None:
+                # Stamped in time (most of a point-in-time replay): the batch path, up
+                # to the first event stamped after the stop; the general path from it.
+                applied, resume = self._fold_batch(fetched, stop.until_ms)
+                rest = [] if resume is None else [fetched[resume[0]][resume[1] :],
+                                                  *fetched[resume[0] + 1 :]]  # fmt: skip
+            more, reached = self._fold_records(self._records(rest), stop)
+            applied += more
             if reached:
                 return applied, True
         self.position = await self._consumer.position(self.tp)
@@ -280,12 +296,14 @@ class JournalFollower:
         for end, batch in enumerate(batches, 1):
             size += len(batch)
             if size >= FOLD_SLICE and end < len(batches):
-                applied += self._fold_batch(batches[start:end])
+                applied += self._fold_batch(batches[start:end])[0]
                 start, size = end, 0
                 await asyncio.sleep(0)
-        return applied + self._fold_batch(batches[start:])
+        return applied + self._fold_batch(batches[start:])[0]
 
-    def _fold_batch(self, batches: list[list[kafkaio.LightRecord]]) -> int:
+    def _fold_batch(
+        self, batches: list[list[kafkaio.LightRecord]], until_ms: int | None = None
+    ) -> tuple[int, tuple[int, int] | None]:
         """``_fold_records`` for the common case (no stop): what a full replay and a
         following replica spend their time in, so it takes whole record batches and
         the per-record work is bound to locals. An event of the state's epoch goes
@@ -293,15 +311,17 @@ class JournalFollower:
         date once per run of such events (``StateHolder.note_folded``). A record that
         does not decode, whose signature the verifier does not accept at once, or an
         event out of epoch, takes the general path (``_decode``, ``_apply``): the same
-        rules either way."""
+        rules either way. `until_ms`: stops before the first event stamped after it and
+        returns (applied, (batch index, record index) of that record); the caller goes on
+        from there with ``_fold_records`` (which holds such events back)."""
         decode, holder = self._decode_journal, self.holder
         state, on_event = holder.state, self._on_event
         valid = None if self._verifier is None else self._verifier.valid
         handler_for = self._handler_for
         applied = run = 0  # run: folded here, not yet counted by the holder
         last, latest = -1, holder.max_event_time
-        for batch in batches:
-            for offset, value, key, headers in batch:
+        for b, batch in enumerate(batches):
+            for r, (offset, value, key, headers) in enumerate(batch):
                 try:
                     event = decode(value)  # type: ignore[arg-type]  # None: raises
                 except Exception:  # None, foreign or unknown: the general path says which
@@ -312,6 +332,10 @@ class JournalFollower:
                         self._skip(decoded)
                         continue
                     event = decoded
+                if until_ms is not None and event.event_time > until_ms:
+                    if run:
+                        holder.note_folded(run, last, latest)
+                    return applied + run, (b, r)
                 handler = (
                     handler_for(type(event))
                     if event.epoch == state.epoch  # type: ignore[attr-defined]
@@ -343,7 +367,7 @@ class JournalFollower:
                 latest = holder.max_event_time
         if run:
             holder.note_folded(run, last, latest)
-        return applied + run
+        return applied + run, None
 
     def _fold_records(self, records: Iterable[Record], stop: StopAt | None) -> tuple[int, bool]:
         applied = 0
