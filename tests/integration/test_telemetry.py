@@ -105,6 +105,9 @@ async def test_one_trace_from_submission_to_tasks_on_the_worker(
         c1.stop()  # SIGTERM: releases the lease, flushes its telemetry
         await c2.wait_for_line("role LEADER", seconds=60)
         await journal.wait_until(lambda es: any(elected_c2(e) for _, e in es))
+        # Its takeover span ends after LeaderElected commits, just before this line: a
+        # stop in between (the gauges below can be in the file already) left no span.
+        await c2.wait_for_line("leads with epoch 2", seconds=60)
         # Exported every second while it leads (nothing while it starts or stops).
         gauges = {"jm.leader.epoch", "jm.replica.journal_lag"}
         await until(lambda: gauges <= read_lines(files["c2"])[1], "c2's gauges", seconds=60)
