@@ -161,6 +161,19 @@ class JournalFollower:
 
     async def start(self, from_offset: int = 0) -> None:
         await self._consumer.start()
+        # A cluster id with no journal (a typo, topics never created): say so now. An
+        # offset lookup of a missing topic waits out the request timeout (40 s) and
+        # fails as a Kafka timeout. The first look is at the metadata fetched to start.
+        topic = self.tp.topic
+        if self._consumer.partitions_for_topic(topic) is None and topic not in (
+            await self._consumer.topics()
+        ):
+            await self._consumer.stop()
+            raise JournalError(
+                f"Kafka has no journal topic {topic!r}: is the cluster id "
+                f"{self.catalog.cluster_id!r} right (--cluster-id, $JM_CLUSTER_ID), and were "
+                f"its topics created (jm topics create)?"
+            )
         kafkaio.read_batches(self._consumer, headers=self.keys is not None)
         self._consumer.assign([self.tp])
         self.seek(from_offset)

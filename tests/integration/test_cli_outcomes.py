@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -142,6 +143,24 @@ async def test_no_leader_is_said_plainly(stack: Stack, catalog: Catalog, tmp_pat
     no_traceback(done)
     sent = jm(stack, catalog, "submit", short, "--job-id", "lonely-2", "--no-wait")
     assert sent.returncode == 0 and sent.stdout.strip() == "lonely-2", sent.stderr
+
+
+@pytest.mark.parametrize("command", [["list"], ["replay", "--until", "15m"], ["state", "digest"]])
+def test_a_cluster_id_without_a_journal_is_said_at_once(
+    stack: Stack, catalog: Catalog, command: list[str]
+) -> None:
+    """Offset lookups of a missing topic wait out the 40 s request timeout and failed as
+    a Kafka timeout (exit 4); the follower now looks for the topic first."""
+    wrong = Catalog(f"no-such-{uuid.uuid4().hex[:6]}")
+    started = time.monotonic()
+    done = jm(stack, wrong, *command, "--insecure-unsigned")
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"jm: Kafka has no journal topic {wrong.journal.name!r}: is the cluster id "
+        f"{wrong.cluster_id!r} right (--cluster-id, $JM_CLUSTER_ID), and were its topics "
+        "created (jm topics create)?"
+    ]
 
 
 @pytest.mark.parametrize("command", [["list"], ["submit", "JOB"], ["cancel", "x"]])
