@@ -49,3 +49,14 @@ def test_a_bad_cluster_id_is_one_line_and_exit_2() -> None:
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("jm: cluster id 'bad id!' is not valid"), done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_the_builtin_command_groups_are_this_packages_entry_points() -> None:
+    """`jm` loads BUILTIN_GROUPS without reading entry points: they must be the ones
+    pyproject.toml declares for the coordinator package (the rest: other packages)."""
+    from importlib import metadata
+
+    from coordinator.cli import BUILTIN_GROUPS, CLI_ENTRY_POINTS
+
+    declared = {e.module for e in metadata.entry_points(group=CLI_ENTRY_POINTS)}
+    assert set(BUILTIN_GROUPS) == {m for m in declared if m.startswith("coordinator.")}

@@ -330,7 +330,9 @@ class JournalFollower:
         decode, holder = self._decode_journal, self.holder
         state, on_event = holder.state, self._on_event
         valid = None if self._verifier is None else self._verifier.valid
-        handler_for = self._handler_for
+        # While the holder waits for its first watched record, apply_record notes it: every
+        # event of this call takes the general path then (rare: a takeover's catch-up).
+        handler_for = None if holder.watch_pending else self._handler_for
         applied = run = 0  # run: folded here, not yet counted by the holder
         last, latest = -1, holder.max_event_time
         for b, batch in enumerate(batches):
@@ -351,9 +353,9 @@ class JournalFollower:
                     return applied + run, (b, r)
                 handler = (
                     handler_for(type(event))
-                    if event.epoch == state.epoch  # type: ignore[attr-defined]
+                    if handler_for is not None
+                    and event.epoch == state.epoch  # type: ignore[attr-defined]
                     and type(event) is not LeaderElected
-                    and not holder.watch_pending
                     else None
                 )
                 if handler is not None:

@@ -495,9 +495,8 @@ class Leader:
         covered = self.holder.last_offset
         snapshot_id = f"snapshot-{self.epoch}-{covered}"
         parts, digest = await asyncio.to_thread(
-            lambda: (snapshots.chunks(state, snapshot_id, covered, self.epoch, now),
-                     machine.digest(state))
-        )  # fmt: skip
+            snapshots.chunks_and_digest, state, snapshot_id, covered, self.epoch, now
+        )
         memory.release_free_memory()
         taken = ev.SnapshotTaken(
             event_id=snapshot_id, event_time=now, epoch=self.epoch, snapshot_id=snapshot_id,

@@ -39,7 +39,7 @@ import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -51,7 +51,7 @@ from coordinator.domain import (
     state_from_dict,
     state_to_dict,
 )
-from coordinator.domain.digest import json_pieces
+from coordinator.domain.digest import json_pieces, plain_digest
 from coordinator.runtime.journal import JournalFollower, StopAt
 from schemas import events as ev
 from schemas import kafkaio
@@ -99,13 +99,17 @@ FIRST_WINDOW: Final = 16
 
 
 def encode_state(state: State) -> bytes:
+    return _encode_plain(state_to_dict(state))
+
+
+def _encode_plain(plain: dict[str, Any]) -> bytes:
     # Keys stay in the state's order (not sorted): where evolve prunes the oldest
     # entries of a dict, a restored state must prune exactly as a replayed one.
     # In pieces (json_pieces): one C call over a large state would hold the interpreter
     # lock, and the lease renewer thread with it, for as long as it runs.
     # Compressed piece by piece: the whole text is never held at once.
     z = zlib.compressobj(level=1)
-    out = [z.compress(piece.encode()) for piece in json_pieces(state_to_dict(state), False)]
+    out = [z.compress(piece.encode()) for piece in json_pieces(plain, False)]
     out.append(z.flush())
     return b"".join(out)
 
@@ -117,7 +121,22 @@ def decode_state(payload: bytes) -> State:
 def chunks(
     state: State, snapshot_id: str, covered_offset: int, epoch: int, now: int
 ) -> list[ev.SnapshotChunk]:
-    payload = encode_state(state)
+    return _chunks(encode_state(state), snapshot_id, covered_offset, epoch, now)
+
+
+def chunks_and_digest(
+    state: State, snapshot_id: str, covered_offset: int, epoch: int, now: int
+) -> tuple[list[ev.SnapshotChunk], str]:
+    """``chunks`` and the state's digest (``state_digest``), from one conversion of the
+    state to plain data (the leader's snapshot: the larger part of its cost)."""
+    plain = state_to_dict(state)
+    parts = _chunks(_encode_plain(plain), snapshot_id, covered_offset, epoch, now)
+    return parts, plain_digest(plain)
+
+
+def _chunks(
+    payload: bytes, snapshot_id: str, covered_offset: int, epoch: int, now: int
+) -> list[ev.SnapshotChunk]:
     pieces = [
         payload[i : i + SNAPSHOT_CHUNK_BYTES] for i in range(0, len(payload), SNAPSHOT_CHUNK_BYTES)
     ] or [b""]

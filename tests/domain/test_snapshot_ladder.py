@@ -84,3 +84,13 @@ def test_an_unreadable_newest_snapshot_falls_back_to_an_older_one() -> None:
     assert loaded.skipped and "unreadable" in loaded.skipped[0]
     tail = _fold(events, loaded.state, loaded.covered_offset + 1, len(events))
     assert tail == _fold(events, State(), 0, len(events))
+
+
+def test_the_leaders_snapshot_and_digest_from_one_conversion_are_the_separate_ones() -> None:
+    events, _ = _journal()
+    state = State()
+    for event in events:
+        evolve(state, event)
+    parts, digest = snapshots.chunks_and_digest(state, "s", 7, 1, 9)
+    assert parts == snapshots.chunks(state, "s", 7, 1, 9)
+    assert digest == state_digest(state)
