@@ -92,6 +92,16 @@ def edge_run_prefix(catalog: Catalog, job_id: str, attempt: int) -> str:
     return f"{edge_topic_prefix(catalog, job_id)}a{attempt}."
 
 
+def edge_topic_config(catalog: Catalog) -> dict[str, str]:
+    """The topic config every edge topic is created with (by the leader ahead of the
+    run, or by a task that finds its topic missing: whoever comes first)."""
+    return {
+        "cleanup.policy": "delete",
+        "retention.ms": str(EDGE_RETENTION_MS),
+        "min.insync.replicas": str(max(1, catalog.replication_factor - 1)),
+    }
+
+
 def edge_topic(catalog: Catalog, job_id: str, attempt: int, source: str, target: str) -> str:
     """The topic of the edge source -> target in the run with this attempt number."""
     if attempt < 0:

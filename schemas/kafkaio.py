@@ -3,6 +3,8 @@
 - ``create_topics`` / ``describe_topics`` / ``check_topics``: the catalog's
   topics on the broker, created idempotently and verified at process start
   (a process refuses to run on a topic with the wrong configuration).
+- ``ensure_topics`` / ``wait_for_leaders``: topics outside the catalog (a job's edge
+  topics), created when missing and usable (every partition led) on return.
 - ``InputDecoder``: decodes records of the *input* topics (submissions,
   reports, heartbeats). A record that does not decode, or does not belong on
   its topic, becomes a ``DeadLetter`` (original bytes, topic, partition,
@@ -334,20 +336,59 @@ async def wait_for_leaders(
     Raises TopicError after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     missing = sorted(partitions)
+    pause = 0.005  # a new topic usually has its leaders within 10-30 ms: look often at first
     while True:
-        described = await admin.describe_topics(missing)
-        ready = {
-            d["topic"] for d in described
-            if d["error_code"] == 0 and len(d["partitions"]) == partitions[d["topic"]]
-            and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
-        }  # fmt: skip
-        missing = [t for t in missing if t not in ready]
+        missing = await _without_leaders(admin, partitions, missing)
         if not missing:
             return
         if time.monotonic() > deadline:
             raise TopicError(f"no leader for every partition of {', '.join(missing)} "
                              f"within {timeout_s:.0f}s")  # fmt: skip
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+async def _without_leaders(
+    admin: AIOKafkaAdminClient, partitions: Mapping[str, int], names: list[str]
+) -> list[str]:
+    """The topics of `names` that are missing, have another partition count than
+    `partitions` says, or lack a leader for a partition (one metadata request)."""
+    described = await admin.describe_topics(names)
+    ready = {
+        d["topic"] for d in described
+        if d["error_code"] == 0 and len(d["partitions"]) == partitions[d["topic"]]
+        and all(p["error_code"] == 0 and p["leader"] >= 0 for p in d["partitions"])
+    }  # fmt: skip
+    return [t for t in names if t not in ready]
+
+
+async def ensure_topics(
+    admin: AIOKafkaAdminClient,
+    partitions: Mapping[str, int],
+    replication_factor: int,
+    config: Mapping[str, str],
+    timeout_s: float = LEADERS_TIMEOUT_S,
+) -> list[str]:
+    """Make every topic of `partitions` ({topic: partition count}) exist with a leader
+    for each partition; the names it had to ask the broker to create. Topics that are
+    already there and led cost one metadata request and nothing else; creating one that
+    someone else just created is no error (TOPIC_ALREADY_EXISTS). Raises TopicError."""
+    missing = await _without_leaders(admin, partitions, sorted(partitions))
+    if not missing:
+        return []
+    specs = [
+        NewTopic(name, partitions[name], replication_factor, topic_configs=dict(config))
+        for name in missing
+    ]
+    response = await admin.create_topics(specs)
+    created = []
+    for name, code, message in response.topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TOPIC_ALREADY_EXISTS:
+            raise TopicError(f"creating topic {name} failed: error {code} {message or ''}".strip())
+    await wait_for_leaders(admin, {name: partitions[name] for name in missing}, timeout_s)
+    return created
 
 
 async def check_topics(bootstrap: str, catalog: Catalog, roles: list[str] | None = None) -> None:

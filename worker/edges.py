@@ -4,10 +4,15 @@ Names, partition choice and markers come from ``schemas.edges`` (shared with
 the coordinator, which deletes a terminal job's edge topics by prefix); this
 module is the aiokafka side:
 
-- ``create_edge_topics``: a task creates every edge topic it touches, input
-  and output, idempotently (whoever comes first wins; TOPIC_ALREADY_EXISTS is
-  success), with as many partitions as the downstream vertex has subtasks,
-  and waits until every partition has a leader before the task uses them.
+- ``create_edge_topics``: a task makes sure every edge topic it touches, input
+  and output, exists (the leader creates them ahead as it decides the run; a task
+  that comes first creates them itself, TOPIC_ALREADY_EXISTS is success), with as
+  many partitions as the downstream vertex has subtasks, and every partition has a
+  leader before the task uses them. A task runs it in the background: the writer's
+  first send and the reader's assignment wait for it, not the task's RUNNING.
+- ``EdgeClients`` / ``WarmEdgeClients``: where the writer, the reader and the topic
+  check get their Kafka clients; a slot process keeps one of each started and
+  connected while it waits, so a deploy does not pay for connecting.
 - ``EdgeWriter``: the output of a task with outgoing edges. Every record goes
   to every outgoing edge, to the partition(s) its partitioning picks, through
   one idempotent producer (acks=all). ``finish`` writes the end-of-stream
@@ -25,6 +30,7 @@ module is the aiokafka side:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -33,8 +39,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from aiokafka import ConsumerRecord, TopicPartition
-from aiokafka.admin import NewTopic
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import edges, kafkaio
 from schemas import events as ev
@@ -76,6 +82,121 @@ class EdgeTopicError(TaskError):
     """An edge topic could not be created."""
 
 
+class EdgeClients:
+    """Where a task's edge clients come from: each made and started when asked for.
+    The caller owns what it gets (and stops it). ``WarmEdgeClients`` is the fast kind."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def _make(self, kind: str) -> Any:
+        if kind == "producer":
+            return kafkaio.producer(bootstrap_servers=self.bootstrap, **EDGE_PRODUCER)
+        if kind == "consumer":
+            return kafkaio.consumer(self.bootstrap, **EDGE_CONSUMER)
+        return kafkaio.admin_client(bootstrap_servers=self.bootstrap)
+
+    async def _fresh(self, kind: str) -> Any:
+        client = self._make(kind)
+        try:
+            await client.start()
+        except BaseException:
+            await _close(client)
+            raise
+        return client
+
+    async def _connected(self, kind: str) -> Any:
+        """A started client connected to every broker: ``start`` only bootstraps (the
+        consumer's and the admin client's first request would open the connection)."""
+        client = await self._fresh(kind)
+        # aiokafka (pinned) keeps the network client of consumers and admin clients
+        # in ``_client``; ``ready`` opens the connection a request would.
+        network = client.client if kind == "producer" else client._client
+        for broker in network.cluster.brokers():
+            await network.ready(broker.nodeId)
+        return client
+
+    async def take(self, kind: str) -> Any:
+        """A started client: ``producer`` (EDGE_PRODUCER), ``consumer`` (EDGE_CONSUMER,
+        nothing assigned) or ``admin``."""
+        return await self._fresh(kind)
+
+    async def producer(self) -> AIOKafkaProducer:
+        client: AIOKafkaProducer = await self.take("producer")
+        return client
+
+    async def consumer(self) -> AIOKafkaConsumer:
+        client: AIOKafkaConsumer = await self.take("consumer")
+        return client
+
+    async def admin(self) -> AIOKafkaAdminClient:
+        client: AIOKafkaAdminClient = await self.take("admin")
+        return client
+
+
+#: A warm client older than this is replaced (an idempotent producer's id expires on
+#: the broker after a day of silence; metadata of an idle client goes stale).
+WARM_MAX_AGE_S: Final = 600.0
+
+
+class WarmEdgeClients(EdgeClients):
+    """Edge clients started while the slot process waits for its next task, so a
+    deploy finds them connected: the bootstrap, metadata and producer-id round trips
+    (20-90 ms on a busy 2-core host) leave the deploy path. ``prepare`` starts one of
+    each kind that is missing or too old, in the background; ``take`` hands over the
+    prepared one (waiting for its start if it is under way) or, when there is none or
+    it failed to start, makes one on the spot."""
+
+    def __init__(self, bootstrap: str) -> None:
+        super().__init__(bootstrap)
+        self._ready: dict[str, tuple[float, asyncio.Task[Any]]] = {}
+        self._discarding: set[asyncio.Task[None]] = set()
+
+    def prepare(self) -> None:
+        now = time.monotonic()
+        for kind in ("producer", "consumer", "admin"):
+            held = self._ready.get(kind)
+            if held is not None and now - held[0] < WARM_MAX_AGE_S:
+                continue
+            if held is not None:
+                task = asyncio.create_task(_discard(held[1]))
+                self._discarding.add(task)
+                task.add_done_callback(self._discarding.discard)
+            self._ready[kind] = (now, asyncio.create_task(self._connected(kind)))
+
+    async def take(self, kind: str) -> Any:
+        held = self._ready.pop(kind, None)
+        if held is not None:
+            try:
+                return await held[1]
+            except Exception as err:  # e.g. the broker was away: try once more now
+                log.info("warm %s client did not start (%r): making one", kind, err)
+        return await self._fresh(kind)
+
+    async def close(self) -> None:
+        held, self._ready = self._ready, {}
+        await asyncio.gather(*(_discard(task) for _, task in held.values()), *self._discarding)
+
+
+async def _close(client: Any) -> None:
+    if isinstance(client, AIOKafkaAdminClient):
+        await client.close()
+    else:
+        await client.stop()
+
+
+async def _discard(start: asyncio.Task[Any]) -> None:
+    """Stop a warm client nobody took (whether or not it had started)."""
+    if not start.done():
+        start.cancel()
+    try:
+        client = await start
+    except BaseException:  # it never started: _fresh closed it
+        return
+    with contextlib.suppress(Exception):
+        await _close(client)
+
+
 def _partitions_of(spec: TaskSpec, vertex: str) -> int:
     if vertex == spec.task.vertex_id:
         return spec.parallelism
@@ -93,34 +214,26 @@ def edge_topic(env: KafkaEnv, spec: TaskSpec, edge: ev.Edge) -> str:
     )
 
 
-async def create_edge_topics(env: KafkaEnv, spec: TaskSpec) -> list[str]:
-    """Create the topics of every edge into and out of the task's vertex (idempotent)."""
+async def create_edge_topics(
+    env: KafkaEnv, spec: TaskSpec, clients: EdgeClients | None = None
+) -> list[str]:
+    """Make the topics of every edge into and out of the task's vertex exist, every
+    partition led. The leader creates a run's edge topics as it decides the run
+    (coordinator/runtime/edge_topics.py), so a task usually finds them ready and this
+    is one metadata request; a task that is first creates them. Returns their names."""
     wanted: dict[str, int] = {}
     for edge in (*spec.inputs, *spec.outputs):
         wanted[edge_topic(env, spec, edge)] = _partitions_of(spec, edge.target)
     if not wanted:
         return []
     catalog = env.catalog
-    config = {
-        "cleanup.policy": "delete",
-        "retention.ms": str(edges.EDGE_RETENTION_MS),
-        "min.insync.replicas": str(max(1, catalog.replication_factor - 1)),
-    }
-    rf = catalog.replication_factor
-    specs = [NewTopic(name, n, rf, topic_configs=config) for name, n in wanted.items()]
-    admin = kafkaio.admin_client(bootstrap_servers=env.bootstrap)
-    await admin.start()
+    admin = await (clients or EdgeClients(env.bootstrap)).admin()
     try:
-        response = await admin.create_topics(specs)
-        for name, code, message in response.topic_errors:
-            if code not in (0, kafkaio.TOPIC_ALREADY_EXISTS):
-                raise EdgeTopicError(f"creating edge topic {name} failed: error {code} {message}")
-        # Produce and fetch only once every partition has a leader: no "topic not
-        # found" / NotLeaderForPartition retries in the logs of a healthy deploy.
-        try:
-            await kafkaio.wait_for_leaders(admin, wanted)
-        except kafkaio.TopicError as err:
-            raise EdgeTopicError(str(err)) from err
+        await kafkaio.ensure_topics(
+            admin, wanted, catalog.replication_factor, edges.edge_topic_config(catalog)
+        )
+    except kafkaio.TopicError as err:
+        raise EdgeTopicError(str(err)) from err
     finally:
         await admin.close()
     return list(wanted)
@@ -161,7 +274,11 @@ class EdgeWriter:
         *,
         batch_records: int = BATCH_RECORDS,
         linger_ms: float = BATCH_LINGER_MS,
+        clients: EdgeClients | None = None,
+        topics: Awaitable[object] | None = None,
     ) -> None:
+        self._clients = clients or EdgeClients(env.bootstrap)
+        self._topics = topics  # awaited before the first send, then None
         self._subtask = spec.task.subtask_index
         self._channels = []
         for edge in spec.outputs:
@@ -181,7 +298,7 @@ class EdgeWriter:
             t.vertex_id, t.subtask_index, t.attempt, batch=True
         )
         self._end_headers = edges.edge_headers(t.vertex_id, t.subtask_index, t.attempt, end=True)
-        self._producer = kafkaio.producer(bootstrap_servers=env.bootstrap, **EDGE_PRODUCER)
+        self._producer: AIOKafkaProducer  # from start() on
         self._batch_records = max(1, batch_records)
         self._linger_s = linger_ms / 1000
         self._lock = asyncio.Lock()
@@ -202,7 +319,7 @@ class EdgeWriter:
         return [c.topic for c in self._channels]
 
     async def start(self) -> None:
-        await self._producer.start()
+        self._producer = await self._clients.producer()
         self._started = True
         self._flusher = asyncio.create_task(self._flush_on_time())
 
@@ -277,7 +394,14 @@ class EdgeWriter:
         for value in _encoded(records):
             await self._send(ch.topic, value, partition)
 
+    async def _topics_ready(self) -> None:
+        if self._topics is not None:
+            await self._topics  # raises EdgeTopicError if they cannot be made
+            self._topics = None
+
     async def _send(self, topic: str, value: bytes, partition: int) -> None:
+        if self._topics is not None:
+            await self._topics_ready()
         counters = self.counters
         began = time.monotonic()
         # Returns at once unless the producer's buffer is full: then downstream (the
@@ -327,6 +451,7 @@ class EdgeWriter:
         acknowledged."""
         async with self._lock:
             await self._send_all()
+            await self._topics_ready()
             for ch in self._channels:
                 for partition in ch.markers:
                     future = await self._producer.send(
@@ -348,6 +473,7 @@ class EdgeWriter:
         headers = edges.barrier_headers(t.vertex_id, t.subtask_index, t.attempt, checkpoint_id)
         async with self._lock:
             await self._send_all()
+            await self._topics_ready()
             for ch in self._channels:
                 for partition in ch.markers:
                     future = await self._producer.send(
@@ -393,7 +519,16 @@ class EdgeReader:
     """Reads the task's partition of every input edge until all upstreams ended
     (counted in `counters`: data records and their bytes, time waiting for them)."""
 
-    def __init__(self, env: KafkaEnv, spec: TaskSpec, counters: TaskCounters | None = None) -> None:
+    def __init__(
+        self,
+        env: KafkaEnv,
+        spec: TaskSpec,
+        counters: TaskCounters | None = None,
+        clients: EdgeClients | None = None,
+        topics: Awaitable[object] | None = None,
+    ) -> None:
+        self._clients = clients or EdgeClients(env.bootstrap)
+        self._topics = topics  # awaited before the inputs are assigned
         self._attempt = spec.task.attempt
         index = spec.task.subtask_index
         self._inputs: dict[TopicPartition, _Input] = {}
@@ -402,7 +537,7 @@ class EdgeReader:
             upstream = _partitions_of(spec, edge.source)
             expected = edges.expected_upstreams(edge.partitioning, index, upstream)
             self._inputs[tp] = _Input(edge, set(expected))
-        self._consumer = kafkaio.consumer(env.bootstrap, **EDGE_CONSUMER)
+        self._consumer: AIOKafkaConsumer  # from connect() on
         self._started = False
         self.counters = counters if counters is not None else TaskCounters()
         self._aligning: int | None = None  # the barrier being aligned
@@ -422,14 +557,22 @@ class EdgeReader:
     async def connect(self) -> None:
         """Bootstrap the consumer: needs no edge topic yet, so it may overlap their creation."""
         if not self._started:
-            await self._consumer.start()
+            self._consumer = await self._clients.consumer()
             self._started = True
 
     async def start(self) -> None:
-        """Read the inputs from their start (their topics must exist)."""
+        """Read the inputs from their start (once their topics exist, when the reader
+        was given their creation to wait for; else they must exist)."""
         await self.connect()
+        if self._topics is not None:
+            await self._topics  # raises EdgeTopicError if they cannot be made
+            self._topics = None
         self._consumer.assign(list(self._inputs))
-        await self._consumer.seek_to_beginning(*self._inputs)
+        # Every run has topics of its own, written from offset 0: no ListOffsets round
+        # trip to find their beginning (auto_offset_reset=earliest covers a log whose
+        # start retention moved on).
+        for tp in self._inputs:
+            self._consumer.seek(tp, 0)
 
     async def run(
         self,

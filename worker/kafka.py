@@ -108,7 +108,7 @@ class KafkaReports:
         self._catalog = catalog
         self._keys = keys
         self._producer = kafkaio.producer(
-            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=2
+            bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
         )
         #: reports Kafka refused for good (or that could not be encoded).
         self.dropped = 0

@@ -4,8 +4,12 @@ Started ahead of time (one per slot) so that a DeployTask only pays for
 pickling the spec, not for starting Python and importing the operators. A task
 that shares a slot with another (slot sharing) runs in an extra process of that
 worker, a lane (worker/slots.py), started the first time one is needed and kept.
-Each task runs in a fresh event loop; while it runs, the loop also watches the
-pipe, so a CancelRun cancels the task at its next ``await``. User code that
+The process has one event loop: it watches the pipe, so a CancelRun cancels the
+running task at its next ``await``, and while the slot waits it starts the edge
+clients of the next task (``WarmEdgeClients``). (What a task leaves running is
+not cancelled for it: the warm clients' own background tasks, begun while a task
+runs, would go with it. A task closes what it opened; a job's own code runs in
+a process that is replaced after it.) User code that
 never awaits (or blocks in C) cannot be cancelled that way: the TaskManager
 kills the whole process after the cancel timeout and starts a new one.
 """
@@ -19,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from schemas import events as ev
@@ -27,6 +31,7 @@ from schemas import kafkalog
 from schemas.statestore import StateStore, open_store
 from worker import slotmsg
 from worker.checkpointing import CheckpointControl, CheckpointReport, Declined
+from worker.edges import WarmEdgeClients
 from worker.functions import FunctionRegistry
 from worker.metrics import SAMPLE_INTERVAL_S, TaskCounters
 from worker.operators.api import KafkaEnv, TaskSpec
@@ -71,22 +76,55 @@ def slot_main(
     registry = OperatorRegistry.load()
     functions = FunctionRegistry.load()
     conn.send(slotmsg.Ready(os.getpid()))
-    # Messages that arrived while a task was ending (the next RunTask can come
-    # right after the previous FINISHED report): handled before reading more.
-    backlog: deque[slotmsg.ToSlot] = deque()
+    try:
+        asyncio.run(_serve(conn, registry, functions, kafka, state_url))
+    finally:
+        conn.close()
+
+
+#: An idle slot wakes this often to replace warm clients that grew old.
+_IDLE_WAKE_S = 60.0
+
+#: The running task's handler of the messages that concern it: True when it took one.
+Handler = Callable[[slotmsg.ToSlot], bool]
+
+
+async def _serve(
+    conn: Connection,
+    registry: OperatorRegistry,
+    functions: FunctionRegistry,
+    kafka: KafkaEnv | None,
+    state_url: str | None,
+) -> None:
+    """The slot's one event loop: tasks one after the other, the edge clients of the
+    next one started while it waits (worker/edges.py, ``WarmEdgeClients``)."""
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[slotmsg.ToSlot] = asyncio.Queue()
+    running: list[Handler] = []  # the current task's handler, while one runs
+
+    def readable() -> None:
+        try:
+            message = conn.recv()
+        except EOFError:  # the TaskManager is gone
+            loop.remove_reader(conn.fileno())
+            message = slotmsg.Shutdown()
+        if not (running and running[0](message)):
+            inbox.put_nowait(message)
+
+    loop.add_reader(conn.fileno(), readable)
+    clients = WarmEdgeClients(kafka.bootstrap) if kafka is not None else None
     try:
         while True:
-            if backlog:
-                message = backlog.popleft()
-            else:
-                try:
-                    message = conn.recv()
-                except EOFError:
-                    return  # the TaskManager is gone
+            if clients is not None:
+                clients.prepare()
+            try:
+                message = await asyncio.wait_for(inbox.get(), _IDLE_WAKE_S)
+            except TimeoutError:
+                continue
             if isinstance(message, slotmsg.RunTask):
                 ops, fns = (registry, functions) if message.code is None else _own(message.code)
-                runner = _run(conn, message.spec, ops, fns, kafka, state_url, backlog)
-                if not asyncio.run(runner):
+                ran = _run(conn, message.spec, ops, fns, kafka, state_url, running, clients)
+                if not await ran:
                     return
             elif isinstance(message, slotmsg.Shutdown):
                 return
@@ -94,7 +132,10 @@ def slot_main(
                 conn.send(Declined(message.task, message.checkpoint_id, "task not running"))
             # A CancelRun or NotifyRun for a task that already ended: nothing to do.
     finally:
-        conn.close()
+        with contextlib.suppress(Exception):
+            loop.remove_reader(conn.fileno())
+        if clients is not None:
+            await clients.close()
 
 
 async def _run(
@@ -104,12 +145,12 @@ async def _run(
     functions: FunctionRegistry,
     kafka: KafkaEnv | None,
     state_url: str | None,
-    backlog: deque[slotmsg.ToSlot],
+    running: list[Handler],
+    clients: WarmEdgeClients | None,
 ) -> bool:
     """Run one task; False when the TaskManager went away or said to shut down."""
     loop = asyncio.get_running_loop()
     keep_going = True
-    # Per task: each task runs in its own event loop, which a Kafka client is bound to.
     store = _open_store(state_url, kafka)
 
     def report_checkpoint(message: CheckpointReport) -> None:
@@ -152,15 +193,12 @@ async def _run(
             checkpoints=checkpoints,
             counters=links[0].counters,
             links=links,
+            clients=clients,
         )
     )
 
-    def on_message() -> None:
+    def on_message(message: slotmsg.ToSlot) -> bool:
         nonlocal keep_going
-        try:
-            message = conn.recv()
-        except EOFError:
-            message = slotmsg.Shutdown()
         if isinstance(message, slotmsg.CancelRun):
             if message.task in by_task:
                 runner.cancel()
@@ -175,20 +213,21 @@ async def _run(
                 link.checkpoints.notify(message.checkpoint_id, completed=message.completed)
         elif isinstance(message, slotmsg.Shutdown):
             keep_going = False
-            loop.remove_reader(conn.fileno())
             runner.cancel()
         else:
-            backlog.append(message)
+            # Messages that arrive while a task is ending (the next RunTask can come
+            # right after the previous FINISHED report): the loop takes them next.
+            return False
+        return True
 
-    loop.add_reader(conn.fileno(), on_message)
+    running.append(on_message)
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await runner
     finally:
+        running.clear()
         if sampler is not None:
             sampler.cancel()
-        if keep_going:
-            loop.remove_reader(conn.fileno())
         if store is not None:
             with contextlib.suppress(Exception):
                 await store.close()

@@ -19,6 +19,7 @@ A task runs one vertex, or a chain of vertices whose records pass by function ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -30,7 +31,7 @@ from schemas.limits import FINISHED_TASK_HANDLE
 from schemas.validation import protected_topic_problems
 from worker.chain import ChainedOutput, Link, end_of_input, link_specs
 from worker.checkpointing import CheckpointControl
-from worker.edges import EdgeReader, EdgeWriter, create_edge_topics
+from worker.edges import EdgeClients, EdgeReader, EdgeWriter, create_edge_topics
 from worker.errors import NonRecoverableError, ProtectedTopicError, TaskError
 from worker.failures import describe
 from worker.functions import FunctionRegistry
@@ -114,9 +115,6 @@ async def _run_operator(
     source) and end the others in order."""
     head, ctx = links[0], ctxs[0]
     operator, checkpoints, output = head.operator, head.checkpoints, outputs[0]
-    t0 = time.monotonic()
-    if reader is not None:
-        await reader.start()
     t1 = time.monotonic()
     for link, link_ctx, out in reversed(list(zip(links, ctxs, outputs, strict=True))):
         assert link.operator is not None
@@ -128,7 +126,7 @@ async def _run_operator(
     for link in links:
         link.counters.start()
     report(ES.RUNNING, None, None, False)
-    timings.update(edge_reader=t1 - t0, operator_open=time.monotonic() - t1)
+    timings["operator_open"] = time.monotonic() - t1
     log_startup(ctx.log, timings)
     if isinstance(operator, SourceOperator):
         await operator.run(ctx, checkpoints.source_output(output))
@@ -140,9 +138,17 @@ async def _run_operator(
         async def process(records: list[Record]) -> None:
             await process_batch(records, output)
 
+        await reader.start()
         await reader.run(process, checkpoints.aligned, checkpoints.abandoned)
         await operator.end_of_input(output)
     await end_of_input(links, outputs)
+
+
+async def _settle(task: asyncio.Task[list[str]]) -> None:
+    """The edge topics' check, at the task's end: stopped if still under way; a failure
+    nobody waited for (the task ended first) is no news."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def log_startup(log: logging.Logger, timings: dict[str, float]) -> None:
@@ -207,13 +213,16 @@ async def run_task(
     checkpoints: CheckpointControl | None = None,
     counters: TaskCounters | None = None,
     links: list[Link] | None = None,
+    clients: EdgeClients | None = None,
 ) -> None:
     """Run `spec` to its end, reporting every state; never raises except
     CancelledError (after reporting CANCELED). `checkpoints` takes the task's
     snapshots and restores it (without one: no state store, nothing to report).
     `counters` counts its I/O and times while it runs (worker/metrics.py).
     A chain (``spec.chained``) runs every operator in this one task: `links` gives
-    each its checkpoints and counters (worker/chain.py; by default new ones)."""
+    each its checkpoints and counters (worker/chain.py; by default new ones).
+    `clients` gives the edges their Kafka clients (a slot's warm ones; by default each
+    is made and started when needed)."""
     log = logging.getLogger(f"worker.task.{spec.describe()}")
     if counters is None:
         counters = TaskCounters()
@@ -236,23 +245,28 @@ async def run_task(
         ctxs = [TaskContext(link.spec, log, kafka, functions) for link in links]
         first, last = links[0], links[-1]
         t_edges = time.monotonic()
-        # The chain's own edge topics are created while the producer and the consumer
-        # connect (neither needs them yet): one round of waiting, not three.
-        setup: list[Awaitable[object]] = []
+        # The chain's edge topics are made sure of in the background: the leader created
+        # them as it decided the run, and only the first send and the first fetch wait
+        # for them, after RUNNING (as Flink's tasks ask for their input partitions once
+        # running). The producer and the consumer are the slot's warm ones.
+        topics: asyncio.Task[list[str]] | None = None
         edges = replace(first.spec, outputs=last.spec.outputs)
         if edges.inputs or edges.outputs:
-            setup.append(create_edge_topics(ctxs[0].kafka, edges))
+            topics = asyncio.create_task(create_edge_topics(ctxs[0].kafka, edges, clients))
+            resources.push(functools.partial(_settle, topics))
+        setup: list[Awaitable[object]] = []
         if last.spec.outputs:
-            output = EdgeWriter(ctxs[-1].kafka, last.spec, last.counters)
+            output = EdgeWriter(
+                ctxs[-1].kafka, last.spec, last.counters, clients=clients, topics=topics
+            )
             resources.push(output.close)
             setup.append(output.start())
         if first.spec.inputs:
-            reader = EdgeReader(ctxs[0].kafka, first.spec, first.counters)
+            reader = EdgeReader(ctxs[0].kafka, first.spec, first.counters, clients, topics)
             resources.push(reader.close)
             setup.append(reader.connect())
         await asyncio.gather(*setup)
-        # edge_topics: topics and connections together; edge_writer: nothing left.
-        timings.update(edge_topics=time.monotonic() - t_edges, edge_writer=0.0)
+        timings["edge_clients"] = time.monotonic() - t_edges
         outputs: list[Output] = [output]
         for upstream, downstream in reversed(list(itertools.pairwise(links))):
             outputs.insert(0, ChainedOutput(upstream, downstream, outputs[0]))

@@ -72,3 +72,16 @@ def chained_edges(graph: JobGraph) -> frozenset[tuple[str, str]]:
     """(source, target) of every edge that runs inside a chain (records by call, no
     topic): consecutive vertices of one of ``chains``."""
     return frozenset(pair for chain in chains(graph) for pair in itertools.pairwise(chain))
+
+
+def topic_edges(graph: JobGraph) -> dict[tuple[str, str], int]:
+    """{(source, target): partitions} of every edge that is a topic (not inside a
+    chain): one partition per subtask of its target. What a run of the job needs
+    created before its tasks write and read (coordinator/runtime/edge_topics.py)."""
+    inside = chained_edges(graph)
+    parallelism = {v.id: v.parallelism for v in graph.vertices}
+    return {
+        (e.source, e.target): parallelism[e.target]
+        for e in graph.edges
+        if (e.source, e.target) not in inside
+    }

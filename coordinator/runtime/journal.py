@@ -128,7 +128,9 @@ class JournalFollower:
         self.codec = codec or default_codec()
         self.tp = TopicPartition(catalog.journal.name, 0)
         self._consumer: AIOKafkaConsumer = kafkaio.consumer(
-            bootstrap, fetch_max_wait_ms=10, max_partition_fetch_bytes=fetch_bytes
+            bootstrap,
+            fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS,
+            max_partition_fetch_bytes=fetch_bytes,
         )
         self._allowed = catalog.journal.allowed
         self._decode_journal = self.codec.decoder(self._allowed)

@@ -59,7 +59,7 @@ from coordinator.domain import SavepointWritten
 from coordinator.ha.lease import Progress
 from coordinator.runtime import machine, memory, snapshots
 from coordinator.runtime.clock import Clock, LeaderClock, SystemClock
-from coordinator.runtime.edges_gc import EdgeCollector
+from coordinator.runtime.edge_topics import EdgeTopics
 from coordinator.runtime.holder import ApplyError, StateHolder
 from coordinator.runtime.hooks import TestHooks
 from coordinator.runtime.journal import ForeignRecord, JournalError, JournalFollower
@@ -189,7 +189,7 @@ class Leader:
         self._keepalives: KeepaliveSender | None = None
         self._closing = False  # set when the term ends: nothing more is said for it
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
-        self.edges = EdgeCollector(bootstrap, catalog)
+        self.edges = EdgeTopics(bootstrap, catalog)
         self.state_io: StateIO | None = None
         #: spans and counters of this term (None: telemetry off, nothing is recorded)
         self.telemetry = telemetry
@@ -447,6 +447,7 @@ class Leader:
             except ApplyError as err:  # decide applied it to its fork: the state is tainted
                 raise StepDown(f"own decision {decoded.event_id} does not apply: {err}") from err
             out.journal.append(record)
+            self.edges.decided(decoded, self.holder.state)
             if isinstance(decoded, ev.JobRejected | ev.InputRejected):
                 self._said("rejected %s: %s", machine.clip(decoded.input_event_id, 80),
                            machine.clip(decoded.reason, 300))  # fmt: skip

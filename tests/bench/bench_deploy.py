@@ -22,10 +22,16 @@ The breakdown, per subtask, from wall-clock times of one machine (ms):
 - ``delivery``: decision to the worker's DEPLOYING (``TaskStateChanged.event_time``: the
   worker received the ``DeployTask``);
 - ``slot_start``: DEPLOYING to INITIALIZING (the spec reaches the slot process, the task starts);
-- ``edge_topics``, ``edge_writer``, ``edge_reader``, ``operator_open``: the task's own start-up
-  stages, from the ``startup ms:`` line it logs (worker/task.py);
+- ``edge_clients``, ``operator_open``: the task's own start-up stages, from the ``startup
+  ms:`` line it logs (worker/task.py): its edge producer and consumer ready (the slot's
+  warm ones), its operators opened and restored. The edge topics are not on this path:
+  the leader creates them as it decides the run, and the task's first send and fetch
+  wait for them after RUNNING;
 - ``first_report``: the worker's RUNNING to its ``TaskStateRecorded`` visible to the observer
-  (the report's trip, the leader's decision and commit).
+  (the report's trip, the leader's decision and commit), in two parts: ``report``, the
+  worker's RUNNING to the report visible on ``jm.reports`` (the slot's message to the
+  worker, its producer), and ``record``, from there to the ``TaskStateRecorded`` (the
+  leader's poll, decision and commit).
 
 Each stage is given as its median over all measured subtasks and its value on the
 critical path (the subtask that reached RUNNING last, per job, median over jobs).
@@ -93,6 +99,7 @@ class Seen:
     slots: dict[str, set[tuple[str, int]]] = field(default_factory=dict)  # job -> (tm, slot)
     recorded: dict[Subtask, float] = field(default_factory=dict)  # RUNNING recorded, seen
     reported: dict[tuple[Subtask, ES], int] = field(default_factory=dict)  # worker event_time
+    report_seen: dict[Subtask, float] = field(default_factory=dict)  # RUNNING report, seen
     status: dict[str, ev.JobStatus] = field(default_factory=dict)
     status_at: dict[tuple[str, ev.JobStatus], float] = field(default_factory=dict)
     joined: set[str] = field(default_factory=set)
@@ -105,7 +112,7 @@ def _sub(t: ev.TaskRef) -> Subtask:
 
 async def _follow(bootstrap: str, topic: str, partitions: int, seen: Seen) -> None:
     codec = default_codec()
-    consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=5)
+    consumer = kafkaio.consumer(bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS)
     tps = [TopicPartition(topic, p) for p in range(partitions)]
     await consumer.start()
     consumer.assign(tps)
@@ -128,6 +135,8 @@ def _note(seen: Seen, e: ev.Event, now: float) -> None:
         seen.recorded.setdefault(_sub(e.task), now)
     elif isinstance(e, ev.TaskStateChanged) and e.task.attempt == 0:
         seen.reported.setdefault((_sub(e.task), e.state), e.event_time)
+        if e.state is ES.RUNNING:
+            seen.report_seen.setdefault(_sub(e.task), now)
     elif isinstance(e, ev.JobStatusChanged):
         seen.status[e.job_id] = e.to_status
         seen.status_at[(e.job_id, e.to_status)] = now
@@ -190,14 +199,19 @@ def _breakdown(
                 # perf_counter and wall clock: the observer's arrival stamped as wall time.
                 recorded_wall = time.time() * 1000 - (time.perf_counter() - seen.recorded[s]) * 1000
                 stages["first_report"] = recorded_wall - running
+                if s in seen.report_seen:
+                    stages["report"] = (
+                        recorded_wall - running - (seen.recorded[s] - seen.report_seen[s]) * 1000
+                    )
+                    stages["record"] = (seen.recorded[s] - seen.report_seen[s]) * 1000
                 committed_wall = time.time() * 1000 - (time.perf_counter() - seen_at) * 1000
                 stages["commit"] = committed_wall - decided
             for k, v in stages.items():
                 per_stage.setdefault(k, []).append(v)
                 if s == last:
                     critical.setdefault(k, []).append(v)
-    order = ("decide", "commit", "delivery", "slot_start", "edge_topics", "edge_writer",
-             "edge_reader", "operator_open", "first_report")  # fmt: skip
+    order = ("decide", "commit", "delivery", "slot_start", "edge_clients", "operator_open",
+             "first_report", "report", "record")  # fmt: skip
     return {
         "median_subtask_ms": {k: _median(per_stage.get(k, [])) for k in order},
         "critical_path_ms": {k: _median(critical.get(k, [])) for k in order},

@@ -141,8 +141,8 @@ def _latency(rows: list[Results]) -> str:
     return "\n".join(out)
 
 
-DEPLOY_STAGES = ("decide", "commit", "delivery", "slot_start", "edge_topics", "edge_writer",
-                 "edge_reader", "operator_open", "first_report")  # fmt: skip
+DEPLOY_STAGES = ("decide", "commit", "delivery", "slot_start", "edge_clients", "operator_open",
+                 "first_report", "report", "record")  # fmt: skip
 
 
 def _deploy(all_rows: list[Results]) -> str:

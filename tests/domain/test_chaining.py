@@ -5,7 +5,7 @@ import dataclasses
 import itertools
 
 from coordinator.domain import state_digest
-from coordinator.domain.chaining import chained_edges, chains
+from coordinator.domain.chaining import chained_edges, chains, topic_edges
 from coordinator.domain.invariants import violations
 from schemas.events import (
     DeployTask,
@@ -156,3 +156,26 @@ def test_a_line_longer_than_a_slot_holds_is_cut_into_chains_with_a_topic_between
     )
     head = next(d for d in deploys if d.task.vertex_id == ids[0])
     assert [e.target for e in head.chained[-1].outputs] == [ids[MAX_TASKS_PER_SLOT]]
+
+
+def test_the_topics_a_run_needs_are_the_edges_its_tasks_write() -> None:
+    """``topic_edges`` (what the leader creates ahead of a run) names exactly the edges the
+    deployed tasks write to, sized by the target's parallelism; chained edges have none."""
+    hashed = Edge(source="b", target="c", partitioning=P.HASH, key_field="k")
+    for chaining in (True, False):
+        graph = dataclasses.replace(
+            _graph(_fwd("a", "b"), hashed, _fwd("c", "d"), p={"c": 3, "d": 3}),
+            chaining=chaining,
+        )
+        expected = {("b", "c"): 3}
+        if not chaining:
+            expected |= {("a", "b"): 2, ("c", "d"): 3}
+        assert topic_edges(graph) == expected
+        c = Cluster()
+        c.register("tm-a", slots=8)
+        d = c.feed(dataclasses.replace(submission("job"), job_graph=graph))
+        written = set()
+        for deploy in (x for x in d.commands if isinstance(x, DeployTask)):
+            last = deploy.chained[-1].outputs if deploy.chained else deploy.outputs
+            written |= {(e.source, e.target) for e in last}
+        assert written == set(expected)

@@ -14,7 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import events as ev
 from schemas import kafkaio
-from schemas.edges import edge_topic_prefix
+from schemas.edges import EDGE_RETENTION_MS, edge_topic, edge_topic_prefix
 from tests.conftest import Stack, TopicFactory
 from tests.integration.harness import Cluster, Journal, Producer, joined, now_ms, status_of
 
@@ -218,3 +218,33 @@ async def test_a_latest_source_reads_on_restart_what_came_since_the_job_started(
         values = await seen(3, 4, 5, 6, 7)
     assert any(isinstance(e, ev.RestartScheduled) for _, e in events)
     assert not {1, 2} & set(values), values  # produced before the job was accepted
+
+
+async def test_the_leader_creates_a_runs_edge_topics_before_any_task_runs(
+    cluster: Cluster, new_topic: TopicFactory
+) -> None:
+    """No worker at all: the job waits for slots, yet its one edge topic (keyed -> count,
+    the other edges are chained) is there with a partition per count subtask, made by
+    the leader as it decided the run; cancelling the job deletes it."""
+    sink = await new_topic("counts", partitions=3)
+    await cluster.coordinator("c1").wait_for_line("role LEADER")
+    prefix = edge_topic_prefix(cluster.catalog, "ahead")
+    expected = edge_topic(cluster.catalog, "ahead", 0, "keyed", "count")
+    async with Producer(cluster.stack, cluster.catalog) as client, \
+            Journal(cluster.stack, cluster.catalog) as journal:  # fmt: skip
+        await client.send(keyed_count_job("ahead", sink, 100, 4, count_p=3))
+        events = await journal.wait_until(lambda es: status_of(es, "ahead") == ev.JobStatus.CREATED)
+        assert not any(isinstance(e, ev.TaskAssigned) for _, e in events)
+        deadline = time.monotonic() + 30
+        while await edge_topics(cluster.stack, prefix) != [expected]:
+            assert time.monotonic() < deadline, await edge_topics(cluster.stack, prefix)
+            await asyncio.sleep(0.2)
+        described = await kafkaio.describe_topics(cluster.stack.bootstrap, [expected])
+        assert described[expected].partitions == 3
+        assert described[expected].config.get("retention.ms") == str(EDGE_RETENTION_MS)
+        await client.send(ev.JobCancelRequested(event_id=uuid.uuid4().hex, event_time=now_ms(),
+                                                job_id="ahead"))  # fmt: skip
+        await journal.wait_until(lambda es: status_of(es, "ahead") == ev.JobStatus.CANCELED)
+    while await edge_topics(cluster.stack, prefix):
+        assert time.monotonic() < deadline + 30, await edge_topics(cluster.stack, prefix)
+        await asyncio.sleep(0.5)
