@@ -271,6 +271,14 @@ class CheckpointControl:
         self, checkpoint_id: int, data: bytes, began: float, alignment_ms: int
     ) -> None:
         task = self.spec.task
+        try:
+            # What came before the snapshot must be durable first (a sink's records).
+            await self._operator_durable(checkpoint_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self._decline(checkpoint_id, f"output before the barrier not delivered: {err!r}")
+            return
         if self.store is None:
             self._decline(checkpoint_id, "this worker has no state store")
             return
@@ -289,6 +297,12 @@ class CheckpointControl:
         )  # fmt: skip
         self.acked.append(checkpoint_id)
         self._send(Acked(task, checkpoint_id, handle, len(data), duration, alignment_ms))
+
+    async def _operator_durable(self, checkpoint_id: int) -> None:
+        operator = self._operator
+        durable = getattr(operator, "snapshot_durable", None)
+        if durable is not None:
+            await durable(checkpoint_id)
 
     def _decline(self, checkpoint_id: int, reason: str) -> None:
         self._log.info("checkpoint %d declined: %s", checkpoint_id, reason)

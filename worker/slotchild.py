@@ -73,6 +73,10 @@ def slot_main(
     # aiokafka logs every reconnect at WARNING/ERROR; its INFO is noise here.
     logging.getLogger("aiokafka").setLevel(max(log_level, logging.WARNING))
     kafkalog.install()
+    # A broker outage is told once per worker, by the TaskManager (its own clients meet
+    # it too); the slots' clients, idle warm ones included, stay quiet about it (their
+    # aiokafka lines are still counted away; a task that cannot go on fails and says so).
+    logging.getLogger(kafkalog.OUTAGE_LOGGER).setLevel(logging.ERROR)
     registry = OperatorRegistry.load()
     functions = FunctionRegistry.load()
     conn.send(slotmsg.Ready(os.getpid()))

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from coordinator import client, usercode
@@ -131,28 +133,42 @@ def savepoint(args: argparse.Namespace, *, stop: bool) -> int:
     if args.no_wait and args.wait:
         return fail("--no-wait and --wait exclude each other")
     target = os.path.abspath(args.target) if args.target else None
-    request = client.savepoint_request(args.job_id, target, stop=stop)
-    return run(_savepoint(args, request, stop))
+    return run(_savepoint(args, target, stop))
 
 
-async def _savepoint(
-    args: argparse.Namespace,
-    request: ev.SavepointRequested | ev.StopWithSavepointRequested,
-    stop: bool,
-) -> int:
+#: The leader's refusal of a savepoint while a task of the job is still starting: `jm
+#: savepoint` (waiting) asks again until its timeout, every SAVEPOINT_RETRY_S.
+NOT_ALL_RUNNING = "not all tasks are RUNNING"
+SAVEPOINT_RETRY_S = 0.5
+
+
+async def _savepoint(args: argparse.Namespace, target: str | None, stop: bool) -> int:
     settings = settings_from(args)
     what = "stop with savepoint requested for" if stop else "savepoint requested for"
+    request = client.savepoint_request(args.job_id, target, stop=stop)
     if args.no_wait:
         sent = await client.produce(settings, request)
         _say_sent(settings, what, args.job_id, request, sent)
         return 0
+    deadline = time.monotonic() + args.timeout
     async with client.JobWatch(settings, args.job_id) as watch:
-        sent = await client.produce(settings, request)
-        _say_sent(settings, what, args.job_id, request, sent)
-        try:
-            answer = await watch.savepoint(request, args.timeout)
-        except client.WaitTimeout as err:
-            return fail(str(err), 3)
+        while True:
+            sent = await client.produce(settings, request)
+            _say_sent(settings, what, args.job_id, request, sent)
+            try:
+                answer = await watch.savepoint(request, max(0.0, deadline - time.monotonic()))
+            except client.WaitTimeout as err:
+                return fail(str(err), 3)
+            # A job just deployed is RUNNING before all its tasks are: a savepoint asked
+            # for right after `jm submit --wait RUNNING` is refused for that; ask again.
+            starting = isinstance(answer.event, ev.InputRejected) and NOT_ALL_RUNNING in (
+                answer.reason or ""
+            )
+            if not starting or deadline - time.monotonic() < 2 * SAVEPOINT_RETRY_S:
+                break
+            print(f"jm: {args.job_id}: {NOT_ALL_RUNNING} yet; asking again", file=sys.stderr)
+            await asyncio.sleep(SAVEPOINT_RETRY_S)
+            request = client.savepoint_request(args.job_id, target, stop=stop)
         if not answer.accepted or not isinstance(answer.event, ev.SavepointCompleted):
             return _refused(args.job_id, answer.reason or "")
         print(answer.event.savepoint_path, flush=True)

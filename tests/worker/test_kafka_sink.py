@@ -143,3 +143,33 @@ async def test_records_without_a_key_go_one_partition_per_call(
     calls = {p: sorted({json.loads(v)["call"] for _, v in rs}) for p, rs in got.items()}
     assert calls == {0: [0, 2], 1: [1, 3]}
     assert all(k is None for rs in got.values() for k, _ in rs)
+
+
+async def test_a_checkpoint_waits_for_the_records_before_it_not_for_the_ones_after(
+    stack: Stack, new_topic: Callable[..., Awaitable[str]]
+) -> None:
+    """At-least-once: the snapshot sends the open batches and returns without waiting;
+    ``snapshot_durable`` returns once Kafka acknowledged everything sent before the
+    snapshot, while records written after it may still be out; the barrier's records
+    are then all in the topic."""
+    topic = await new_topic("sink", partitions=2)
+    sink = await _open_sink(stack, topic, key_field="key")
+    try:
+        before = [{"key": i % 5, "n": i} for i in range(500)]
+        await sink.process_batch(before, _Nowhere())
+        await sink.snapshot_state_at(7)
+        marked = sink._marks[7]
+        assert marked, "the open batches left with the snapshot"
+        after = [{"key": i % 5, "n": 1000 + i} for i in range(500)]
+        await sink.process_batch(after, _Nowhere())
+        await sink.snapshot_durable(7)
+        assert all(f.done() and f.exception() is None for f in marked)
+        assert 7 not in sink._marks
+        got = await _read(stack.bootstrap, topic, 2)
+        written = {json.loads(v)["n"] for rs in got.values() for _, v in rs}
+        assert {r["n"] for r in before} <= written
+        await sink.end_of_input(_Nowhere())
+    finally:
+        await sink.close()
+    got = await _read(stack.bootstrap, topic, 2)
+    assert sum(len(rs) for rs in got.values()) == 1000

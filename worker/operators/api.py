@@ -208,6 +208,12 @@ class Stateful:
         needs the id (the exactly-once ``kafka_sink`` names its pending output by it)."""
         return await self.snapshot_state()
 
+    async def snapshot_durable(self, checkpoint_id: int) -> None:
+        """Return once what the operator did before checkpoint `checkpoint_id`'s snapshot
+        is durable (the at-least-once ``kafka_sink``: its records up to the barrier
+        acknowledged by Kafka); raise if it never will be. Awaited in the background,
+        while records keep flowing; the task acknowledges the checkpoint only after it."""
+
     async def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Checkpoint `checkpoint_id` completed (every task acknowledged it): the
         place to commit what was pre-committed up to it. Called between records."""

@@ -232,6 +232,7 @@ class KafkaSink(RecordOperator):
         self.error: BaseException | None = None
         self.records = 0
         self.restore_id = ctx.spec.restore_checkpoint_id
+        self._marks: dict[int, list[asyncio.Future[Any]]] = {}  # see snapshot_durable
         delivery = exactly_once.delivery_of(ctx.config_str("delivery", exactly_once.AT_LEAST_ONCE))
         self.writer: exactly_once.TransactionalWriter | None = None
         if delivery == exactly_once.EXACTLY_ONCE:
@@ -312,10 +313,19 @@ class KafkaSink(RecordOperator):
             raise self.error
         if self.writer is not None:  # pre-commit: the interval's records in the snapshot
             return self.writer.snapshot(checkpoint_id)
-        # At-least-once: everything before the barrier is acknowledged by Kafka
-        # before the checkpoint counts (no state of its own).
-        await self.batches.flush()
+        # At-least-once: everything before the barrier is acknowledged by Kafka before
+        # the checkpoint counts (no state of its own). The open batches leave now; their
+        # acknowledgements are awaited in the background (``snapshot_durable``), so
+        # records keep flowing meanwhile (a flush here held the whole chain still).
+        self._marks[checkpoint_id] = await self.batches.mark()
         return TaskSnapshot()
+
+    async def snapshot_durable(self, checkpoint_id: int) -> None:
+        sent = self._marks.pop(checkpoint_id, None)
+        for older in [c for c in self._marks if c < checkpoint_id]:
+            del self._marks[older]  # a checkpoint given up before it got here
+        if sent is not None:
+            await self.batches.delivered(sent)
 
     async def restore_state(self, snapshot: TaskSnapshot) -> None:
         if self.writer is not None and self.restore_id is not None:

@@ -44,6 +44,7 @@ class SinkBatches:
         self._open: list[Any | None] = [None] * partitions  # BatchBuilder per partition
         self._out = 0  # batches sent and not yet acknowledged (the round out)
         self._lock = asyncio.Lock()
+        self._inflight: set[asyncio.Future[Any]] = set()  # sent, not yet acknowledged
         self._later: set[asyncio.Task[None]] = set()
         #: the first failed delivery (or send): the sink raises it at its next call.
         self.error: BaseException | None = None
@@ -95,10 +96,12 @@ class SinkBatches:
             future = await self._producer.send_batch(batch, self._topic, partition=partition)
             self._out += 1
             self.batches += 1
+            self._inflight.add(future)
             future.add_done_callback(self._delivered)
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         self._out -= 1
+        self._inflight.discard(future)
         if future.cancelled():
             return
         error = future.exception()  # also marks it retrieved
@@ -117,6 +120,21 @@ class SinkBatches:
         except Exception as err:  # the sink fails at its next record, checkpoint or end
             if self.error is None:
                 self.error = err
+
+    async def mark(self) -> list[asyncio.Future[Any]]:
+        """Send every open batch; the deliveries of everything sent so far (the sink's
+        records up to now), to wait for with ``delivered`` while later ones go on."""
+        async with self._lock:
+            await self._send_open(range(len(self._open)))
+            return list(self._inflight)
+
+    async def delivered(self, sent: list[asyncio.Future[Any]]) -> None:
+        """Return once every delivery of `sent` (from ``mark``) is acknowledged; raise
+        the first failure (of those, or any since)."""
+        if sent:
+            await asyncio.wait(sent)
+        if self.error is not None:
+            raise self.error
 
     async def flush(self) -> None:
         """Send every open batch and wait until Kafka acknowledged everything sent;
