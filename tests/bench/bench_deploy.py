@@ -10,7 +10,8 @@ Jobs are submitted one at a time (the next once the previous one FINISHED, so sl
 free and every run starts from the same warm workers); the first ``WARMUP`` are not
 measured. This process is the client and the observer: it stamps ``time.perf_counter()``
 and the wall clock right before ``producer.send`` of the ``JobSubmitted``, and a
-read_committed reader of the journal (fetch wait 5 ms) stamps each record on arrival; the
+read_committed reader of the journal (fetch wait 500 ms: answered at once when a record or
+commit marker comes) stamps each record on arrival; the
 job is all RUNNING when the last subtask's ``TaskStateRecorded`` RUNNING of attempt 0
 arrives. A second reader follows the workers' ``TaskStateChanged`` reports.
 

@@ -602,17 +602,22 @@ DEPLOY_TEXT = """`tests/bench/bench_deploy.py`. What the line above leaves out: 
 finishes on its own) on a real coordinator and two real `python -m worker --slots 4`
 processes, one job at a time (the next once the previous FINISHED), 3 warm-up jobs not
 counted. The clock runs from the client's `producer.send` of `JobSubmitted` to the
-arrival, at a read_committed journal reader (fetch wait 5 ms), of the last subtask's
-attempt-0 `TaskStateRecorded` RUNNING. The second line is the same job on two benchmark
+arrival, at a read_committed journal reader (fetch wait 500 ms: the broker answers at
+once when a record or a commit marker comes), of the last subtask's attempt-0
+`TaskStateRecorded` RUNNING. The second line is the same job on two benchmark
 workers (`tests/bench/fleet.py`: RUNNING reported the moment `DeployTask` arrives), which
 isolates the coordinator's share. Stages, from wall-clock stamps of one machine: `decide`
 client send to the decision (`TaskAssigned.event_time`); `commit` decision to the
 `TaskAssigned` seen by the reader; `delivery` decision to the worker's DEPLOYING report
 (`TaskStateChanged.event_time`, the worker holds the `DeployTask`); `slot_start` DEPLOYING
-to INITIALIZING (the spec is in the slot process); `edge_topics`, `edge_writer`,
-`edge_reader`, `operator_open` the task's own stages (its `startup ms:` log line,
-worker/task.py); `first_report` the worker's RUNNING to its `TaskStateRecorded` seen by the
-reader (report trip, the leader's decision and commit)."""
+to INITIALIZING (the spec is in the slot process); `edge_clients` (the task's edge
+producer and consumer ready: the slot's warm ones) and `operator_open` the task's own
+stages (its `startup ms:` log line, worker/task.py; the edge topics are off this path:
+the leader creates them as it decides the run, the task's first send and fetch wait for
+them); `first_report` the worker's RUNNING to its `TaskStateRecorded` seen by the reader,
+in two parts: `report` to the RUNNING report seen on `jm.reports` (the slot's message to
+the worker, the worker's send), `record` from there (the leader's poll, decision and
+commit)."""
 
 
 def _history(r: Results) -> str:
