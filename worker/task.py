@@ -1,7 +1,8 @@
 """Runs one task attempt inside a slot process: operator lifecycle and states.
 
-INITIALIZING while the edge topics are created and the operator, its input
-and its output are opened; RUNNING while it runs; then FINISHED when a bounded
+INITIALIZING while the operator, its input and its output are opened and restored
+(the edge topics are made sure of in the background: the first send and the first
+fetch wait for them); RUNNING while it runs; then FINISHED when a bounded
 input is exhausted (and, with outgoing edges, once the end-of-stream markers
 and every record before them are acknowledged), FAILED when it raises (with
 the exception's name and stack, bounded by ``worker.failures``), CANCELED when
