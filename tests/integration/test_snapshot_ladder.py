@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -30,6 +31,7 @@ from tests.integration.harness import (
     Producer,
     ProtocolWorker,
     job_submitted,
+    now_ms,
     status_of,
 )
 from tests.integration.test_cli_submit import jm
@@ -88,15 +90,31 @@ async def _running_jobs(
     client: Producer, journal: Journal, prefix: str, jobs: int, snapshots: int
 ) -> list[tuple[int, ev.Event]]:
     """Submit `jobs` jobs of parallelism 2; the journal once all run and it holds at
-    least `snapshots` SnapshotTaken."""
+    least `snapshots` SnapshotTaken. The leader looks whether a snapshot is due after
+    each transaction, and how many events a transaction carries depends on timing: if
+    the jobs' own events gave fewer snapshots, cancel requests for a job that does not
+    exist (each journaled as its rejection) make the journal go on until they are there."""
     for n in range(jobs):
         await client.send(job_submitted(f"{prefix}-{n}", parallelism=2))
-    return await journal.wait_until(
-        lambda es: (
-            all(status_of(es, f"{prefix}-{n}") == ev.JobStatus.RUNNING for n in range(jobs))
-            and sum(isinstance(e, ev.SnapshotTaken) for _, e in es) >= snapshots
+
+    def running(es: list[tuple[int, ev.Event]]) -> bool:
+        return all(status_of(es, f"{prefix}-{n}") == ev.JobStatus.RUNNING for n in range(jobs))
+
+    def answered(nudge: str) -> Callable[[list[tuple[int, ev.Event]]], bool]:
+        return lambda es: any(
+            isinstance(e, ev.InputRejected) and e.input_event_id == nudge for _, e in es
         )
-    )
+
+    events = await journal.wait_until(running)
+    nudges = 0
+    while sum(isinstance(e, ev.SnapshotTaken) for _, e in events) < snapshots:
+        assert nudges < 100, "the leader takes no snapshot"
+        nudges += 1
+        nudge = f"{prefix}-nudge-{nudges}"
+        cancel = ev.JobCancelRequested(event_id=nudge, event_time=now_ms(), job_id="no-such-job")
+        await client.send(cancel)
+        events = await journal.wait_until(answered(nudge))
+    return events
 
 
 def _replay(cluster: Cluster, *args: str) -> tuple[dict[str, object], str]:
