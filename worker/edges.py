@@ -109,11 +109,15 @@ class EdgeClients:
         """A started client connected to every broker: ``start`` only bootstraps (the
         consumer's and the admin client's first request would open the connection)."""
         client = await self._fresh(kind)
-        # aiokafka (pinned) keeps the network client of consumers and admin clients
-        # in ``_client``; ``ready`` opens the connection a request would.
-        network = client.client if kind == "producer" else client._client
-        for broker in network.cluster.brokers():
-            await network.ready(broker.nodeId)
+        try:
+            # aiokafka (pinned) keeps the network client of consumers and admin clients
+            # in ``_client``; ``ready`` opens the connection a request would.
+            network = client.client if kind == "producer" else client._client
+            for broker in network.cluster.brokers():
+                await network.ready(broker.nodeId)
+        except BaseException:  # cancelled (discarded) or failed: nobody else stops it
+            await _close(client)
+            raise
         return client
 
     async def take(self, kind: str) -> Any:
