@@ -130,8 +130,9 @@ async def _snapshot(
             value, headers = default_codec().encode(part)
             key = snapshot_key(part.chunk_index, rung)
             await producer.send(
-                catalog.snapshots.name, value, key=key, headers=headers, partition=0
-            )
+                catalog.snapshots.name, value, key=key, headers=headers, partition=0,
+                timestamp_ms=part.event_time,  # as the leader stamps them (Outbox.snapshot_chunk)
+            )  # fmt: skip
 
 
 async def _fetch_only(
