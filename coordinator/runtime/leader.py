@@ -623,7 +623,7 @@ class Leader:
         assert self._producer is not None
         future: asyncio.Future[RecordMetadata] = await self._producer.send(
             record.topic, record.value, key=record.key, headers=record.headers,
-            partition=record.partition, timestamp_ms=record.timestamp_ms,
+            partition=record.partition,
         )  # fmt: skip
         # A failed transaction fails every send in it; the failure is handled once,
         # as a StepDown. Mark each future's exception as seen, so the sends nobody

@@ -36,8 +36,6 @@ class Record:
     value: bytes
     headers: Headers
     event: ev.Event
-    #: The Kafka record timestamp; None: the producer's clock at sending.
-    timestamp_ms: int | None = None
 
     @property
     def size(self) -> int:
@@ -83,12 +81,9 @@ class Outbox:
         return self._record(self.catalog.commands, keepalive, key, partition)
 
     def snapshot_chunk(self, chunk: ev.SnapshotChunk, rung: int | None = None) -> Record:
-        """`rung`: the snapshot's ladder rung (its compaction key; see snapshots.py).
-        Stamped with the chunk's event time: the topic's time index then finds the
-        snapshots of a point in time (``snapshots.load_latest``)."""
+        """`rung`: the snapshot's ladder rung (its compaction key; see snapshots.py)."""
         key = snapshot_key(chunk.chunk_index, rung)
-        record = self._record(self.catalog.snapshots, chunk, key, 0)
-        return replace(record, timestamp_ms=chunk.event_time)
+        return self._record(self.catalog.snapshots, chunk, key, 0)
 
     def dead_letter(self, dead: ev.DeadLetter) -> Record:
         """The dead letter's record; the original value is cut if it cannot fit whole."""

@@ -228,15 +228,7 @@ async def load_latest(
 ) -> LoadedSnapshot | None:
     """The newest readable snapshot (wholly before `before`: ``usable_for``), read
     from the end of the partition backwards. With `keys`, chunks without a valid
-    journal signature are skipped (logged).
-
-    A point in time (``before.until_ms``) starts from the first record the topic's time
-    index finds stamped after it: a leader stamps each chunk with its event time
-    (``Outbox.snapshot_chunk``), so the snapshots of that point lie just before it and
-    a ladder of a hundred is not read from its newest end. The index only says where to
-    start reading: should nothing usable lie before that record (chunks stamped by a
-    producer's clock, later than their event times), the records after it are searched
-    as well, as without the index."""
+    journal signature are skipped (logged)."""
     usable = usable_for(before)
     tp = TopicPartition(catalog.snapshots.name, 0)
     reader = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=FETCH_BYTES)
@@ -245,46 +237,23 @@ async def load_latest(
         reader.assign([tp])
         begin = (await reader.beginning_offsets([tp]))[tp]
         end = (await reader.end_offsets([tp]))[tp]
-        hint = end
-        if before is not None and before.until_ms is not None and end > begin:
-            later = (await reader.offsets_for_times({tp: before.until_ms + 1}))[tp]
-            if later is not None:
-                hint = max(begin, min(end, later.offset))
-        loaded, read = await _newest(reader, tp, begin, hint, catalog, keys, usable)
-        if loaded is None and hint < end:
-            loaded, more = await _newest(reader, tp, hint, end, catalog, keys, usable)
-            read += more
+        window = FIRST_WINDOW
+        while True:
+            start = max(begin, end - window)
+            records = await _read_range(reader, tp, start, end)
+            if keys is not None:
+                records = _signed(records, keys)
+            loaded = assemble(decode_chunks(records, catalog), usable)
+            if loaded is not None or start == begin:
+                break
+            window *= 4
     finally:
         await reader.stop()
     if loaded is not None:
-        loaded.records_read = read
+        loaded.records_read = len(records)
         for reason in loaded.skipped:
             log.warning("snapshot skipped: %s", reason)
     return loaded
-
-
-async def _newest(
-    reader: AIOKafkaConsumer,
-    tp: TopicPartition,
-    begin: int,
-    end: int,
-    catalog: Catalog,
-    keys: KeyRing | None,
-    usable: Callable[[ev.SnapshotChunk], bool],
-) -> tuple[LoadedSnapshot | None, int]:
-    """The newest usable snapshot in [begin, end), read in windows growing from `end`
-    backwards; and how many records were read."""
-    window, read = FIRST_WINDOW, 0
-    while True:
-        start = max(begin, end - window)
-        records = await _read_range(reader, tp, start, end) if start < end else []
-        read += len(records)
-        if keys is not None:
-            records = _signed(records, keys)
-        loaded = assemble(decode_chunks(records, catalog), usable)
-        if loaded is not None or start == begin:
-            return loaded, read
-        window *= 4
 
 
 def _signed(

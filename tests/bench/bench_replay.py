@@ -130,9 +130,8 @@ async def _snapshot(
             value, headers = default_codec().encode(part)
             key = snapshot_key(part.chunk_index, rung)
             await producer.send(
-                catalog.snapshots.name, value, key=key, headers=headers, partition=0,
-                timestamp_ms=part.event_time,  # as the leader stamps them (Outbox.snapshot_chunk)
-            )  # fmt: skip
+                catalog.snapshots.name, value, key=key, headers=headers, partition=0
+            )
 
 
 async def _fetch_only(

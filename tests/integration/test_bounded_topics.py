@@ -22,7 +22,6 @@ from coordinator.commands.replica import (
 )
 from coordinator.domain import State, state_digest
 from coordinator.runtime import snapshots
-from coordinator.runtime.journal import StopAt
 from schemas import events as ev
 from schemas import kafkaio
 from schemas.catalog import Catalog
@@ -33,20 +32,15 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.integration
 
 
-async def _send(
-    stack: Stack, topic: str, events: list[ev.Event], catalog: Catalog, stamped: bool = False
-) -> None:
-    """`stamped`: each record's Kafka timestamp is its event's time (as the leader stamps
-    snapshot chunks); the producer's clock otherwise."""
+async def _send(stack: Stack, topic: str, events: list[ev.Event], catalog: Catalog) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
     await producer.start()
     try:
         for event in events:
             value, headers = default_codec().encode(event)
             await producer.send_and_wait(
-                topic, value, key=catalog.key_for(event), headers=headers, partition=0,
-                timestamp_ms=event.event_time if stamped else None,
-            )  # fmt: skip
+                topic, value, key=catalog.key_for(event), headers=headers, partition=0
+            )
     finally:
         await producer.stop()
 
@@ -63,35 +57,6 @@ async def test_the_latest_snapshot_is_read_from_the_end(stack: Stack, catalog: C
     assert loaded is not None and loaded.snapshot_id == "snap-59"
     assert state_digest(loaded.state) == state_digest(State(epoch=60, next_job_seq=59))
     assert loaded.records_read <= snapshots.FIRST_WINDOW
-
-
-@pytest.mark.parametrize("stamped", [True, False], ids=["event-time", "producer-clock"])
-async def test_a_point_in_time_finds_its_snapshot_by_the_time_index(
-    stack: Stack, catalog: Catalog, stamped: bool
-) -> None:
-    """60 snapshots stamped a second apart; the point lies between the 20th and 21st.
-    Stamped with their event times (the leader's way), the time index puts the reader
-    right before them; stamped by the producer's clock (later than every event time
-    here), the index points at the first record and the search goes on from the end:
-    the same snapshot either way."""
-    base = 1_700_000_000_000
-    chunks: list[ev.Event] = []
-    for n in range(60):
-        state = State(epoch=n + 1, next_job_seq=n)
-        now = base + 1000 * n
-        chunks.extend(snapshots.chunks(state, f"snap-{n}", 10 * n, epoch=n + 1, now=now))
-    await _send(stack, catalog.snapshots.name, chunks, catalog, stamped=stamped)
-    point = StopAt(until_ms=base + 1000 * 20 + 500)
-    loaded = await snapshots.load_latest(stack.bootstrap, catalog, before=point)
-    assert loaded is not None and loaded.snapshot_id == "snap-20"
-    assert state_digest(loaded.state) == state_digest(State(epoch=21, next_job_seq=20))
-    if stamped:
-        assert loaded.records_read <= snapshots.FIRST_WINDOW
-    else:
-        assert loaded.records_read > snapshots.FIRST_WINDOW  # the whole search from the end
-    # Before the first snapshot: none, whichever way the records are stamped.
-    early = StopAt(until_ms=base - 1)
-    assert await snapshots.load_latest(stack.bootstrap, catalog, before=early) is None
 
 
 async def test_an_unreadable_latest_snapshot_widens_the_window(

@@ -387,6 +387,32 @@ def test_a_bound_decoder_answers_what_decode_answers(
         assert _outcome(bound, v) == _outcome(lambda x: c.decode(x, journal), v)
 
 
+_FRESH = Codec(codec.default_codec().versions)
+_FRESH_BOUND = _FRESH.decoder(Catalog().journal.allowed)
+
+
+def test_a_bound_decoder_builds_a_class_reader_when_its_first_value_comes() -> None:
+    # Made before any value came: no class's reader is generated yet.
+    fresh = Codec(codec.default_codec().versions)
+    fresh.decoder(Catalog().journal.allowed)
+    assert not fresh._writers
+
+
+@settings(max_examples=300, deadline=None)
+@given(event=any_event, position=st.integers(min_value=0), byte=st.integers(0, 255))
+def test_a_lazily_built_decoder_answers_what_decode_answers(
+    event: Event, position: int, byte: int
+) -> None:
+    """The same as above with a decoder made before any class was built: whatever value
+    of a class comes first (intact, corrupt, cut short) builds its reader."""
+    journal = Catalog().journal.allowed
+    value = codec.encode(event)[0]
+    flipped = bytearray(value)
+    flipped[position % len(value)] = byte
+    for v in (bytes(flipped), value[: len(value) // 2], value, value + b"\x00"):
+        assert _outcome(_FRESH_BOUND, v) == _outcome(lambda x: _FRESH.decode(x, journal), v)
+
+
 def test_a_bound_decoder_reads_older_versions_and_refuses_what_is_too_large() -> None:
     v1 = _encode_with(
         "TaskManagerRegistered/v1.avsc",
