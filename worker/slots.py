@@ -7,8 +7,9 @@ directly (tests/worker/test_slots.py).
 Slot sharing (docs/coordinator.md, "Slot sharing"): one slot may run several tasks at once, one per
 operator chain of one job (the coordinator decides which). Each task runs in a slot
 process of its own, a *lane*: lane i is the process started for slot i, and a task
-that shares a slot whose lane is busy gets an extra lane (index >= the slot count),
-started on demand and kept for the next one. Lanes, not slots, identify the
+that shares a slot whose lane is busy gets an extra lane (index >= the slot count):
+an idle one if there is one (the TaskManager keeps a spare started, ``add_lane``),
+else a new one, started on demand; kept for the next one either way. Lanes, not slots, identify the
 processes: reports, cancels and kills are per lane.
 
 Answers (docs/workers.md, "Commands"):
@@ -203,6 +204,15 @@ class SlotTable:
         lane = self._free_lane(slot_index)
         self._lanes[lane] = SlotEntry(task, ES.DEPLOYING, slot_index)
         return Start(lane)
+
+    def add_lane(self) -> int:
+        """A new idle extra lane (a spare, started before a shared slot needs it)."""
+        self._lanes.append(None)
+        return len(self._lanes) - 1
+
+    def idle_extra_lanes(self) -> int:
+        """Extra lanes running nothing: what the next tasks sharing a slot will take."""
+        return sum(1 for entry in self._lanes[self._size :] if entry is None)
 
     def _free_lane(self, slot_index: int) -> int:
         """The slot's own lane if idle, else the first idle extra lane, else a new one."""

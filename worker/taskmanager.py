@@ -45,6 +45,10 @@ _REMEMBER_CHAINS = 10_000
 #: How long the report sender waits after the first new report for more to come along
 #: (it replaces the producer's linger, which is 0).
 REPORT_GATHER_S = 0.002
+#: Extra slot processes kept started and idle beyond one per slot: a task sharing a slot
+#: (slot sharing: the second chain of a job in a slot) starts in one of them instead of
+#: waiting 0.6-0.9 s for a new interpreter (docs/workers.md, "Why processes, pre-started").
+SPARE_LANES = 1
 
 log = logging.getLogger(__name__)
 ES = ev.ExecutionState
@@ -125,8 +129,11 @@ class TaskManager:
         self.table = slots.SlotTable(settings.slots)
         self._log_level, self._kafka = log_level, kafka
         # One slot process per lane (worker/slots.py): lane i < slots is slot i's own,
-        # pre-started; the extra lanes of shared slots are started when first needed.
+        # pre-started; the extra lanes of shared slots too, SPARE_LANES of them kept idle
+        # and started ahead (``_keep_spares``), more started when needed.
         self._lanes = [self._new_process(i) for i in range(settings.slots)]
+        for _ in range(SPARE_LANES):
+            self._lanes.append(self._new_process(self.table.add_lane()))
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}  # by lane
         #: jobs' own code: installed here once per artifact; lanes running it
         self.artifacts = usercode.cache_for(
@@ -161,6 +168,14 @@ class TaskManager:
         self.timing_error: str | None = None
         #: sends of a batch of reports that failed (and were retried).
         self.send_failures = 0
+
+    def _keep_spares(self) -> None:
+        """Start idle extra lanes until SPARE_LANES are there: the next task sharing a
+        slot starts in a process that is already up."""
+        while self.table.idle_extra_lanes() < SPARE_LANES:
+            lane = self.table.add_lane()
+            self._lanes.append(self._new_process(lane))
+            self._lanes[lane].start()
 
     def _new_process(self, lane: int) -> SlotProcess:
         return SlotProcess(
@@ -376,9 +391,11 @@ class TaskManager:
         match decision:
             case slots.Start(lane=lane):
                 spec = TaskSpec.from_command(command)
-                if lane == len(self._lanes):  # a shared slot's first extra process
+                if lane == len(self._lanes):  # no spare left: an extra process now
                     self._lanes.append(self._new_process(lane))
                     self._lanes[lane].start()
+                if lane >= self.table.size:
+                    self._keep_spares()
                 log.info("deploying %s in slot %d (process %d)", spec.describe(),
                          command.slot_index, lane)  # fmt: skip
                 for t in (task, *self._chained.get(task, ())):

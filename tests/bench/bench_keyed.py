@@ -256,17 +256,20 @@ async def run(
         await _until(lambda: seen.leader, "a leader elected", 180)
         await _until(lambda: len(seen.joined) >= 2, "2 workers joined", 180)
         await asyncio.sleep(1.0)  # the slot processes finish starting
-        pids = [p for w in workers for p in _tree(w.proc.pid)]
-        if profile:
-            slots = [p for w in workers for p in _tree(w.proc.pid) if p != w.proc.pid]
-            for p in slots:
-                path = Path(f"/tmp/bench-keyed-{catalog.prefix}-{p}.txt")
-                raw.append(path)
-                spies.append(_spy(p, path))
         job_id = "keyed"
         async with Producer(stack, catalog) as client:
             await client.send(deploy_job(job_id, records, sink, rate))
             await _until(functools.partial(_all_running, seen, job_id), "RUNNING", 120)
+            # Every process running a task is there now, a slot process started for a
+            # task sharing a slot included (taken before the job, these were missed:
+            # the counting and sink tasks' CPU went uncounted and unprofiled).
+            pids = [p for w in workers for p in _tree(w.proc.pid)]
+            if profile:
+                slots = [p for w in workers for p in _tree(w.proc.pid) if p != w.proc.pid]
+                for p in slots:
+                    path = Path(f"/tmp/bench-keyed-{catalog.prefix}-{p}.txt")
+                    raw.append(path)
+                    spies.append(_spy(p, path))
             cpu0, t0 = _cpu_s(pids), time.perf_counter()
             await _until(functools.partial(_finished, seen, job_id), "FINISHED", 1800)
             cpu1, t1 = _cpu_s(pids), time.perf_counter()

@@ -177,6 +177,21 @@ def test_tasks_of_other_vertices_of_the_job_share_the_slot_each_in_a_lane() -> N
     assert table.lanes == 5
 
 
+def test_a_spare_lane_started_ahead_is_what_the_first_sharer_takes() -> None:
+    table = SlotTable(2)
+    assert table.add_lane() == 2 and table.idle_extra_lanes() == 1
+    assert table.deploy(ref("a"), 0) == Start(0)
+    assert table.deploy(ref("b"), 0) == Start(2)  # the spare, already running
+    assert table.idle_extra_lanes() == 0
+    assert table.add_lane() == 3  # the next spare
+    assert table.deploy(ref("a", 1), 1) == Start(1)
+    assert table.deploy(ref("b", 1), 1) == Start(3)
+    assert table.deploy(ref("c", 1), 1) == Start(4)  # none idle: a new lane
+    assert table.lanes == 5 and table.idle_extra_lanes() == 0
+    assert table.record(2, ref("b"), ES.FINISHED) == Report(ES.FINISHED)
+    assert table.idle_extra_lanes() == 1
+
+
 def test_cancel_all_stops_every_lane_of_a_shared_slot() -> None:
     table = SlotTable(1)
     table.deploy(ref("a"), 0)
