@@ -274,12 +274,15 @@ def encode_columns(records: Sequence[object]) -> bytes | None:
     fields = tuple(first)
     if len(fields) > 0xFFFF or any(type(k) is not str for k in fields):
         return None
+    names = [name.encode() for name in fields]
+    if any(len(name) > 0xFFFF for name in names):
+        return None
     for record in records:
         if type(record) is not dict or tuple(record) != fields:
             return None
     parts = [COLUMNS_MAGIC, len(records).to_bytes(4, "big"), len(fields).to_bytes(2, "big")]
-    for name in fields:
-        column = [record[name] for record in records]  # type: ignore[index]
+    for field, name in zip(fields, names, strict=True):
+        column = [record[field] for record in records]  # type: ignore[index]
         body = None
         if all(type(v) is int for v in column):
             try:
@@ -292,12 +295,9 @@ def encode_columns(records: Sequence[object]) -> bytes | None:
                 body, kind = packed.tobytes(), COLUMN_INT64
         if body is None:
             body, kind = _encode_json(column).encode(), COLUMN_JSON
-        encoded = name.encode()
-        if len(encoded) > 0xFFFF:
-            return None
         parts += [
-            len(encoded).to_bytes(2, "big"),
-            encoded,
+            len(name).to_bytes(2, "big"),
+            name,
             kind,
             len(body).to_bytes(4, "big"),
             body,

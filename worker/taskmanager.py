@@ -129,11 +129,11 @@ class TaskManager:
         self.table = slots.SlotTable(settings.slots)
         self._log_level, self._kafka = log_level, kafka
         # One slot process per lane (worker/slots.py): lane i < slots is slot i's own,
-        # pre-started; the extra lanes of shared slots too, SPARE_LANES of them started
-        # ahead and again once the worker runs no task (``_keep_spares``), more started
-        # when needed.
+        # pre-started; so are SPARE_LANES extra lanes for tasks sharing a slot (an extra
+        # lane is kept once made, idle again when its task ends); more are started when
+        # needed.
         self._lanes = [self._new_process(i) for i in range(settings.slots)]
-        for _ in range(SPARE_LANES):
+        while self.table.idle_extra_lanes() < SPARE_LANES:
             self._lanes.append(self._new_process(self.table.add_lane()))
         self._kill_timers: dict[int, asyncio.TimerHandle] = {}  # by lane
         #: jobs' own code: installed here once per artifact; lanes running it
@@ -169,16 +169,6 @@ class TaskManager:
         self.timing_error: str | None = None
         #: sends of a batch of reports that failed (and were retried).
         self.send_failures = 0
-
-    def _keep_spares(self) -> None:
-        """Start idle extra lanes until SPARE_LANES are there: the next task sharing a
-        slot starts in a process that is already up. Called once the worker runs no
-        task: a new interpreter costs 0.6-0.9 s of CPU, which the tasks starting beside
-        it would pay."""
-        while self.table.idle_extra_lanes() < SPARE_LANES:
-            lane = self.table.add_lane()
-            self._lanes.append(self._new_process(lane))
-            self._lanes[lane].start()
 
     def _new_process(self, lane: int) -> SlotProcess:
         return SlotProcess(
@@ -604,8 +594,6 @@ class TaskManager:
             timer.cancel()
         if not self.table.running():
             self._slots_idle.set()
-            if not self._stopping:
-                self._keep_spares()
 
     # -------------------------------------------------- leader, heartbeats
 

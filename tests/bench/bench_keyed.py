@@ -265,8 +265,8 @@ async def run(
             # the counting and sink tasks' CPU went uncounted and unprofiled).
             pids = [p for w in workers for p in _tree(w.proc.pid)]
             if profile:
-                slots = [p for w in workers for p in _tree(w.proc.pid) if p != w.proc.pid]
-                for p in slots:
+                workers_pids = {w.proc.pid for w in workers}
+                for p in (p for p in pids if p not in workers_pids):
                     path = Path(f"/tmp/bench-keyed-{catalog.prefix}-{p}.txt")
                     raw.append(path)
                     spies.append(_spy(p, path))
