@@ -16,6 +16,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from schemas import codecache
+
 ToRecord = Callable[[Any], dict[str, Any]]
 FromRecord = Callable[[dict[str, Any]], Any]
 
@@ -92,7 +94,7 @@ def converters(cls: type) -> tuple[ToRecord, FromRecord]:
     """(event -> dict for fastavro, dict from fastavro -> event) for `cls`."""
     gen = _Generator()
     gen.add(cls)
-    exec("\n".join(gen.lines), gen.namespace)
+    codecache.run("\n".join(gen.lines), gen.namespace)
     return gen.namespace[f"to_{cls.__name__}"], gen.namespace[f"from_{cls.__name__}"]
 
 
@@ -261,6 +263,6 @@ def body_reader(cls: type, parsed: dict[str, Any]) -> BodyReader | None:
         name = gen.record(cls, parsed)
     except _Unsupported:
         return None
-    exec("\n".join(gen.lines), gen.namespace)
+    codecache.run("\n".join(gen.lines), gen.namespace)
     reader: BodyReader = gen.namespace[name]
     return reader

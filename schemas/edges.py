@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from schemas import codecache
 from schemas.catalog import Catalog, murmur2
 from schemas.events import Partitioning
 
@@ -388,6 +389,6 @@ def _rows_builder(width: int) -> Callable[[list[str], list[Sequence[object]]], l
         f"    return [{{{items}}} for {values}, in zip(*columns)]\n"
     )
     namespace: dict[str, Any] = {}
-    exec(source, namespace)  # generated from `width` alone
+    codecache.run(source, namespace)  # generated from `width` alone
     built: Callable[[list[str], list[Sequence[object]]], list[object]] = namespace["build"]
     return built

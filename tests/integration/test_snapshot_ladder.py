@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 
 from coordinator import drill
 from coordinator.commands.state import Folded, job_of
-from coordinator.domain import State, evolve, state_digest
+from coordinator.domain import STATE_FORMAT_VERSION, State, evolve, state_digest
 from coordinator.rest.reads import job_state_at
 from coordinator.runtime import snapshots
 from coordinator.runtime.journal import StopAt
@@ -62,14 +62,18 @@ def _fold(events: list[tuple[int, ev.Event]], state: State, after: int, upto: in
     return state
 
 
-async def _send_chunks(cluster: Cluster, chunks: list[ev.SnapshotChunk]) -> None:
+async def _send_chunks(
+    cluster: Cluster,
+    chunks: list[ev.SnapshotChunk],
+    rung: Callable[[ev.SnapshotChunk], int] = lambda c: 0,
+) -> None:
     catalog = cluster.catalog
     producer = kafkaio.producer(bootstrap_servers=cluster.stack.bootstrap, acks="all")
     await producer.start()
     try:
         for chunk in chunks:
             value, headers = default_codec().encode(chunk)
-            key = snapshot_key(chunk.chunk_index, 0)
+            key = snapshot_key(chunk.chunk_index, rung(chunk))
             headers = run_keys().sign("snapshots", catalog.snapshots.name, key, value, headers)
             await producer.send_and_wait(
                 catalog.snapshots.name, value, key=key, headers=headers, partition=0
@@ -263,3 +267,50 @@ async def test_the_rest_view_of_a_past_point_starts_from_the_ladder_like_jm_repl
         await _send_chunks(cluster, [bad])
         start = max(o for o in ladder if o <= point)
         assert (await check(session, point))["snapshot-offset"] == start
+
+
+async def test_a_point_far_back_finds_the_newest_snapshot_before_it_by_bisection(
+    cluster: Cluster,
+) -> None:
+    """``load_latest`` with a stop bisects the snapshots before its first window: for
+    points all along a partition of 60 snapshots (corrupt, incomplete and three-chunk ones
+    among them) it takes the snapshot a read of the whole partition takes, reading a
+    fraction of it."""
+    payload = snapshots.encode_state(State())
+    sent: list[ev.SnapshotChunk] = []
+    for n in range(60):
+        common = {"snapshot_id": f"s{n}", "format_version": STATE_FORMAT_VERSION,
+                  "covered_offset": 100 * (n + 1), "epoch": 1,
+                  "event_time": 1_000 * (n + 1)}  # fmt: skip
+        if n % 10 == 3:
+            pieces, count = [b"not zlib"], 1  # corrupt
+        elif n % 10 == 6:
+            pieces, count = [payload[:5]], 2  # incomplete: one chunk of two
+        elif n % 10 == 8:
+            pieces = [payload[:5], payload[5:9], payload[9:]]
+            count = 3
+        else:
+            pieces, count = [payload], 1
+        sent += [ev.SnapshotChunk(event_id=f"s{n}:{i}", chunk_index=i, chunk_count=count,
+                                  payload=piece, **common)  # type: ignore[arg-type]
+                 for i, piece in enumerate(pieces)]  # fmt: skip
+    await _send_chunks(cluster, sent, rung=lambda c: int(c.snapshot_id[1:]))
+    everything = await _snapshot_chunks(cluster.stack.bootstrap, cluster.catalog)
+    assert len(everything) == len(sent)
+
+    stops = [StopAt(offset=o) for o in range(0, 6_300, 47)]
+    stops += [StopAt(until_ms=t) for t in range(0, 63_000, 2_900)]
+    found = 0
+    for stop in stops:
+        want = snapshots.assemble(everything, snapshots.usable_for(stop))
+        got = await snapshots.load_latest(
+            cluster.stack.bootstrap, cluster.catalog, run_keys(), before=stop
+        )
+        assert (None if got is None else got.snapshot_id) == (
+            None if want is None else want.snapshot_id
+        ), stop
+        if got is not None:
+            found += 1
+            assert got.state == State()
+            assert got.records_read < len(everything) // 2, (stop, got.records_read)
+    assert found > len(stops) // 2
