@@ -227,7 +227,8 @@ def _stop_from(args: argparse.Namespace) -> StopAt | None:
 
 
 async def _replay(args: argparse.Namespace) -> int:
-    from coordinator.domain import plain_digest, state_to_dict
+    from coordinator.domain import state_to_dict
+    from coordinator.domain.digest import digest_and_text
     from coordinator.runtime.journal import JournalError
 
     try:
@@ -236,7 +237,7 @@ async def _replay(args: argparse.Namespace) -> int:
     except (ValueError, JournalError) as err:
         return fail(str(err), 1)
     plain = state_to_dict(folded.state)  # printed and digested: converted once
-    digest = plain_digest(plain, in_pieces=False)
+    digest, text = digest_and_text(plain)
     data: dict[str, Any] = plain["state"]
     if args.job:
         job = data["jobs"].get(args.job)
@@ -249,7 +250,10 @@ async def _replay(args: argparse.Namespace) -> int:
         "digest": digest,
         "state": data,
     }
-    if args.json:
+    if args.json and not args.job:  # the whole state: printed as it was hashed (one line)
+        head = json.dumps({k: v for k, v in out.items() if k != "state"}, sort_keys=True)
+        print(f'{head[:-1]}, "state": {text}}}')
+    elif args.json:
         print(json.dumps(out, sort_keys=True))
     else:
         print(json.dumps(out, indent=2, sort_keys=True))

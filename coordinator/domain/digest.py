@@ -88,9 +88,18 @@ def plain_digest(plain: dict[str, Any], in_pieces: bool = True) -> str:
     False: the text in one call of the C encoder, about a third faster, for a process
     with no other thread to keep running (a command that prints a state)."""
     if not in_pieces:
-        text = json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(text.encode("ascii")).hexdigest()
+        return digest_and_text(plain)[0]
     h = hashlib.sha256()
     for piece in json_pieces(plain, sort_keys=True):
         h.update(piece.encode("ascii"))
     return h.hexdigest()
+
+
+def digest_and_text(plain: dict[str, Any]) -> tuple[str, str]:
+    """(``plain_digest`` of `plain`, the canonical JSON of its ``state`` part), from one
+    call of the C encoder: a command that prints the state prints the text it hashed.
+    The canonical text of `plain` is ``{"format_version":N,"state":TEXT}`` (sorted keys)."""
+    text = json.dumps(plain["state"], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    version = json.dumps(plain["format_version"])
+    whole = f'{{"format_version":{version},"state":{text}}}'
+    return hashlib.sha256(whole.encode("ascii")).hexdigest(), text

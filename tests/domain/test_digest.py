@@ -18,7 +18,7 @@ from coordinator.domain import (
     state_from_dict,
     state_to_dict,
 )
-from coordinator.domain.digest import canonical_json, json_pieces
+from coordinator.domain.digest import canonical_json, digest_and_text, json_pieces, plain_digest
 from schemas.events import ExecutionState, RestartStrategy, RestartStrategyKind
 from schemas.limits import MAX_SLOTS_PER_WORKER, MAX_SUBTASKS, MAX_SUBTASKS_PER_JOB
 from tests.domain.cluster import Cluster, submission
@@ -87,6 +87,16 @@ def test_values_of_the_wrong_kind_are_refused(
     where[path[-1]] = value
     with pytest.raises(error):
         state_from_dict(data)
+
+
+def test_the_digest_and_the_printed_text_come_from_one_encoding() -> None:
+    plain = state_to_dict(busy_cluster().state)
+    digest, text = digest_and_text(plain)
+    assert digest == plain_digest(plain) == state_digest(busy_cluster().state)
+    assert json.loads(text) == json.loads(json.dumps(plain["state"]))
+    assert canonical_json(busy_cluster().state) == (
+        f'{{"format_version":{STATE_FORMAT_VERSION},"state":{text}}}'.encode()
+    )
 
 
 def test_other_format_versions_are_refused() -> None:
