@@ -60,3 +60,22 @@ def test_the_builtin_command_groups_are_this_packages_entry_points() -> None:
 
     declared = {e.module for e in metadata.entry_points(group=CLI_ENTRY_POINTS)}
     assert set(BUILTIN_GROUPS) == {m for m in declared if m.startswith("coordinator.")}
+
+
+def test_each_builtin_group_registers_the_commands_its_entry_names() -> None:
+    """`jm COMMAND` loads only the group BUILTIN_GROUPS names for COMMAND: the table must
+    list exactly what each group registers (a command missing from it still works, all
+    groups loaded, but slower; one listed under the wrong group would not parse)."""
+    import argparse
+    import importlib
+
+    from coordinator.cli import BUILTIN_GROUPS, build_parser
+
+    for module, commands in BUILTIN_GROUPS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).register(sub)
+        assert tuple(sorted(sub.choices)) == commands, module
+    names = [c for commands in BUILTIN_GROUPS.values() for c in commands]
+    assert len(names) == len(set(names))
+    one = build_parser("replay")
+    assert one.parse_args(["replay", "--to-offset", "7"]).to_offset == 7

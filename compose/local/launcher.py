@@ -382,7 +382,12 @@ def java_cmd(
     """`node_dir`: the node's directory (log4j config, logs); default the first's."""
     kdir = node_dir or home / "kafka"
     java = ensure_binary("java")
-    heap = os.environ.get("JM_KAFKA_HEAP", "-Xms256m -Xmx1g").split()
+    # Kafka's own default heap (kafka-server-start.sh): with 256 MB to start, the broker's
+    # old generation sat above G1's 45% mark under a running job, so every young
+    # collection began a concurrent cycle (every 6-7 s, marking threads on one of the
+    # two cores, a 17 ms remark): 100-150 ms latency spikes of the data plane
+    # (docs/benchmarks.md, "Data plane latency and the broker's heap").
+    heap = os.environ.get("JM_KAFKA_HEAP", "-Xms1g -Xmx1g").split()
     return [
         java, *heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",

@@ -646,11 +646,14 @@ def _keyed(rows: list[Results]) -> str:
                 "load"), "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lat = r.get("latency_ms")
-        latency = (f"p50 {lat['p50']} ms, p99 {lat['p99']} ms at {_n(round(r['rate']))}/s"
-                   if lat else "")  # fmt: skip
+        latency = (f"p50 {lat['p50_ms']} / p95 {lat['p95_ms']} / p99 {lat['p99_ms']} ms at "
+                   f"{_n(round(r['rate']))}/s" if lat else "")  # fmt: skip
         rate = "(py-spy attached)" if r["run"] == "profiled" else _n(r["records_per_s"])
+        load = f"{r['load_avg']:.2f}" + (
+            f" (busy {r['busy_before']:.0%} before)" if "busy_before" in r else ""
+        )
         out.append(_row(r["run"], _n(r["records"]), r["seconds"], rate,
-                        r["cpu_us_per_record"], latency, r["load_avg"]))  # fmt: skip
+                        r["cpu_us_per_record"], latency, load))  # fmt: skip
     shares = next((r["breakdown"] for r in rows if r.get("breakdown")), None)
     if shares:
         percent = (f"{v * 100:.1f}%" for v in shares.values())
