@@ -79,3 +79,19 @@ def test_each_builtin_group_registers_the_commands_its_entry_names() -> None:
     assert len(names) == len(set(names))
     one = build_parser("replay")
     assert one.parse_args(["replay", "--to-offset", "7"]).to_offset == 7
+
+
+def test_only_the_read_and_print_commands_end_without_the_teardown() -> None:
+    """`common.one_shot`: the commands that fold the journal, print and end skip the
+    interpreter's teardown; a long-running process (coordinator, worker) and a command
+    that writes must never."""
+    from coordinator.cli import build_parser
+
+    def one_shot(*argv: str) -> bool:
+        args = build_parser(argv[0]).parse_args(list(argv))
+        return bool(getattr(args.handler, "one_shot", False))
+
+    assert one_shot("replay") and one_shot("state", "digest")
+    assert one_shot("list") and one_shot("status", "job-1")
+    assert not one_shot("coordinator")
+    assert not one_shot("submit", "job.json") and not one_shot("cancel", "job-1")

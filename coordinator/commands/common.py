@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -69,6 +69,15 @@ def catalog_from(settings: ClusterSettings) -> Catalog:
     from schemas.catalog import Catalog
 
     return Catalog(settings.cluster_id)
+
+
+def one_shot(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Mark a command that reads, prints and ends (``jm replay``, ``jm status``): run as
+    the process's own command, it runs with the collector's thresholds raised over what
+    the imports left (frozen) and its process ends as soon as its output is out, without
+    the interpreter's teardown (``coordinator.cli.main``)."""
+    setattr(handler, "one_shot", True)  # noqa: B010 - an attribute of a function
+    return handler
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from coordinator.commands.common import add_connection_flags, fail, run
+from coordinator.commands.common import add_connection_flags, fail, one_shot, run
 from coordinator.commands.restapi import add_api_flags, api_from
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay.add_argument("--job", help="print only this job")
     replay.add_argument("--json", action="store_true")
     add_full_replay_flag(replay)
-    replay.set_defaults(handler=lambda a: run(_replay(a)))
+    replay.set_defaults(handler=one_shot(lambda a: run(_replay(a))))
 
     state = sub.add_parser("state", help="facts about the folded state")
     verbs = state.add_subparsers(dest="verb", required=True)
@@ -61,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the state up to and including journal offset N (offsets as jm prints them)",
     )  # fmt: skip
     add_full_replay_flag(digest)
-    digest.set_defaults(handler=lambda a: run(_digest(a)))
+    digest.set_defaults(handler=one_shot(lambda a: run(_digest(a))))
 
     jobs = sub.add_parser("list", help="jobs and their status")
     add_connection_flags(jobs)
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     add_full_replay_flag(jobs)
     add_api_flags(jobs)
-    jobs.set_defaults(handler=_list_command)
+    jobs.set_defaults(handler=one_shot(_list_command))
 
     status = sub.add_parser("status", help="one job: status, vertices, subtasks, reasons, events")
     add_connection_flags(status)
@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )  # fmt: skip
     add_full_replay_flag(status)
     add_api_flags(status)
-    status.set_defaults(handler=_status_command)
+    status.set_defaults(handler=one_shot(_status_command))
 
 
 def _list_command(args: argparse.Namespace) -> int:
