@@ -259,10 +259,10 @@ async def load_latest(
             if before is not None and window == FIRST_WINDOW and start - begin > BISECT_WINDOW:
                 # A point in the past: its snapshot is found by bisection, not by reading
                 # every newer snapshot (the backward scan stays for what it cannot find).
-                loaded, records, probed = await _bisect(
+                loaded, records, probed, read_from = await _bisect(
                     bootstrap, reader, tp, (begin, start), catalog, keys, usable
                 )
-                if loaded is not None or (records and records[0].offset == begin):
+                if loaded is not None or read_from == begin:
                     break  # found, or read from the start: no older snapshot to scan for
             window *= 4
     finally:
@@ -282,14 +282,14 @@ async def _bisect(
     catalog: Catalog,
     keys: KeyRing | None,
     usable: Callable[[ev.SnapshotChunk], bool],
-) -> tuple[LoadedSnapshot | None, list[ConsumerRecord[bytes, bytes]], int]:
+) -> tuple[LoadedSnapshot | None, list[ConsumerRecord[bytes, bytes]], int, int]:
     """(the newest usable snapshot in `span` found by bisection, the records read
-    around it, records probed). Snapshots follow the journal in the partition's order,
-    so once one is past the stop, so is every later one: probes of one record halve
-    the span down to BISECT_WINDOW offsets, then those (and the earlier chunks of the
-    snapshot there) are read and assembled like the backward scan's. Should that
-    order not hold, an older usable snapshot is found (or none, and the caller scans):
-    the state after the tail is the same."""
+    around it, records probed, the offset the read began at). Snapshots follow the
+    journal in the partition's order, so once one is past the stop, so is every later
+    one: probes of one record halve the span down to BISECT_WINDOW offsets, then those
+    (and the earlier chunks of the snapshot there) are read and assembled like the
+    backward scan's. Should that order not hold, an older usable snapshot is found (or
+    none, and the caller scans): the state after the tail is the same."""
     lo, hi = span
     probe = kafkaio.consumer(bootstrap, max_partition_fetch_bytes=1)  # one batch a fetch
     await probe.start()
@@ -306,10 +306,11 @@ async def _bisect(
                 lo = found[0]
     finally:
         await probe.stop()
-    records = await _read_range(reader, tp, max(span[0], lo - BISECT_WINDOW), hi)
+    read_from = max(span[0], lo - BISECT_WINDOW)
+    records = await _read_range(reader, tp, read_from, hi)
     if keys is not None:
         records = _signed(records, keys)
-    return assemble(decode_chunks(records, catalog), usable), records, probes
+    return assemble(decode_chunks(records, catalog), usable), records, probes, read_from
 
 
 async def _first_chunk(
