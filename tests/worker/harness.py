@@ -106,6 +106,9 @@ class Leader:
         self._lock = asyncio.Lock()  # one transaction at a time on one producer
         self._pump: asyncio.Task[None] | None = None
         self.last_sent = 0.0  # time.monotonic() when the last transaction committed
+        # ... and when it began: no worker can have read it before (a worker may read it
+        # before this process runs again after the commit, so ``last_sent`` can be late).
+        self.last_begun = 0.0
 
     async def start(self) -> None:
         await self._producer.start()
@@ -115,7 +118,12 @@ class Leader:
         await self._producer.stop()
 
     async def send(self, *commands: ev.WorkerCommand) -> None:
-        async with self._lock, self._producer.transaction():
+        async with self._lock:
+            await self._send(commands)
+
+    async def _send(self, commands: tuple[ev.WorkerCommand, ...]) -> None:
+        begun = time.monotonic()
+        async with self._producer.transaction():
             for command in commands:
                 value, headers = default_codec().encode(command)
                 topic, key = self.catalog.commands.name, self.catalog.key_for(command)
@@ -123,7 +131,7 @@ class Leader:
                 await self._producer.send(
                     topic, value, key=key, partition=self.partition, headers=headers
                 )
-        self.last_sent = time.monotonic()
+        self.last_begun, self.last_sent = begun, time.monotonic()
 
     def keepalive(self, epoch: int | None = None) -> ev.LeaderKeepalive:
         return ev.LeaderKeepalive(
