@@ -6,12 +6,12 @@ source is most of what building them costs (about 4 ms a class, 0.17 s for the
 journal's forty classes), and every process paid it again: each ``jm replay
 --until``, each replica and slot process. ``run`` compiles a source once and keeps
 the code object under ``$JM_CACHE_DIR/code`` (default
-``~/.cache/kafka-jobmanager/code``), as ``__pycache__`` keeps a module's: the file's
-name is a hash of the source and of the interpreter's bytecode version, so a changed
-generator or another Python never meets an old file, and a file that does not load
-is compiled again and replaced. ``JM_CODE_CACHE=off`` turns the cache off (each
-process compiles, as before). Like ``__pycache__``, the directory is trusted: whoever
-can write it can run code as the user.
+``$XDG_CACHE_HOME/kafka-jobmanager/code``, ``~/.cache`` without it), as ``__pycache__``
+keeps a module's: the file's name is a hash of the source and of the interpreter's
+bytecode version, so a changed generator or another Python never meets an old file,
+and a file that does not load is compiled again and replaced. ``JM_CODE_CACHE=off``
+turns the cache off (each process compiles, as before). Like ``__pycache__``, the
+directory is trusted: whoever can write it can run code as the user.
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ def directory() -> Path | None:
     """Where code objects are cached; None when the cache is off."""
     if os.environ.get("JM_CODE_CACHE", "").lower() in ("off", "0", "false", "no"):
         return None
+    # The rule of compose/local/launcher.py's cache_dir (the Kafka jars' directory): that
+    # script runs before this package is installed, so it keeps its own copy.
     base = os.environ.get("JM_CACHE_DIR")
     if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME")
         try:
-            base = str(Path.home() / ".cache" / "kafka-jobmanager")
+            base = str((Path(xdg) if xdg else Path.home() / ".cache") / "kafka-jobmanager")
         except (KeyError, RuntimeError):  # no home to keep it in
             return None
     return Path(base) / "code"

@@ -68,6 +68,7 @@ class LauncherError(Exception):
 
 
 def cache_dir() -> Path:
+    # schemas/codecache.py keeps the same rule (this script runs before the install).
     env = os.environ.get("JM_CACHE_DIR")
     if env:
         return Path(env)

@@ -243,6 +243,9 @@ class _RecordDecoders:
             if len(args) == 2 and args[1] is Ellipsis:
                 x = self.var()
                 return f"tuple([{self.expr(args[0], x)} for {x} in {value}])"
+        elif origin is list:
+            x = self.var()
+            return f"[{self.expr(get_args(tp)[0], x)} for {x} in {value}]"
         elif origin is dict:
             key_tp, value_tp = get_args(tp)
             k, x = self.var(), self.var()

@@ -119,19 +119,16 @@ class Leader:
 
     async def send(self, *commands: ev.WorkerCommand) -> None:
         async with self._lock:
-            await self._send(commands)
-
-    async def _send(self, commands: tuple[ev.WorkerCommand, ...]) -> None:
-        begun = time.monotonic()
-        async with self._producer.transaction():
-            for command in commands:
-                value, headers = default_codec().encode(command)
-                topic, key = self.catalog.commands.name, self.catalog.key_for(command)
-                headers = self.keys.sign("commands", topic, key, value, headers)
-                await self._producer.send(
-                    topic, value, key=key, partition=self.partition, headers=headers
-                )
-        self.last_begun, self.last_sent = begun, time.monotonic()
+            begun = time.monotonic()
+            async with self._producer.transaction():
+                for command in commands:
+                    value, headers = default_codec().encode(command)
+                    topic, key = self.catalog.commands.name, self.catalog.key_for(command)
+                    headers = self.keys.sign("commands", topic, key, value, headers)
+                    await self._producer.send(
+                        topic, value, key=key, partition=self.partition, headers=headers
+                    )
+            self.last_begun, self.last_sent = begun, time.monotonic()
 
     def keepalive(self, epoch: int | None = None) -> ev.LeaderKeepalive:
         return ev.LeaderKeepalive(
