@@ -233,28 +233,43 @@ class ProtocolWorker:
         self._seq = 0
 
     async def __aenter__(self) -> ProtocolWorker:
-        await self._producer.__aenter__()
         # The real worker's consumer settings (worker/kafka.py, KafkaCommands).
         self._consumer = kafkaio.consumer(
             self.stack.bootstrap, fetch_max_wait_ms=kafkaio.CONTROL_FETCH_WAIT_MS
         )
-        await self._consumer.start()
-        tp = TopicPartition(self.catalog.commands.name, self.catalog.commands_partition(self.tm_id))
-        self._consumer.assign([tp])
-        await self._consumer.seek_to_end(tp)
-        await self._consumer.position(tp)  # resolve "end" now, before registering
-        await self.register()
+        try:
+            await self._producer.__aenter__()
+            await self._consumer.start()
+            tp = TopicPartition(
+                self.catalog.commands.name, self.catalog.commands_partition(self.tm_id)
+            )
+            self._consumer.assign([tp])
+            await self._consumer.seek_to_end(tp)
+            await self._consumer.position(tp)  # resolve "end" now, before registering
+            await self.register()
+        except BaseException:
+            await self._close_clients()
+            raise
         self._tasks = [asyncio.create_task(self._commands()), asyncio.create_task(self._beat())]
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        await self._consumer.stop()
-        await self._producer.__aexit__()
+        # A task that ended with an error raises it here; the clients close all the same
+        # (left open, they are collected later, in whichever test is running then).
+        try:
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        finally:
+            await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._producer.__aexit__()
 
     def _id(self) -> str:
         self._seq += 1

@@ -6,6 +6,7 @@ stays silent 2 s is lost, a task that ignores cancel for 1 s is killed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -65,7 +66,10 @@ async def start_cluster(
     try:
         yield start
     finally:
-        for cluster in opened:
-            await cluster.leader.close()
-            await cluster.worker.close()
-            await cluster.reports.close()
+        # Every close runs even when one raises (a client left open is collected later,
+        # inside whichever test runs then); an error is raised once all have run.
+        async with contextlib.AsyncExitStack() as closing:
+            for cluster in opened:
+                closing.push_async_callback(cluster.reports.close)
+                closing.push_async_callback(cluster.worker.close)
+                closing.push_async_callback(cluster.leader.close)

@@ -114,8 +114,10 @@ class Leader:
         await self._producer.start()
 
     async def close(self) -> None:
-        await self.stop_keepalives()
-        await self._producer.stop()
+        try:
+            await self.stop_keepalives()
+        finally:
+            await self._producer.stop()
 
     async def send(self, *commands: ev.WorkerCommand) -> None:
         async with self._lock:
