@@ -57,7 +57,7 @@ from aiokafka.structs import OffsetAndMetadata, RecordMetadata
 
 from coordinator.domain import SavepointWritten
 from coordinator.ha.lease import Progress
-from coordinator.runtime import machine, memory, snapshots
+from coordinator.runtime import edge_topics, machine, memory, snapshots
 from coordinator.runtime.clock import Clock, LeaderClock, SystemClock
 from coordinator.runtime.edge_topics import EdgeTopics
 from coordinator.runtime.holder import ApplyError, StateHolder
@@ -119,6 +119,10 @@ class LeaderConfig:
     # How long a user-code artifact outlives the last job using it before it is
     # deleted from the blob store (coordinator/domain/artifact_gc.py).
     artifact_retention_ms: int = 3_600_000
+    # Ended runs' edge topics are deleted once no run was decided for this long (or
+    # the oldest waited the second): deleting competes with deploys on the broker.
+    edge_delete_quiet_ms: int = edge_topics.DELETE_QUIET_MS
+    edge_delete_max_wait_ms: int = edge_topics.DELETE_MAX_WAIT_MS
 
 
 @dataclass
@@ -189,7 +193,9 @@ class Leader:
         self._keepalives: KeepaliveSender | None = None
         self._closing = False  # set when the term ends: nothing more is said for it
         self._said = RateLimitedLog(log)  # one INFO line per dead letter or rejection
-        self.edges = EdgeTopics(bootstrap, catalog)
+        self.edges = EdgeTopics(bootstrap, catalog, edge_topics.DeletionSchedule(
+            self.config.edge_delete_quiet_ms, self.config.edge_delete_max_wait_ms
+        ))  # fmt: skip
         self.state_io: StateIO | None = None
         #: spans and counters of this term (None: telemetry off, nothing is recorded)
         self.telemetry = telemetry
