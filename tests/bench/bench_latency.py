@@ -217,7 +217,8 @@ async def run(stack: Stack, jobs: int, rate: float, unsigned: bool = False,
     fleet_log = open(f"/tmp/jm-bench-{catalog.cluster_id}-fleet.log", "w")  # noqa: SIM115, ASYNC230
     fleet = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
         [sys.executable, "-m", "tests.bench.fleet", stack.bootstrap, stack.redis_url,
-         catalog.cluster_id, "--workers", "4", "--slots", "8", "--finish-after", "0.2"],
+         catalog.cluster_id, "--workers", "4", "--slots", "8", "--finish-after", "0.2",
+         *(("--insecure-unsigned",) if unsigned else ())],
         cwd=REPO, stdout=fleet_log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     producer = kafkaio.producer(

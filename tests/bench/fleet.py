@@ -12,7 +12,9 @@ distinct ranges). ``--ack-checkpoints``: every ``TriggerCheckpoint`` is acknowle
 for the triggered task (trivial state: a fake 16-byte handle, nothing stored), the way a
 source subtask with nothing downstream would (the checkpoint benchmark), and two lines
 printed per trigger: ``got CHECKPOINT_ID MS`` (the command read) and ``ack CHECKPOINT_ID
-EVENT_TIME_MS`` (its last acknowledgement).
+EVENT_TIME_MS`` (its last acknowledgement). ``--insecure-unsigned``: commands are taken
+without a signature (the coordinator runs ``--insecure-unsigned``); reports are signed
+either way.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ async def main(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    AckingWorker.verify_commands = not args.insecure_unsigned
     async with contextlib.AsyncExitStack() as workers:
         for i in range(args.workers):
             await workers.enter_async_context(
@@ -82,4 +85,7 @@ if __name__ == "__main__":
     parser.add_argument("--ack-checkpoints", action="store_true")
     parser.add_argument("--first-index", type=int, default=0)
     parser.add_argument("--operators", default="sequence", help="comma-separated, offered")
+    parser.add_argument("--insecure-unsigned", action="store_true",
+                        help="take unsigned commands (a coordinator run --insecure-unsigned), "
+                        "as a worker run so does")  # fmt: skip
     asyncio.run(main(parser.parse_args()))
