@@ -45,6 +45,10 @@ _REMEMBER_CHAINS = 10_000
 #: How long the report sender waits after the first new report for more to come along
 #: (it replaces the producer's linger, which is 0).
 REPORT_GATHER_S = 0.002
+#: A task's DEPLOYING and INITIALIZING reports wait up to this long for its RUNNING (a
+#: pre-started slot reaches it within a few milliseconds): the three then cost the leader
+#: one transaction, and the RUNNING does not queue behind the commit of the first two.
+REPORT_HOLD_STARTING_S = 0.015
 #: Extra slot processes kept started and idle beyond one per slot: a task sharing a slot
 #: (slot sharing: the second chain of a job in a slot) starts in one of them instead of
 #: waiting 0.6-0.9 s for a new interpreter (docs/workers.md, "Why processes, pre-started").
@@ -711,6 +715,7 @@ class TaskManager:
             # apart: gathered, they cost the leader one transaction, not two in a row.
             await asyncio.sleep(REPORT_GATHER_S)
             self._outbox_changed.clear()
+            await self._hold_while_starting()
             batch, self._outbox = self._outbox, []
             if batch and not self._partitioned():
                 try:
@@ -734,6 +739,18 @@ class TaskManager:
             if not self._outbox:
                 self._reports_sent.set()
 
+    async def _hold_while_starting(self) -> None:
+        """Keep the outbox while a task in it is still DEPLOYING or INITIALIZING, until
+        it reports a later state or ``REPORT_HOLD_STARTING_S`` has passed."""
+        deadline = time.monotonic() + REPORT_HOLD_STARTING_S
+        while _starting(self._outbox):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox_changed.wait(), left)
+            self._outbox_changed.clear()
+
     async def _drain_outbox(self, sender: asyncio.Task[None]) -> None:
         """Wait until every report made so far is acknowledged."""
         sent = asyncio.create_task(self._reports_sent.wait())
@@ -741,3 +758,12 @@ class TaskManager:
         sent.cancel()
         if sender.done():
             sender.result()  # a send error: raise it rather than pretend
+
+
+def _starting(outbox: list[ev.WorkerReport]) -> bool:
+    """Whether the last state `outbox` reports for some task is DEPLOYING or INITIALIZING."""
+    last: dict[ev.TaskRef, ES] = {}
+    for event in outbox:
+        if isinstance(event, ev.TaskStateChanged):
+            last[event.task] = event.state
+    return any(state in (ES.DEPLOYING, ES.INITIALIZING) for state in last.values())

@@ -1,19 +1,24 @@
-"""The TaskManager's report sender keeps going when a send fails (no processes, no Kafka:
-a port that fails on purpose; the real adapter's refusals are tested against the broker
-in test_kafka_reports.py)."""
+"""The TaskManager's report sender keeps going when a send fails, and sends a starting
+task's reports together with its RUNNING (no processes, no Kafka: a port that fails on
+purpose; the real adapter's refusals are tested against the broker in
+test_kafka_reports.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
+import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from schemas import events as ev
+from worker import taskmanager
 from worker.operators.registry import OperatorRegistry
 from worker.settings import WorkerSettings
 from worker.taskmanager import TaskManager
+
+ES = ev.ExecutionState
 
 
 class NoCommands:
@@ -28,6 +33,7 @@ class FlakyReports:
     def __init__(self, failures: int) -> None:
         self.failures = failures
         self.sent: list[ev.WorkerReport] = []
+        self.batches: list[list[str]] = []  # event ids, one list per send
         self.changed = asyncio.Event()
 
     async def send(self, events: Sequence[ev.WorkerReport]) -> None:
@@ -35,6 +41,7 @@ class FlakyReports:
             self.failures -= 1
             raise KafkaConnectionError("broker gone for a moment")
         self.sent.extend(events)
+        self.batches.append([e.event_id for e in events])
         self.changed.set()
 
     async def wait_for(self, count: int) -> None:
@@ -75,3 +82,56 @@ async def test_a_failed_send_is_retried_in_order_and_the_sender_lives_on() -> No
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
+
+
+def state(n: int, task: ev.TaskRef, to: ev.ExecutionState) -> ev.TaskStateChanged:
+    return ev.TaskStateChanged(
+        event_id=f"s{n}", event_time=0, tm_id="tm", incarnation="i", task=task, state=to
+    )
+
+
+TASK = ev.TaskRef(job_id="j", vertex_id="v", subtask_index=0, attempt=0)
+
+
+@contextlib.asynccontextmanager
+async def sending(reports: FlakyReports) -> AsyncIterator[TaskManager]:
+    manager = TaskManager(
+        WorkerSettings(tm_id="tm", slots=1), OperatorRegistry.builtin(), NoCommands(), reports
+    )
+    sender = asyncio.create_task(manager._send_reports())
+    try:
+        yield manager
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+
+async def test_a_starting_tasks_reports_wait_for_its_running_and_go_in_one_send(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(taskmanager, "REPORT_HOLD_STARTING_S", 10.0)  # never the limit here
+    reports = FlakyReports(failures=0)
+    async with sending(reports) as manager:
+        manager._report(state(1, TASK, ES.DEPLOYING))
+        await asyncio.sleep(0.05)  # well past the 2 ms gathering
+        manager._report(state(2, TASK, ES.INITIALIZING))
+        await asyncio.sleep(0.05)
+        assert reports.batches == []
+        manager._report(state(3, TASK, ES.RUNNING))
+        await reports.wait_for(3)
+    assert reports.batches == [["s1", "s2", "s3"]]
+
+
+async def test_a_task_that_stays_initializing_has_its_reports_sent_after_the_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(taskmanager, "REPORT_HOLD_STARTING_S", 0.05)
+    reports = FlakyReports(failures=0)
+    async with sending(reports) as manager:
+        manager._report(state(1, TASK, ES.DEPLOYING))
+        manager._report(state(2, TASK, ES.INITIALIZING))
+        await reports.wait_for(2)  # within 5 s, with no RUNNING
+        manager._report(state(3, TASK, ES.RUNNING))
+        await reports.wait_for(3)
+    assert reports.batches == [["s1", "s2"], ["s3"]]
