@@ -4,7 +4,7 @@
         [--finish-after 0.2] [--first-index 0] [--operators sequence,map]
 
 Runs ``tests.integration.harness.ProtocolWorker``s (they report DEPLOYING,
-INITIALIZING, RUNNING as soon as they get DeployTask, and FINISHED after
+INITIALIZING, RUNNING as soon as they get DeployTask, in one batch, and FINISHED after
 ``--finish-after`` seconds; ``--finish-after 0``: never) until SIGTERM. Prints ``ready``
 once registered. Workers are named ``bench-tm-N`` from N = ``--first-index`` on (several
 fleets of one cluster, one process per simulated TaskManager as real ones would be, use

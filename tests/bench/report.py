@@ -601,23 +601,23 @@ DEPLOY_TEXT = """`tests/bench/bench_deploy.py`. What the line above leaves out: 
 (`sequence` -> `map` -> `keyed_count`, parallelism 2, forward then hash edge, bounded: it
 finishes on its own) on a real coordinator and two real `python -m worker --slots 4`
 processes, one job at a time (the next once the previous FINISHED), 3 warm-up jobs not
-counted. The clock runs from the client's `producer.send` of `JobSubmitted` to the
-arrival, at a read_committed journal reader (fetch wait 500 ms: the broker answers at
-once when a record or a commit marker comes), of the last subtask's attempt-0
-`TaskStateRecorded` RUNNING. The second line is the same job on two benchmark
-workers (`tests/bench/fleet.py`: RUNNING reported the moment `DeployTask` arrives), which
+counted. The clock runs from the client's `producer.send` of `JobSubmitted` to the arrival,
+at a read_committed journal reader (fetch wait 500 ms: the broker answers at once when a
+record or a commit marker comes), of the last subtask's attempt-0 `TaskStateRecorded`
+RUNNING. The second line is the same job on two benchmark workers (`tests/bench/fleet.py`:
+DEPLOYING, INITIALIZING and RUNNING of every task of a `DeployTask` sent in one batch the
+moment it arrives, as a real worker's report sender sends a starting task's), which
 isolates the coordinator's share. Stages, from wall-clock stamps of one machine: `decide`
 client send to the decision (`TaskAssigned.event_time`); `commit` decision to the
 `TaskAssigned` seen by the reader; `delivery` decision to the worker's DEPLOYING report
 (`TaskStateChanged.event_time`, the worker holds the `DeployTask`); `slot_start` DEPLOYING
-to INITIALIZING (the spec is in the slot process); `edge_clients` (the task's edge
-producer and consumer ready: the slot's warm ones) and `operator_open` the task's own
-stages (its `startup ms:` log line, worker/task.py; the edge topics are off this path:
-the leader creates them as it decides the run, the task's first send and fetch wait for
-them); `first_report` the worker's RUNNING to its `TaskStateRecorded` seen by the reader,
-in two parts: `report` to the RUNNING report seen on `jm.reports` (the slot's message to
-the worker, the worker's send), `record` from there (the leader's poll, decision and
-commit)."""
+to INITIALIZING (the spec is in the slot process); `edge_clients` (the task's edge producer
+and consumer ready: the slot's warm ones) and `operator_open` the task's own stages (its
+`startup ms:` log line, worker/task.py; the edge topics are off this path: the leader
+creates them as it decides the run, the task's first send and fetch wait for them);
+`first_report` the worker's RUNNING to its `TaskStateRecorded` seen by the reader, in two
+parts: `report` to the RUNNING report seen on `jm.reports` (the slot's message to the
+worker, the worker's send), `record` from there (the leader's poll, decision and commit)."""
 
 
 def _history(r: Results) -> str:
@@ -745,7 +745,8 @@ memory.
 (`python -m coordinator coordinator --id bench-1`, defaults) on a fresh
 cluster, 4 `ProtocolWorker`s with 8 slots each in a second process
 (`tests/bench/fleet.py`; they report DEPLOYING, INITIALIZING, RUNNING as soon
-as they get `DeployTask`, each report waiting for its produce ack, and FINISHED
+as they get `DeployTask`, in one batch (until 2026-12-04 23:50 UTC one after the
+other, each waiting for its produce ack), and FINISHED
 0.2 s later so slots free up). The benchmark process submits `JobSubmitted`
 (one vertex, operator `sequence`, parallelism 4: one subtask per worker on an
 idle cluster), stamping `perf_counter()` just before `producer.send`; a

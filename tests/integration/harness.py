@@ -197,10 +197,18 @@ class Producer:
     async def __aexit__(self, *exc: object) -> None:
         await self.producer.stop()
 
-    async def send(self, event: ev.Event) -> None:
-        """Send `event`, signed with the key of the role that writes its topic."""
-        topic, key, value, headers = signed_record(self.catalog, event, self.keys)
-        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+    async def send(self, *events: ev.Event) -> None:
+        """Send `events` in order, each signed with the key of the role that writes its
+        topic, all in flight at once; returns when every one is acknowledged."""
+        sent = []
+        for event in events:
+            topic, key, value, headers = signed_record(self.catalog, event, self.keys)
+            sent.append(await self.producer.send(topic, value, key=key, headers=headers))
+        for future in sent:
+            await future
+
+
+STARTING = (ev.ExecutionState.DEPLOYING, ev.ExecutionState.INITIALIZING, ev.ExecutionState.RUNNING)
 
 
 class ProtocolWorker:
@@ -286,11 +294,14 @@ class ProtocolWorker:
             ),
         ))  # fmt: skip
 
-    async def report(self, task: ev.TaskRef, state: ev.ExecutionState) -> None:
-        await self._producer.send(ev.TaskStateChanged(
+    def _state(self, task: ev.TaskRef, state: ev.ExecutionState) -> ev.TaskStateChanged:
+        return ev.TaskStateChanged(
             event_id=self._id(), event_time=now_ms(), tm_id=self.tm_id,
             incarnation=self.incarnation, task=task, state=state,
-        ))  # fmt: skip
+        )  # fmt: skip
+
+    async def report(self, task: ev.TaskRef, state: ev.ExecutionState) -> None:
+        await self._producer.send(self._state(task, state))
 
     async def finish_all(self) -> None:
         for key, task in list(self.running.items()):
@@ -337,14 +348,16 @@ class ProtocolWorker:
             return
         if isinstance(command, ev.DeployTask):
             self.deployed.append(command)
-            # A chain's subtasks run (and report) with its head, as a real worker's do.
-            for task in (command.task, *(c.task for c in command.chained)):
-                key = (task.job_id, task.vertex_id, task.subtask_index)
-                self.running[key] = task
-                for state in (ev.ExecutionState.DEPLOYING, ev.ExecutionState.INITIALIZING,
-                              ev.ExecutionState.RUNNING):  # fmt: skip
-                    await self.report(task, state)
+            # A chain's subtasks run (and report) with its head, as a real worker's do;
+            # their DEPLOYING, INITIALIZING and RUNNING go out in one batch, as a real
+            # worker's report sender sends a starting task's (worker/taskmanager.py).
+            tasks = (command.task, *(c.task for c in command.chained))
+            for task in tasks:
+                self.running[(task.job_id, task.vertex_id, task.subtask_index)] = task
+            await self._producer.send(*(self._state(t, s) for t in tasks for s in STARTING))
+            for task in tasks:
                 if self.finish_after_s is not None:
+                    key = (task.job_id, task.vertex_id, task.subtask_index)
                     self._tasks.append(asyncio.create_task(self._finish_later(key, task)))
         elif isinstance(command, ev.TriggerCheckpoint) and self.acknowledge_checkpoints:
             await self._acknowledge(command)
