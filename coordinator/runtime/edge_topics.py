@@ -13,8 +13,8 @@ have the names the next leader's same decision uses, or are deleted with the job
 Once a job is FINISHED, CANCELED or FAILED nobody reads them again, so the leader
 deletes every topic under ``edge_topic_prefix(catalog, job_id)``; after a restart,
 the previous run's topics (``edge_run_prefix``). Deleting is not urgent, and it is
-not free: the broker's work on a deletion slowed a deploy decided in the same moment
-from 70 to 130 ms (docs/benchmarks.md). So deletions wait (``DeletionSchedule``) until
+not free: the broker's work on a deletion slows a deploy decided in the same moment
+(about 13 ms at the median, docs/benchmarks.md). So deletions wait (``DeletionSchedule``) until
 no run has been decided for ``quiet_ms``, or the oldest has waited ``max_wait_ms``, and
 then go out together: one topic listing, one DeleteTopics request.
 
