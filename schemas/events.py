@@ -1,7 +1,9 @@
 """Typed events: the contract between clients, workers and the coordinator.
 
-Standard library only. The deterministic domain core imports this module, so
-it must not pull in fastavro, pydantic or anything that does I/O.
+Standard library only (and ``schemas.codecache``, itself standard library only). The
+deterministic domain core imports this module, so it must not pull in fastavro, pydantic
+or anything that does I/O; the one exception is the code cache's, at import time, like
+``__pycache__``'s (the compiled dataclass functions, see the end of the imports).
 
 Conventions (the Avro schemas under ``schemas/avro/`` follow them):
 
@@ -19,6 +21,12 @@ Conventions (the Avro schemas under ``schemas/avro/`` follow them):
 import enum
 from dataclasses import dataclass, field, fields
 from typing import Final
+
+from schemas import codecache
+
+# The functions dataclasses generates for the classes below, compiled once per machine
+# (schemas/codecache.py; like __pycache__, the only I/O, at import); ended at the bottom.
+_end_cached_dataclasses = codecache.dataclass_functions(__name__)
 
 # ---------------------------------------------------------------------------
 # Enums. Values equal names so they read the same in Avro, JSON and logs.
@@ -1268,3 +1276,6 @@ def identity_fields(cls: type[Event]) -> tuple[tuple[str, str], ...]:
 def event_type(event: Event) -> str:
     """The type name of an event: its class name."""
     return type(event).__name__
+
+
+_end_cached_dataclasses()
