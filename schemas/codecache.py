@@ -107,10 +107,8 @@ def dataclass_functions(module: str) -> Callable[[], None]:
         pass  # not there yet, or unreadable: compiled and written again
     used: dict[bytes, types.CodeType] = {}
 
-    def cached_exec(source: Any, globals: Any = None, locals: Any = None) -> None:
-        if globals is None:  # the caller's namespace, as the builtin's would be
-            caller = sys._getframe(1)
-            globals, locals = caller.f_globals, caller.f_locals if locals is None else locals
+    # dataclasses always calls exec(source, globals, namespace): nothing else is taken.
+    def cached_exec(source: Any, globals: dict[str, Any], locals: dict[str, Any]) -> None:
         if isinstance(source, str):
             key = hashlib.sha256(source.encode()).digest()[:20]
             code = bundle.get(key)

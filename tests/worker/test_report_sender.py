@@ -62,13 +62,26 @@ def heartbeat(n: int) -> ev.TaskManagerHeartbeat:
     )  # fmt: skip
 
 
-async def test_a_failed_send_is_retried_in_order_and_the_sender_lives_on() -> None:
-    reports = FlakyReports(failures=2)
+@contextlib.asynccontextmanager
+async def sending(
+    reports: FlakyReports,
+) -> AsyncIterator[tuple[TaskManager, asyncio.Task[None]]]:
+    """A TaskManager whose report sender runs (and is stopped afterwards), and that sender."""
     manager = TaskManager(
         WorkerSettings(tm_id="tm", slots=1), OperatorRegistry.builtin(), NoCommands(), reports
     )
     sender = asyncio.create_task(manager._send_reports())
     try:
+        yield manager, sender
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+
+
+async def test_a_failed_send_is_retried_in_order_and_the_sender_lives_on() -> None:
+    reports = FlakyReports(failures=2)
+    async with sending(reports) as (manager, sender):
         for event in (deregistered(1), heartbeat(1), deregistered(2)):
             manager._report(event)
         await reports.wait_for(2)
@@ -78,10 +91,6 @@ async def test_a_failed_send_is_retried_in_order_and_the_sender_lives_on() -> No
         assert [e.event_id for e in reports.sent] == ["r1", "r2", "r3"]
         assert manager.send_failures == 2
         assert not sender.done()
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
 
 
 def state(n: int, task: ev.TaskRef, to: ev.ExecutionState) -> ev.TaskStateChanged:
@@ -93,26 +102,12 @@ def state(n: int, task: ev.TaskRef, to: ev.ExecutionState) -> ev.TaskStateChange
 TASK = ev.TaskRef(job_id="j", vertex_id="v", subtask_index=0, attempt=0)
 
 
-@contextlib.asynccontextmanager
-async def sending(reports: FlakyReports) -> AsyncIterator[TaskManager]:
-    manager = TaskManager(
-        WorkerSettings(tm_id="tm", slots=1), OperatorRegistry.builtin(), NoCommands(), reports
-    )
-    sender = asyncio.create_task(manager._send_reports())
-    try:
-        yield manager
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-
-
 async def test_a_starting_tasks_reports_wait_for_its_running_and_go_in_one_send(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(taskmanager, "REPORT_HOLD_STARTING_S", 10.0)  # never the limit here
     reports = FlakyReports(failures=0)
-    async with sending(reports) as manager:
+    async with sending(reports) as (manager, _):
         manager._report(state(1, TASK, ES.DEPLOYING))
         await asyncio.sleep(0.05)  # well past the 2 ms gathering
         manager._report(state(2, TASK, ES.INITIALIZING))
@@ -128,7 +123,7 @@ async def test_a_task_that_stays_initializing_has_its_reports_sent_after_the_hol
 ) -> None:
     monkeypatch.setattr(taskmanager, "REPORT_HOLD_STARTING_S", 0.05)
     reports = FlakyReports(failures=0)
-    async with sending(reports) as manager:
+    async with sending(reports) as (manager, _):
         manager._report(state(1, TASK, ES.DEPLOYING))
         manager._report(state(2, TASK, ES.INITIALIZING))
         await reports.wait_for(2)  # within 5 s, with no RUNNING
