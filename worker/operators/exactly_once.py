@@ -40,6 +40,7 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
+from aiokafka.errors import IllegalOperation, ProducerFenced
 
 from schemas import kafkaio
 from schemas.snapshot import TaskSnapshot
@@ -315,6 +316,13 @@ class TransactionalWriter:
             )
             await asyncio.gather(*futures)
             await producer.commit_transaction()
+        except IllegalOperation as err:
+            # The producer left the transaction between two sends: the broker fenced
+            # it (a newer attempt started with the same transactional id).
+            fenced = ProducerFenced(f"{self.transactional_id}: transaction ended by the broker")
+            self.broken = fenced
+            await self._abort()
+            raise fenced from err
         except BaseException as err:
             self.broken = err
             await self._abort()
