@@ -65,7 +65,7 @@ ENDED_JOB_RETENTION_MS: Final = 7 * 24 * 3_600_000
 SubtaskKey = tuple[str, int]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Execution:
     """One attempt of one subtask (Flink's Execution). Replaced, never mutated.
 
@@ -80,9 +80,34 @@ class Execution:
     slot_index: int | None = None
     incarnation: str | None = None
 
+    def __init__(
+        self,
+        attempt: int,
+        state: ExecutionState,
+        since: int,
+        tm_id: str | None = None,
+        slot_index: int | None = None,
+        incarnation: str | None = None,
+    ) -> None:
+        # The frozen dataclass's own __init__, through the slots' setters: replay makes
+        # one Execution for most events, and the generated one (object.__setattr__ per
+        # field) took 1.1 µs of it against 0.7 here.
+        _set_attempt(self, attempt)
+        _set_state(self, state)
+        _set_since(self, since)
+        _set_tm_id(self, tm_id)
+        _set_slot_index(self, slot_index)
+        _set_incarnation(self, incarnation)
+
     @property
     def is_live(self) -> bool:
         return self.state in LIVE_EXECUTION_STATES
+
+
+_set_attempt, _set_state, _set_since, _set_tm_id, _set_slot_index, _set_incarnation = (
+    Execution.__dict__[name].__set__
+    for name in ("attempt", "state", "since", "tm_id", "slot_index", "incarnation")
+)
 
 
 @dataclass(frozen=True, slots=True)
