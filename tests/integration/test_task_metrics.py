@@ -174,9 +174,15 @@ async def test_heartbeats_carry_task_counters_to_leader_and_standby(
             )
             assert status_of(events, "evens") == ev.JobStatus.FINISHED
 
-            # The last heartbeats carry the ended tasks' final counts.
+            # The last heartbeats carry the ended tasks' final counts: each task's in the
+            # first heartbeat after its FINISHED, so the sink's (it read everything while
+            # the sources were still ending) can come one heartbeat before theirs.
             def final(store: MetricsStore) -> bool:
-                return vertex_sum(store, "evens", "sink", "read_records") == TOTAL // 2
+                m = by_subtask(store, "evens")
+                return vertex_sum(store, "evens", "sink", "read_records") == TOTAL // 2 and all(
+                    key in m and m[key].write_records == TOTAL // 2
+                    for key in (("numbers", 0), ("numbers", 1))
+                )
 
             for name, store in stores.items():
                 await until(partial(final, store), f"{name}: no final counts")
