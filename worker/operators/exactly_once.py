@@ -303,26 +303,26 @@ class TransactionalWriter:
         await producer.begin_transaction()
         self.in_transaction = True
         try:
-            futures = [
-                await producer.send(
-                    self.topic, value.encode(), key=None if key is None else key.encode()
+            try:
+                futures = [
+                    await producer.send(
+                        self.topic, value.encode(), key=None if key is None else key.encode()
+                    )
+                    for key, value in batch
+                ]
+                futures.append(
+                    await producer.send(
+                        self.marker_topic, marker.encode(), key=self.transactional_id.encode()
+                    )
                 )
-                for key, value in batch
-            ]
-            futures.append(
-                await producer.send(
-                    self.marker_topic, marker.encode(), key=self.transactional_id.encode()
-                )
-            )
+            except IllegalOperation as err:
+                # The producer left the transaction between two sends: the broker fenced
+                # it (a newer attempt started with the same transactional id).
+                raise ProducerFenced(
+                    f"{self.transactional_id}: transaction ended by the broker"
+                ) from err
             await asyncio.gather(*futures)
             await producer.commit_transaction()
-        except IllegalOperation as err:
-            # The producer left the transaction between two sends: the broker fenced
-            # it (a newer attempt started with the same transactional id).
-            fenced = ProducerFenced(f"{self.transactional_id}: transaction ended by the broker")
-            self.broken = fenced
-            await self._abort()
-            raise fenced from err
         except BaseException as err:
             self.broken = err
             await self._abort()
