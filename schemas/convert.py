@@ -16,7 +16,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from schemas import codecache
+from schemas import codecache, native
 
 ToRecord = Callable[[Any], dict[str, Any]]
 FromRecord = Callable[[dict[str, Any]], Any]
@@ -109,7 +109,10 @@ class _ReaderGenerator:
     """Builds the source of one class tree's body readers: Avro binary straight to
     instances, as ``from_record(schemaless_reader(...))`` would build them."""
 
-    def __init__(self, named: dict[str, Any]) -> None:
+    def __init__(self, named: dict[str, Any], prefix: str = "") -> None:
+        # Every name the source defines or looks up starts with `prefix` (the class read:
+        # the readers of all classes can live in one module, see schemas.native).
+        self.prefix = prefix
         self.namespace: dict[str, Any] = {
             "new": object.__new__,
             "unpack_double": struct.Struct("<d").unpack_from,
@@ -123,6 +126,12 @@ class _ReaderGenerator:
         self.count += 1
         return f"{prefix}{self.count}"
 
+    def table(self, content: Any) -> str:
+        """The name under which `content` (an enum's symbols) is in the namespace."""
+        name = self.var(f"{self.prefix}T_")
+        self.namespace[name] = content
+        return name
+
     def resolve(self, schema: Any) -> Any:
         if isinstance(schema, str) and schema in self.named:
             return self.named[schema]
@@ -134,7 +143,7 @@ class _ReaderGenerator:
 
     def record(self, cls: type, schema: Any) -> str:
         """The name of the function reading a record of `schema` into `cls`."""
-        name = f"read_{cls.__name__}"
+        name = f"{self.prefix}read_{cls.__name__}"
         if cls in self.done:
             return name
         self.done.add(cls)
@@ -144,12 +153,12 @@ class _ReaderGenerator:
         fields = dataclasses.fields(cls)
         if [f.name for f in fields] != [f["name"] for f in schema["fields"]]:
             raise _Unsupported(f"{cls.__name__}: fields differ from the schema's")
-        self.namespace[f"C_{cls.__name__}"] = cls
-        body = [f"    o = new(C_{cls.__name__})"]
+        self.namespace[f"{self.prefix}C_{cls.__name__}"] = cls
+        body = [f"    o = new({self.prefix}C_{cls.__name__})"]
         for f, avro in zip(fields, schema["fields"], strict=True):
             target = self.var("v")
             body.extend(self.value(avro["type"], f.type, target, "    "))
-            setter = f"S_{cls.__name__}_{f.name}"
+            setter = f"{self.prefix}S_{cls.__name__}_{f.name}"
             self.namespace[setter] = getattr(cls, f.name).__set__
             body.append(f"    {setter}(o, {target})")
         self.lines.append(f"def {name}(d, p, n):\n" + "\n".join(body) + "\n    return o, p\n")
@@ -178,11 +187,10 @@ class _ReaderGenerator:
         if tp is not None and isinstance(tp, type) and dataclasses.is_dataclass(tp):
             return [f"{ind}{t}, p = {self.record(tp, avro)}(d, p, n)"]
         if tp is not None and isinstance(tp, type) and issubclass(tp, enum.Enum):
-            table = self.var("E_")
             if kind != "enum":
                 raise _Unsupported(f"{tp.__name__} is not read from an enum")
             members = tp._value2member_map_
-            self.namespace[table] = {i: members[s] for i, s in enumerate(avro["symbols"])}
+            table = self.table({i: members[s] for i, s in enumerate(avro["symbols"])})
             return [*self.long(t, ind), f"{ind}{t} = {table}[{t}]"]
         origin, args = typing.get_origin(tp), typing.get_args(tp)
         if kind == "union":
@@ -225,8 +233,7 @@ class _ReaderGenerator:
                     f"{ind}{t} = d[p:{end}]{'.decode()' if kind == 'string' else ''}",
                     f"{ind}p = {end}"]  # fmt: skip
         if kind == "enum":
-            table = self.var("Y_")
-            self.namespace[table] = dict(enumerate(avro["symbols"]))
+            table = self.table(dict(enumerate(avro["symbols"])))
             return [*self.long(t, ind), f"{ind}{t} = {table}[{t}]"]
         if kind in ("array", "map"):
             item_tp = args[0] if origin is tuple else None
@@ -251,18 +258,43 @@ class _ReaderGenerator:
         raise _Unsupported(f"Avro type {kind!r}")
 
 
-def body_reader(cls: type, parsed: dict[str, Any]) -> BodyReader | None:
+class ReaderSource(typing.NamedTuple):
+    """The generated source of one class's body reader and what it looks up."""
+
+    source: str
+    namespace: dict[str, Any]  # the names the source uses, besides its own functions
+    name: str  # the function reading the class
+
+
+def reader_source(cls: type, parsed: dict[str, Any]) -> ReaderSource | None:
+    """The source of `cls`'s body reader for the schema `parsed` (see body_reader);
+    every name in it starts with the class's name and two underscores. None when the
+    schema and the class do not line up field for field."""
+    gen = _ReaderGenerator(dict(parsed.get("__named_schemas", {})), f"{cls.__name__}__")
+    try:
+        name = gen.record(cls, parsed)
+    except _Unsupported:
+        return None
+    return ReaderSource("\n".join(gen.lines), gen.namespace, name)
+
+
+def body_reader(cls: type, parsed: dict[str, Any], *, compiled: bool = True) -> BodyReader | None:
     """A function reading the Avro binary body of `cls` written with the schema
     `parsed` (fastavro's parsed form, no resolution: the writer's schema is the
     reader's) straight into an instance: ``read(value, start, len(value))`` returns
     (instance, end position); it raises on bytes that are not a valid body (an
     index past the end, an unknown enum or union index, bad UTF-8). None when the
-    schema and the class do not line up field for field (fastavro reads those)."""
-    gen = _ReaderGenerator(dict(parsed.get("__named_schemas", {})))
-    try:
-        name = gen.record(cls, parsed)
-    except _Unsupported:
+    schema and the class do not line up field for field (fastavro reads those).
+
+    The same source compiled to C (schemas.native) when this process has it built for
+    exactly this source and `compiled` is true; otherwise run as Python."""
+    generated = reader_source(cls, parsed)
+    if generated is None:
         return None
-    codecache.run("\n".join(gen.lines), gen.namespace)
-    reader: BodyReader = gen.namespace[name]
+    fast = native.reader(generated) if compiled else None
+    if fast is not None:
+        return fast
+    namespace = dict(generated.namespace)
+    codecache.run(generated.source, namespace)
+    reader: BodyReader = namespace[generated.name]
     return reader
