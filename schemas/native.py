@@ -178,7 +178,9 @@ def build(into: Path | None = None, *, force: bool = False) -> tuple[Path, bool]
     target = into / f"_native_readers{suffix}"
     stamp_text = digest(f"{suffix}\0{source}")
     stamp = into / _STAMP
-    if not force and target.exists() and stamp.exists() and stamp.read_text() == stamp_text:
+    library = into / f"_native_readers__mypyc{suffix}"  # where mypyc puts the code
+    built_here = target.exists() and library.exists() and stamp.exists()
+    if not force and built_here and stamp.read_text() == stamp_text:
         return target, False
     try:
         import mypyc  # noqa: F401
