@@ -5,8 +5,9 @@ into the class's instance. Run as Python, reading costs 5 µs for a 72-byte
 ``TaskStateRecorded``: varints decoded byte by byte in bytecode. The same source, with
 its signature and a few locals annotated, compiles with mypyc (part of mypy, a test
 dependency) into one extension module, ``schemas._native_readers``, that reads the same
-values about 1.6 times as fast; a full replay of a 1M-event journal goes from about
-80,000 to about 115,000 events/s (docs/benchmarks.md).
+values 1.5 to 2 times as fast (a ``TaskStateRecorded`` in 2.5 µs); a full replay of a
+1M-event journal from Kafka went from about 80,000 to 105,000-108,000 events/s
+(docs/benchmarks.md).
 
 It is the same reader, not a second one: ``python -m schemas.native build`` (run by
 ``make install``) writes the module from exactly the source convert generates, with the
