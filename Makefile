@@ -27,11 +27,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-# The codec's generated readers compiled to C with mypyc (schemas/native.py; about a
-# minute, once per change of the schemas; without a C compiler they run as Python, and
-# CI requires them). The project's bytecode, compiled ahead as a wheel install does (an editable install
+# The project's bytecode, compiled ahead as a wheel install does (an editable install
 # leaves it to the first import, which cannot write it where PYTHONDONTWRITEBYTECODE is
 # set: every `jm` process would compile ~60 modules, 0.1-0.15 s). Only what changed.
+# Then the codec's generated readers compiled to C with mypyc (schemas/native.py): about
+# a minute when the schemas or the generator changed, nothing otherwise; without a C
+# compiler they run as Python, and CI requires them.
 install: $(STAMP)
 	$(BIN)/python -m compileall -q coordinator worker schemas
 	$(BIN)/python -m schemas.native build $(if $(CI),--require)

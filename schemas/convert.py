@@ -109,7 +109,7 @@ class _ReaderGenerator:
     """Builds the source of one class tree's body readers: Avro binary straight to
     instances, as ``from_record(schemaless_reader(...))`` would build them."""
 
-    def __init__(self, named: dict[str, Any], prefix: str = "") -> None:
+    def __init__(self, named: dict[str, Any], prefix: str) -> None:
         # Every name the source defines or looks up starts with `prefix` (the class read:
         # the readers of all classes can live in one module, see schemas.native).
         self.prefix = prefix
