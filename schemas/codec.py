@@ -164,6 +164,15 @@ def load_versions(root: Path = avrogen.AVRO_DIR) -> list[SchemaVersion]:
     return out
 
 
+def latest_versions(versions: list[SchemaVersion]) -> dict[type[Event], SchemaVersion]:
+    """The newest of `versions` for each event class."""
+    latest: dict[type[Event], SchemaVersion] = {}
+    for v in versions:
+        if v.cls not in latest or v.version > latest[v.cls].version:
+            latest[v.cls] = v
+    return latest
+
+
 class Codec:
     """Encodes events to Kafka values + headers and back.
 
@@ -178,11 +187,7 @@ class Codec:
     ) -> None:
         self.max_record_bytes = max_record_bytes
         self.versions = versions if versions is not None else load_versions()
-        latest: dict[type[Event], SchemaVersion] = {}
-        for v in self.versions:
-            if v.cls not in latest or v.version > latest[v.cls].version:
-                latest[v.cls] = v
-        self._latest = latest
+        self._latest = latest_versions(self.versions)
         # Every fingerprint, and the class it is a version of: duplicates refused now.
         self._classes: dict[bytes, type[Event]] = {}
         for v in self.versions:

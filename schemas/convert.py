@@ -265,6 +265,11 @@ class ReaderSource(typing.NamedTuple):
     namespace: dict[str, Any]  # the names the source uses, besides its own functions
     name: str  # the function reading the class
 
+    @property
+    def cls_name(self) -> str:
+        """The class read (every name of the source starts with it and ``__``)."""
+        return self.name.partition("__")[0]
+
 
 def reader_source(cls: type, parsed: dict[str, Any]) -> ReaderSource | None:
     """The source of `cls`'s body reader for the schema `parsed` (see body_reader);
@@ -294,7 +299,6 @@ def body_reader(cls: type, parsed: dict[str, Any], *, compiled: bool = True) -> 
     fast = native.reader(generated) if compiled else None
     if fast is not None:
         return fast
-    namespace = dict(generated.namespace)
-    codecache.run(generated.source, namespace)
-    reader: BodyReader = namespace[generated.name]
+    codecache.run(generated.source, generated.namespace)
+    reader: BodyReader = generated.namespace[generated.name]
     return reader

@@ -5,6 +5,7 @@ Importable by other test suites: ``from tests.schemas.event_strategies import ev
 
 import dataclasses
 import enum
+import math
 import types
 import typing
 from typing import Any
@@ -49,3 +50,19 @@ def events_of(cls: type[Event]) -> st.SearchStrategy[Event]:
 
 
 any_event: st.SearchStrategy[Event] = st.one_of([events_of(c) for c in EVENT_CLASSES])
+
+
+def same_types(a: Any, b: Any) -> bool:
+    """`a == b` and every nested value of the same type (tuple, enum member, ...); two
+    NaN doubles (a flipped byte can make one) count as the same."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    if isinstance(a, tuple | list):
+        return len(a) == len(b) and all(map(same_types, a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_types(a[k], b[k]) for k in a)
+    if hasattr(a, "__dataclass_fields__"):
+        return all(same_types(getattr(a, f), getattr(b, f)) for f in a.__dataclass_fields__)
+    return bool(a == b)

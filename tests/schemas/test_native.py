@@ -15,13 +15,9 @@ from hypothesis import strategies as st
 
 from schemas import codec, convert, native
 from schemas.events import EVENT_CLASSES, Event
-from tests.schemas.event_strategies import events_of
-from tests.schemas.test_schemas_codec import _same_types
+from tests.schemas.event_strategies import events_of, same_types
 
-LATEST = {
-    cls: max((v for v in codec.default_codec().versions if v.cls is cls), key=lambda v: v.version)
-    for cls in EVENT_CLASSES
-}
+LATEST = codec.latest_versions(codec.default_codec().versions)
 
 
 def _compiled_or_skip(cls: type[Event]) -> convert.BodyReader:
@@ -46,7 +42,7 @@ def _outcome(reader: convert.BodyReader, value: bytes) -> tuple[Any, ...]:
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     """The same outcome; events compared field by field, types included (a changed byte
     can make a NaN double)."""
-    return len(a) == len(b) and a[0] == b[0] and all(map(_same_types, a[1:], b[1:]))
+    return len(a) == len(b) and a[0] == b[0] and all(map(same_types, a[1:], b[1:]))
 
 
 def test_every_class_is_compiled_in_ci() -> None:
